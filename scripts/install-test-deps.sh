@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian-like machine, idempotently:
+# each step checks first and does nothing when the thing is already there.
+set -euo pipefail
+
+APT_PACKAGES=(socat mosquitto mosquitto-clients)
+PIP_PACKAGES=("pycose==1.1.0" "cbor2")
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+pip_missing=()
+for p in "${PIP_PACKAGES[@]}"; do
+    python3 -m pip show "${p%%[=<>]*}" >/dev/null 2>&1 || pip_missing+=("$p")
+done
+if ((${#pip_missing[@]})); then
+    python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

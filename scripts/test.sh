@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it: install test dependencies,
+# then formatting, lints, and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-test-deps.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

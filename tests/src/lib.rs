@@ -1,0 +1,1 @@
+//! Shared harness for the multi-process and real-peer tests in `tests/tests/`.
