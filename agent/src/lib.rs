@@ -1,1 +1,15 @@
-//! x
+//! The Streembit edge agent.
+//!
+//! Module map (arrows of dependency point down the list, never up):
+//!
+//! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
+//!   replay window. Every message on the network is one of these.
+//! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
+//!
+//! What this crate does not do: talk to devices. The `streembit-bridges`
+//! crate turns bus traffic into readings; this crate decides identity and
+//! signing.
+#![warn(missing_docs)]
+
+pub mod identity;
+pub mod wire;
