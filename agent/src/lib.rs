@@ -2,6 +2,9 @@
 //!
 //! Module map (arrows of dependency point down the list, never up):
 //!
+//! - [`cli`]: the `streembit` command line (argument definitions and the
+//!   offline commands).
+//! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
 //!   replay window. Every message on the network is one of these.
 //! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
@@ -11,5 +14,7 @@
 //! signing.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config;
 pub mod identity;
 pub mod wire;
