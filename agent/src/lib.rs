@@ -5,6 +5,8 @@
 //! - [`cli`]: the `streembit` command line (argument definitions and the
 //!   offline commands).
 //! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
+//! - [`transport`]: QUIC (quinn) with TLS bound to Ed25519 keys, the
+//!   private-network gate, and framing.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
 //!   replay window. Every message on the network is one of these.
 //! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
@@ -17,4 +19,5 @@
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod transport;
 pub mod wire;
