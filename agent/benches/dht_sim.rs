@@ -108,7 +108,9 @@ fn main() {
     }
     let loss = if a.loss > 0.0 { a.loss } else { 0.10 };
     let pick = a.scenario;
-    let want = |s: Scenario| matches!(pick, Scenario::All) || std::mem::discriminant(&pick) == std::mem::discriminant(&s);
+    let want = |s: Scenario| {
+        matches!(pick, Scenario::All) || std::mem::discriminant(&pick) == std::mem::discriminant(&s)
+    };
     if want(Scenario::Lookup) {
         run("lookup", &p, |p| scenario::lookup(p, p.loss));
     }

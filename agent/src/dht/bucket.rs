@@ -7,6 +7,8 @@
 //! entry on sight of a newcomer: it pings it first and evicts it only when
 //! the ping times out. Newcomers wait in the replacement cache meanwhile.
 
+use std::time::Duration;
+
 use crate::identity::NodeId;
 
 use super::contact::Contact;
@@ -48,6 +50,8 @@ pub(crate) struct Bucket {
     pinging: Option<NodeId>,
     /// Last time a lookup targeted this bucket's range (or it was created).
     pub(crate) last_lookup: Time,
+    /// Refresh this bucket even though it is empty (set after joining).
+    pub(crate) refresh_due: bool,
 }
 
 impl Bucket {
@@ -76,7 +80,18 @@ impl Bucket {
     }
 
     /// A verified message arrived from `contact`.
-    pub(crate) fn on_seen(&mut self, contact: Contact, now: Time, k: usize, cache: usize) -> Seen {
+    ///
+    /// A full bucket pings its least recently seen entry only if that entry
+    /// has been silent for `fresh`; one heard from more recently is alive
+    /// as far as anyone can tell, and pinging it would only cost traffic.
+    pub(crate) fn on_seen(
+        &mut self,
+        contact: Contact,
+        now: Time,
+        k: usize,
+        cache: usize,
+        fresh: Duration,
+    ) -> Seen {
         if let Some(i) = self.position(contact.id()) {
             let mut e = self.entries.remove(i);
             e.last_seen = now;
@@ -91,6 +106,11 @@ impl Bucket {
         }
         if self.entries.len() < k {
             self.replacements.retain(|c| c.id() != contact.id());
+            if self.entries.len() == self.entries.capacity() {
+                // Grow by doubling but never past k: no slack in full buckets.
+                let want = (self.entries.len() * 2).clamp(2, k);
+                self.entries.reserve_exact(want - self.entries.len());
+            }
             self.entries.push(Entry {
                 contact,
                 last_seen: now,
@@ -99,7 +119,7 @@ impl Bucket {
             return Seen::Inserted;
         }
         self.cache(contact, cache);
-        if self.pinging.is_some() {
+        if self.pinging.is_some() || self.entries[0].last_seen + fresh > now {
             return Seen::Cached;
         }
         let lrs = self.entries[0].contact.clone();
@@ -114,6 +134,9 @@ impl Bucket {
         }
         if self.replacements.len() >= cap {
             self.replacements.remove(0);
+        } else if self.replacements.len() == self.replacements.capacity() {
+            self.replacements
+                .reserve_exact(cap - self.replacements.len());
         }
         self.replacements.push(contact);
     }
@@ -173,9 +196,17 @@ impl Bucket {
 
     pub(crate) fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.entries.iter().map(|e| e.contact.heap_bytes()).sum::<usize>()
+            + self
+                .entries
+                .iter()
+                .map(|e| e.contact.heap_bytes())
+                .sum::<usize>()
             + self.replacements.capacity() * std::mem::size_of::<Contact>()
-            + self.replacements.iter().map(Contact::heap_bytes).sum::<usize>()
+            + self
+                .replacements
+                .iter()
+                .map(Contact::heap_bytes)
+                .sum::<usize>()
     }
 }
 
@@ -192,19 +223,34 @@ mod tests {
     fn full_bucket_pings_lrs_and_evicts_only_on_timeout() {
         let mut b = Bucket::new(Time(0));
         for i in 0..3 {
-            assert_eq!(b.on_seen(c(i), Time(i.into()), 3, 2), Seen::Inserted);
+            assert_eq!(
+                b.on_seen(c(i), Time(i.into()), 3, 2, Duration::ZERO),
+                Seen::Inserted
+            );
         }
-        assert_eq!(b.on_seen(c(1), Time(5), 3, 2), Seen::Refreshed);
+        assert_eq!(
+            b.on_seen(c(1), Time(5), 3, 2, Duration::ZERO),
+            Seen::Refreshed
+        );
         // Order now 0, 2, 1: 0 is least recently seen.
-        assert_eq!(b.on_seen(c(9), Time(6), 3, 2), Seen::PingNeeded(c(0)));
-        assert_eq!(b.on_seen(c(8), Time(7), 3, 2), Seen::Cached);
+        assert_eq!(
+            b.on_seen(c(9), Time(6), 3, 2, Duration::ZERO),
+            Seen::PingNeeded(c(0))
+        );
+        assert_eq!(b.on_seen(c(8), Time(7), 3, 2, Duration::ZERO), Seen::Cached);
         // 0 answers: it stays, moves to the end; newcomers stay cached.
-        assert_eq!(b.on_seen(c(0), Time(8), 3, 2), Seen::Refreshed);
+        assert_eq!(
+            b.on_seen(c(0), Time(8), 3, 2, Duration::ZERO),
+            Seen::Refreshed
+        );
         b.on_ping_result(c(0).id(), true);
         assert_eq!(b.len(), 3);
         assert_eq!(b.replacements().len(), 2);
         // Next newcomer: ping 2; it times out; the newest replacement (8) moves in.
-        assert_eq!(b.on_seen(c(7), Time(9), 3, 2), Seen::PingNeeded(c(2)));
+        assert_eq!(
+            b.on_seen(c(7), Time(9), 3, 2, Duration::ZERO),
+            Seen::PingNeeded(c(2))
+        );
         b.on_ping_result(c(2).id(), false);
         let ids: Vec<_> = b.entries().iter().map(|e| *e.contact.id()).collect();
         assert_eq!(ids, vec![*c(1).id(), *c(0).id(), *c(7).id()]);

@@ -61,7 +61,8 @@ impl Addrs {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.0.len() * std::mem::size_of::<Box<str>>() + self.0.iter().map(|a| a.len()).sum::<usize>()
+        self.0.len() * std::mem::size_of::<Box<str>>()
+            + self.0.iter().map(|a| a.len()).sum::<usize>()
     }
 }
 

@@ -125,6 +125,7 @@ impl Counters {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Origin {
     User,
+    Bootstrap,
     Refresh,
 }
 
@@ -202,6 +203,10 @@ pub struct Dht {
     timers: TimerTable,
     /// Records we publish: key → when to ask for a republish.
     owned: BTreeMap<NodeId, Time>,
+    /// Seeds of the last bootstrap (at most k), for a rejoin.
+    seeds: Vec<Contact>,
+    /// When to bootstrap again (the last one found nobody).
+    rejoin_at: Option<Time>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     next_rid: u64,
@@ -214,7 +219,7 @@ impl Dht {
     pub fn new(cfg: Config, key: &PublicKey, addrs: Addrs, rng: &mut impl RngCore) -> Self {
         let local = Contact::from_verified(key, addrs);
         Self {
-            table: RoutingTable::new(*local.id(), cfg.k, cfg.replacement_cache),
+            table: RoutingTable::new(*local.id(), cfg.k, cfg.replacement_cache, cfg.ping_after),
             store: RecordStore::new(cfg.store.clone()),
             cfg,
             local,
@@ -223,6 +228,8 @@ impl Dht {
             deadlines: BTreeSet::new(),
             timers: TimerTable::default(),
             owned: BTreeMap::new(),
+            seeds: Vec::new(),
+            rejoin_at: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             // Unpredictable request ids: a reply must guess one to be taken.
@@ -272,9 +279,16 @@ impl Dht {
     /// Joins the network: a lookup of our own id through `seeds` (contacts
     /// with keys and addresses, e.g. from config) and whatever the table
     /// already holds. Seeds enter the table only once they answer.
-    pub fn bootstrap(&mut self, seeds: Vec<Contact>, now: Time) -> QueryId {
+    ///
+    /// If nobody answers, the core bootstraps again through the same seeds
+    /// every `Config::rejoin_after` until somebody does; each attempt ends
+    /// with its own [`Event::QueryFinished`].
+    pub fn bootstrap(&mut self, mut seeds: Vec<Contact>, now: Time) -> QueryId {
+        seeds.truncate(self.cfg.k);
+        self.seeds = seeds.clone();
+        self.rejoin_at = None;
         let target = *self.local.id();
-        self.start(target, Kind::FindNode, Origin::User, seeds, now)
+        self.start(target, Kind::FindNode, Origin::Bootstrap, seeds, now)
     }
 
     /// Looks up the k nodes closest to `target`.
@@ -364,8 +378,16 @@ impl Dht {
             }
             Message::FindValue { rid, key } => {
                 let reply = match self.store.get(&key, now) {
-                    Some(r) => Message::Value { rid, record: Some(r.to_vec()), nodes: Vec::new() },
-                    None => Message::Value { rid, record: None, nodes: self.closest_for(&key, peer.id()) },
+                    Some(r) => Message::Value {
+                        rid,
+                        record: Some(r.to_vec()),
+                        nodes: Vec::new(),
+                    },
+                    None => Message::Value {
+                        rid,
+                        record: None,
+                        nodes: self.closest_for(&key, peer.id()),
+                    },
                 };
                 self.send(peer, reply);
             }
@@ -413,10 +435,21 @@ impl Dht {
             }
         }
         if self.timers.is_due(Timer::Republish, now) {
-            let due: Vec<NodeId> = self.owned.iter().filter(|(_, t)| **t <= now).map(|(k, _)| *k).collect();
+            let due: Vec<NodeId> = self
+                .owned
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(k, _)| *k)
+                .collect();
             for key in due {
                 self.owned.remove(&key);
                 self.events.push_back(Event::RepublishDue { key });
+            }
+        }
+        if self.timers.is_due(Timer::Rejoin, now) {
+            self.rejoin_at = None;
+            if self.table.is_empty() {
+                let _ = self.bootstrap(self.seeds.clone(), now);
             }
         }
         if self.timers.is_due(Timer::Expire, now) {
@@ -446,10 +479,15 @@ impl Dht {
     /// Estimated heap bytes held by this node's state (table, store,
     /// queries, requests), for memory budgets.
     pub fn heap_bytes(&self) -> usize {
-        let per_request = std::mem::size_of::<Pending>() + 2 * std::mem::size_of::<(Time, u64)>() + 16;
+        let per_request =
+            std::mem::size_of::<Pending>() + 2 * std::mem::size_of::<(Time, u64)>() + 16;
         self.table.heap_bytes()
             + self.store.heap_bytes()
-            + self.queries.values().map(|q| q.lookup.heap_bytes() + std::mem::size_of::<Query>()).sum::<usize>()
+            + self
+                .queries
+                .values()
+                .map(|q| q.lookup.heap_bytes() + std::mem::size_of::<Query>())
+                .sum::<usize>()
             + self.requests.len() * per_request
             + self.owned.len() * 48
             + self.actions.capacity() * std::mem::size_of::<Action>()
@@ -489,11 +527,26 @@ impl Dht {
         set_rid(&mut msg, rid);
         let deadline = now + self.cfg.request_timeout;
         self.deadlines.insert((deadline, rid));
-        self.requests.insert(rid, Pending { to: to.clone(), deadline, purpose, attempt });
+        self.requests.insert(
+            rid,
+            Pending {
+                to: to.clone(),
+                deadline,
+                purpose,
+                attempt,
+            },
+        );
         self.send(to, msg);
     }
 
-    fn start(&mut self, target: NodeId, kind: Kind, origin: Origin, extra: Vec<Contact>, now: Time) -> QueryId {
+    fn start(
+        &mut self,
+        target: NodeId,
+        kind: Kind,
+        origin: Origin,
+        extra: Vec<Contact>,
+        now: Time,
+    ) -> QueryId {
         let mut initial = self.table.closest(&target, self.cfg.k);
         for s in extra {
             if !initial.iter().any(|c| c.id() == s.id()) {
@@ -501,10 +554,27 @@ impl Dht {
             }
         }
         self.table.touch(&target, now);
-        let lookup = Lookup::new(target, *self.local.id(), self.cfg.k, self.cfg.alpha, self.cfg.paths, initial);
+        let lookup = Lookup::new(
+            target,
+            *self.local.id(),
+            self.cfg.k,
+            self.cfg.alpha,
+            self.cfg.paths,
+            initial,
+        );
         let qid = QueryId(self.next_qid);
         self.next_qid += 1;
-        self.queries.insert(qid, Query { lookup, kind, origin, started: now, value: None, storing: None });
+        self.queries.insert(
+            qid,
+            Query {
+                lookup,
+                kind,
+                origin,
+                started: now,
+                value: None,
+                storing: None,
+            },
+        );
         self.drive(qid, now);
         self.rearm();
         qid
@@ -513,7 +583,9 @@ impl Dht {
     /// Sends what the query wants to send; finishes it when it is done.
     fn drive(&mut self, qid: QueryId, now: Time) {
         loop {
-            let Some(q) = self.queries.get_mut(&qid) else { return };
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
             if let Some(s) = &q.storing {
                 if s.pending == 0 {
                     self.finish(qid, now);
@@ -524,7 +596,10 @@ impl Dht {
                 Next::Query { contact, path } => {
                     let target = *q.lookup.target();
                     let msg = match q.kind {
-                        Kind::FindValue => Message::FindValue { rid: 0, key: target },
+                        Kind::FindValue => Message::FindValue {
+                            rid: 0,
+                            key: target,
+                        },
                         Kind::FindNode | Kind::Put(_) => Message::FindNode { rid: 0, target },
                     };
                     self.request(now, contact, Purpose::Lookup { qid, path }, msg, 0);
@@ -537,10 +612,16 @@ impl Dht {
                     };
                     let record = record.clone();
                     let targets = q.lookup.closest_succeeded();
-                    q.storing = Some(Storing { pending: targets.len() as u32, ..Storing::default() });
+                    q.storing = Some(Storing {
+                        pending: targets.len() as u32,
+                        ..Storing::default()
+                    });
                     q.lookup.stats.messages += targets.len() as u32;
                     for c in targets {
-                        let msg = Message::Store { rid: 0, record: record.clone() };
+                        let msg = Message::Store {
+                            rid: 0,
+                            record: record.clone(),
+                        };
                         self.request(now, c, Purpose::Store { qid }, msg, 0);
                     }
                 }
@@ -549,13 +630,26 @@ impl Dht {
     }
 
     fn finish(&mut self, qid: QueryId, now: Time) {
-        let Some(mut q) = self.queries.remove(&qid) else { return };
-        q.lookup.finish();
-        if q.origin != Origin::User {
+        let Some(mut q) = self.queries.remove(&qid) else {
             return;
+        };
+        q.lookup.finish();
+        match q.origin {
+            Origin::Refresh => return,
+            // Refreshes need randomness: mark them due, so `poll_timeout`
+            // asks for `handle_timeout` (which brings an RNG) right away.
+            Origin::Bootstrap if self.table.is_empty() => {
+                self.rejoin_at = Some(now + self.cfg.rejoin_after)
+            }
+            Origin::Bootstrap if self.cfg.refresh_on_join => self.table.mark_join_refresh(now),
+            Origin::Bootstrap | Origin::User => {}
         }
         let outcome = match (q.kind, q.storing) {
-            (Kind::Put(_), Some(s)) => Outcome::Stored { acks: s.acks, refused: s.refused, failed: s.failed },
+            (Kind::Put(_), Some(s)) => Outcome::Stored {
+                acks: s.acks,
+                refused: s.refused,
+                failed: s.failed,
+            },
             (Kind::FindValue, _) => Outcome::Value { record: q.value },
             _ => Outcome::Nodes {
                 closest: q.lookup.closest_succeeded(),
@@ -571,7 +665,13 @@ impl Dht {
         });
     }
 
-    fn on_reply<V: RecordVerifier + ?Sized>(&mut self, now: Time, from: &Contact, msg: Message, verifier: &mut V) {
+    fn on_reply<V: RecordVerifier + ?Sized>(
+        &mut self,
+        now: Time,
+        from: &Contact,
+        msg: Message,
+        verifier: &mut V,
+    ) {
         let rid = msg.rid();
         match self.requests.get(&rid) {
             Some(p) if p.to.id() == from.id() => {}
@@ -580,7 +680,9 @@ impl Dht {
                 return;
             }
         }
-        let Some(p) = self.requests.remove(&rid) else { return };
+        let Some(p) = self.requests.remove(&rid) else {
+            return;
+        };
         self.deadlines.remove(&(p.deadline, rid));
         match (p.purpose, msg) {
             (Purpose::Evict, Message::Pong { .. }) => self.table.on_ping_result(from.id(), true),
@@ -596,7 +698,9 @@ impl Dht {
                 }
             }
             (Purpose::Lookup { qid, path }, Message::Value { record, nodes, .. }) => {
-                let Some(q) = self.queries.get_mut(&qid) else { return };
+                let Some(q) = self.queries.get_mut(&qid) else {
+                    return;
+                };
                 match (record, &q.kind) {
                     (_, Kind::FindNode | Kind::Put(_)) => {
                         self.counters.mismatched_replies += 1;
@@ -651,7 +755,10 @@ impl Dht {
                     q.lookup.on_retry();
                     let target = *q.lookup.target();
                     let msg = match q.kind {
-                        Kind::FindValue => Message::FindValue { rid: 0, key: target },
+                        Kind::FindValue => Message::FindValue {
+                            rid: 0,
+                            key: target,
+                        },
                         _ => Message::FindNode { rid: 0, target },
                     };
                     self.request(now, p.to, p.purpose, msg, p.attempt + 1);
@@ -674,9 +781,13 @@ impl Dht {
     fn rearm(&mut self) {
         let t = &mut self.timers;
         t.set(Timer::Request, self.deadlines.first().map(|(t, _)| *t));
-        t.set(Timer::Refresh, self.table.next_refresh(self.cfg.refresh_interval));
+        t.set(
+            Timer::Refresh,
+            self.table.next_refresh(self.cfg.refresh_interval),
+        );
         t.set(Timer::Republish, self.owned.values().min().copied());
         t.set(Timer::Expire, self.store.next_expiry());
+        t.set(Timer::Rejoin, self.rejoin_at);
     }
 }
 

@@ -196,7 +196,11 @@ impl Lookup {
             if path.done {
                 continue;
             }
-            let in_flight = path.peers.iter().filter(|p| p.state == PeerState::Waiting).count();
+            let in_flight = path
+                .peers
+                .iter()
+                .filter(|p| p.state == PeerState::Waiting)
+                .count();
             let mut succeeded = 0;
             let mut waiting_before = false;
             let mut step = PathStep::Exhausted;
@@ -205,7 +209,11 @@ impl Lookup {
                     PeerState::Succeeded => {
                         succeeded += 1;
                         if succeeded >= k {
-                            step = if waiting_before { PathStep::Wait } else { PathStep::Done };
+                            step = if waiting_before {
+                                PathStep::Wait
+                            } else {
+                                PathStep::Done
+                            };
                             break;
                         }
                     }
@@ -229,7 +237,11 @@ impl Lookup {
                 }
             }
             if step == PathStep::Exhausted {
-                step = if in_flight > 0 { PathStep::Wait } else { PathStep::Done };
+                step = if in_flight > 0 {
+                    PathStep::Wait
+                } else {
+                    PathStep::Done
+                };
             }
             match step {
                 PathStep::Done => path.done = true,
@@ -287,7 +299,10 @@ impl Lookup {
             .filter(|p| p.state == PeerState::Succeeded)
             .collect();
         all.sort_by(|a, b| a.distance.cmp(&b.distance));
-        all.into_iter().take(self.k).map(|p| p.contact.clone()).collect()
+        all.into_iter()
+            .take(self.k)
+            .map(|p| p.contact.clone())
+            .collect()
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -318,7 +333,14 @@ mod tests {
     #[test]
     fn stops_when_k_closest_answered_and_respects_alpha() {
         let target = NodeId([0; 32]);
-        let mut l = Lookup::new(target, NodeId([0xff; 32]), 2, 2, 1, (1..=4).map(c).collect());
+        let mut l = Lookup::new(
+            target,
+            NodeId([0xff; 32]),
+            2,
+            2,
+            1,
+            (1..=4).map(c).collect(),
+        );
         let mut asked = Vec::new();
         while let Next::Query { contact, .. } = l.next() {
             asked.push(*contact.id());
@@ -332,7 +354,14 @@ mod tests {
         sorted.sort_by_key(|id| id.distance(&target));
         assert_eq!(asked, sorted[..2].to_vec());
         assert!(matches!(l.next(), Next::Done));
-        assert_eq!(l.stats, QueryStats { rounds: 1, messages: 2, contacted: 2 });
+        assert_eq!(
+            l.stats,
+            QueryStats {
+                rounds: 1,
+                messages: 2,
+                contacted: 2
+            }
+        );
         assert!(l.is_finished());
     }
 
@@ -340,14 +369,20 @@ mod tests {
     fn failure_moves_on_and_answers_deepen_rounds() {
         let target = *c(7).id();
         let mut l = Lookup::new(target, NodeId([0xff; 32]), 2, 1, 1, vec![c(1)]);
-        let Next::Query { contact, .. } = l.next() else { panic!("query") };
+        let Next::Query { contact, .. } = l.next() else {
+            panic!("query")
+        };
         assert_eq!(contact.id(), c(1).id());
         l.on_success(0, c(1).id(), vec![c(2), c(7)]);
         assert!(l.found_target().is_some(), "listed target counts as found");
-        let Next::Query { contact, .. } = l.next() else { panic!("query") };
+        let Next::Query { contact, .. } = l.next() else {
+            panic!("query")
+        };
         assert_eq!(contact.id(), c(7).id());
         l.on_failure(0, c(7).id());
-        let Next::Query { contact, .. } = l.next() else { panic!("query") };
+        let Next::Query { contact, .. } = l.next() else {
+            panic!("query")
+        };
         assert_eq!(contact.id(), c(2).id());
         l.on_success(0, c(2).id(), vec![]);
         assert!(matches!(l.next(), Next::Done));

@@ -266,20 +266,41 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let r = match self {
-            Self::Ping { rid } | Self::Pong { rid } => ciborium::into_writer(&RidBody { r: *rid }, &mut out),
-            Self::FindNode { rid, target: t } | Self::FindValue { rid, key: t } => {
-                ciborium::into_writer(&FindBody { r: *rid, t: Bytes32(t.0) }, &mut out)
+            Self::Ping { rid } | Self::Pong { rid } => {
+                ciborium::into_writer(&RidBody { r: *rid }, &mut out)
             }
-            Self::Nodes { rid, nodes } => ciborium::into_writer(&NodesRef { r: *rid, n: nodes }, &mut out),
+            Self::FindNode { rid, target: t } | Self::FindValue { rid, key: t } => {
+                ciborium::into_writer(
+                    &FindBody {
+                        r: *rid,
+                        t: Bytes32(t.0),
+                    },
+                    &mut out,
+                )
+            }
+            Self::Nodes { rid, nodes } => {
+                ciborium::into_writer(&NodesRef { r: *rid, n: nodes }, &mut out)
+            }
             Self::Value { rid, record, nodes } => ciborium::into_writer(
-                &ValueRef { r: *rid, v: record.as_deref().map(BlobRef), n: nodes },
+                &ValueRef {
+                    r: *rid,
+                    v: record.as_deref().map(BlobRef),
+                    n: nodes,
+                },
                 &mut out,
             ),
-            Self::Store { rid, record } => {
-                ciborium::into_writer(&StoreRef { r: *rid, v: BlobRef(record) }, &mut out)
-            }
+            Self::Store { rid, record } => ciborium::into_writer(
+                &StoreRef {
+                    r: *rid,
+                    v: BlobRef(record),
+                },
+                &mut out,
+            ),
             Self::Stored { rid, result } => ciborium::into_writer(
-                &StoredBody { r: *rid, s: result.err().map_or(0, StoreRefusal::code) },
+                &StoredBody {
+                    r: *rid,
+                    s: result.err().map_or(0, StoreRefusal::code),
+                },
                 &mut out,
             ),
         };
@@ -292,31 +313,58 @@ impl Message {
     /// the list caps while parsing. Errors blame the peer.
     pub fn decode(kind: MessageKind, payload: &[u8]) -> Result<Message, DhtError> {
         if payload.len() > kind.max_payload() {
-            return Err(DhtError::Oversize { kind: kind.name(), len: payload.len(), max: kind.max_payload() });
+            return Err(DhtError::Oversize {
+                kind: kind.name(),
+                len: payload.len(),
+                max: kind.max_payload(),
+            });
         }
-        let bad = |e: ciborium::de::Error<std::io::Error>| DhtError::Malformed { kind: kind.name(), reason: e.to_string() };
+        let bad = |e: ciborium::de::Error<std::io::Error>| DhtError::Malformed {
+            kind: kind.name(),
+            reason: e.to_string(),
+        };
         Ok(match kind {
-            MessageKind::Ping => Message::Ping { rid: ciborium::from_reader::<RidBody, _>(payload).map_err(bad)?.r },
-            MessageKind::Pong => Message::Pong { rid: ciborium::from_reader::<RidBody, _>(payload).map_err(bad)?.r },
+            MessageKind::Ping => Message::Ping {
+                rid: ciborium::from_reader::<RidBody, _>(payload).map_err(bad)?.r,
+            },
+            MessageKind::Pong => Message::Pong {
+                rid: ciborium::from_reader::<RidBody, _>(payload).map_err(bad)?.r,
+            },
             MessageKind::FindNode => {
                 let b: FindBody = ciborium::from_reader(payload).map_err(bad)?;
-                Message::FindNode { rid: b.r, target: NodeId(b.t.0) }
+                Message::FindNode {
+                    rid: b.r,
+                    target: NodeId(b.t.0),
+                }
             }
             MessageKind::FindValue => {
                 let b: FindBody = ciborium::from_reader(payload).map_err(bad)?;
-                Message::FindValue { rid: b.r, key: NodeId(b.t.0) }
+                Message::FindValue {
+                    rid: b.r,
+                    key: NodeId(b.t.0),
+                }
             }
             MessageKind::Nodes => {
                 let b: NodesBody = ciborium::from_reader(payload).map_err(bad)?;
-                Message::Nodes { rid: b.r, nodes: b.n }
+                Message::Nodes {
+                    rid: b.r,
+                    nodes: b.n,
+                }
             }
             MessageKind::Value => {
                 let b: ValueBody = ciborium::from_reader(payload).map_err(bad)?;
-                Message::Value { rid: b.r, record: b.v.map(|v| v.0), nodes: b.n }
+                Message::Value {
+                    rid: b.r,
+                    record: b.v.map(|v| v.0),
+                    nodes: b.n,
+                }
             }
             MessageKind::Store => {
                 let b: StoreBody = ciborium::from_reader(payload).map_err(bad)?;
-                Message::Store { rid: b.r, record: b.v.0 }
+                Message::Store {
+                    rid: b.r,
+                    record: b.v.0,
+                }
             }
             MessageKind::Stored => {
                 let b: StoredBody = ciborium::from_reader(payload).map_err(bad)?;
@@ -430,18 +478,49 @@ mod tests {
         let msgs = vec![
             Message::Ping { rid: 1 },
             Message::Pong { rid: u64::MAX },
-            Message::FindNode { rid: 2, target: NodeId([7; 32]) },
-            Message::Nodes { rid: 3, nodes: (0..20).map(contact).collect() },
-            Message::FindValue { rid: 4, key: NodeId([9; 32]) },
-            Message::Value { rid: 5, record: Some(vec![1, 2, 3]), nodes: vec![] },
-            Message::Value { rid: 6, record: None, nodes: vec![contact(1)] },
-            Message::Store { rid: 7, record: vec![0; MAX_RECORD_WIRE_BYTES] },
-            Message::Stored { rid: 8, result: Ok(()) },
-            Message::Stored { rid: 9, result: Err(StoreRefusal::PublisherQuota) },
+            Message::FindNode {
+                rid: 2,
+                target: NodeId([7; 32]),
+            },
+            Message::Nodes {
+                rid: 3,
+                nodes: (0..20).map(contact).collect(),
+            },
+            Message::FindValue {
+                rid: 4,
+                key: NodeId([9; 32]),
+            },
+            Message::Value {
+                rid: 5,
+                record: Some(vec![1, 2, 3]),
+                nodes: vec![],
+            },
+            Message::Value {
+                rid: 6,
+                record: None,
+                nodes: vec![contact(1)],
+            },
+            Message::Store {
+                rid: 7,
+                record: vec![0; MAX_RECORD_WIRE_BYTES],
+            },
+            Message::Stored {
+                rid: 8,
+                result: Ok(()),
+            },
+            Message::Stored {
+                rid: 9,
+                result: Err(StoreRefusal::PublisherQuota),
+            },
         ];
         for m in msgs {
             let bytes = m.encode();
-            assert!(bytes.len() <= m.kind().max_payload(), "{:?} {}", m.kind(), bytes.len());
+            assert!(
+                bytes.len() <= m.kind().max_payload(),
+                "{:?} {}",
+                m.kind(),
+                bytes.len()
+            );
             assert_eq!(Message::decode(m.kind(), &bytes).ok(), Some(m.clone()));
             assert_eq!(MessageKind::from_name(m.kind().name()), Some(m.kind()));
         }
@@ -449,10 +528,20 @@ mod tests {
 
     #[test]
     fn caps_are_enforced_and_garbage_is_an_error() {
-        let too_many = Message::Nodes { rid: 1, nodes: (0..21).map(contact).collect() }.encode();
-        assert!(matches!(Message::decode(MessageKind::Nodes, &too_many), Err(DhtError::Malformed { .. })));
+        let too_many = Message::Nodes {
+            rid: 1,
+            nodes: (0..21).map(contact).collect(),
+        }
+        .encode();
+        assert!(matches!(
+            Message::decode(MessageKind::Nodes, &too_many),
+            Err(DhtError::Malformed { .. })
+        ));
         let oversize = vec![0u8; MessageKind::Ping.max_payload() + 1];
-        assert!(matches!(Message::decode(MessageKind::Ping, &oversize), Err(DhtError::Oversize { .. })));
+        assert!(matches!(
+            Message::decode(MessageKind::Ping, &oversize),
+            Err(DhtError::Oversize { .. })
+        ));
         for junk in [&b""[..], &[0xff], &[0xa1, 0x61, 0x72], &[0x9f; 40]] {
             for kind in MessageKind::ALL {
                 assert!(Message::decode(kind, junk).is_err(), "{kind:?} {junk:?}");
@@ -460,7 +549,11 @@ mod tests {
         }
         let five_addrs = Addrs(vec!["a".into(); 5].into());
         let c = Contact::from_claimed([1; 32], five_addrs);
-        let bytes = Message::Nodes { rid: 1, nodes: vec![c] }.encode();
+        let bytes = Message::Nodes {
+            rid: 1,
+            nodes: vec![c],
+        }
+        .encode();
         assert!(Message::decode(MessageKind::Nodes, &bytes).is_err());
         assert!(MessageKind::from_name("reading").is_none());
     }

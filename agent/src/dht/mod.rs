@@ -61,6 +61,10 @@ pub struct Config {
     pub paths: usize,
     /// Verified contacts kept per bucket to replace dead entries.
     pub replacement_cache: usize,
+    /// A full bucket pings its least recently seen entry before evicting it
+    /// only if that entry was silent this long; fresher ones are kept
+    /// without asking.
+    pub ping_after: Duration,
     /// How long a request may stay unanswered.
     pub request_timeout: Duration,
     /// How many times a lookup request is re-sent after a timeout.
@@ -69,6 +73,12 @@ pub struct Config {
     pub max_failures: u8,
     /// A bucket without a lookup into its range for this long is refreshed.
     pub refresh_interval: Duration,
+    /// After the bootstrap lookup, refresh every bucket farther than the
+    /// closest neighbour (Kademlia's join).
+    pub refresh_on_join: bool,
+    /// When a bootstrap ends with nobody answering, try the seeds again
+    /// after this long.
+    pub rejoin_after: Duration,
     /// Limits on records kept for others.
     pub store: StoreConfig,
 }
@@ -80,10 +90,13 @@ impl Default for Config {
             alpha: 3,
             paths: 1,
             replacement_cache: 4,
+            ping_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(2),
             request_retries: 1,
             max_failures: 2,
             refresh_interval: Duration::from_secs(3600),
+            refresh_on_join: true,
+            rejoin_after: Duration::from_secs(10),
             store: StoreConfig::default(),
         }
     }

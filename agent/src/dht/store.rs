@@ -138,7 +138,10 @@ impl RecordStore {
 
     /// The record under `key`, unless it expired.
     pub fn get(&self, key: &NodeId, now: Time) -> Option<&[u8]> {
-        self.records.get(key).filter(|r| r.expires > now).map(|r| &*r.bytes)
+        self.records
+            .get(key)
+            .filter(|r| r.expires > now)
+            .map(|r| &*r.bytes)
     }
 
     /// The sequence held under `key`.
@@ -198,7 +201,8 @@ impl RecordStore {
         // A BTreeMap entry costs about its key and value plus ~1/3 node slack.
         let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Stored>();
         let pub_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<usize>();
-        self.total_bytes + (self.records.len() * entry + self.per_publisher.len() * pub_entry) * 4 / 3
+        self.total_bytes
+            + (self.records.len() * entry + self.per_publisher.len() * pub_entry) * 4 / 3
     }
 }
 
@@ -232,9 +236,15 @@ mod tests {
         assert_eq!(s.insert(&rec(1, 5), &[0; 10], p), Ok(Inserted::Unchanged));
         assert_eq!(s.insert(&rec(1, 6), &[1; 8], q), Ok(Inserted::Replaced));
         assert_eq!(s.seq(&rec(1, 0).key()), Some(6));
-        assert_eq!(s.insert(&rec(2, 1), &[0; 11], p), Err(StoreRefusal::TooLarge));
+        assert_eq!(
+            s.insert(&rec(2, 1), &[0; 11], p),
+            Err(StoreRefusal::TooLarge)
+        );
         assert_eq!(s.insert(&rec(2, 1), &[0; 10], p), Ok(Inserted::New));
-        assert_eq!(s.insert(&rec(3, 1), &[0; 5], p), Err(StoreRefusal::PublisherQuota));
+        assert_eq!(
+            s.insert(&rec(3, 1), &[0; 5], p),
+            Err(StoreRefusal::PublisherQuota)
+        );
         assert_eq!(s.insert(&rec(3, 1), &[0; 8], q), Err(StoreRefusal::Full));
         assert_eq!(s.insert(&rec(3, 1), &[0; 7], q), Ok(Inserted::New));
         assert_eq!(s.insert(&rec(4, 1), &[], q), Err(StoreRefusal::Full));

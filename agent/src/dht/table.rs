@@ -38,6 +38,7 @@ pub struct RoutingTable {
     local: NodeId,
     k: usize,
     cache: usize,
+    fresh: std::time::Duration,
     buckets: Vec<Bucket>,
 }
 
@@ -49,12 +50,14 @@ struct Persisted {
 
 impl RoutingTable {
     /// An empty table for `local` with `k` entries and `cache` replacements
-    /// per bucket.
-    pub fn new(local: NodeId, k: usize, cache: usize) -> Self {
+    /// per bucket; a full bucket pings its least recently seen entry only
+    /// if it was silent for `fresh`.
+    pub fn new(local: NodeId, k: usize, cache: usize, fresh: std::time::Duration) -> Self {
         Self {
             local,
             k: k.max(1),
             cache,
+            fresh,
             buckets: Vec::new(),
         }
     }
@@ -85,8 +88,9 @@ impl RoutingTable {
         let Some(i) = self.bucket_index(contact.id()) else {
             return Seen::Cached;
         };
-        let (k, cache) = (self.k, self.cache);
-        self.bucket_mut(i, now).on_seen(contact, now, k, cache)
+        let (k, cache, fresh) = (self.k, self.cache, self.fresh);
+        self.bucket_mut(i, now)
+            .on_seen(contact, now, k, cache, fresh)
     }
 
     /// The eviction ping to `id` was answered or timed out.
@@ -131,7 +135,9 @@ impl RoutingTable {
 
     /// Every contact, bucket by bucket, least recently seen first.
     pub fn iter(&self) -> impl Iterator<Item = &Contact> {
-        self.buckets.iter().flat_map(|b| b.entries().iter().map(|e| &e.contact))
+        self.buckets
+            .iter()
+            .flat_map(|b| b.entries().iter().map(|e| &e.contact))
     }
 
     /// The sizes of the buckets in use, by index.
@@ -165,24 +171,54 @@ impl RoutingTable {
                 break;
             }
             for b in &self.buckets[level] {
-                found.extend(b.entries().iter().map(|e| (e.contact.id().distance(target), e)));
+                found.extend(
+                    b.entries()
+                        .iter()
+                        .map(|e| (e.contact.id().distance(target), e)),
+                );
             }
         }
         found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        found.into_iter().take(n).map(|(_, e)| e.contact.clone()).collect()
+        found
+            .into_iter()
+            .take(n)
+            .map(|(_, e)| e.contact.clone())
+            .collect()
     }
 
     /// Marks a lookup into `target`'s bucket range at `now` (postpones
     /// that bucket's refresh).
     pub(crate) fn touch(&mut self, target: &NodeId, now: Time) {
-        if let Some(b) = self.bucket_index(target).and_then(|i| self.buckets.get_mut(i)) {
+        if let Some(b) = self
+            .bucket_index(target)
+            .and_then(|i| self.buckets.get_mut(i))
+        {
             b.last_lookup = now;
         }
     }
 
     /// When the first non-empty bucket falls idle for `idle`.
     pub(crate) fn next_refresh(&self, idle: std::time::Duration) -> Option<Time> {
-        self.buckets.iter().filter(|b| b.len() > 0).map(|b| b.last_lookup + idle).min()
+        self.buckets
+            .iter()
+            .filter_map(|b| match (b.refresh_due, b.len()) {
+                (true, _) => Some(Time(0)),
+                (false, 0) => None,
+                (false, _) => Some(b.last_lookup + idle),
+            })
+            .min()
+    }
+
+    /// After joining, Kademlia refreshes every bucket farther away than the
+    /// closest neighbour, so the new node learns (and is learned by) every
+    /// region of the keyspace, not just its own. Marks those buckets due.
+    pub(crate) fn mark_join_refresh(&mut self, now: Time) {
+        let deepest = self.buckets.iter().rposition(|b| b.len() > 0);
+        if let Some(c) = deepest {
+            for i in 0..c {
+                self.bucket_mut(i, now).refresh_due = true;
+            }
+        }
     }
 
     /// Indices of non-empty buckets idle since `now - idle`; marks them
@@ -190,8 +226,9 @@ impl RoutingTable {
     pub(crate) fn take_stale(&mut self, now: Time, idle: std::time::Duration) -> Vec<usize> {
         let mut out = Vec::new();
         for (i, b) in self.buckets.iter_mut().enumerate() {
-            if b.len() > 0 && b.last_lookup + idle <= now {
+            if b.refresh_due || (b.len() > 0 && b.last_lookup + idle <= now) {
                 b.last_lookup = now;
+                b.refresh_due = false;
                 out.push(i);
             }
         }
@@ -221,7 +258,10 @@ impl RoutingTable {
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = Persisted {
             v: TABLE_FORMAT,
-            c: self.iter().map(|c| (Bytes32(*c.key_bytes()), c.addrs().clone())).collect(),
+            c: self
+                .iter()
+                .map(|c| (Bytes32(*c.key_bytes()), c.addrs().clone()))
+                .collect(),
         };
         let mut out = Vec::new();
         let r = ciborium::into_writer(&p, &mut out);
@@ -233,7 +273,8 @@ impl RoutingTable {
     /// table (ours, from our own disk: they were verified when saved).
     /// Returns how many were inserted.
     pub fn restore(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
-        let p: Persisted = ciborium::from_reader(bytes).map_err(|e| DhtError::BadTable(e.to_string()))?;
+        let p: Persisted =
+            ciborium::from_reader(bytes).map_err(|e| DhtError::BadTable(e.to_string()))?;
         if p.v != TABLE_FORMAT {
             return Err(DhtError::BadTable(format!("unknown table format {}", p.v)));
         }
@@ -263,7 +304,7 @@ mod tests {
 
     #[test]
     fn random_id_lands_in_its_bucket() {
-        let t = RoutingTable::new(NodeId([0xa5; 32]), 20, 4);
+        let t = RoutingTable::new(NodeId([0xa5; 32]), 20, 4, std::time::Duration::ZERO);
         let mut rng = crate::dht::sim::SimRng::new(1);
         for i in 0..256 {
             let id = t.random_id_in_bucket(i, &mut rng);

@@ -4,7 +4,7 @@
 //! [`Dht::poll_timeout`](super::Dht::poll_timeout) answers the earliest
 //! [`Time`] at which the shell must call `handle_timeout`. Keeping the timers
 //! in a fixed table keyed by an enum (as quinn-proto's `connection/timer.rs`
-//! does) makes that answer a scan of four slots.
+//! does) makes that answer a scan of five slots.
 
 use std::ops::{Add, Sub};
 use std::time::Duration;
@@ -60,12 +60,14 @@ pub(crate) enum Timer {
     Republish = 2,
     /// The earliest expiry of a stored record.
     Expire = 3,
+    /// Bootstrap again: the last one ended with an empty table.
+    Rejoin = 4,
 }
 
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    slots: [Option<Time>; 4],
+    slots: [Option<Time>; 5],
 }
 
 impl TimerTable {

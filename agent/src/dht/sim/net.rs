@@ -159,7 +159,9 @@ impl Net {
 
     /// Indices of live nodes.
     pub fn alive(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect()
     }
 
     /// Adds a node (not yet joined); its key comes from the seed and its
@@ -174,7 +176,14 @@ impl Net {
         let key = Keypair::from_seed(&seed).public();
         let dht = Dht::new(self.cfg.dht.clone(), &key, Addrs::empty(), &mut self.rng);
         self.index.insert(*key.as_bytes(), i as u32);
-        self.nodes.push(SimNode { seed, key, dht, alive: true, wake: None, record: None });
+        self.nodes.push(SimNode {
+            seed,
+            key,
+            dht,
+            alive: true,
+            wake: None,
+            record: None,
+        });
         i
     }
 
@@ -230,7 +239,14 @@ impl Net {
     /// `from`'s shell had sent it (for hostile peers in scenarios).
     pub fn inject(&mut self, from: usize, to: usize, msg: Message) {
         let at = self.now + self.latency(from as u32, to as u32);
-        self.push(at, Ev::Deliver { from: from as u32, to: to as u32, msg });
+        self.push(
+            at,
+            Ev::Deliver {
+                from: from as u32,
+                to: to as u32,
+                msg,
+            },
+        );
     }
 
     /// The finished event of query `q` at node `i`, if it finished.
@@ -274,7 +290,13 @@ impl Net {
                 self.stats.delivered += 1;
                 let key = self.nodes[f].key;
                 let now = self.now;
-                self.nodes[t].dht.handle_message(now, &key, Addrs::empty(), msg, &mut self.verifier);
+                self.nodes[t].dht.handle_message(
+                    now,
+                    &key,
+                    Addrs::empty(),
+                    msg,
+                    &mut self.verifier,
+                );
                 self.drain(t);
             }
             Ev::Wake { node } => {
@@ -304,14 +326,20 @@ impl Net {
 
     fn push(&mut self, at: Time, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Reverse(Item { at, seq: self.seq, ev }));
+        self.queue.push(Reverse(Item {
+            at,
+            seq: self.seq,
+            ev,
+        }));
     }
 
     /// Routes node `i`'s actions, collects its events, re-arms its wake-up.
     fn drain(&mut self, i: usize) {
         let now = self.now;
         loop {
-            let Some(action) = self.nodes[i].dht.poll_action() else { break };
+            let Some(action) = self.nodes[i].dht.poll_action() else {
+                break;
+            };
             let Action::Send { to, message } = action;
             let Some(&j) = self.index.get(to.key_bytes()) else {
                 self.nodes[i].dht.handle_unreachable(now, message.rid());
@@ -322,7 +350,14 @@ impl Net {
                 continue;
             }
             let at = now + self.latency(i as u32, j);
-            self.push(at, Ev::Deliver { from: i as u32, to: j, msg: message });
+            self.push(
+                at,
+                Ev::Deliver {
+                    from: i as u32,
+                    to: j,
+                    msg: message,
+                },
+            );
         }
         let mut republish = Vec::new();
         while let Some(ev) = self.nodes[i].dht.poll_event() {
@@ -339,9 +374,11 @@ impl Net {
             }
         }
         if let Some(t) = self.nodes[i].dht.poll_timeout() {
+            // A deadline in the past means "now".
+            let t = t.max(now);
             if self.nodes[i].wake.is_none_or(|w| t < w) {
                 self.nodes[i].wake = Some(t);
-                self.push(t.max(now), Ev::Wake { node: i as u32 });
+                self.push(t, Ev::Wake { node: i as u32 });
             }
         }
     }

@@ -20,7 +20,13 @@ const SIG: usize = 64;
 
 /// Builds a record: magic, owner key, seq, issued, expires, padding, and
 /// the owner's signature over all of that.
-pub fn sign_record(owner: &Keypair, seq: u64, issued: Time, expires: Time, padding: usize) -> Vec<u8> {
+pub fn sign_record(
+    owner: &Keypair,
+    seq: u64,
+    issued: Time,
+    expires: Time,
+    padding: usize,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + padding + SIG);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(owner.public().as_bytes());
@@ -92,6 +98,9 @@ mod tests {
         assert_eq!(v.verify(&bad, Time(0)), Err(RecordError::BadSignature));
         assert_eq!(v.verify(&r[..10], Time(0)), Err(RecordError::Malformed));
         let _ = v.verify(&r, Time(0));
-        assert_eq!(v.signature_checks, 3, "second check of the same bytes is cached");
+        assert_eq!(
+            v.signature_checks, 3,
+            "second check of the same bytes is cached"
+        );
     }
 }

@@ -96,14 +96,22 @@ impl Report {
     }
 
     fn rate_line(&mut self, name: &'static str, r: Rate) {
-        self.line(format!("{name}: {}/{} ({:.2}%)", r.ok, r.total, 100.0 * r.ratio()));
+        self.line(format!(
+            "{name}: {}/{} ({:.2}%)",
+            r.ok,
+            r.total,
+            100.0 * r.ratio()
+        ));
         self.rates.push((name, r));
     }
 }
 
 fn net_config(p: &Params, loss: f64) -> NetConfig {
     NetConfig {
-        dht: Config { paths: p.paths, ..Config::default() },
+        dht: Config {
+            paths: p.paths,
+            ..Config::default()
+        },
         loss,
         ..NetConfig::default()
     }
@@ -135,9 +143,19 @@ fn build(p: &Params, cfg: NetConfig, r: &mut Report) -> Net {
     }
     let limit = net.now() + Duration::from_secs(600);
     net.run_while(limit, |n| joins.iter().any(|&(i, q)| !n.is_finished(i, q)));
-    let mut msgs: Vec<u32> = joins.iter().filter_map(|&(i, q)| stats_of(net.take_result(i, q))).map(|s| s.messages).collect();
-    let mut sizes: Vec<u32> = net.nodes().iter().map(|n| n.dht.table().len() as u32).collect();
-    r.line(format!("join: {} nodes through node 0, 50 ms apart; messages per join {}", p.nodes, dist(&mut msgs)));
+    // Let join refreshes and rejoins (after lost bootstraps) settle.
+    net.run_until(net.now() + Duration::from_secs(60));
+    let mut msgs: Vec<u32> = joins
+        .iter()
+        .filter_map(|&(i, q)| stats_of(net.take_result(i, q)))
+        .map(|s| s.messages)
+        .collect();
+    let mut sizes: Vec<u32> = net
+        .nodes()
+        .iter()
+        .map(|n| n.dht.table().len() as u32)
+        .collect();
+    r.line(format!("join: {} nodes through node 0, 50 ms apart, then 60 s to settle; messages per bootstrap lookup {}", p.nodes, dist(&mut msgs)));
     r.line(format!("routing table size: {}", dist(&mut sizes)));
     net
 }
@@ -173,7 +191,12 @@ fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
     net.run_while(limit, |n| qs.iter().any(|&(i, q, _)| !n.is_finished(i, q)));
     let (mut rounds, mut msgs, mut contacted, mut found) = (vec![], vec![], vec![], 0);
     for &(i, q, target) in &qs {
-        if let Some(Event::QueryFinished { outcome: Outcome::Nodes { closest, target: t }, stats, .. }) = net.take_result(i, q) {
+        if let Some(Event::QueryFinished {
+            outcome: Outcome::Nodes { closest, target: t },
+            stats,
+            ..
+        }) = net.take_result(i, q)
+        {
             if t.is_some_and(|c| *c.id() == target) || closest.iter().any(|c| *c.id() == target) {
                 found += 1;
             }
@@ -182,7 +205,13 @@ fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
             contacted.push(stats.contacted);
         }
     }
-    r.rate_line(name, Rate { ok: found, total: count as u64 });
+    r.rate_line(
+        name,
+        Rate {
+            ok: found,
+            total: count as u64,
+        },
+    );
     r.line(format!("  rounds: {}", dist(&mut rounds)));
     r.line(format!("  messages: {}", dist(&mut msgs)));
     r.line(format!("  nodes contacted: {}", dist(&mut contacted)));
@@ -204,12 +233,23 @@ fn find_records(net: &mut Net, owners: &[usize], r: &mut Report, name: &'static 
     let mut found = 0;
     let mut msgs = Vec::new();
     for &(i, q) in &qs {
-        if let Some(Event::QueryFinished { outcome: Outcome::Value { record }, stats, .. }) = net.take_result(i, q) {
+        if let Some(Event::QueryFinished {
+            outcome: Outcome::Value { record },
+            stats,
+            ..
+        }) = net.take_result(i, q)
+        {
             found += u64::from(record.is_some());
             msgs.push(stats.messages);
         }
     }
-    r.rate_line(name, Rate { ok: found, total: qs.len() as u64 });
+    r.rate_line(
+        name,
+        Rate {
+            ok: found,
+            total: qs.len() as u64,
+        },
+    );
     r.line(format!("  messages: {}", dist(&mut msgs)));
 }
 
@@ -237,17 +277,32 @@ fn publish_all(net: &mut Net, owners: &[usize], ttl: Duration, r: &mut Report) {
     net.run_while(limit, |n| qs.iter().any(|&(i, q)| !n.is_finished(i, q)));
     let mut acks = Vec::new();
     for &(i, q) in &qs {
-        if let Some(Event::QueryFinished { outcome: Outcome::Stored { acks: a, .. }, .. }) = net.take_result(i, q) {
+        if let Some(Event::QueryFinished {
+            outcome: Outcome::Stored { acks: a, .. },
+            ..
+        }) = net.take_result(i, q)
+        {
             acks.push(a);
         }
     }
-    r.line(format!("published {} records (TTL {} s); copies stored per record {}", qs.len(), ttl.as_secs(), dist(&mut acks)));
+    r.line(format!(
+        "published {} records (TTL {} s); copies stored per record {}",
+        qs.len(),
+        ttl.as_secs(),
+        dist(&mut acks)
+    ));
 }
 
 fn footer(net: &Net, r: &mut Report) {
     let alive = net.alive();
-    let mut heap: Vec<u32> = alive.iter().map(|&i| net.node(i).dht.heap_bytes() as u32).collect();
-    r.line(format!("core state per live node, bytes (Dht::heap_bytes): {}", dist(&mut heap)));
+    let mut heap: Vec<u32> = alive
+        .iter()
+        .map(|&i| net.node(i).dht.heap_bytes() as u32)
+        .collect();
+    r.line(format!(
+        "core state per live node, bytes (Dht::heap_bytes): {}",
+        dist(&mut heap)
+    ));
     let s = &net.stats;
     r.line(format!(
         "traffic: {} delivered, {} lost, {} to dead nodes; {} signature checks; virtual time {} s",
@@ -262,7 +317,14 @@ fn footer(net: &Net, r: &mut Report) {
 /// Join, then lookups of random live node ids (`loss` applies throughout).
 pub fn lookup(p: &Params, loss: f64) -> Report {
     let mut r = Report::default();
-    r.line(format!("== lookups: {} nodes, {} lookups, seed {}, loss {:.1}%, paths {} ==", p.nodes, p.lookups, p.seed, loss * 100.0, p.paths));
+    r.line(format!(
+        "== lookups: {} nodes, {} lookups, seed {}, loss {:.1}%, paths {} ==",
+        p.nodes,
+        p.lookups,
+        p.seed,
+        loss * 100.0,
+        p.paths
+    ));
     let mut net = build(p, net_config(p, loss), &mut r);
     lookups(&mut net, p.lookups, &mut r, "live node found");
     footer(&net, &mut r);
@@ -272,7 +334,13 @@ pub fn lookup(p: &Params, loss: f64) -> Report {
 /// Records stored, then a fraction of nodes killed at once; no republish.
 pub fn kill(p: &Params) -> Report {
     let mut r = Report::default();
-    r.line(format!("== kill: {} nodes, {} records, {:.0}% killed at once, seed {} ==", p.nodes, p.records, p.kill * 100.0, p.seed));
+    r.line(format!(
+        "== kill: {} nodes, {} records, {:.0}% killed at once, seed {} ==",
+        p.nodes,
+        p.records,
+        p.kill * 100.0,
+        p.seed
+    ));
     let mut net = build(p, net_config(p, 0.0), &mut r);
     let all: Vec<usize> = (1..p.nodes).collect();
     let owners = sample(&mut net, &all, p.records);
@@ -322,8 +390,15 @@ pub fn churn(p: &Params) -> Report {
         }
     }
     net.run_until(start + window);
-    r.line(format!("{left} nodes left and {joined} joined; {} alive", net.alive().len()));
-    let live_owners: Vec<usize> = owners.iter().copied().filter(|&o| net.node(o).alive).collect();
+    r.line(format!(
+        "{left} nodes left and {joined} joined; {} alive",
+        net.alive().len()
+    ));
+    let live_owners: Vec<usize> = owners
+        .iter()
+        .copied()
+        .filter(|&o| net.node(o).alive)
+        .collect();
     find_records(&mut net, &live_owners, &mut r, "record of live owner found");
     footer(&net, &mut r);
     r
@@ -332,7 +407,12 @@ pub fn churn(p: &Params) -> Report {
 /// Hostile peers flood one node with STOREs; legitimate owners store after.
 pub fn flood(p: &Params) -> Report {
     let mut r = Report::default();
-    let store = StoreConfig { max_records: 1024, max_per_publisher: 8, max_record_bytes: 1024, max_total_bytes: 1 << 20 };
+    let store = StoreConfig {
+        max_records: 1024,
+        max_per_publisher: 8,
+        max_record_bytes: 1024,
+        max_total_bytes: 1 << 20,
+    };
     r.line(format!(
         "== flood: {} nodes, {} hostile peers x {} STOREs at one node, seed {}; limits {} records, {} per peer, {} B per record, {} B total ==",
         p.nodes, p.flooders, p.flood_per_peer, p.seed, store.max_records, store.max_per_publisher, store.max_record_bytes, store.max_total_bytes
@@ -366,7 +446,14 @@ pub fn flood(p: &Params) -> Report {
                 _ => sign_record(&kp, 1, now, exp, 900),
             };
             record.truncate(crate::dht::MAX_RECORD_WIRE_BYTES);
-            net.inject(f, victim, Message::Store { rid: j as u64, record });
+            net.inject(
+                f,
+                victim,
+                Message::Store {
+                    rid: j as u64,
+                    record,
+                },
+            );
             sent += 1;
         }
         let t = net.now() + Duration::from_millis(2);
@@ -394,8 +481,12 @@ pub fn flood(p: &Params) -> Report {
         refused(StoreRefusal::Full)
     ));
     let now = net.now();
-    let kept = legit_keys.iter().filter(|k| v.store().get(k, now).is_some()).count() as u64;
-    let within = v.store().total_bytes() <= store.max_total_bytes && v.store().len() <= store.max_records;
+    let kept = legit_keys
+        .iter()
+        .filter(|k| v.store().get(k, now).is_some())
+        .count() as u64;
+    let within =
+        v.store().total_bytes() <= store.max_total_bytes && v.store().len() <= store.max_records;
     r.line(format!(
         "victim store: {} records, {} B of {} B allowed; estimated heap {} B",
         v.store().len(),
@@ -403,8 +494,20 @@ pub fn flood(p: &Params) -> Report {
         store.max_total_bytes,
         v.store().heap_bytes()
     ));
-    r.rate_line("store within limits", Rate { ok: u64::from(within), total: 1 });
-    r.rate_line("legit record stored", Rate { ok: kept, total: legit_keys.len() as u64 });
+    r.rate_line(
+        "store within limits",
+        Rate {
+            ok: u64::from(within),
+            total: 1,
+        },
+    );
+    r.rate_line(
+        "legit record stored",
+        Rate {
+            ok: kept,
+            total: legit_keys.len() as u64,
+        },
+    );
     r
 }
 
