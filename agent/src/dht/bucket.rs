@@ -108,7 +108,7 @@ impl Bucket {
             self.replacements.retain(|c| c.id() != contact.id());
             if self.entries.len() == self.entries.capacity() {
                 // Grow by doubling but never past k: no slack in full buckets.
-                let want = (self.entries.len() * 2).clamp(2, k);
+                let want = (self.entries.len() * 2).max(2).min(k);
                 self.entries.reserve_exact(want - self.entries.len());
             }
             self.entries.push(Entry {
@@ -194,14 +194,28 @@ impl Bucket {
         }
     }
 
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+    /// Heap bytes under the growth policy of [`Bucket::on_seen`] (doubling
+    /// up to k entries, `cache` replacements), computed from lengths so
+    /// that it is a function of the state, not of allocation history.
+    pub(crate) fn heap_bytes(&self, k: usize, cache: usize) -> usize {
+        let n = self.entries.len();
+        let slots = if n == 0 {
+            0
+        } else {
+            n.next_power_of_two().max(2).min(k.max(n))
+        };
+        let repl = if self.replacements.is_empty() {
+            0
+        } else {
+            cache.max(self.replacements.len())
+        };
+        slots * std::mem::size_of::<Entry>()
             + self
                 .entries
                 .iter()
                 .map(|e| e.contact.heap_bytes())
                 .sum::<usize>()
-            + self.replacements.capacity() * std::mem::size_of::<Contact>()
+            + repl * std::mem::size_of::<Contact>()
             + self
                 .replacements
                 .iter()

@@ -129,14 +129,14 @@ enum Origin {
     Refresh,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Kind {
     FindNode,
     FindValue,
     Put(Vec<u8>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Storing {
     pending: u32,
     acks: u32,
@@ -144,7 +144,7 @@ struct Storing {
     failed: u32,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Query {
     lookup: Lookup,
     kind: Kind,
@@ -161,7 +161,7 @@ enum Purpose {
     Evict,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Pending {
     to: Contact,
     deadline: Time,
@@ -191,7 +191,7 @@ struct Pending {
 ///
 /// Time and randomness are arguments; the core never reads a clock or a
 /// global RNG, so a run is a function of its inputs.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Dht {
     cfg: Config,
     local: Contact,
@@ -252,6 +252,12 @@ impl Dht {
     /// The records kept for others.
     pub fn store(&self) -> &RecordStore {
         &self.store
+    }
+
+    /// Replaces the store limits (a config reload). Records already held
+    /// stay; the new limits apply to the next STORE.
+    pub fn set_store_config(&mut self, cfg: super::StoreConfig) {
+        self.store.set_config(cfg);
     }
 
     /// Rejection and refusal counters.
@@ -477,7 +483,10 @@ impl Dht {
     }
 
     /// Estimated heap bytes held by this node's state (table, store,
-    /// queries, requests), for memory budgets.
+    /// queries, requests), for memory budgets. Computed from lengths and
+    /// the containers' growth policies, so it depends on the state only
+    /// (not on allocation history) and is reproducible; output queues are
+    /// not counted (a drained core holds none).
     pub fn heap_bytes(&self) -> usize {
         let per_request =
             std::mem::size_of::<Pending>() + 2 * std::mem::size_of::<(Time, u64)>() + 16;
@@ -490,8 +499,7 @@ impl Dht {
                 .sum::<usize>()
             + self.requests.len() * per_request
             + self.owned.len() * 48
-            + self.actions.capacity() * std::mem::size_of::<Action>()
-            + self.events.capacity() * std::mem::size_of::<Event>()
+            + self.seeds.len() * std::mem::size_of::<Contact>()
     }
 
     // ----- internals -----

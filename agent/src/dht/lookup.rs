@@ -308,7 +308,7 @@ impl Lookup {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.paths
             .iter()
-            .map(|p| p.peers.capacity() * std::mem::size_of::<Candidate>())
+            .map(|p| p.peers.len() * std::mem::size_of::<Candidate>())
             .sum::<usize>()
             + self.claimed.len() * 48
     }

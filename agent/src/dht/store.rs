@@ -77,6 +77,11 @@ impl RecordStore {
         }
     }
 
+    /// Replaces the limits; records already held stay.
+    pub fn set_config(&mut self, cfg: StoreConfig) {
+        self.cfg = cfg;
+    }
+
     /// The limits.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg

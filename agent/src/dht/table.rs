@@ -293,8 +293,12 @@ impl RoutingTable {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<Bucket>()
-            + self.buckets.iter().map(Bucket::heap_bytes).sum::<usize>()
+        self.buckets.len().next_power_of_two() * std::mem::size_of::<Bucket>()
+            + self
+                .buckets
+                .iter()
+                .map(|b| b.heap_bytes(self.k, self.cache))
+                .sum::<usize>()
     }
 }
 

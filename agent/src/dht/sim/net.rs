@@ -60,7 +60,7 @@ pub struct NetStats {
 }
 
 /// A simulated node.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SimNode {
     /// Seed of its key pair.
     pub seed: [u8; 32],
@@ -75,11 +75,13 @@ pub struct SimNode {
     record: Option<(u64, Duration)>,
 }
 
+#[derive(Clone)]
 enum Ev {
     Deliver { from: u32, to: u32, msg: Message },
     Wake { node: u32 },
 }
 
+#[derive(Clone)]
 struct Item {
     at: Time,
     seq: u64,
@@ -104,6 +106,7 @@ impl Ord for Item {
 }
 
 /// The simulated network.
+#[derive(Clone)]
 pub struct Net {
     cfg: NetConfig,
     now: Time,
@@ -199,6 +202,16 @@ impl Net {
         let q = self.nodes[i].dht.bootstrap(vec![c], now);
         self.drain(i);
         q
+    }
+
+    /// Changes the message loss probability from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.cfg.loss = loss;
+    }
+
+    /// Changes node `i`'s store limits (as a config reload would).
+    pub fn set_store_config(&mut self, i: usize, cfg: crate::dht::StoreConfig) {
+        self.nodes[i].dht.set_store_config(cfg);
     }
 
     /// Node `i` leaves without warning.

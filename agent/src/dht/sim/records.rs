@@ -62,7 +62,7 @@ fn parse(record: &[u8]) -> Result<VerifiedRecord, RecordError> {
 }
 
 /// Verifies [`sign_record`] records, caching results by record hash.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SimVerifier {
     cache: HashMap<[u8; 32], Result<VerifiedRecord, RecordError>>,
     /// Signatures actually checked.

@@ -129,9 +129,20 @@ fn dist(samples: &mut [u32]) -> String {
     format!("mean {mean:.2} p99 {p99} max {}", samples[n - 1])
 }
 
-/// N nodes join one after another through node 0.
-fn build(p: &Params, cfg: NetConfig, r: &mut Report) -> Net {
-    let mut net = Net::new(cfg, p.seed);
+/// A joined network and the lines describing its join.
+#[derive(Clone)]
+pub struct Built {
+    /// The network, settled after the joins.
+    pub net: Net,
+    /// Join figures, one per line.
+    pub text: String,
+}
+
+/// `p.nodes` nodes join one after another, 50 ms apart, through node 0,
+/// with `loss` throughout; then 60 s to settle.
+pub fn network(p: &Params, loss: f64) -> Built {
+    let mut net = Net::new(net_config(p, loss), p.seed);
+    let mut r = Report::default();
     net.add_node();
     let gap = Duration::from_millis(50);
     let mut joins = Vec::with_capacity(p.nodes);
@@ -155,9 +166,13 @@ fn build(p: &Params, cfg: NetConfig, r: &mut Report) -> Net {
         .iter()
         .map(|n| n.dht.table().len() as u32)
         .collect();
-    r.line(format!("join: {} nodes through node 0, 50 ms apart, then 60 s to settle; messages per bootstrap lookup {}", p.nodes, dist(&mut msgs)));
+    r.line(format!(
+        "join: {} nodes through node 0, 50 ms apart, then 60 s to settle; messages per bootstrap lookup {}",
+        p.nodes,
+        dist(&mut msgs)
+    ));
     r.line(format!("routing table size: {}", dist(&mut sizes)));
-    net
+    Built { net, text: r.text }
 }
 
 fn stats_of(ev: Option<Event>) -> Option<QueryStats> {
@@ -316,6 +331,12 @@ fn footer(net: &Net, r: &mut Report) {
 
 /// Join, then lookups of random live node ids (`loss` applies throughout).
 pub fn lookup(p: &Params, loss: f64) -> Report {
+    lookup_on(network(p, loss), p, loss)
+}
+
+/// [`lookup`] on a network built by [`network`]; `loss` applies from
+/// here on (whatever the network was built with).
+pub fn lookup_on(b: Built, p: &Params, loss: f64) -> Report {
     let mut r = Report::default();
     r.line(format!(
         "== lookups: {} nodes, {} lookups, seed {}, loss {:.1}%, paths {} ==",
@@ -325,7 +346,9 @@ pub fn lookup(p: &Params, loss: f64) -> Report {
         loss * 100.0,
         p.paths
     ));
-    let mut net = build(p, net_config(p, loss), &mut r);
+    r.text.push_str(&b.text);
+    let mut net = b.net;
+    net.set_loss(loss);
     lookups(&mut net, p.lookups, &mut r, "live node found");
     footer(&net, &mut r);
     r
@@ -333,6 +356,11 @@ pub fn lookup(p: &Params, loss: f64) -> Report {
 
 /// Records stored, then a fraction of nodes killed at once; no republish.
 pub fn kill(p: &Params) -> Report {
+    kill_on(network(p, 0.0), p)
+}
+
+/// [`kill`] on a lossless network built by [`network`].
+pub fn kill_on(b: Built, p: &Params) -> Report {
     let mut r = Report::default();
     r.line(format!(
         "== kill: {} nodes, {} records, {:.0}% killed at once, seed {} ==",
@@ -341,7 +369,8 @@ pub fn kill(p: &Params) -> Report {
         p.kill * 100.0,
         p.seed
     ));
-    let mut net = build(p, net_config(p, 0.0), &mut r);
+    r.text.push_str(&b.text);
+    let mut net = b.net;
     let all: Vec<usize> = (1..p.nodes).collect();
     let owners = sample(&mut net, &all, p.records);
     publish_all(&mut net, &owners, crate::dht::DEFAULT_TTL, &mut r);
@@ -359,11 +388,17 @@ pub fn kill(p: &Params) -> Report {
 /// Records with a 1 h TTL republished every 30 min by their owners while
 /// `churn` of the nodes leave and as many join over two hours.
 pub fn churn(p: &Params) -> Report {
+    churn_on(network(p, 0.0), p)
+}
+
+/// [`churn`] on a lossless network built by [`network`].
+pub fn churn_on(b: Built, p: &Params) -> Report {
     let mut r = Report::default();
     let window = Duration::from_secs(2 * 3600);
     let ttl = Duration::from_secs(3600);
     r.line(format!("== churn: {} nodes, {} records, {:.0}% replaced over {} min, republish at TTL/2, seed {} ==", p.nodes, p.records, p.churn * 100.0, window.as_secs() / 60, p.seed));
-    let mut net = build(p, net_config(p, 0.0), &mut r);
+    r.text.push_str(&b.text);
+    let mut net = b.net;
     net.auto_republish = true;
     let all: Vec<usize> = (1..p.nodes).collect();
     let owners = sample(&mut net, &all, p.records);
@@ -406,6 +441,11 @@ pub fn churn(p: &Params) -> Report {
 
 /// Hostile peers flood one node with STOREs; legitimate owners store after.
 pub fn flood(p: &Params) -> Report {
+    flood_on(network(p, 0.0), p)
+}
+
+/// [`flood`] on a lossless network built by [`network`].
+pub fn flood_on(b: Built, p: &Params) -> Report {
     let mut r = Report::default();
     let store = StoreConfig {
         max_records: 1024,
@@ -417,14 +457,14 @@ pub fn flood(p: &Params) -> Report {
         "== flood: {} nodes, {} hostile peers x {} STOREs at one node, seed {}; limits {} records, {} per peer, {} B per record, {} B total ==",
         p.nodes, p.flooders, p.flood_per_peer, p.seed, store.max_records, store.max_per_publisher, store.max_record_bytes, store.max_total_bytes
     ));
-    let mut cfg = net_config(p, 0.0);
-    cfg.dht.store = store.clone();
-    let mut net = build(p, cfg, &mut r);
+    r.text.push_str(&b.text);
+    let mut net = b.net;
     let all: Vec<usize> = (1..p.nodes).collect();
     let mut picked = sample(&mut net, &all, p.flooders + 51);
     let victim = picked.pop().unwrap_or(0);
     let legit: Vec<usize> = picked.split_off(p.flooders.min(picked.len()));
     let flooders = picked;
+    net.set_store_config(victim, store.clone());
     let now = net.now();
     let exp = now + Duration::from_secs(3600);
     let mut sent = 0u64;
