@@ -2,6 +2,9 @@
 //!
 //! Module map (arrows of dependency point down the list, never up):
 //!
+//! - [`cli`]: the `streembit` command line (argument definitions and the
+//!   offline commands).
+//! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
 //!   replay window. Every message on the network is one of these.
 //! - [`dht`]: the Kademlia DHT as a sans-IO core (routing table, lookups,
@@ -13,6 +16,8 @@
 //! signing.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config;
 pub mod dht;
 pub mod identity;
 pub mod wire;

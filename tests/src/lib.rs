@@ -1,1 +1,8 @@
 //! Shared harness for the multi-process and real-peer tests in `tests/tests/`.
+//!
+//! - [`agent`]: find the built `streembit` binary and run it in a sandbox
+//!   directory with a clean environment.
+//! - [`python`]: run the third-party Python peers in `tests/py/`.
+
+pub mod agent;
+pub mod python;
