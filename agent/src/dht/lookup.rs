@@ -298,7 +298,7 @@ impl Lookup {
             .flat_map(|p| p.peers.iter())
             .filter(|p| p.state == PeerState::Succeeded)
             .collect();
-        all.sort_by(|a, b| a.distance.cmp(&b.distance));
+        all.sort_by_key(|a| a.distance);
         all.into_iter()
             .take(self.k)
             .map(|p| p.contact.clone())

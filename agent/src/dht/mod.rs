@@ -12,7 +12,9 @@
 //!   FIND_VALUE/VALUE, STORE/STORED payloads with caps checked while
 //!   decoding; [`Contact`] and [`Addrs`] (`contact.rs`).
 //! - [`RecordVerifier`] (`record.rs`): the self-certification rules;
-//!   [`RecordStore`] (`store.rs`): bounded storage for others' records.
+//!   [`RecordStore`] (`store.rs`): bounded storage for others' records;
+//!   [`PeerRecord`] and [`WireRecordVerifier`] (`peer_record.rs`): records
+//!   as `wire` envelopes, and [`Dht::handle_opened`].
 //! - [`Time`] and the timer table (`timer.rs`).
 //! - [`sim`] (feature `sim`, and in tests): N cores on one virtual clock,
 //!   with latency, loss and churn from a seed; the `dht_sim` bench is its
@@ -28,6 +30,7 @@ mod contact;
 mod core;
 mod lookup;
 mod message;
+mod peer_record;
 mod record;
 mod store;
 mod table;
@@ -44,6 +47,7 @@ pub use self::contact::{Addrs, Contact, MAX_ADDRS, MAX_ADDR_LEN};
 pub use self::core::{Action, Counters, Dht, Event, Outcome, QueryId};
 pub use self::lookup::QueryStats;
 pub use self::message::{Message, MessageKind, StoreRefusal, MAX_CONTACTS, MAX_RECORD_WIRE_BYTES};
+pub use self::peer_record::{PeerRecord, WireRecordVerifier};
 pub use self::record::{RecordError, RecordVerifier, VerifiedRecord, DEFAULT_TTL, MAX_TTL};
 pub use self::store::{Inserted, RecordStore, StoreConfig};
 pub use self::table::RoutingTable;

@@ -178,7 +178,7 @@ impl RoutingTable {
                 );
             }
         }
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        found.sort_unstable_by_key(|a| a.0);
         found
             .into_iter()
             .take(n)

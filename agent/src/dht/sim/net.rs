@@ -349,10 +349,7 @@ impl Net {
     /// Routes node `i`'s actions, collects its events, re-arms its wake-up.
     fn drain(&mut self, i: usize) {
         let now = self.now;
-        loop {
-            let Some(action) = self.nodes[i].dht.poll_action() else {
-                break;
-            };
+        while let Some(action) = self.nodes[i].dht.poll_action() {
             let Action::Send { to, message } = action;
             let Some(&j) = self.index.get(to.key_bytes()) else {
                 self.nodes[i].dht.handle_unreachable(now, message.rid());
