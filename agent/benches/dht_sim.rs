@@ -76,17 +76,40 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// CPU seconds this process used (user + system), from /proc (Linux; the
+/// kernel reports them in USER_HZ = 100 ticks per second); 0 elsewhere.
+/// The simulator is single-threaded, so this is time on one core, and
+/// unlike wall time it does not grow when other processes share the core.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
 fn run(name: &str, p: &Params, f: impl FnOnce(&Params) -> Report) {
     let rss0 = rss_bytes();
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let report = f(p);
     let wall = t0.elapsed();
+    let cpu = cpu_seconds() - cpu0;
     let rss1 = rss_bytes();
     print!("{}", report.text);
     println!();
     eprintln!(
-        "[{name}] wall {:.2} s on one core; RSS {:.1} MiB -> {:.1} MiB, delta per node {:.1} KiB",
+        "[{name}] wall {:.2} s, CPU {:.2} s (one thread); RSS {:.1} MiB -> {:.1} MiB, delta per node {:.1} KiB",
         wall.as_secs_f64(),
+        cpu,
         rss0 as f64 / 1048576.0,
         rss1 as f64 / 1048576.0,
         rss1.saturating_sub(rss0) as f64 / 1024.0 / p.nodes.max(1) as f64
