@@ -9,6 +9,8 @@
 //!   private-network gate, and framing.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
 //!   replay window. Every message on the network is one of these.
+//! - [`dht`]: the Kademlia DHT as a sans-IO core (routing table, lookups,
+//!   self-certifying record store) and its deterministic simulator.
 //! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
 //!
 //! What this crate does not do: talk to devices. The `streembit-bridges`
@@ -18,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dht;
 pub mod identity;
 pub mod transport;
 pub mod wire;
