@@ -95,7 +95,11 @@ impl Seed {
             .split_once('@')
             .ok_or_else(|| format!("{s:?} is not \"<pubkey-hex>@host:port\""))?;
         let key = key.parse::<PublicKey>().map_err(|e| e.to_string())?;
-        if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
             return Err(format!("{addr:?} is not host:port"));
         }
         Ok(Self {
@@ -121,7 +125,10 @@ impl AgentConfig {
         let mut figment = Figment::from(Serialized::defaults(AgentConfig::default()));
         match path {
             Some(p) if !p.exists() => {
-                return Err(ConfigError::one(format!("{}: config file not found", p.display())))
+                return Err(ConfigError::one(format!(
+                    "{}: config file not found",
+                    p.display()
+                )))
             }
             Some(p) => figment = figment.merge(Toml::file_exact(p)),
             // The default file is optional: no config at all is a valid setup.
@@ -144,16 +151,23 @@ impl AgentConfig {
     /// Every semantic check; `origin` names the file in messages.
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
-        let mut err = |key: &str, reason: String| errors.push(format!("{origin}: key `{key}`: {reason}"));
+        let mut err =
+            |key: &str, reason: String| errors.push(format!("{origin}: key `{key}`: {reason}"));
         if let Err(reason) = self.network.parse::<NetworkId>() {
             err("network", reason);
         }
         if let Err(e) = self.listen.parse::<SocketAddr>() {
-            err("listen", format!("{:?} is not an ip:port address ({e})", self.listen));
+            err(
+                "listen",
+                format!("{:?} is not an ip:port address ({e})", self.listen),
+            );
         }
         for (i, a) in self.announce.iter().enumerate() {
             if a.parse::<SocketAddr>().is_err() {
-                err(&format!("announce[{i}]"), format!("{a:?} is not an ip:port address"));
+                err(
+                    &format!("announce[{i}]"),
+                    format!("{a:?} is not an ip:port address"),
+                );
             }
         }
         for (i, s) in self.seeds.iter().enumerate() {
@@ -174,13 +188,17 @@ impl AgentConfig {
         if self.is_private() && self.network == "public" {
             err(
                 "network",
-                "an allowlist makes the network private: give it its own name (not \"public\")".into(),
+                "an allowlist makes the network private: give it its own name (not \"public\")"
+                    .into(),
             );
         }
         if !self.is_private() && self.network != "public" {
             err(
                 "allowlist",
-                format!("network {:?} is private but has no allowlist or allowlist_file", self.network),
+                format!(
+                    "network {:?} is private but has no allowlist or allowlist_file",
+                    self.network
+                ),
             );
         }
         if errors.is_empty() {
@@ -226,13 +244,20 @@ impl AgentConfig {
 
     /// Seeds, parsed (validated at load).
     pub fn seeds(&self) -> Vec<Seed> {
-        self.seeds.iter().filter_map(|s| Seed::parse(s).ok()).collect()
+        self.seeds
+            .iter()
+            .filter_map(|s| Seed::parse(s).ok())
+            .collect()
     }
 
     /// The full allowlist: inline keys plus the file's (validated at load;
     /// the file is re-read here, so a reload sees its new content).
     pub fn allowlist(&self) -> Result<Vec<PublicKey>, ConfigError> {
-        let mut keys: Vec<PublicKey> = self.allowlist.iter().filter_map(|k| k.parse().ok()).collect();
+        let mut keys: Vec<PublicKey> = self
+            .allowlist
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
         if let Some(f) = &self.allowlist_file {
             keys.extend(crate::transport::read_allowlist(f).map_err(ConfigError::one)?);
         }
@@ -248,9 +273,12 @@ impl AgentConfig {
 }
 
 fn first_of_env(var: &str) -> Option<PathBuf> {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.split(':').next().filter(|s| !s.is_empty()).map(PathBuf::from))
+    std::env::var(var).ok().and_then(|v| {
+        v.split(':')
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// One figment error as `file: key `k`: reason`.
@@ -296,7 +324,10 @@ mod tests {
         };
         let errs = cfg.validate("agent.toml").expect_err("invalid").0;
         for key in ["`network`", "`listen`", "`seeds[0]`", "`allowlist[0]`"] {
-            assert!(errs.iter().any(|e| e.contains(key)), "{key} not in {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.contains(key)),
+                "{key} not in {errs:?}"
+            );
         }
         assert!(errs.iter().all(|e| e.starts_with("agent.toml: key")));
     }

@@ -42,7 +42,10 @@ async fn fetch(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
     let stream = UnixStream::connect(socket).await.map_err(not_running)?;
     let broken = |e: hyper::Error| Failure {
         code: EXIT_NOT_RUNNING,
-        message: format!("the agent at {} broke the connection: {e}", socket.display()),
+        message: format!(
+            "the agent at {} broke the connection: {e}",
+            socket.display()
+        ),
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -96,6 +96,9 @@ pub(super) fn lookup(
     if let Some(g) = &a.gateway {
         text.push_str(&format!("gateway:   {g}\n"));
     }
-    text.push_str(&format!("lookup:    {} rounds, {} messages\n", a.rounds, a.messages));
+    text.push_str(&format!(
+        "lookup:    {} rounds, {} messages\n",
+        a.rounds, a.messages
+    ));
     write(out, &text)
 }

@@ -205,7 +205,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Id(a) => keys::id(&a, out),
         Command::Sign(a) => envelope::sign(&a, out),
         Command::Verify(a) => envelope::verify(&a, out),
-        Command::Run(a) => crate::daemon::run(&a),
+        Command::Run(a) => crate::daemon::run(a.config.as_deref()).map_err(|e| Failure {
+            code: e.code,
+            message: e.message,
+        }),
         Command::CheckConfig(a) => crate::config::AgentConfig::load(a.config.as_deref())
             .map_err(Failure::config)
             .and_then(|_| writeln!(out, "config OK").map_err(Failure::usage)),

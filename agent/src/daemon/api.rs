@@ -48,11 +48,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 use std::os::unix::fs::DirBuilderExt;
 
 /// Serves the API until `shutdown` turns true.
-pub async fn serve(
-    listener: UnixListener,
-    node: QuerySender,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: UnixListener, node: QuerySender, mut shutdown: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -82,13 +78,19 @@ pub fn remove(path: &PathBuf) {
     let _ = std::fs::remove_file(path);
 }
 
-async fn handle(req: Request<Incoming>, node: QuerySender) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    node: QuerySender,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // Bodies are not used by any route yet: read at most the cap, so a
     // client cannot make us buffer without bound.
     let limited = http_body_util::Limited::new(body, MAX_REQUEST_BODY);
     if limited.collect().await.is_err() {
-        return Ok(error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
+        return Ok(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
     }
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -97,11 +99,13 @@ async fn handle(req: Request<Incoming>, node: QuerySender) -> Result<Response<Fu
         (&Method::GET, ["v1", "peers"]) => ask(&node, Query::Peers).await.map(|p| json(&p)),
         (&Method::GET, ["v1", "lookup", key]) => match key.parse::<PublicKey>() {
             Err(e) => Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
-            Ok(key) => ask(&node, |tx| Query::Lookup(key, tx)).await.map(|r| match r {
-                Ok(Some(answer)) => json(&answer),
-                Ok(None) => error(StatusCode::NOT_FOUND, "no record for this key"),
-                Err(e) => error(StatusCode::BAD_GATEWAY, &e),
-            }),
+            Ok(key) => ask(&node, |tx| Query::Lookup(key, tx))
+                .await
+                .map(|r| match r {
+                    Ok(Some(answer)) => json(&answer),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "no record for this key"),
+                    Err(e) => error(StatusCode::BAD_GATEWAY, &e),
+                }),
         },
         (&Method::GET, ["metrics"]) => ask(&node, Query::Metrics).await.map(|text| {
             let mut r = Response::new(Full::new(Bytes::from(text)));
@@ -111,7 +115,9 @@ async fn handle(req: Request<Incoming>, node: QuerySender) -> Result<Response<Fu
             );
             r
         }),
-        (_, ["v1", ..]) | (_, ["metrics"]) => Ok(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+        (_, ["v1", ..]) | (_, ["metrics"]) => {
+            Ok(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
+        }
         _ => Ok(error(StatusCode::NOT_FOUND, "no such route")),
     };
     Ok(response.unwrap_or_else(|e| e))
@@ -128,8 +134,14 @@ async fn ask<T>(
         .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down"))?;
     match tokio::time::timeout(NODE_ANSWER_TIMEOUT, rx).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down")),
-        Err(_) => Err(error(StatusCode::GATEWAY_TIMEOUT, "the node did not answer in time")),
+        Ok(Err(_)) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "agent is shutting down",
+        )),
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the node did not answer in time",
+        )),
     }
 }
 

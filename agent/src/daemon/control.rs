@@ -77,7 +77,10 @@ pub enum Query {
     /// The routing table's contacts.
     Peers(oneshot::Sender<Vec<Peer>>),
     /// Look a key up in the DHT; `Ok(None)` when no record exists.
-    Lookup(PublicKey, oneshot::Sender<Result<Option<LookupAnswer>, String>>),
+    Lookup(
+        PublicKey,
+        oneshot::Sender<Result<Option<LookupAnswer>, String>>,
+    ),
     /// Prometheus text of the node's counters.
     Metrics(oneshot::Sender<String>),
 }

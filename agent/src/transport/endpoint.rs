@@ -309,14 +309,22 @@ impl Endpoint {
     }
 
     /// Waits for the next incoming connection and completes its handshake.
-    /// `None` once the endpoint is closed. Failed handshakes are counted and
-    /// skipped, never returned.
+    /// `None` once the endpoint is closed. A failed handshake is counted
+    /// and returned as an error.
     pub async fn accept(&self) -> Option<Result<Connection, TransportError>> {
         let incoming = self.quic.accept().await?;
         Some(self.handshake(incoming).await)
     }
 
-    async fn handshake(&self, incoming: quinn::Incoming) -> Result<Connection, TransportError> {
+    /// The next connection attempt, before its handshake: servers that must
+    /// not wait on one slow handshake spawn [`Endpoint::handshake`] for each.
+    pub async fn incoming(&self) -> Option<quinn::Incoming> {
+        self.quic.accept().await
+    }
+
+    /// Completes the handshake of an incoming connection; failures are
+    /// counted by reason.
+    pub async fn handshake(&self, incoming: quinn::Incoming) -> Result<Connection, TransportError> {
         // The ClientHello arrives in the first packet, so ALPN and other
         // early failures already surface from `accept()`.
         let result = match incoming.accept() {
