@@ -102,3 +102,14 @@ pub(super) fn lookup(
     ));
     write(out, &text)
 }
+
+pub(super) fn metrics(config: &ConfigArg, out: &mut dyn Write) -> Result<(), Failure> {
+    let (status, body) = get(&socket(config)?, "/metrics")?;
+    if status != 200 {
+        return Err(Failure {
+            code: EXIT_INVALID,
+            message: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    out.write_all(&body).map_err(Failure::usage)
+}

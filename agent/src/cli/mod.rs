@@ -65,6 +65,8 @@ pub enum Command {
     Peers(JsonArgs),
     /// Find a peer's or device's record in the DHT.
     Lookup(LookupArgs),
+    /// Print the running agent's metrics (Prometheus text).
+    Metrics(ConfigArg),
 }
 
 /// `[--json] [--config FILE]`.
@@ -215,5 +217,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
+        Command::Metrics(a) => agent_cmds::metrics(&a, out),
     }
 }

@@ -19,6 +19,8 @@ pub(crate) struct NodeCounters {
     pub(crate) lookups: BTreeMap<&'static str, u64>,
     /// Connections established (dialed or accepted).
     pub(crate) connections_opened: u64,
+    /// Bytes of application frames received (requests and answers).
+    pub(crate) app_bytes_received: u64,
 }
 
 pub(crate) struct Snapshot<'a> {

@@ -275,8 +275,14 @@ impl Node {
         match input {
             Input::Connected(conn) => self.on_connected(conn),
             Input::Unreachable { rid } => self.dht.handle_unreachable(now(), rid),
-            Input::Request { peer, bytes, reply } => self.on_request(peer, &bytes, reply),
-            Input::Answer { peer, rid, bytes } => self.on_answer(peer, rid, &bytes),
+            Input::Request { peer, bytes, reply } => {
+                self.counters.app_bytes_received += bytes.len() as u64;
+                self.on_request(peer, &bytes, reply)
+            }
+            Input::Answer { peer, rid, bytes } => {
+                self.counters.app_bytes_received += bytes.len() as u64;
+                self.on_answer(peer, rid, &bytes)
+            }
         }
     }
 
@@ -428,6 +434,9 @@ impl Node {
                     self.bootstrap = None;
                     let contacts = self.dht.table().len();
                     tracing::info!(contacts, "joined");
+                    // Persist right away: a crash before the first periodic
+                    // save would otherwise lose what joining taught us.
+                    self.persist();
                     let _ = self.events.try_send(NodeEvent::Joined { contacts });
                     self.publish_record();
                 } else if self.publishing.map(|(q, _)| q) == Some(id) {

@@ -137,7 +137,7 @@ fn key_serial(key: &TlsKey) -> [u8; 16] {
 
 /// A self-signed certificate for `key`, named for its server name, with the
 /// key to sign handshakes.
-pub(crate) fn certified_key(key: Arc<Keypair>) -> Result<Arc<CertifiedKey>, TransportError> {
+pub fn certified_key(key: Arc<Keypair>) -> Result<Arc<CertifiedKey>, TransportError> {
     let name = server_name_for(&key.public());
     let tls = TlsKey(key);
     let mut params = rcgen::CertificateParams::new(vec![name])
