@@ -19,6 +19,7 @@ pub struct AgentProcess {
     dir: PathBuf,
     child: Option<Child>,
     notify: UnixDatagram,
+    env: Vec<(String, String)>,
     /// Every notification received, in order.
     pub seen: Vec<String>,
     /// The UDP address it listens on (from its READY status).
@@ -31,6 +32,11 @@ impl AgentProcess {
     /// Starts an agent in `dir` (created) with `config` as its agent.toml
     /// and waits for READY=1.
     pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`AgentProcess::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(dir).expect("agent dir");
         std::fs::write(dir.join("agent.toml"), config).expect("write config");
         let sock = dir.join("notify.sock");
@@ -40,6 +46,10 @@ impl AgentProcess {
             dir: dir.to_owned(),
             child: None,
             notify,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             seen: Vec::new(),
             addr: String::new(),
             key: String::new(),
@@ -61,6 +71,7 @@ impl AgentProcess {
             .env("RUST_LOG", "info,streembit_agent=debug")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -165,6 +176,20 @@ impl AgentProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
     /// SIGTERM and wait for the exit; returns how long it took.

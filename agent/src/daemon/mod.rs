@@ -121,6 +121,9 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queries_tx, queries_rx) = mpsc::channel(64);
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
+    if let Some(period) = watchdog_period() {
+        tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
+    }
     let api_task = tokio::spawn(api::serve(listener, queries_tx, shutdown_rx));
 
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
@@ -182,6 +185,42 @@ fn report(event: &NodeEvent) {
         NodeEvent::Published { seq, acks } => format!("published seq={seq} acks={acks}"),
     };
     notify(&[sd_notify::NotifyState::Status(&status)]);
+}
+
+/// Half of systemd's `WatchdogSec` (`WATCHDOG_USEC`), if it asked for pings
+/// (and, when `WATCHDOG_PID` is set, asked this process).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Pets the watchdog only when the node loop answers a status query, so a
+/// stuck loop (not just a live process) makes systemd restart us.
+async fn watchdog(
+    period: Duration,
+    node: mpsc::Sender<control::Query>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if node.send(control::Query::Status(tx)).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(period, rx).await {
+            Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
+            _ => tracing::warn!("node loop did not answer in time; not petting the watchdog"),
+        }
+    }
 }
 
 /// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.

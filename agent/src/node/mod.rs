@@ -132,6 +132,8 @@ pub struct Node {
     bootstrap: Option<QueryId>,
     publishing: Option<(QueryId, u64)>,
     record_seq: u64,
+    /// Our latest sealed peer record.
+    own_record: Option<Vec<u8>>,
     published_acks: u32,
     last_publish: Option<Instant>,
     events: mpsc::Sender<NodeEvent>,
@@ -187,6 +189,7 @@ impl Node {
             bootstrap: None,
             publishing: None,
             record_seq: 0,
+            own_record: None,
             published_acks: 0,
             last_publish: None,
             events,
@@ -486,6 +489,7 @@ impl Node {
             u64::from_le_bytes(nonce),
         );
         match sealed.map_err(|e| e.to_string()).and_then(|bytes| {
+            self.own_record = Some(bytes.clone());
             self.dht
                 .publish(bytes, Time::from(now_ms), &mut self.verifier)
                 .map_err(|e| e.to_string())

@@ -31,6 +31,30 @@ impl Node {
                     let _ = reply.send(Err("too many lookups in flight; try again".into()));
                     return;
                 }
+                // A record we hold (for others, or our own) answers at once:
+                // a lookup only asks other nodes.
+                let local = self
+                    .dht
+                    .store()
+                    .get(&key.node_id(), now())
+                    .map(<[u8]>::to_vec)
+                    .or_else(|| {
+                        (key == self.key.public())
+                            .then(|| self.own_record.clone())
+                            .flatten()
+                    });
+                if let Some(record) = local {
+                    let outcome = Outcome::Value {
+                        record: Some(record),
+                    };
+                    let _ = reply.send(lookup_answer(
+                        &key,
+                        &outcome,
+                        &QueryStats::default(),
+                        &self.cfg.network,
+                    ));
+                    return;
+                }
                 let qid = self.dht.find_value(key.node_id(), now());
                 self.lookups.insert(qid, (key, reply));
             }
