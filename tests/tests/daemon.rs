@@ -92,7 +92,11 @@ fn no_secret_key_material_appears_in_the_logs() {
             .expect("Ed25519 private key octets")
             + 4;
         let seed = &der[at..at + 32];
-        assert_ne!(hex_lower(seed), p.key, "parsed the public key, not the seed");
+        assert_ne!(
+            hex_lower(seed),
+            p.key,
+            "parsed the public key, not the seed"
+        );
         let log = p.log();
         assert!(
             log.len() > 1000,
@@ -110,7 +114,11 @@ fn no_secret_key_material_appears_in_the_logs() {
             if let Some(at) = log.find(needle.as_str()) {
                 let from = log.floor_char_boundary(at.saturating_sub(300));
                 let to = log.ceil_char_boundary((at + 100).min(log.len()));
-                panic!("secret form {i} in {}'s log: …{}…", p.dir().display(), &log[from..to]);
+                panic!(
+                    "secret form {i} in {}'s log: …{}…",
+                    p.dir().display(),
+                    &log[from..to]
+                );
             }
         }
     }
