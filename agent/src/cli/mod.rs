@@ -67,6 +67,13 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Print the running agent's metrics (Prometheus text).
     Metrics(ConfigArg),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
 }
 
 /// `[--json] [--config FILE]`.
@@ -218,5 +225,13 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "streembit", out);
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(out)
+            .map_err(Failure::usage),
     }
 }
