@@ -4,7 +4,11 @@
 set -euo pipefail
 
 APT_PACKAGES=(socat mosquitto mosquitto-clients)
+
 PIP_PACKAGES=("pycose==1.1.0" "cbor2")
+# bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
+# PTY pair, TCP on loopback); pyserial is its serial transport.
+PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,4 @@
+//! stub
+use std::sync::Arc;
+use tokio::sync::mpsc;
+pub(crate) async fn run(_b: crate::config::MqttBus, _r: mpsc::Sender<crate::Reading>, _c: mpsc::Receiver<crate::bridge::CommandRequest>, _s: crate::status::StatusBoard, _k: Arc<dyn crate::Clock>) {}
