@@ -11,11 +11,16 @@ instead of sleeping:
     (startup)                    -> READY
     set ID TABLE ADDR V [V ...]  -> OK          TABLE is co, di, hr or ir
     get ID TABLE ADDR COUNT      -> VALUES V ...
+    mode ID normal|mute|badcrc|noise -> OK
+                                 answers for device ID: as usual, none at all
+                                 (a slave that stopped answering), with a
+                                 corrupted CRC, or with random bytes
     quit                         -> (exits)
 Anything else answers ERR <reason>.
 """
 import argparse
 import asyncio
+import os
 import sys
 
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
@@ -24,6 +29,24 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 REG_COUNT = 200
 # The function code that selects each table in the datastore.
 TABLE_FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
+# How each device id answers; see "mode" above.
+MODES = {}
+SERIAL = True
+
+
+def trace_packet(sending, packet):
+    """Rewrites outgoing frames of devices whose mode is not normal."""
+    if not sending or not packet:
+        return packet
+    dev_id = packet[0] if SERIAL else (packet[6] if len(packet) > 6 else 0)
+    mode = MODES.get(dev_id, "normal")
+    if mode == "mute":
+        return b""
+    if mode == "badcrc":
+        return packet[:-1] + bytes([packet[-1] ^ 0xFF])
+    if mode == "noise":
+        return os.urandom(len(packet))
+    return packet
 
 
 def device(dev_id):
@@ -48,6 +71,9 @@ async def handle(server, line):
         return None
     if parts[0] == "quit":
         raise SystemExit(0)
+    if parts[0] == "mode" and len(parts) == 3:
+        MODES[int(parts[1])] = parts[2]
+        return "OK"
     if parts[0] not in ("set", "get") or len(parts) < 5:
         return f"ERR bad command {line!r}"
     dev_id, table, addr = int(parts[1]), parts[2], int(parts[3])
@@ -72,12 +98,20 @@ async def main():
     ap.add_argument("--ids", default="1")
     args = ap.parse_args()
     devices = [device(int(i)) for i in args.ids.split(",")]
+    global SERIAL
+    SERIAL = bool(args.serial)
     if args.serial:
         server = ModbusSerialServer(
-            devices, port=args.serial, baudrate=args.baud, timeout=0.05
+            devices,
+            port=args.serial,
+            baudrate=args.baud,
+            timeout=0.05,
+            trace_packet=trace_packet,
         )
     else:
-        server = ModbusTcpServer(devices, address=("127.0.0.1", args.tcp_port))
+        server = ModbusTcpServer(
+            devices, address=("127.0.0.1", args.tcp_port), trace_packet=trace_packet
+        )
     await server.serve_forever(background=True)
     print("READY", flush=True)
     loop = asyncio.get_running_loop()
