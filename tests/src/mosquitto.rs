@@ -38,7 +38,7 @@ impl Broker {
 
     async fn run(&mut self) {
         let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest stdout\nlog_type all\nmax_queued_messages 100000\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest stderr\nuser root\nlog_type all\nmax_queued_messages 100000\n",
             self.port,
             self.dir.path().display()
         );
@@ -69,10 +69,21 @@ impl Broker {
 
     /// Publishes one message with mosquitto_pub (QoS 1) and waits for it to exit.
     pub async fn publish(&self, topic: &str, payload: &str) {
+        self.publish_with(topic, payload, &[]).await;
+    }
+
+    /// Publishes one retained message: delivered to the bridge whenever it
+    /// subscribes, so a test need not know when that happened.
+    pub async fn publish_retained(&self, topic: &str, payload: &str) {
+        self.publish_with(topic, payload, &["-r"]).await;
+    }
+
+    async fn publish_with(&self, topic: &str, payload: &str, extra: &[&str]) {
         let mut p = Proc::spawn(
             "mosquitto_pub",
             Command::new("mosquitto_pub")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-m", payload]),
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-m", payload])
+                .args(extra),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
@@ -92,8 +103,9 @@ impl Broker {
     /// waits for its SUBACK. With `session`, a persistent session under that
     /// client id, so messages published while it is away are kept.
     pub async fn subscribe(&self, topic: &str, session: Option<&str>) -> Proc {
-        let mut cmd = Command::new("mosquitto_sub");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-v", "-d", "-t", topic]);
+        // stdbuf: mosquitto_sub block-buffers stdout into a pipe.
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-v", "-d", "-t", topic]);
         if let Some(id) = session {
             cmd.args(["-c", "-i", id]);
         }
