@@ -68,8 +68,12 @@ impl BridgeHandle {
         let status = board.subscribe();
         let clock = options.clock;
         let task = match bus {
-            Bus::ModbusRtu(b) => runtime.spawn(crate::modbus::line::Line::rtu(b).run(rtx, crx, board, clock)),
-            Bus::ModbusTcp(b) => runtime.spawn(crate::modbus::line::Line::tcp(b).run(rtx, crx, board, clock)),
+            Bus::ModbusRtu(b) => {
+                runtime.spawn(crate::modbus::line::Line::rtu(b).run(rtx, crx, board, clock))
+            }
+            Bus::ModbusTcp(b) => {
+                runtime.spawn(crate::modbus::line::Line::tcp(b).run(rtx, crx, board, clock))
+            }
             Bus::I2c(b) => runtime.spawn(crate::i2c::run_linux(b, rtx, crx, board, clock)),
             Bus::Mqtt(b) => runtime.spawn(crate::mqtt::run(b, rtx, crx, board, clock)),
         };
@@ -85,7 +89,10 @@ impl BridgeHandle {
 
     /// Queues a command without waiting. The receiver yields `Ok(())` once
     /// the device (for MQTT: the broker, QoS 1) acknowledged the write.
-    pub fn submit(&self, command: Command) -> Result<oneshot::Receiver<Result<(), CommandError>>, BridgeError> {
+    pub fn submit(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<(), CommandError>>, BridgeError> {
         let (tx, rx) = oneshot::channel();
         self.commands.try_send((command, tx)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => BridgeError::Busy,

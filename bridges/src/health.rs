@@ -102,14 +102,23 @@ mod tests {
         assert_eq!(h.on_failure("timeout", now(20)), Duration::from_millis(100));
         assert!(h.status().is_online(), "two failures are not yet offline");
         assert_eq!(h.on_failure("timeout", now(30)), Duration::from_millis(100));
-        assert!(matches!(h.status().state, DeviceState::Offline { since: 30, .. }));
+        assert!(matches!(
+            h.status().state,
+            DeviceState::Offline { since: 30, .. }
+        ));
         assert_eq!(h.on_failure("timeout", now(40)), Duration::from_millis(200));
         assert_eq!(h.on_failure("timeout", now(50)), Duration::from_millis(400));
         for _ in 0..40 {
             let _ = h.on_failure("timeout", now(60));
         }
-        assert_eq!(h.on_failure("timeout", now(70)), Duration::from_millis(1000));
-        assert!(matches!(h.status().state, DeviceState::Offline { since: 30, .. }));
+        assert_eq!(
+            h.on_failure("timeout", now(70)),
+            Duration::from_millis(1000)
+        );
+        assert!(matches!(
+            h.status().state,
+            DeviceState::Offline { since: 30, .. }
+        ));
         h.on_success(now(80));
         assert!(h.status().is_online());
         assert_eq!(h.status().last_success, Some(80));

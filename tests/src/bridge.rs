@@ -10,11 +10,19 @@ pub fn start(toml: &str) -> (BridgeHandle, Readings) {
         Ok(b) => b,
         Err(errs) => panic!("bad test bridge file: {errs:#?}\n{toml}"),
     };
-    BridgeHandle::start(bus, &tokio::runtime::Handle::current(), BridgeOptions::default())
+    BridgeHandle::start(
+        bus,
+        &tokio::runtime::Handle::current(),
+        BridgeOptions::default(),
+    )
 }
 
 /// The next reading matching `pred`; readings that do not match are skipped.
-pub async fn reading(readings: &mut Readings, what: &str, pred: impl Fn(&Reading) -> bool) -> Reading {
+pub async fn reading(
+    readings: &mut Readings,
+    what: &str,
+    pred: impl Fn(&Reading) -> bool,
+) -> Reading {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut last = None;
     loop {
@@ -28,17 +36,37 @@ pub async fn reading(readings: &mut Readings, what: &str, pred: impl Fn(&Reading
 }
 
 /// A reading of `device`.`point` matching `pred`.
-pub async fn point(readings: &mut Readings, device: &str, point: &str, pred: impl Fn(&Reading) -> bool) -> Reading {
-    reading(readings, &format!("{device}.{point}"), |r| r.device == device && r.point == point && pred(r)).await
+pub async fn point(
+    readings: &mut Readings,
+    device: &str,
+    point: &str,
+    pred: impl Fn(&Reading) -> bool,
+) -> Reading {
+    reading(readings, &format!("{device}.{point}"), |r| {
+        r.device == device && r.point == point && pred(r)
+    })
+    .await
 }
 
 /// Waits until `device`'s status matches `pred` and returns it.
-pub async fn status(bridge: &BridgeHandle, device: &str, what: &str, pred: impl Fn(&DeviceStatus) -> bool) -> DeviceStatus {
+pub async fn status(
+    bridge: &BridgeHandle,
+    device: &str,
+    what: &str,
+    pred: impl Fn(&DeviceStatus) -> bool,
+) -> DeviceStatus {
     let mut rx = bridge.watch_status();
-    let waited = tokio::time::timeout(PATIENCE, rx.wait_for(|m| m.get(device).is_some_and(&pred))).await;
+    let waited =
+        tokio::time::timeout(PATIENCE, rx.wait_for(|m| m.get(device).is_some_and(&pred))).await;
     match waited {
-        Ok(Ok(map)) => map.get(device).cloned().unwrap_or_else(|| panic!("{device} vanished")),
-        _ => panic!("{device} never became {what}; status {:#?}", bridge.status()),
+        Ok(Ok(map)) => map
+            .get(device)
+            .cloned()
+            .unwrap_or_else(|| panic!("{device} vanished")),
+        _ => panic!(
+            "{device} never became {what}; status {:#?}",
+            bridge.status()
+        ),
     }
 }
 

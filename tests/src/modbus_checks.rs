@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use streembit_bridges::{BridgeHandle, Command, CommandError, DeviceState, PointError, Reading, Readings, Value};
+use streembit_bridges::{
+    BridgeHandle, Command, CommandError, DeviceState, PointError, Reading, Readings, Value,
+};
 
 use crate::bridge::{point, status};
 use crate::pymodbus::ModbusServer;
@@ -111,16 +113,31 @@ pub async fn expect_all_types(readings: &mut Readings) {
         ("count", 777),
     ];
     for (name, want) in ints {
-        point(readings, "meter", name, |r| r.value == Some(Value::Int(want))).await;
+        point(readings, "meter", name, |r| {
+            r.value == Some(Value::Int(want))
+        })
+        .await;
     }
-    for (name, want) in [("f32", 230.5), ("f32_cdab", 230.5), ("f32_badc", 230.5), ("f64", 50.125), ("temp", 25.0)] {
+    for (name, want) in [
+        ("f32", 230.5),
+        ("f32_cdab", 230.5),
+        ("f32_badc", 230.5),
+        ("f64", 50.125),
+        ("temp", 25.0),
+    ] {
         point(readings, "meter", name, |r| float(r, want)).await;
     }
     let f32 = point(readings, "meter", "f32", |_| true).await;
     assert_eq!(f32.unit.as_deref(), Some("V"));
-    point(readings, "meter", "model", |r| r.value == Some(Value::String("SDM120".into()))).await;
+    point(readings, "meter", "model", |r| {
+        r.value == Some(Value::String("SDM120".into()))
+    })
+    .await;
     for name in ["flag", "relay", "alarm"] {
-        point(readings, "meter", name, |r| r.value == Some(Value::Bool(true))).await;
+        point(readings, "meter", name, |r| {
+            r.value == Some(Value::Bool(true))
+        })
+        .await;
     }
     let nan = point(readings, "meter", "nan", |_| true).await;
     assert_eq!(nan.error(), Some(&PointError::NotFinite), "{nan:?}");
@@ -133,7 +150,10 @@ pub async fn online(bridge: &BridgeHandle, device: &str) {
 
 /// Waits for `device` to be offline and returns the reason.
 pub async fn offline(bridge: &BridgeHandle, device: &str) -> String {
-    let st = status(bridge, device, "offline", |s| matches!(s.state, DeviceState::Offline { .. })).await;
+    let st = status(bridge, device, "offline", |s| {
+        matches!(s.state, DeviceState::Offline { .. })
+    })
+    .await;
     match st.state {
         DeviceState::Offline { reason, .. } => reason,
         other => panic!("not offline: {other:?}"),
@@ -151,38 +171,81 @@ fn cmd(p: &str, v: Value) -> Command {
 /// Illegal addresses are point errors (a coalesced read is split so its
 /// good neighbour still reads); commands land in the datastore; refusals
 /// come back as point errors.
-pub async fn exceptions_and_commands(bridge: &BridgeHandle, readings: &mut Readings, server: &mut ModbusServer) {
+pub async fn exceptions_and_commands(
+    bridge: &BridgeHandle,
+    readings: &mut Readings,
+    server: &mut ModbusServer,
+) {
     let ghost = point(readings, "meter", "ghost", |r| r.value.is_none()).await;
-    assert!(matches!(ghost.error(), Some(PointError::Exception { code: 2, .. })), "{ghost:?}");
+    assert!(
+        matches!(ghost.error(), Some(PointError::Exception { code: 2, .. })),
+        "{ghost:?}"
+    );
     let beyond = point(readings, "meter", "beyond", |r| r.value.is_none()).await;
-    assert!(matches!(beyond.error(), Some(PointError::Exception { code: 2, .. })), "{beyond:?}");
-    point(readings, "meter", "edge", |r| r.value == Some(Value::Int(0))).await;
+    assert!(
+        matches!(beyond.error(), Some(PointError::Exception { code: 2, .. })),
+        "{beyond:?}"
+    );
+    point(readings, "meter", "edge", |r| {
+        r.value == Some(Value::Int(0))
+    })
+    .await;
     online(bridge, "meter").await;
 
-    bridge.command(cmd("setpoint", Value::Float(12.5))).await.expect("setpoint");
+    bridge
+        .command(cmd("setpoint", Value::Float(12.5)))
+        .await
+        .expect("setpoint");
     assert_eq!(server.get(1, "hr", 40, 2).await, vec![0x0000, 0x4148]);
-    bridge.command(cmd("limit", Value::Float(250.0))).await.expect("limit");
+    bridge
+        .command(cmd("limit", Value::Float(250.0)))
+        .await
+        .expect("limit");
     assert_eq!(server.get(1, "hr", 42, 1).await, vec![500]);
-    bridge.command(cmd("relay", Value::Bool(false))).await.expect("relay");
+    bridge
+        .command(cmd("relay", Value::Bool(false)))
+        .await
+        .expect("relay");
     assert_eq!(server.get(1, "co", 3, 1).await, vec![0]);
     point(readings, "meter", "setpoint", |r| float(r, 12.5)).await;
-    point(readings, "meter", "relay", |r| r.value == Some(Value::Bool(false))).await;
+    point(readings, "meter", "relay", |r| {
+        r.value == Some(Value::Bool(false))
+    })
+    .await;
 
     let err = bridge.command(cmd("ghost", Value::Int(1))).await;
-    assert!(matches!(err, Err(CommandError::Point(PointError::Exception { code: 2, .. }))), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Err(CommandError::Point(PointError::Exception { code: 2, .. }))
+        ),
+        "{err:?}"
+    );
     let err = bridge.command(cmd("u16", Value::Int(1))).await;
     assert_eq!(err, Err(CommandError::Point(PointError::ReadOnly)));
     let err = bridge.command(cmd("limit", Value::Float(1e9))).await;
-    assert!(matches!(err, Err(CommandError::Point(PointError::OutOfRange(_)))), "{err:?}");
-    let err = bridge.command(cmd("setpoint", Value::Float(f64::NAN))).await;
+    assert!(
+        matches!(err, Err(CommandError::Point(PointError::OutOfRange(_)))),
+        "{err:?}"
+    );
+    let err = bridge
+        .command(cmd("setpoint", Value::Float(f64::NAN)))
+        .await;
     assert_eq!(err, Err(CommandError::Point(PointError::NotFinite)));
     let err = bridge.command(cmd("nope", Value::Int(1))).await;
-    assert!(matches!(err, Err(CommandError::Point(PointError::Unknown(_)))), "{err:?}");
+    assert!(
+        matches!(err, Err(CommandError::Point(PointError::Unknown(_)))),
+        "{err:?}"
+    );
 }
 
 /// A slave that stops answering goes offline while the other keeps its
 /// polls, and comes back by itself.
-pub async fn silent_slave(bridge: &BridgeHandle, readings: &mut Readings, server: &mut ModbusServer) {
+pub async fn silent_slave(
+    bridge: &BridgeHandle,
+    readings: &mut Readings,
+    server: &mut ModbusServer,
+) {
     online(bridge, "second").await;
     server.mode(2, "mute").await;
     let reason = offline(bridge, "second").await;
@@ -192,23 +255,37 @@ pub async fn silent_slave(bridge: &BridgeHandle, readings: &mut Readings, server
         other => panic!("{other:?}"),
     };
     for _ in 0..3 {
-        point(readings, "meter", "u16", |r| r.timestamp >= since && r.value.is_some()).await;
+        point(readings, "meter", "u16", |r| {
+            r.timestamp >= since && r.value.is_some()
+        })
+        .await;
     }
     assert!(bridge.device_status("meter").is_some_and(|s| s.is_online()));
     server.mode(2, "normal").await;
     online(bridge, "second").await;
-    point(readings, "second", "value", |r| r.value == Some(Value::Int(42))).await;
+    point(readings, "second", "value", |r| {
+        r.value == Some(Value::Int(42))
+    })
+    .await;
 }
 
 /// Garbage answers (bad CRC, random bytes): no panic, the device goes
 /// offline, and comes back once its frames are good again.
-pub async fn garbage(bridge: &BridgeHandle, readings: &mut Readings, server: &mut ModbusServer, modes: &[&str]) {
+pub async fn garbage(
+    bridge: &BridgeHandle,
+    readings: &mut Readings,
+    server: &mut ModbusServer,
+    modes: &[&str],
+) {
     for mode in modes {
         server.mode(1, mode).await;
         offline(bridge, "meter").await;
         assert!(!bridge.is_finished(), "bridge task died on {mode}");
         server.mode(1, "normal").await;
         online(bridge, "meter").await;
-        point(readings, "meter", "u16", |r| r.value == Some(Value::Int(65000))).await;
+        point(readings, "meter", "u16", |r| {
+            r.value == Some(Value::Int(65000))
+        })
+        .await;
     }
 }

@@ -45,8 +45,12 @@ impl Broker {
         if let Err(e) = std::fs::write(self.conf(), conf) {
             panic!("writing mosquitto.conf: {e}");
         }
-        let mut p = Proc::spawn("mosquitto", Command::new("mosquitto").arg("-c").arg(self.conf()));
-        p.expect_line("mosquitto running", |l| l.contains(" running")).await;
+        let mut p = Proc::spawn(
+            "mosquitto",
+            Command::new("mosquitto").arg("-c").arg(self.conf()),
+        );
+        p.expect_line("mosquitto running", |l| l.contains(" running"))
+            .await;
         self.proc = Some(p);
     }
 
@@ -61,7 +65,11 @@ impl Broker {
     pub async fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             if let Some(pid) = p.pid() {
-                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()
+                    .await;
             }
             let _ = p.wait().await;
         }
@@ -82,7 +90,18 @@ impl Broker {
         let mut p = Proc::spawn(
             "mosquitto_pub",
             Command::new("mosquitto_pub")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-m", payload])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-q",
+                    "1",
+                    "-t",
+                    topic,
+                    "-m",
+                    payload,
+                ])
                 .args(extra),
         );
         let code = p.wait().await;
@@ -93,7 +112,19 @@ impl Broker {
     pub async fn publish_file(&self, topic: &str, file: &std::path::Path) {
         let mut p = Proc::spawn(
             "mosquitto_pub",
-            Command::new("mosquitto_pub").args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-f"]).arg(file),
+            Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-q",
+                    "1",
+                    "-t",
+                    topic,
+                    "-f",
+                ])
+                .arg(file),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
@@ -105,7 +136,20 @@ impl Broker {
     pub async fn subscribe(&self, topic: &str, session: Option<&str>) -> Proc {
         // stdbuf: mosquitto_sub block-buffers stdout into a pipe.
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-v", "-d", "-t", topic]);
+        cmd.args([
+            "-oL",
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-q",
+            "1",
+            "-v",
+            "-d",
+            "-t",
+            topic,
+        ]);
         if let Some(id) = session {
             cmd.args(["-c", "-i", id]);
         }

@@ -31,7 +31,9 @@ impl Proc {
             .kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => panic!("cannot start {name} ({cmd:?}): {e}; run scripts/install-test-deps.sh"),
+            Err(e) => {
+                panic!("cannot start {name} ({cmd:?}): {e}; run scripts/install-test-deps.sh")
+            }
         };
         let (tx, lines) = mpsc::unbounded_channel();
         if let Some(out) = child.stdout.take() {
@@ -71,8 +73,14 @@ impl Proc {
                         return l;
                     }
                 }
-                Ok(None) => panic!("{} exited before printing {what}; output: {:#?}", self.name, self.seen),
-                Err(_) => panic!("{} did not print {what} in {PATIENCE:?}; output: {:#?}", self.name, self.seen),
+                Ok(None) => panic!(
+                    "{} exited before printing {what}; output: {:#?}",
+                    self.name, self.seen
+                ),
+                Err(_) => panic!(
+                    "{} did not print {what} in {PATIENCE:?}; output: {:#?}",
+                    self.name, self.seen
+                ),
             }
         }
     }
@@ -93,7 +101,10 @@ impl Proc {
         };
         let data = format!("{line}\n");
         if let Err(e) = stdin.write_all(data.as_bytes()).await {
-            panic!("{}: writing {line:?}: {e}; output: {:#?}", self.name, self.seen);
+            panic!(
+                "{}: writing {line:?}: {e}; output: {:#?}",
+                self.name, self.seen
+            );
         }
         let _ = stdin.flush().await;
     }

@@ -27,12 +27,17 @@ impl PtyPair {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         let mut socat = Proc::spawn(
             "socat",
-            Command::new("socat").arg("-d").arg("-d").arg(format!("pty,raw,echo=0,link={}", a.display())).arg(format!(
-                "pty,raw,echo=0,link={}",
-                b.display()
-            )),
+            Command::new("socat")
+                .arg("-d")
+                .arg("-d")
+                .arg(format!("pty,raw,echo=0,link={}", a.display()))
+                .arg(format!("pty,raw,echo=0,link={}", b.display())),
         );
-        socat.expect_line("starting data transfer loop", |l| l.contains("starting data transfer loop")).await;
+        socat
+            .expect_line("starting data transfer loop", |l| {
+                l.contains("starting data transfer loop")
+            })
+            .await;
         PtyPair {
             a,
             b,

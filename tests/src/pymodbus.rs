@@ -33,7 +33,11 @@ impl ModbusServer {
         let ids: Vec<String> = ids.iter().map(u8::to_string).collect();
         let mut proc = Proc::spawn(
             "pymodbus server",
-            Command::new("python3").arg(script("modbus_server.py")).args(args).arg("--ids").arg(ids.join(",")),
+            Command::new("python3")
+                .arg(script("modbus_server.py"))
+                .args(args)
+                .arg("--ids")
+                .arg(ids.join(",")),
         );
         proc.expect_line("READY", |l| l == "READY").await;
         ModbusServer { proc }
@@ -41,7 +45,12 @@ impl ModbusServer {
 
     async fn ask(&mut self, line: &str, want: &str) -> String {
         self.proc.send_line(line).await;
-        let reply = self.proc.expect_line(want, |l| l.starts_with("OK") || l.starts_with("VALUES") || l.starts_with("ERR")).await;
+        let reply = self
+            .proc
+            .expect_line(want, |l| {
+                l.starts_with("OK") || l.starts_with("VALUES") || l.starts_with("ERR")
+            })
+            .await;
         assert!(reply.starts_with(want), "{line:?} answered {reply:?}");
         reply
     }
@@ -49,13 +58,20 @@ impl ModbusServer {
     /// Sets registers (or bits, 0/1) of `table` (co, di, hr, ir).
     pub async fn set(&mut self, id: u8, table: &str, addr: u16, values: &[u16]) {
         let vals: Vec<String> = values.iter().map(u16::to_string).collect();
-        self.ask(&format!("set {id} {table} {addr} {}", vals.join(" ")), "OK").await;
+        self.ask(&format!("set {id} {table} {addr} {}", vals.join(" ")), "OK")
+            .await;
     }
 
     /// Reads registers (or bits) of `table` from the datastore.
     pub async fn get(&mut self, id: u8, table: &str, addr: u16, count: u16) -> Vec<u16> {
-        let reply = self.ask(&format!("get {id} {table} {addr} {count}"), "VALUES").await;
-        reply.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect()
+        let reply = self
+            .ask(&format!("get {id} {table} {addr} {count}"), "VALUES")
+            .await;
+        reply
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect()
     }
 
     /// How device `id` answers: "normal", "mute", "badcrc" or "noise".

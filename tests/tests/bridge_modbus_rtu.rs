@@ -3,9 +3,9 @@
 //! datastore, exceptions are point errors, a silent slave goes offline while
 //! the others keep being polled, and everything recovers by itself.
 
-use streembit_tests::modbus_checks::{bridge_file, expect_all_types, load, offline, online, Link};
 use streembit_bridges::{DeviceState, Value};
 use streembit_tests::bridge::{point, start, tee};
+use streembit_tests::modbus_checks::{bridge_file, expect_all_types, load, offline, online, Link};
 use streembit_tests::pty::PtyPair;
 use streembit_tests::pymodbus::ModbusServer;
 
@@ -17,9 +17,16 @@ async fn rtu_types_commands_exceptions_garbage_and_silent_slave() {
     let (bridge, readings) = start(&bridge_file(&Link::Serial(&line.a)));
     let mut readings = tee(readings);
     expect_all_types(&mut readings).await;
-    streembit_tests::modbus_checks::exceptions_and_commands(&bridge, &mut readings, &mut server).await;
+    streembit_tests::modbus_checks::exceptions_and_commands(&bridge, &mut readings, &mut server)
+        .await;
     streembit_tests::modbus_checks::silent_slave(&bridge, &mut readings, &mut server).await;
-    streembit_tests::modbus_checks::garbage(&bridge, &mut readings, &mut server, &["badcrc", "noise"]).await;
+    streembit_tests::modbus_checks::garbage(
+        &bridge,
+        &mut readings,
+        &mut server,
+        &["badcrc", "noise"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,15 +51,23 @@ async fn killed_server_goes_offline_other_line_keeps_polling_then_recovers() {
     };
     // The other line goes on: fresh readings after A went offline.
     for _ in 0..3 {
-        point(&mut rb, "meter", "u16", |r| r.timestamp >= since && r.value.is_some()).await;
+        point(&mut rb, "meter", "u16", |r| {
+            r.timestamp >= since && r.value.is_some()
+        })
+        .await;
     }
-    assert!(bridge_b.device_status("meter").is_some_and(|s| s.is_online()));
+    assert!(bridge_b
+        .device_status("meter")
+        .is_some_and(|s| s.is_online()));
 
     // Restart A's server on the same PTY: the bridge recovers by itself.
     let mut server_a = ModbusServer::serial(&line_a.b, &[1, 2]).await;
     load(&mut server_a).await;
     online(&bridge_a, "meter").await;
-    point(&mut ra, "meter", "u16", |r| r.timestamp > since && r.value == Some(Value::Int(65000))).await;
+    point(&mut ra, "meter", "u16", |r| {
+        r.timestamp > since && r.value == Some(Value::Int(65000))
+    })
+    .await;
     let st = bridge_a.device_status("meter").expect("status");
     assert!(st.last_success.is_some_and(|t| t > since));
 }

@@ -5,7 +5,8 @@
 use streembit_bridges::{DeviceState, Value};
 use streembit_tests::bridge::{point, start, tee};
 use streembit_tests::modbus_checks::{
-    bridge_file, exceptions_and_commands, expect_all_types, garbage, load, offline, online, silent_slave, Link,
+    bridge_file, exceptions_and_commands, expect_all_types, garbage, load, offline, online,
+    silent_slave, Link,
 };
 use streembit_tests::ports::free_port;
 use streembit_tests::pymodbus::ModbusServer;
@@ -45,5 +46,8 @@ async fn tcp_server_killed_goes_offline_then_recovers_on_restart() {
     load(&mut server).await;
     online(&bridge, "meter").await;
     online(&bridge, "second").await;
-    point(&mut readings, "meter", "u16", |r| r.timestamp > since && r.value == Some(Value::Int(65000))).await;
+    point(&mut readings, "meter", "u16", |r| {
+        r.timestamp > since && r.value == Some(Value::Int(65000))
+    })
+    .await;
 }

@@ -112,9 +112,21 @@ fn one() -> f64 {
 
 impl I2cBus {
     pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
-        errs.check(!self.bus.is_empty(), &format!("{path}.bus"), "must name an I2C device");
-        errs.check(self.offline_after >= 1, &format!("{path}.offline_after"), "must be at least 1");
-        errs.check(!self.devices.is_empty(), &format!("{path}.devices"), "needs at least one device");
+        errs.check(
+            !self.bus.is_empty(),
+            &format!("{path}.bus"),
+            "must name an I2C device",
+        );
+        errs.check(
+            self.offline_after >= 1,
+            &format!("{path}.offline_after"),
+            "must be at least 1",
+        );
+        errs.check(
+            !self.devices.is_empty(),
+            &format!("{path}.devices"),
+            "needs at least one device",
+        );
         check_names(
             errs,
             self.devices
@@ -137,11 +149,22 @@ impl I2cBus {
                 );
             }
             if !addrs.insert(d.address) {
-                errs.push(&format!("{dp}.address"), format!("address {:#04x} is used twice", d.address));
+                errs.push(
+                    &format!("{dp}.address"),
+                    format!("address {:#04x} is used twice", d.address),
+                );
             }
-            errs.check(d.poll_ms >= 1, &format!("{dp}.poll_ms"), "must be at least 1");
+            errs.check(
+                d.poll_ms >= 1,
+                &format!("{dp}.poll_ms"),
+                "must be at least 1",
+            );
             if d.sensor == SensorKind::Ads1115 {
-                errs.check(!d.channels.is_empty(), &format!("{dp}.channels"), "an ads1115 needs channels");
+                errs.check(
+                    !d.channels.is_empty(),
+                    &format!("{dp}.channels"),
+                    "an ads1115 needs channels",
+                );
             } else if !d.channels.is_empty() {
                 errs.push(&format!("{dp}.channels"), "only an ads1115 has channels");
             }
@@ -159,8 +182,16 @@ impl I2cBus {
                     &format!("{cp}.range_mv"),
                     "must be one of 6144, 4096, 2048, 1024, 512, 256",
                 );
-                errs.check(c.scale.is_finite() && c.scale != 0.0, &format!("{cp}.scale"), "must be finite and non-zero");
-                errs.check(c.offset.is_finite(), &format!("{cp}.offset"), "must be finite");
+                errs.check(
+                    c.scale.is_finite() && c.scale != 0.0,
+                    &format!("{cp}.scale"),
+                    "must be finite and non-zero",
+                );
+                errs.check(
+                    c.offset.is_finite(),
+                    &format!("{cp}.offset"),
+                    "must be finite",
+                );
             }
         }
     }

@@ -25,7 +25,9 @@ pub use modbus::{
     Access, ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RtuBus, Table, TcpBus,
     WordOrder,
 };
-pub use mqtt::{Availability, CommandFormat, MqttBus, MqttCommand, MqttDevice, MqttPoint, MqttTls, PayloadType};
+pub use mqtt::{
+    Availability, CommandFormat, MqttBus, MqttCommand, MqttDevice, MqttPoint, MqttTls, PayloadType,
+};
 
 use validate::Errors;
 
@@ -170,7 +172,11 @@ impl Bus {
                 .find(|d| d.name == device)
                 .and_then(|d| {
                     d.points.iter().find(|p| p.name == point).map(|p| {
-                        pick(&d.writers, p.writers.as_ref(), p.access == Access::ReadWrite)
+                        pick(
+                            &d.writers,
+                            p.writers.as_ref(),
+                            p.access == Access::ReadWrite,
+                        )
                     })
                 })
                 .unwrap_or_default(),
@@ -195,10 +201,7 @@ fn modbus_writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<St
 }
 
 /// Checks names are non-empty, printable identifiers and unique in `names`.
-fn check_names<'a>(
-    errs: &mut Errors,
-    items: impl IntoIterator<Item = (String, &'a str)>,
-) {
+fn check_names<'a>(errs: &mut Errors, items: impl IntoIterator<Item = (String, &'a str)>) {
     let mut seen = HashSet::new();
     for (path, name) in items {
         if name.is_empty() {

@@ -280,7 +280,11 @@ fn default_poll_ms() -> u64 {
 
 impl RtuBus {
     pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
-        errs.check(!self.port.is_empty(), &format!("{path}.port"), "must name a serial device");
+        errs.check(
+            !self.port.is_empty(),
+            &format!("{path}.port"),
+            "must name a serial device",
+        );
         errs.check(self.baud > 0, &format!("{path}.baud"), "must be positive");
         errs.check(
             matches!(self.data_bits, 7 | 8),
@@ -299,7 +303,11 @@ impl RtuBus {
 
 impl TcpBus {
     pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
-        errs.check(!self.host.is_empty(), &format!("{path}.host"), "must not be empty");
+        errs.check(
+            !self.host.is_empty(),
+            &format!("{path}.host"),
+            "must not be empty",
+        );
         errs.check(self.port > 0, &format!("{path}.port"), "must not be 0");
         validate_timing(path, self.timeout_ms, self.offline_after, errs);
         validate_devices(path, &self.devices, false, errs);
@@ -320,7 +328,11 @@ fn validate_timing(path: &str, timeout_ms: u64, offline_after: u32, errs: &mut E
 }
 
 fn validate_devices(path: &str, devices: &[ModbusDevice], serial: bool, errs: &mut Errors) {
-    errs.check(!devices.is_empty(), &format!("{path}.devices"), "needs at least one device");
+    errs.check(
+        !devices.is_empty(),
+        &format!("{path}.devices"),
+        "needs at least one device",
+    );
     check_names(
         errs,
         devices
@@ -332,14 +344,28 @@ fn validate_devices(path: &str, devices: &[ModbusDevice], serial: bool, errs: &m
     for (i, d) in devices.iter().enumerate() {
         let dp = format!("{path}.devices[{i}]");
         if serial && !(1..=247).contains(&d.unit_id) {
-            errs.push(&format!("{dp}.unit_id"), "a slave address on a serial line is 1..=247");
+            errs.push(
+                &format!("{dp}.unit_id"),
+                "a slave address on a serial line is 1..=247",
+            );
         }
         if !units.insert(d.unit_id) {
-            errs.push(&format!("{dp}.unit_id"), format!("unit id {} is used twice", d.unit_id));
+            errs.push(
+                &format!("{dp}.unit_id"),
+                format!("unit id {} is used twice", d.unit_id),
+            );
         }
-        errs.check(d.poll_ms >= 1, &format!("{dp}.poll_ms"), "must be at least 1");
+        errs.check(
+            d.poll_ms >= 1,
+            &format!("{dp}.poll_ms"),
+            "must be at least 1",
+        );
         check_writers(errs, &format!("{dp}.writers"), &d.writers);
-        errs.check(!d.points.is_empty(), &format!("{dp}.points"), "needs at least one point");
+        errs.check(
+            !d.points.is_empty(),
+            &format!("{dp}.points"),
+            "needs at least one point",
+        );
         check_names(
             errs,
             d.points
@@ -361,27 +387,43 @@ fn validate_point(pp: &str, p: &ModbusPoint, device_writers: bool, errs: &mut Er
     if ty == DataType::String {
         match p.length {
             Some(1..=125) => {}
-            _ => errs.push(&format!("{pp}.length"), "a string point needs length = 1..=125 registers"),
+            _ => errs.push(
+                &format!("{pp}.length"),
+                "a string point needs length = 1..=125 registers",
+            ),
         }
     } else if p.length.is_some() {
         errs.push(&format!("{pp}.length"), "only string points have a length");
     }
     if u32::from(p.address) + u32::from(p.span()) > 0x1_0000 {
-        errs.push(&format!("{pp}.address"), "the point runs past register 65535");
+        errs.push(
+            &format!("{pp}.address"),
+            "the point runs past register 65535",
+        );
     }
     let numeric = !matches!(ty, DataType::Bool | DataType::String);
     if (p.scale.is_some() || p.offset.is_some()) && !numeric {
-        errs.push(&format!("{pp}.scale"), "scale and offset apply to numeric types only");
+        errs.push(
+            &format!("{pp}.scale"),
+            "scale and offset apply to numeric types only",
+        );
     }
     if let Some(s) = p.scale {
-        errs.check(s.is_finite() && s != 0.0, &format!("{pp}.scale"), "must be finite and non-zero");
+        errs.check(
+            s.is_finite() && s != 0.0,
+            &format!("{pp}.scale"),
+            "must be finite and non-zero",
+        );
     }
     if let Some(o) = p.offset {
         errs.check(o.is_finite(), &format!("{pp}.offset"), "must be finite");
     }
     if p.access == Access::ReadWrite {
         if matches!(p.table, Table::DiscreteInput | Table::InputRegister) {
-            errs.push(&format!("{pp}.access"), "discrete inputs and input registers are read-only");
+            errs.push(
+                &format!("{pp}.access"),
+                "discrete inputs and input registers are read-only",
+            );
         }
         let has_writers = p.writers.as_ref().map_or(device_writers, |w| !w.is_empty());
         errs.check(
@@ -390,7 +432,10 @@ fn validate_point(pp: &str, p: &ModbusPoint, device_writers: bool, errs: &mut Er
             "an rw point needs writers (here or on its device): nobody could write it",
         );
     } else if p.writers.is_some() {
-        errs.push(&format!("{pp}.writers"), "writers on a read-only point; set access = \"rw\"");
+        errs.push(
+            &format!("{pp}.writers"),
+            "writers on a read-only point; set access = \"rw\"",
+        );
     }
     if let Some(w) = &p.writers {
         check_writers(errs, &format!("{pp}.writers"), w);

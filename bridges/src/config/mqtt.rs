@@ -195,7 +195,11 @@ fn check_topic(errs: &mut Errors, path: &str, topic: &str) {
 
 impl MqttBus {
     pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
-        errs.check(!self.host.is_empty(), &format!("{path}.host"), "must not be empty");
+        errs.check(
+            !self.host.is_empty(),
+            &format!("{path}.host"),
+            "must not be empty",
+        );
         errs.check(self.port > 0, &format!("{path}.port"), "must not be 0");
         errs.check(
             !self.client_id.is_empty() && self.client_id.len() <= 23 * 4,
@@ -218,8 +222,16 @@ impl MqttBus {
             &format!("{path}.reconnect_min_ms"),
             "must be at least 1 and at most reconnect_max_ms",
         );
-        errs.check(self.max_payload >= 1, &format!("{path}.max_payload"), "must be positive");
-        errs.check(!self.devices.is_empty(), &format!("{path}.devices"), "needs at least one device");
+        errs.check(
+            self.max_payload >= 1,
+            &format!("{path}.max_payload"),
+            "must be positive",
+        );
+        errs.check(
+            !self.devices.is_empty(),
+            &format!("{path}.devices"),
+            "needs at least one device",
+        );
         check_names(
             errs,
             self.devices
@@ -233,7 +245,11 @@ impl MqttBus {
             if let Some(a) = &d.availability {
                 check_topic(errs, &format!("{dp}.availability.topic"), &a.topic);
             }
-            errs.check(!d.points.is_empty(), &format!("{dp}.points"), "needs at least one point");
+            errs.check(
+                !d.points.is_empty(),
+                &format!("{dp}.points"),
+                "needs at least one point",
+            );
             check_names(
                 errs,
                 d.points
@@ -253,29 +269,52 @@ impl MqttBus {
                 }
                 let numeric = matches!(p.payload_type, PayloadType::Int | PayloadType::Float);
                 if (p.scale.is_some() || p.offset.is_some()) && !numeric {
-                    errs.push(&format!("{pp}.scale"), "scale and offset apply to int and float only");
+                    errs.push(
+                        &format!("{pp}.scale"),
+                        "scale and offset apply to int and float only",
+                    );
                 }
                 if let Some(s) = p.scale {
-                    errs.check(s.is_finite() && s != 0.0, &format!("{pp}.scale"), "must be finite and non-zero");
+                    errs.check(
+                        s.is_finite() && s != 0.0,
+                        &format!("{pp}.scale"),
+                        "must be finite and non-zero",
+                    );
                 }
                 if let Some(o) = p.offset {
                     errs.check(o.is_finite(), &format!("{pp}.offset"), "must be finite");
                 }
                 match (p.access, &p.command) {
                     (Access::ReadWrite, None) => {
-                        errs.push(&format!("{pp}.command"), "an rw point needs a command topic");
+                        errs.push(
+                            &format!("{pp}.command"),
+                            "an rw point needs a command topic",
+                        );
                     }
                     (Access::Read, Some(_)) => {
-                        errs.push(&format!("{pp}.command"), "a command on a read-only point; set access = \"rw\"");
+                        errs.push(
+                            &format!("{pp}.command"),
+                            "a command on a read-only point; set access = \"rw\"",
+                        );
                     }
                     (_, Some(c)) => check_topic(errs, &format!("{pp}.command.topic"), &c.topic),
                     (Access::Read, None) => {}
                 }
                 if p.access == Access::ReadWrite {
-                    let has = p.writers.as_ref().map_or(!d.writers.is_empty(), |w| !w.is_empty());
-                    errs.check(has, &format!("{pp}.writers"), "an rw point needs writers (here or on its device)");
+                    let has = p
+                        .writers
+                        .as_ref()
+                        .map_or(!d.writers.is_empty(), |w| !w.is_empty());
+                    errs.check(
+                        has,
+                        &format!("{pp}.writers"),
+                        "an rw point needs writers (here or on its device)",
+                    );
                 } else if p.writers.is_some() {
-                    errs.push(&format!("{pp}.writers"), "writers on a read-only point; set access = \"rw\"");
+                    errs.push(
+                        &format!("{pp}.writers"),
+                        "writers on a read-only point; set access = \"rw\"",
+                    );
                 }
                 if let Some(w) = &p.writers {
                     check_writers(errs, &format!("{pp}.writers"), w);

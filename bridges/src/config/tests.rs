@@ -54,7 +54,8 @@ writers = ["ABC"]
 points = [
   { name = "s", table = "holding_register", address = 10, type = "string" },
   { name = "s", table = "input_register", address = 65535, type = "u32", access = "rw" },
-  { name = "c", table = "coil", address = 1, type = "f32", scale = 2.0 },
+  { name = "c", table = "coil", address = 1, type = "f32" },
+  { name = "b", table = "holding_register", address = 5, type = "bool", scale = 2.0 },
 ]
 "#;
     let errs = BridgeFile::from_toml_str(text).expect_err("invalid");
@@ -70,7 +71,7 @@ points = [
         "modbus_rtu.devices[0].points[1].address",
         "modbus_rtu.devices[0].points[1].access",
         "modbus_rtu.devices[0].points[2].type",
-        "modbus_rtu.devices[0].points[2].scale",
+        "modbus_rtu.devices[0].points[3].scale",
     ] {
         assert!(paths.contains(&want), "missing {want} in {errs:#?}");
     }
@@ -96,9 +97,18 @@ points = [
 "#;
     let errs = BridgeFile::from_toml_str(text).expect_err("invalid");
     let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-    assert!(paths.contains(&"mqtt.devices[0].points[0].topic"), "{errs:?}");
-    assert!(paths.contains(&"mqtt.devices[0].points[0].command"), "{errs:?}");
-    assert!(paths.contains(&"mqtt.devices[0].points[0].writers"), "{errs:?}");
+    assert!(
+        paths.contains(&"mqtt.devices[0].points[0].topic"),
+        "{errs:?}"
+    );
+    assert!(
+        paths.contains(&"mqtt.devices[0].points[0].command"),
+        "{errs:?}"
+    );
+    assert!(
+        paths.contains(&"mqtt.devices[0].points[0].writers"),
+        "{errs:?}"
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ use crate::value::Value;
 /// order. Strings ignore word order (text runs in register order).
 fn to_be_bytes(p: &ModbusPoint, regs: &[u16]) -> Vec<u8> {
     let swap = p.byte_order == ByteOrder::Little;
-    let words: Vec<u16> = if p.word_order == WordOrder::Little && p.data_type() != DataType::String {
+    let words: Vec<u16> = if p.word_order == WordOrder::Little && p.data_type() != DataType::String
+    {
         regs.iter().rev().copied().collect()
     } else {
         regs.to_vec()
@@ -103,10 +104,12 @@ pub(crate) fn decode_registers(p: &ModbusPoint, regs: &[u16]) -> Result<Value, P
         DataType::F64 => scaled(p, f64::from_be_bytes(arr(&b)?)),
         DataType::String => {
             let end = b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1);
-            String::from_utf8(b[..end].to_vec()).map(Value::String).map_err(|_| {
-                let hex: String = b[..end].iter().map(|c| format!("{c:02x}")).collect();
-                PointError::Decode(format!("string is not UTF-8: {hex}"))
-            })
+            String::from_utf8(b[..end].to_vec())
+                .map(Value::String)
+                .map_err(|_| {
+                    let hex: String = b[..end].iter().map(|c| format!("{c:02x}")).collect();
+                    PointError::Decode(format!("string is not UTF-8: {hex}"))
+                })
         }
     }
 }
@@ -117,7 +120,9 @@ pub(crate) fn encode_bit(v: &Value) -> Result<bool, PointError> {
         Value::Bool(b) => Ok(*b),
         Value::Int(0) | Value::UInt(0) => Ok(false),
         Value::Int(1) | Value::UInt(1) => Ok(true),
-        other => Err(PointError::Type(format!("a bool point takes true/false, not {other}"))),
+        other => Err(PointError::Type(format!(
+            "a bool point takes true/false, not {other}"
+        ))),
     }
 }
 
@@ -142,14 +147,18 @@ fn raw_integer(p: &ModbusPoint, v: &Value, min: i128, max: i128) -> Result<i128,
             }
             let r = r.round();
             if r < min as f64 || r > max as f64 {
-                return Err(PointError::OutOfRange(format!("{other} is raw {r}, outside {min}..={max}")));
+                return Err(PointError::OutOfRange(format!(
+                    "{other} is raw {r}, outside {min}..={max}"
+                )));
             }
             r as i128
         }
         (other, false) => return Err(PointError::Type(format!("a number, not {other}"))),
     };
     if raw < min || raw > max {
-        return Err(PointError::OutOfRange(format!("{raw} outside {min}..={max}")));
+        return Err(PointError::OutOfRange(format!(
+            "{raw} outside {min}..={max}"
+        )));
     }
     Ok(raw)
 }
@@ -176,15 +185,21 @@ fn raw_float(p: &ModbusPoint, v: &Value) -> Result<f64, PointError> {
 pub(crate) fn encode_registers(p: &ModbusPoint, v: &Value) -> Result<Vec<u16>, PointError> {
     let bytes: Vec<u8> = match p.data_type() {
         DataType::Bool => return Ok(vec![u16::from(encode_bit(v)?)]),
-        DataType::U16 => (raw_integer(p, v, 0, u16::MAX.into())? as u16).to_be_bytes().to_vec(),
+        DataType::U16 => (raw_integer(p, v, 0, u16::MAX.into())? as u16)
+            .to_be_bytes()
+            .to_vec(),
         DataType::I16 => (raw_integer(p, v, i16::MIN.into(), i16::MAX.into())? as i16)
             .to_be_bytes()
             .to_vec(),
-        DataType::U32 => (raw_integer(p, v, 0, u32::MAX.into())? as u32).to_be_bytes().to_vec(),
+        DataType::U32 => (raw_integer(p, v, 0, u32::MAX.into())? as u32)
+            .to_be_bytes()
+            .to_vec(),
         DataType::I32 => (raw_integer(p, v, i32::MIN.into(), i32::MAX.into())? as i32)
             .to_be_bytes()
             .to_vec(),
-        DataType::U64 => (raw_integer(p, v, 0, u64::MAX.into())? as u64).to_be_bytes().to_vec(),
+        DataType::U64 => (raw_integer(p, v, 0, u64::MAX.into())? as u64)
+            .to_be_bytes()
+            .to_vec(),
         DataType::F32 => {
             let r = raw_float(p, v)?;
             if r.abs() > f64::from(f32::MAX) {
@@ -199,7 +214,10 @@ pub(crate) fn encode_registers(p: &ModbusPoint, v: &Value) -> Result<Vec<u16>, P
             };
             let cap = usize::from(p.span()) * 2;
             if s.len() > cap {
-                return Err(PointError::OutOfRange(format!("{} bytes, room for {cap}", s.len())));
+                return Err(PointError::OutOfRange(format!(
+                    "{} bytes, room for {cap}",
+                    s.len()
+                )));
             }
             let mut b = s.as_bytes().to_vec();
             b.resize(cap, 0);
@@ -243,7 +261,11 @@ mod tests {
         ];
         for (wo, bo, regs) in cases {
             let p = point(DataType::F32, wo, bo);
-            assert_eq!(decode_registers(&p, &regs), Ok(Value::Float(10.0)), "{wo:?} {bo:?}");
+            assert_eq!(
+                decode_registers(&p, &regs),
+                Ok(Value::Float(10.0)),
+                "{wo:?} {bo:?}"
+            );
             assert_eq!(encode_registers(&p, &Value::Float(10.0)), Ok(regs.to_vec()));
         }
     }
@@ -276,7 +298,10 @@ mod tests {
         let mut p = point(DataType::I16, WordOrder::Big, ByteOrder::Big);
         p.scale = Some(0.1);
         p.offset = Some(-40.0);
-        assert_eq!(decode_registers(&p, &[650]), Ok(Value::Float(650.0 * 0.1 - 40.0)));
+        assert_eq!(
+            decode_registers(&p, &[650]),
+            Ok(Value::Float(650.0 * 0.1 - 40.0))
+        );
         assert_eq!(encode_registers(&p, &Value::Float(25.0)), Ok(vec![650]));
         assert!(matches!(
             encode_registers(&p, &Value::Float(4000.0)),
@@ -287,17 +312,44 @@ mod tests {
     #[test]
     fn bad_values_are_point_errors() {
         let p = point(DataType::F32, WordOrder::Big, ByteOrder::Big);
-        assert_eq!(decode_registers(&p, &[0x7fc0, 0]), Err(PointError::NotFinite));
-        assert_eq!(decode_registers(&p, &[0x7f80, 0]), Err(PointError::NotFinite));
-        assert!(matches!(decode_registers(&p, &[1]), Err(PointError::Decode(_))));
-        assert_eq!(encode_registers(&p, &Value::Float(f64::NAN)), Err(PointError::NotFinite));
-        assert!(matches!(encode_registers(&p, &Value::Float(1e300)), Err(PointError::OutOfRange(_))));
+        assert_eq!(
+            decode_registers(&p, &[0x7fc0, 0]),
+            Err(PointError::NotFinite)
+        );
+        assert_eq!(
+            decode_registers(&p, &[0x7f80, 0]),
+            Err(PointError::NotFinite)
+        );
+        assert!(matches!(
+            decode_registers(&p, &[1]),
+            Err(PointError::Decode(_))
+        ));
+        assert_eq!(
+            encode_registers(&p, &Value::Float(f64::NAN)),
+            Err(PointError::NotFinite)
+        );
+        assert!(matches!(
+            encode_registers(&p, &Value::Float(1e300)),
+            Err(PointError::OutOfRange(_))
+        ));
         let u = point(DataType::U16, WordOrder::Big, ByteOrder::Big);
-        assert!(matches!(encode_registers(&u, &Value::Int(-1)), Err(PointError::OutOfRange(_))));
-        assert!(matches!(encode_registers(&u, &Value::Int(70000)), Err(PointError::OutOfRange(_))));
-        assert!(matches!(encode_registers(&u, &Value::String("x".into())), Err(PointError::Type(_))));
+        assert!(matches!(
+            encode_registers(&u, &Value::Int(-1)),
+            Err(PointError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            encode_registers(&u, &Value::Int(70000)),
+            Err(PointError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            encode_registers(&u, &Value::String("x".into())),
+            Err(PointError::Type(_))
+        ));
         let s = point(DataType::String, WordOrder::Big, ByteOrder::Big);
-        assert!(matches!(decode_registers(&s, &[0xfffe, 0, 0]), Err(PointError::Decode(_))));
+        assert!(matches!(
+            decode_registers(&s, &[0xfffe, 0, 0]),
+            Err(PointError::Decode(_))
+        ));
         assert!(matches!(
             encode_registers(&s, &Value::String("too long!".into())),
             Err(PointError::OutOfRange(_))

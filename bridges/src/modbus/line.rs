@@ -164,7 +164,13 @@ impl Line {
                     dev.health.on_success(now);
                     for &i in &block.points {
                         let p = &dev.cfg.points[i];
-                        out.push(Reading::bad(&dev.cfg.name, &p.name, e.clone(), p.unit.as_deref(), now.unix_ms));
+                        out.push(Reading::bad(
+                            &dev.cfg.name,
+                            &p.name,
+                            e.clone(),
+                            p.unit.as_deref(),
+                            now.unix_ms,
+                        ));
                     }
                 }
                 Err(e) => {
@@ -184,10 +190,22 @@ impl Line {
         self.call(unit, move |ctx| {
             Box::pin(async move {
                 let r = match table {
-                    Table::Coil => ctx.read_coils(start, count).await.map(|r| r.map(Data::Bits)),
-                    Table::DiscreteInput => ctx.read_discrete_inputs(start, count).await.map(|r| r.map(Data::Bits)),
-                    Table::InputRegister => ctx.read_input_registers(start, count).await.map(|r| r.map(Data::Words)),
-                    Table::HoldingRegister => ctx.read_holding_registers(start, count).await.map(|r| r.map(Data::Words)),
+                    Table::Coil => ctx
+                        .read_coils(start, count)
+                        .await
+                        .map(|r| r.map(Data::Bits)),
+                    Table::DiscreteInput => ctx
+                        .read_discrete_inputs(start, count)
+                        .await
+                        .map(|r| r.map(Data::Bits)),
+                    Table::InputRegister => ctx
+                        .read_input_registers(start, count)
+                        .await
+                        .map(|r| r.map(Data::Words)),
+                    Table::HoldingRegister => ctx
+                        .read_holding_registers(start, count)
+                        .await
+                        .map(|r| r.map(Data::Words)),
                 };
                 r
             })
@@ -222,66 +240,82 @@ impl Line {
                 Ok(Ok(Ok(v))) => return Ok(Ok(v)),
                 Ok(Ok(Err(code))) => return Ok(Err(exception(code))),
                 Ok(Err(tokio_modbus::Error::Transport(e))) => last = BridgeError::Io(e.to_string()),
-                Ok(Err(tokio_modbus::Error::Protocol(e))) => last = BridgeError::PeerMisbehaved(e.to_string()),
+                Ok(Err(tokio_modbus::Error::Protocol(e))) => {
+                    last = BridgeError::PeerMisbehaved(e.to_string())
+                }
                 Err(_) => last = BridgeError::Timeout(self.timeout.as_millis() as u64),
             }
             self.ctx = None;
         }
         Err(last)
     }
-
 }
 
 /// Opens the serial port (clearing stale bytes) or connects to the host.
 async fn open(link: &Link, limit: Duration) -> Result<Context, BridgeError> {
-        match link {
-            Link::Serial(bus) => {
-                let parity = match bus.parity {
-                    Parity::None => tokio_serial::Parity::None,
-                    Parity::Even => tokio_serial::Parity::Even,
-                    Parity::Odd => tokio_serial::Parity::Odd,
-                };
-                let data_bits = if bus.data_bits == 7 {
-                    tokio_serial::DataBits::Seven
-                } else {
-                    tokio_serial::DataBits::Eight
-                };
-                let stop_bits = if bus.stop_bits == 2 {
-                    tokio_serial::StopBits::Two
-                } else {
-                    tokio_serial::StopBits::One
-                };
-                let builder = tokio_serial::new(&bus.port, bus.baud)
-                    .parity(parity)
-                    .data_bits(data_bits)
-                    .stop_bits(stop_bits);
-                let port = tokio_serial::SerialStream::open(&builder)
-                    .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
-                // Drop whatever a slave sent after we stopped listening.
-                port.clear(tokio_serial::ClearBuffer::All)
-                    .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
-                Ok(tokio_modbus::client::rtu::attach(port))
-            }
-            Link::Tcp { host, port } => {
-                let target = format!("{host}:{port}");
-                let connect = tokio::net::TcpStream::connect(target.clone());
-                let stream = timeout(limit, connect)
-                    .await
-                    .map_err(|_| BridgeError::Timeout(limit.as_millis() as u64))?
-                    .map_err(|e| BridgeError::Io(format!("{target}: {e}")))?;
-                let _ = stream.set_nodelay(true);
-                Ok(tokio_modbus::client::tcp::attach(stream))
-            }
+    match link {
+        Link::Serial(bus) => {
+            let parity = match bus.parity {
+                Parity::None => tokio_serial::Parity::None,
+                Parity::Even => tokio_serial::Parity::Even,
+                Parity::Odd => tokio_serial::Parity::Odd,
+            };
+            let data_bits = if bus.data_bits == 7 {
+                tokio_serial::DataBits::Seven
+            } else {
+                tokio_serial::DataBits::Eight
+            };
+            let stop_bits = if bus.stop_bits == 2 {
+                tokio_serial::StopBits::Two
+            } else {
+                tokio_serial::StopBits::One
+            };
+            let builder = tokio_serial::new(&bus.port, bus.baud)
+                .parity(parity)
+                .data_bits(data_bits)
+                .stop_bits(stop_bits);
+            let port = tokio_serial::SerialStream::open(&builder)
+                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+            // Drop whatever a slave sent after we stopped listening.
+            port.clear(tokio_serial::ClearBuffer::All)
+                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+            Ok(tokio_modbus::client::rtu::attach(port))
         }
+        Link::Tcp { host, port } => {
+            let target = format!("{host}:{port}");
+            let connect = tokio::net::TcpStream::connect(target.clone());
+            let stream = timeout(limit, connect)
+                .await
+                .map_err(|_| BridgeError::Timeout(limit.as_millis() as u64))?
+                .map_err(|e| BridgeError::Io(format!("{target}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            Ok(tokio_modbus::client::tcp::attach(stream))
+        }
+    }
 }
 
 impl Line {
     /// Applies one command: checks, encodes, writes.
-    async fn apply(&mut self, cmd: &Command, clock: &Arc<dyn Clock>, status: &StatusBoard) -> Result<(), CommandError> {
+    async fn apply(
+        &mut self,
+        cmd: &Command,
+        clock: &Arc<dyn Clock>,
+        status: &StatusBoard,
+    ) -> Result<(), CommandError> {
         let unknown = || PointError::Unknown(format!("{}.{}", cmd.device, cmd.point));
-        let idx = self.devices.iter().position(|d| d.cfg.name == cmd.device).ok_or_else(unknown)?;
+        let idx = self
+            .devices
+            .iter()
+            .position(|d| d.cfg.name == cmd.device)
+            .ok_or_else(unknown)?;
         let dev = &self.devices[idx];
-        let p = dev.cfg.points.iter().find(|p| p.name == cmd.point).ok_or_else(unknown)?.clone();
+        let p = dev
+            .cfg
+            .points
+            .iter()
+            .find(|p| p.name == cmd.point)
+            .ok_or_else(unknown)?
+            .clone();
         if p.access != Access::ReadWrite {
             return Err(PointError::ReadOnly.into());
         }
@@ -368,9 +402,18 @@ fn decode_block(dev: &Device, block: &Block, data: &Data, now: Now, out: &mut Ve
                 .ok_or_else(|| PointError::Decode(format!("short response: {} bits", bits.len()))),
             Data::Words(words) => match words.get(off..off + span) {
                 Some(regs) => decode_registers(p, regs),
-                None => Err(PointError::Decode(format!("short response: {} registers", words.len()))),
+                None => Err(PointError::Decode(format!(
+                    "short response: {} registers",
+                    words.len()
+                ))),
             },
         };
-        out.push(Reading::from_result(&dev.cfg.name, &p.name, result, p.unit.as_deref(), now.unix_ms));
+        out.push(Reading::from_result(
+            &dev.cfg.name,
+            &p.name,
+            result,
+            p.unit.as_deref(),
+            now.unix_ms,
+        ));
     }
 }

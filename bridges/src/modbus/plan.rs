@@ -26,8 +26,15 @@ pub(crate) fn plan(points: &[ModbusPoint]) -> Vec<Block> {
     let mut blocks: Vec<Block> = Vec::new();
     for i in order {
         let p = &points[i];
-        let (start, end) = (u32::from(p.address), u32::from(p.address) + u32::from(p.span()));
-        let limit = u32::from(if p.table.is_bits() { MAX_BITS } else { MAX_REGISTERS });
+        let (start, end) = (
+            u32::from(p.address),
+            u32::from(p.address) + u32::from(p.span()),
+        );
+        let limit = u32::from(if p.table.is_bits() {
+            MAX_BITS
+        } else {
+            MAX_REGISTERS
+        });
         if let Some(b) = blocks.last_mut() {
             let b_end = u32::from(b.start) + u32::from(b.count);
             let new_end = b_end.max(end);
@@ -96,8 +103,10 @@ mod tests {
             pt(Table::Coil, 1, DataType::Bool),
         ];
         let blocks = plan(&pts);
-        let shape: Vec<(Table, u16, u16, Vec<usize>)> =
-            blocks.iter().map(|b| (b.table, b.start, b.count, b.points.clone())).collect();
+        let shape: Vec<(Table, u16, u16, Vec<usize>)> = blocks
+            .iter()
+            .map(|b| (b.table, b.start, b.count, b.points.clone()))
+            .collect();
         assert_eq!(
             shape,
             vec![
@@ -112,7 +121,9 @@ mod tests {
 
     #[test]
     fn no_request_exceeds_125_registers() {
-        let pts: Vec<ModbusPoint> = (0..100).map(|i| pt(Table::HoldingRegister, i * 4, DataType::F64)).collect();
+        let pts: Vec<ModbusPoint> = (0..100)
+            .map(|i| pt(Table::HoldingRegister, i * 4, DataType::F64))
+            .collect();
         let blocks = plan(&pts);
         assert!(blocks.iter().all(|b| b.count <= MAX_REGISTERS));
         assert_eq!(blocks.iter().map(|b| b.points.len()).sum::<usize>(), 100);

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing as Out, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing as Out, Packet, QoS, Transport,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -36,7 +38,9 @@ fn options(bus: &MqttBus) -> Result<MqttOptions, BridgeError> {
     }
     if let Some(tls) = &bus.tls {
         let config = client_config(tls)?;
-        o.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(config)));
+        o.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ));
     }
     Ok(o)
 }
@@ -140,4 +144,3 @@ pub(crate) async fn run(
         }
     }
 }
-

@@ -22,19 +22,26 @@ pub(crate) fn parse(payload: &[u8], json: bool) -> (Parsed<'_>, Option<Parsed<'_
         .map_err(|e| PointError::Decode(format!("payload is not UTF-8: {e}")));
     let json = json.then(|| {
         Parsed::Json(
-            serde_json::from_slice::<Json>(payload).map_err(|e| PointError::Decode(format!("payload is not JSON: {e}"))),
+            serde_json::from_slice::<Json>(payload)
+                .map_err(|e| PointError::Decode(format!("payload is not JSON: {e}"))),
         )
     });
     (Parsed::Text(text), json)
 }
 
 /// The value of one point from a parsed payload.
-pub(crate) fn point_value(p: &MqttPoint, text: &Parsed<'_>, json: Option<&Parsed<'_>>) -> Result<Value, PointError> {
+pub(crate) fn point_value(
+    p: &MqttPoint,
+    text: &Parsed<'_>,
+    json: Option<&Parsed<'_>>,
+) -> Result<Value, PointError> {
     let raw = match (&p.pointer, text, json) {
         (None, Parsed::Text(t), _) => from_text(p.payload_type, t.clone()?)?,
         (Some(ptr), _, Some(Parsed::Json(j))) => {
             let doc = j.as_ref().map_err(Clone::clone)?;
-            let v = doc.pointer(ptr).ok_or_else(|| PointError::Missing(ptr.clone()))?;
+            let v = doc
+                .pointer(ptr)
+                .ok_or_else(|| PointError::Missing(ptr.clone()))?;
             from_json(p.payload_type, v)?
         }
         _ => return Err(PointError::Decode("payload was not parsed as JSON".into())),
@@ -46,7 +53,9 @@ fn scale(p: &MqttPoint, v: Value) -> Result<Value, PointError> {
     if p.scale.is_none() && p.offset.is_none() {
         return Ok(v);
     }
-    let x = v.as_f64().ok_or_else(|| PointError::Type(format!("cannot scale {v}")))?;
+    let x = v
+        .as_f64()
+        .ok_or_else(|| PointError::Type(format!("cannot scale {v}")))?;
     let y = x * p.scale.unwrap_or(1.0) + p.offset.unwrap_or(0.0);
     if y.is_finite() {
         Ok(Value::Float(y))
@@ -61,7 +70,10 @@ fn from_text(ty: PayloadType, t: &str) -> Result<Value, PointError> {
         PayloadType::Bool => match t.to_ascii_lowercase().as_str() {
             "on" | "true" | "1" | "online" | "open" => Ok(Value::Bool(true)),
             "off" | "false" | "0" | "offline" | "closed" => Ok(Value::Bool(false)),
-            _ => Err(PointError::Decode(format!("{} is not on/off/true/false/1/0", clip(t)))),
+            _ => Err(PointError::Decode(format!(
+                "{} is not on/off/true/false/1/0",
+                clip(t)
+            ))),
         },
         PayloadType::Int => {
             if let Ok(i) = t.parse::<i64>() {
@@ -72,8 +84,14 @@ fn from_text(ty: PayloadType, t: &str) -> Result<Value, PointError> {
             }
             match t.parse::<f64>() {
                 Ok(f) if !f.is_finite() => Err(PointError::NotFinite),
-                Ok(f) if f.fract() == 0.0 => Err(PointError::OutOfRange(format!("{} does not fit a 64-bit integer", clip(t)))),
-                Ok(_) => Err(PointError::Decode(format!("{} is not a whole number", clip(t)))),
+                Ok(f) if f.fract() == 0.0 => Err(PointError::OutOfRange(format!(
+                    "{} does not fit a 64-bit integer",
+                    clip(t)
+                ))),
+                Ok(_) => Err(PointError::Decode(format!(
+                    "{} is not a whole number",
+                    clip(t)
+                ))),
                 Err(_) => Err(PointError::Decode(format!("{} is not a number", clip(t)))),
             }
         }
@@ -108,7 +126,10 @@ fn from_json(ty: PayloadType, v: &Json) -> Result<Value, PointError> {
             _ => Err(PointError::NotFinite),
         },
         (PayloadType::String, other) => Ok(Value::String(other.to_string())),
-        (_, other) => Err(PointError::Type(format!("expected {ty:?}, found {}", clip(&other.to_string())))),
+        (_, other) => Err(PointError::Type(format!(
+            "expected {ty:?}, found {}",
+            clip(&other.to_string())
+        ))),
     }
 }
 
@@ -122,17 +143,29 @@ fn clip(s: &str) -> String {
 }
 
 /// The payload of a command, after undoing scale and offset.
-pub(crate) fn command_payload(p: &MqttPoint, c: &MqttCommand, v: &Value) -> Result<Vec<u8>, PointError> {
+pub(crate) fn command_payload(
+    p: &MqttPoint,
+    c: &MqttCommand,
+    v: &Value,
+) -> Result<Vec<u8>, PointError> {
     let text = match (p.payload_type, v) {
         (PayloadType::Bool, Value::Bool(b)) => match c.format {
-            CommandFormat::Text => if *b { c.on.clone() } else { c.off.clone() },
+            CommandFormat::Text => {
+                if *b {
+                    c.on.clone()
+                } else {
+                    c.off.clone()
+                }
+            }
             CommandFormat::Json => b.to_string(),
         },
         (PayloadType::String, Value::String(s)) => match c.format {
             CommandFormat::Text => s.clone(),
             CommandFormat::Json => Json::String(s.clone()).to_string(),
         },
-        (PayloadType::Int | PayloadType::Float, v) if v.as_f64().is_some() && !matches!(v, Value::Bool(_)) => {
+        (PayloadType::Int | PayloadType::Float, v)
+            if v.as_f64().is_some() && !matches!(v, Value::Bool(_)) =>
+        {
             let x = v.as_f64().unwrap_or(f64::NAN);
             if !x.is_finite() {
                 return Err(PointError::NotFinite);
@@ -144,7 +177,9 @@ pub(crate) fn command_payload(p: &MqttPoint, c: &MqttCommand, v: &Value) -> Resu
             if p.payload_type == PayloadType::Int {
                 let r = raw.round();
                 if r.abs() > 9.007_199_254_740_992e15 {
-                    return Err(PointError::OutOfRange(format!("{r} is too large to send exactly")));
+                    return Err(PointError::OutOfRange(format!(
+                        "{r} is too large to send exactly"
+                    )));
                 }
                 match v {
                     Value::Int(i) if p.scale.is_none() && p.offset.is_none() => i.to_string(),
@@ -155,7 +190,12 @@ pub(crate) fn command_payload(p: &MqttPoint, c: &MqttCommand, v: &Value) -> Resu
                 format!("{raw}")
             }
         }
-        (ty, v) => return Err(PointError::Type(format!("{ty:?} point cannot take {}", v.kind()))),
+        (ty, v) => {
+            return Err(PointError::Type(format!(
+                "{ty:?} point cannot take {}",
+                v.kind()
+            )))
+        }
     };
     Ok(text.into_bytes())
 }
@@ -187,28 +227,73 @@ mod tests {
 
     #[test]
     fn text_and_json_payloads_decode() {
-        assert_eq!(value(&pt(PayloadType::Bool, None), b"ON"), Ok(Value::Bool(true)));
-        assert_eq!(value(&pt(PayloadType::Float, None), b" 21.5\n"), Ok(Value::Float(21.5)));
+        assert_eq!(
+            value(&pt(PayloadType::Bool, None), b"ON"),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            value(&pt(PayloadType::Float, None), b" 21.5\n"),
+            Ok(Value::Float(21.5))
+        );
         let tasmota = br#"{"ENERGY":{"Power":42,"Voltage":229.5},"POWER":"OFF"}"#;
-        assert_eq!(value(&pt(PayloadType::Int, Some("/ENERGY/Power")), tasmota), Ok(Value::Int(42)));
-        assert_eq!(value(&pt(PayloadType::Float, Some("/ENERGY/Voltage")), tasmota), Ok(Value::Float(229.5)));
-        assert_eq!(value(&pt(PayloadType::Bool, Some("/POWER")), tasmota), Ok(Value::Bool(false)));
-        assert_eq!(value(&pt(PayloadType::Int, None), b"18446744073709551615"), Ok(Value::UInt(u64::MAX)));
+        assert_eq!(
+            value(&pt(PayloadType::Int, Some("/ENERGY/Power")), tasmota),
+            Ok(Value::Int(42))
+        );
+        assert_eq!(
+            value(&pt(PayloadType::Float, Some("/ENERGY/Voltage")), tasmota),
+            Ok(Value::Float(229.5))
+        );
+        assert_eq!(
+            value(&pt(PayloadType::Bool, Some("/POWER")), tasmota),
+            Ok(Value::Bool(false))
+        );
+        assert_eq!(
+            value(&pt(PayloadType::Int, None), b"18446744073709551615"),
+            Ok(Value::UInt(u64::MAX))
+        );
     }
 
     #[test]
     fn garbage_is_a_point_error() {
         let p = pt(PayloadType::Float, Some("/a"));
-        assert!(matches!(value(&p, b"{not json"), Err(PointError::Decode(_))));
-        assert!(matches!(value(&p, b"{\"b\":1}"), Err(PointError::Missing(_))));
-        assert!(matches!(value(&p, b"{\"a\":\"NaN\"}"), Err(PointError::NotFinite)));
-        assert!(matches!(value(&p, b"{\"a\":[1]}"), Err(PointError::Type(_))));
-        assert!(matches!(value(&pt(PayloadType::Float, None), b"inf"), Err(PointError::NotFinite)));
-        assert!(matches!(value(&pt(PayloadType::Int, None), b"1e30"), Err(PointError::OutOfRange(_))));
-        assert!(matches!(value(&pt(PayloadType::Int, None), b"\xff\xfe"), Err(PointError::Decode(_))));
-        assert!(matches!(value(&pt(PayloadType::Bool, None), b"maybe"), Err(PointError::Decode(_))));
+        assert!(matches!(
+            value(&p, b"{not json"),
+            Err(PointError::Decode(_))
+        ));
+        assert!(matches!(
+            value(&p, b"{\"b\":1}"),
+            Err(PointError::Missing(_))
+        ));
+        assert!(matches!(
+            value(&p, b"{\"a\":\"NaN\"}"),
+            Err(PointError::NotFinite)
+        ));
+        assert!(matches!(
+            value(&p, b"{\"a\":[1]}"),
+            Err(PointError::Type(_))
+        ));
+        assert!(matches!(
+            value(&pt(PayloadType::Float, None), b"inf"),
+            Err(PointError::NotFinite)
+        ));
+        assert!(matches!(
+            value(&pt(PayloadType::Int, None), b"1e30"),
+            Err(PointError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            value(&pt(PayloadType::Int, None), b"\xff\xfe"),
+            Err(PointError::Decode(_))
+        ));
+        assert!(matches!(
+            value(&pt(PayloadType::Bool, None), b"maybe"),
+            Err(PointError::Decode(_))
+        ));
         let deep = "[".repeat(100_000);
-        assert!(matches!(value(&p, deep.as_bytes()), Err(PointError::Decode(_))));
+        assert!(matches!(
+            value(&p, deep.as_bytes()),
+            Err(PointError::Decode(_))
+        ));
     }
 
     #[test]
@@ -221,11 +306,23 @@ mod tests {
             retain: false,
         };
         let b = pt(PayloadType::Bool, None);
-        assert_eq!(command_payload(&b, &c, &Value::Bool(false)), Ok(b"OFF".to_vec()));
-        assert!(matches!(command_payload(&b, &c, &Value::Int(1)), Err(PointError::Type(_))));
+        assert_eq!(
+            command_payload(&b, &c, &Value::Bool(false)),
+            Ok(b"OFF".to_vec())
+        );
+        assert!(matches!(
+            command_payload(&b, &c, &Value::Int(1)),
+            Err(PointError::Type(_))
+        ));
         let mut f = pt(PayloadType::Int, None);
         f.scale = Some(0.1);
-        assert_eq!(command_payload(&f, &c, &Value::Float(21.5)), Ok(b"215".to_vec()));
-        assert_eq!(command_payload(&f, &c, &Value::Float(f64::NAN)), Err(PointError::NotFinite));
+        assert_eq!(
+            command_payload(&f, &c, &Value::Float(21.5)),
+            Ok(b"215".to_vec())
+        );
+        assert_eq!(
+            command_payload(&f, &c, &Value::Float(f64::NAN)),
+            Err(PointError::NotFinite)
+        );
     }
 }

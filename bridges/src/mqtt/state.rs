@@ -83,7 +83,12 @@ impl MqttState {
 
     /// Every topic to subscribe to, sorted, without repeats.
     pub(crate) fn subscriptions(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.by_topic.keys().chain(self.availability.keys()).cloned().collect();
+        let mut t: Vec<String> = self
+            .by_topic
+            .keys()
+            .chain(self.availability.keys())
+            .cloned()
+            .collect();
         t.sort();
         t.dedup();
         t
@@ -91,11 +96,16 @@ impl MqttState {
 
     /// Device names and their current status.
     pub(crate) fn statuses(&self) -> impl Iterator<Item = (&str, &DeviceStatus)> {
-        self.devices.iter().map(|d| d.name.as_str()).zip(self.status.iter())
+        self.devices
+            .iter()
+            .map(|d| d.name.as_str())
+            .zip(self.status.iter())
     }
 
     fn refresh(&mut self, d: usize, now: Now) {
-        let Some(st) = self.status.get_mut(d) else { return };
+        let Some(st) = self.status.get_mut(d) else {
+            return;
+        };
         let offline = |reason: String, st: &DeviceStatus| {
             let since = match &st.state {
                 DeviceState::Offline { since, .. } => *since,
@@ -173,15 +183,29 @@ impl MqttState {
                     size: payload.len(),
                     limit: self.max_payload,
                 };
-                out.push(Reading::bad(&dev.name, &pt.name, e, pt.unit.as_deref(), now.unix_ms));
+                out.push(Reading::bad(
+                    &dev.name,
+                    &pt.name,
+                    e,
+                    pt.unit.as_deref(),
+                    now.unix_ms,
+                ));
             }
         } else {
-            let needs_json = targets.iter().any(|&(d, p)| self.devices[d].points[p].pointer.is_some());
+            let needs_json = targets
+                .iter()
+                .any(|&(d, p)| self.devices[d].points[p].pointer.is_some());
             let (text, json) = parse(payload, needs_json);
             for &(d, p) in targets {
                 let (dev, pt) = (&self.devices[d], &self.devices[d].points[p]);
                 let v = point_value(pt, &text, json.as_ref());
-                out.push(Reading::from_result(&dev.name, &pt.name, v, pt.unit.as_deref(), now.unix_ms));
+                out.push(Reading::from_result(
+                    &dev.name,
+                    &pt.name,
+                    v,
+                    pt.unit.as_deref(),
+                    now.unix_ms,
+                ));
             }
         }
         let mut touched: Vec<usize> = targets.iter().map(|(d, _)| *d).collect();
@@ -200,7 +224,13 @@ impl MqttState {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.unsent.push_back(id);
-                self.waiting.insert(id, Waiting { out: out.clone(), reply });
+                self.waiting.insert(
+                    id,
+                    Waiting {
+                        out: out.clone(),
+                        reply,
+                    },
+                );
                 Some(out)
             }
             Err(e) => {
@@ -221,8 +251,16 @@ impl MqttState {
 
     fn encode(&self, cmd: &Command) -> Result<Outgoing, PointError> {
         let unknown = || PointError::Unknown(format!("{}.{}", cmd.device, cmd.point));
-        let dev = self.devices.iter().find(|d| d.name == cmd.device).ok_or_else(unknown)?;
-        let pt = dev.points.iter().find(|p| p.name == cmd.point).ok_or_else(unknown)?;
+        let dev = self
+            .devices
+            .iter()
+            .find(|d| d.name == cmd.device)
+            .ok_or_else(unknown)?;
+        let pt = dev
+            .points
+            .iter()
+            .find(|p| p.name == cmd.point)
+            .ok_or_else(unknown)?;
         let c = match (&pt.command, pt.access) {
             (Some(c), Access::ReadWrite) => c,
             _ => return Err(PointError::ReadOnly),
@@ -296,10 +334,15 @@ points = [
         let _ = s.handle_publish("tele/plug/LWT", b"Online", now(2));
         assert_eq!(s.status[0].state, DeviceState::Online);
         s.handle_disconnected("connection refused", now(3));
-        assert!(matches!(&s.status[0].state, DeviceState::Offline { reason, since: 3 } if reason.contains("refused")));
+        assert!(
+            matches!(&s.status[0].state, DeviceState::Offline { reason, since: 3 } if reason.contains("refused"))
+        );
         let _ = s.handle_connected(true, now(4));
         let _ = s.handle_publish("tele/plug/LWT", b"Offline", now(5));
-        assert!(matches!(&s.status[0].state, DeviceState::Offline { since: 5, .. }));
+        assert!(matches!(
+            &s.status[0].state,
+            DeviceState::Offline { since: 5, .. }
+        ));
     }
 
     #[test]
@@ -312,7 +355,13 @@ points = [
         assert_eq!(s.status[0].last_success, Some(7));
         let big = vec![b'x'; 65];
         let r = s.handle_publish("tele/plug/SENSOR", &big, now(8));
-        assert!(matches!(r[0].error(), Some(PointError::TooLarge { size: 65, limit: 64 })));
+        assert!(matches!(
+            r[0].error(),
+            Some(PointError::TooLarge {
+                size: 65,
+                limit: 64
+            })
+        ));
         assert!(s.handle_publish("other/topic", b"1", now(9)).is_empty());
     }
 
@@ -340,8 +389,14 @@ points = [
         assert_eq!(rx.try_recv(), Ok(Ok(())));
 
         let (tx, mut rx) = oneshot::channel();
-        let bad = Command { point: "power".into(), ..cmd };
+        let bad = Command {
+            point: "power".into(),
+            ..cmd
+        };
         assert!(s.handle_command(bad, tx).is_none());
-        assert_eq!(rx.try_recv(), Ok(Err(CommandError::Point(PointError::ReadOnly))));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(Err(CommandError::Point(PointError::ReadOnly)))
+        );
     }
 }

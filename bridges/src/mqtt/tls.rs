@@ -24,7 +24,9 @@ pub(crate) fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, BridgeEr
     let ca = tls.ca_file.as_deref().unwrap_or(SYSTEM_CA_BUNDLE);
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| io(ca, e))? {
-        roots.add(cert.map_err(|e| io(ca, e))?).map_err(|e| io(ca, e))?;
+        roots
+            .add(cert.map_err(|e| io(ca, e))?)
+            .map_err(|e| io(ca, e))?;
     }
     if roots.is_empty() {
         return Err(io(ca, "no certificates"));
@@ -41,7 +43,9 @@ pub(crate) fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, BridgeEr
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| io(cert, e))?;
             let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| io(key, e))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| io(key, e))?
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| io(key, e))?
         }
         _ => builder.with_no_client_auth(),
     };
