@@ -21,8 +21,8 @@ const REG_CTRL_MEAS: u8 = 0xF4;
 const REG_DATA: u8 = 0xF7; // press[3], temp[3], hum[2]
 const CHIP_ID_BME280: u8 = 0x60;
 const CHIP_ID_BMP280: u8 = 0x58;
-/// osrs_t = ×1, osrs_p = ×1, mode = forced.
-const CTRL_MEAS_FORCED: u8 = 0b001_001_01;
+/// osrs_t = ×1 (bits 7:5 = 001), osrs_p = ×1 (bits 4:2 = 001), mode = forced (01).
+const CTRL_MEAS_FORCED: u8 = 0b0010_0101;
 /// Worst-case measurement time at ×1 oversampling is 9.3 ms (datasheet §9.1).
 const MEASURE_MS: u32 = 10;
 

@@ -195,3 +195,131 @@ pub(crate) async fn run_with<I, D>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::BridgeFile;
+    use crate::status::DeviceState;
+    use crate::value::Value;
+    use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
+    use embedded_hal_mock::eh1::delay::NoopDelay;
+    use embedded_hal_mock::eh1::i2c::{Mock, Transaction as T};
+
+    fn good() -> Vec<T> {
+        let w = [0x66, 0x66];
+        vec![
+            T::write(0x44, vec![0x24, 0x00]),
+            T::read(
+                0x44,
+                vec![
+                    w[0],
+                    w[1],
+                    crate::i2c::crc8(&w),
+                    w[0],
+                    w[1],
+                    crate::i2c::crc8(&w),
+                ],
+            ),
+        ]
+    }
+
+    fn nack() -> Vec<T> {
+        vec![T::write(0x44, vec![0x24, 0x00])
+            .with_error(ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address))]
+    }
+
+    /// A sensor that stops answering goes offline after `offline_after`
+    /// failed polls and comes back by itself; commands are refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nacking_sensor_goes_offline_and_recovers() {
+        let text = r#"
+[i2c]
+bus = "/dev/i2c-test"
+offline_after = 2
+backoff_max_ms = 4
+[[i2c.devices]]
+name = "sht"
+sensor = "sht3x"
+address = 0x44
+poll_ms = 1
+"#;
+        let bus = BridgeFile::from_toml_str(text)
+            .expect("valid")
+            .i2c
+            .expect("i2c");
+        let mut script = good();
+        script.extend(nack());
+        script.extend(nack());
+        for _ in 0..2000 {
+            script.extend(good());
+        }
+        let i2c = Mock::new(&script);
+        let (rtx, mut rrx) = mpsc::channel(4096);
+        let (ctx, crx) = mpsc::channel(4);
+        let board = StatusBoard::new(["sht"]);
+        let mut status = board.subscribe();
+        let task = tokio::spawn(run_with(
+            bus,
+            i2c,
+            NoopDelay::new(),
+            rtx,
+            crx,
+            board,
+            Arc::new(SystemClock),
+        ));
+        let limit = std::time::Duration::from_secs(30);
+
+        let first = tokio::time::timeout(limit, rrx.recv())
+            .await
+            .expect("reading")
+            .expect("open");
+        assert_eq!(
+            (first.device.as_str(), first.point.as_str()),
+            ("sht", "temperature")
+        );
+        assert_eq!(first.value, Some(Value::Float(25.0)));
+        assert_eq!(first.unit.as_deref(), Some("°C"));
+        let offline = tokio::time::timeout(
+            limit,
+            status.wait_for(|m| {
+                matches!(
+                    m.get("sht").map(|s| &s.state),
+                    Some(DeviceState::Offline { .. })
+                )
+            }),
+        )
+        .await
+        .expect("went offline")
+        .expect("watch")
+        .get("sht")
+        .cloned()
+        .expect("sht");
+        assert!(
+            matches!(offline.state, DeviceState::Offline { ref reason, .. } if reason.contains("NoAcknowledge")),
+            "{offline:?}"
+        );
+        tokio::time::timeout(
+            limit,
+            status.wait_for(|m| m.get("sht").is_some_and(|s| s.is_online())),
+        )
+        .await
+        .expect("recovered")
+        .expect("watch");
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let cmd = crate::Command {
+            device: "sht".into(),
+            point: "temperature".into(),
+            value: Value::Float(1.0),
+        };
+        ctx.send((cmd, tx)).await.expect("queued");
+        let reply = tokio::time::timeout(limit, rx)
+            .await
+            .expect("reply")
+            .expect("sent");
+        assert_eq!(reply, Err(crate::CommandError::Point(PointError::ReadOnly)));
+        task.abort();
+    }
+}
