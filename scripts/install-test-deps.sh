@@ -4,7 +4,8 @@
 set -euo pipefail
 
 APT_PACKAGES=(socat mosquitto mosquitto-clients)
-
+# bridges: openssl makes the test CA and broker certificate for the MQTT TLS test.
+APT_PACKAGES+=(openssl)
 PIP_PACKAGES=("pycose==1.1.0" "cbor2")
 # bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
 # PTY pair, TCP on loopback); pyserial is its serial transport.

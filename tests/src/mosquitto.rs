@@ -14,6 +14,32 @@ pub struct Broker {
     pub port: u16,
     proc: Option<Proc>,
     dir: tempfile::TempDir,
+    /// With TLS and a password: the CA file and the credentials.
+    secure: Option<Secure>,
+}
+
+/// What a client needs for a TLS broker with a password file.
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// The test CA that signed the broker's certificate.
+    pub ca: PathBuf,
+    /// The one user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// Runs a command to completion, panicking with its output on failure.
+async fn must(what: &str, cmd: &mut Command) {
+    match cmd.output().await {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "{what}: {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("{what}: {e}"),
+    }
 }
 
 impl Broker {
@@ -27,9 +53,119 @@ impl Broker {
             port: free_port(),
             proc: None,
             dir,
+            secure: None,
         };
         b.run().await;
         b
+    }
+
+    /// Starts a broker that speaks only TLS (a certificate for 127.0.0.1
+    /// signed by a fresh test CA, made with openssl) and wants `user` and
+    /// `password`.
+    pub async fn start_secure(user: &str, password: &str) -> Broker {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("tempdir: {e}"),
+        };
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        must(
+            "CA",
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=streembit-test-ca",
+                ])
+                .args(ec)
+                .current_dir(d)
+                .args(["-keyout", "ca.key", "-out", "ca.pem"]),
+        )
+        .await;
+        must(
+            "server key",
+            Command::new("openssl")
+                .args(["req", "-subj", "/CN=localhost"])
+                .args(ec)
+                .current_dir(d)
+                .args(["-keyout", "server.key", "-out", "server.csr"]),
+        )
+        .await;
+        if let Err(e) = std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        ) {
+            panic!("san.ext: {e}");
+        }
+        must(
+            "server cert",
+            Command::new("openssl").current_dir(d).args([
+                "x509",
+                "-req",
+                "-days",
+                "1",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.pem",
+            ]),
+        )
+        .await;
+        must(
+            "password file",
+            Command::new("mosquitto_passwd")
+                .current_dir(d)
+                .args(["-c", "-b", "passwd", user, password]),
+        )
+        .await;
+        let mut b = Broker {
+            port: free_port(),
+            proc: None,
+            secure: Some(Secure {
+                ca: d.join("ca.pem"),
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }),
+            dir,
+        };
+        b.run().await;
+        b
+    }
+
+    /// The CA and credentials of a broker made by [`start_secure`](Self::start_secure).
+    pub fn secure(&self) -> Option<&Secure> {
+        self.secure.as_ref()
+    }
+
+    /// Client arguments for TLS and the password, if the broker wants them.
+    fn client_args(&self) -> Vec<String> {
+        match &self.secure {
+            Some(s) => vec![
+                "--cafile".into(),
+                s.ca.display().to_string(),
+                "-u".into(),
+                s.user.clone(),
+                "-P".into(),
+                s.password.clone(),
+            ],
+            None => Vec::new(),
+        }
     }
 
     fn conf(&self) -> PathBuf {
@@ -37,11 +173,20 @@ impl Broker {
     }
 
     async fn run(&mut self) {
-        let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest stderr\nuser root\nlog_type all\nmax_queued_messages 100000\n",
+        let mut conf = format!(
+            "listener {} 127.0.0.1\npersistence true\npersistence_location {}/\nlog_dest stderr\nuser root\nlog_type all\nmax_queued_messages 100000\n",
             self.port,
             self.dir.path().display()
         );
+        match &self.secure {
+            None => conf.push_str("allow_anonymous true\n"),
+            Some(_) => {
+                let d = self.dir.path().display();
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {d}/passwd\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+                ));
+            }
+        }
         if let Err(e) = std::fs::write(self.conf(), conf) {
             panic!("writing mosquitto.conf: {e}");
         }
@@ -102,7 +247,8 @@ impl Broker {
                     "-m",
                     payload,
                 ])
-                .args(extra),
+                .args(extra)
+                .args(self.client_args()),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
@@ -124,7 +270,8 @@ impl Broker {
                     topic,
                     "-f",
                 ])
-                .arg(file),
+                .arg(file)
+                .args(self.client_args()),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
@@ -153,6 +300,7 @@ impl Broker {
         if let Some(id) = session {
             cmd.args(["-c", "-i", id]);
         }
+        cmd.args(self.client_args());
         let mut p = Proc::spawn("mosquitto_sub", &mut cmd);
         p.expect_line("SUBACK", |l| l.contains("SUBACK")).await;
         p

@@ -238,3 +238,62 @@ async fn broker_restart_reconnects_and_loses_no_qos1_message() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_username_and_password() {
+    let broker = Broker::start_secure("gateway", "s3cret").await;
+    let Some(secure) = broker.secure().cloned() else {
+        panic!("not a secure broker")
+    };
+    let file = |password: &str, client_id: &str| {
+        bridge_file(broker.port, client_id).replacen(
+            "max_payload = 4096\n",
+            &format!(
+                "max_payload = 4096\nusername = \"gateway\"\npassword = \"{password}\"\n[mqtt.tls]\nca_file = \"{}\"\n",
+                secure.ca.display()
+            ),
+            1,
+        )
+    };
+    let (bridge, readings) = start(&file("s3cret", "gw-tls"));
+    let mut readings = tee(readings);
+    broker.publish_retained("sensor/label", "over tls").await;
+    point(&mut readings, "plug", "label", |r| {
+        r.value == Some(Value::String("over tls".into()))
+    })
+    .await;
+    let mut sub = broker.subscribe("cmnd/plug/POWER", None).await;
+    bridge
+        .command(Command {
+            device: "plug".into(),
+            point: "relay".into(),
+            value: Value::Bool(true),
+        })
+        .await
+        .expect("command over tls");
+    sub.expect_line("the command", |l| l == "cmnd/plug/POWER ON")
+        .await;
+
+    // A wrong password: offline, with the broker's refusal as the reason.
+    let (bad, _r) = start(&file("wrong", "gw-tls-bad"));
+    let st = status(&bad, "plug", "offline", |s| {
+        matches!(s.state, DeviceState::Offline { .. })
+    })
+    .await;
+    assert!(
+        matches!(st.state, DeviceState::Offline { ref reason, .. } if reason.starts_with("broker")),
+        "{st:?}"
+    );
+
+    // A broker certificate the bridge does not trust: offline, no panic.
+    let (untrusting, _r) = start(&bridge_file(broker.port, "gw-no-ca").replacen(
+        "max_payload = 4096\n",
+        "max_payload = 4096\n[mqtt.tls]\nca_file = \"/etc/ssl/certs/ca-certificates.crt\"\n",
+        1,
+    ));
+    status(&untrusting, "plug", "offline", |s| {
+        matches!(s.state, DeviceState::Offline { .. })
+    })
+    .await;
+    assert!(!untrusting.is_finished());
+}
