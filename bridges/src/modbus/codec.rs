@@ -355,4 +355,19 @@ mod tests {
             Err(PointError::OutOfRange(_))
         ));
     }
+
+    proptest::proptest! {
+        /// Any registers decode to a value or a point error, never a panic,
+        /// for every type and order; what decodes encodes back the same.
+        #[test]
+        fn any_registers_decode_without_panic(regs in proptest::collection::vec(proptest::num::u16::ANY, 0..6), ty in 0usize..9, wo: bool, bo: bool) {
+            let tys = [DataType::Bool, DataType::U16, DataType::I16, DataType::U32, DataType::I32, DataType::U64, DataType::F32, DataType::F64, DataType::String];
+            let p = point(tys[ty], if wo { WordOrder::Little } else { WordOrder::Big }, if bo { ByteOrder::Little } else { ByteOrder::Big });
+            if let Ok(v) = decode_registers(&p, &regs) {
+                if tys[ty] != DataType::Bool && tys[ty] != DataType::String {
+                    proptest::prop_assert_eq!(encode_registers(&p, &v), Ok(regs.clone()));
+                }
+            }
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! Modbus RTU and TCP: one task per serial line or TCP host.
 //!
-//! - [`codec`]: registers ⇄ values (types, word/byte order, scale).
-//! - [`plan`]: contiguous points coalesced into requests of ≤ 125 registers.
-//! - [`line`]: the event loop that owns the port or connection.
-//! - [`unit_id`]: the slave address newtype.
+//! - `codec`: registers ⇄ values (types, word/byte order, scale).
+//! - `plan`: contiguous points coalesced into requests of ≤ 125 registers.
+//! - `line`: the event loop that owns the port or connection.
+//! - [`UnitId`]: the slave address newtype.
 
 pub(crate) mod codec;
 pub(crate) mod line;

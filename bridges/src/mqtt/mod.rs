@@ -1,6 +1,6 @@
 //! MQTT devices through a broker (rumqttc).
 //!
-//! - [`payload`](self): payload text/JSON → typed values, and commands → payloads.
+//! - `payload`: payload text/JSON → typed values, and commands → payloads.
 //! - `state`: the protocol state (topic map, device status, pending
 //!   commands). It takes `now` and performs no I/O, like rumqttc's
 //!   `state.rs`, one step further: ours never reads the clock.

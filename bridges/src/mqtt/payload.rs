@@ -325,4 +325,14 @@ mod tests {
             Err(PointError::NotFinite)
         );
     }
+
+    proptest::proptest! {
+        /// Arbitrary payloads give a value or a point error, never a panic.
+        #[test]
+        fn any_payload_is_a_value_or_a_point_error(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..256), ty in 0usize..4, json: bool) {
+            let tys = [PayloadType::Bool, PayloadType::Int, PayloadType::Float, PayloadType::String];
+            let p = pt(tys[ty], json.then_some("/a/0"));
+            let _ = value(&p, &payload);
+        }
+    }
 }
