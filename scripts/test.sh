@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The multi-process tests run the real binary: build it first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

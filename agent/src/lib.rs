@@ -1,1 +1,31 @@
-//! x
+//! The Streembit edge agent.
+//!
+//! Module map (arrows of dependency point down the list, never up):
+//!
+//! - [`cli`]: the `streembit` command line (argument definitions and the
+//!   offline commands).
+//! - [`daemon`]: `streembit run`: config, the local API, signals, systemd
+//!   notifications, around one [`node`].
+//! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
+//! - [`node`]: the tokio shell driving the DHT core over the transport.
+//! - [`transport`]: QUIC (quinn) with TLS bound to Ed25519 keys, the
+//!   private-network gate, and framing.
+//! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
+//!   replay window. Every message on the network is one of these.
+//! - [`dht`]: the Kademlia DHT as a sans-IO core (routing table, lookups,
+//!   self-certifying record store) and its deterministic simulator.
+//! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
+//!
+//! What this crate does not do: talk to devices. The `streembit-bridges`
+//! crate turns bus traffic into readings; this crate decides identity and
+//! signing.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dht;
+pub mod identity;
+pub mod node;
+pub mod transport;
+pub mod wire;

@@ -1,5 +1,8 @@
 //! Shared harness for the multi-process and real-peer tests in `tests/tests/`.
 //!
+//! - [`agent`]: find the built `streembit` binary and run it in a sandbox
+//!   directory with a clean environment.
+//! - [`python`]: run the third-party Python peers in `tests/py/`.
 //! - [`process`]: a child process killed on drop, whose output lines can be
 //!   awaited (the tests never sleep to synchronise).
 //! - [`ports`]: free loopback ports.
@@ -9,6 +12,7 @@
 //! - [`bridge`]: helpers to start a bridge and await readings and status.
 //! - [`modbus_checks`]: the Modbus assertions shared by the RTU and TCP tests.
 
+pub mod agent;
 pub mod bridge;
 pub mod modbus_checks;
 pub mod mosquitto;
@@ -16,3 +20,4 @@ pub mod ports;
 pub mod process;
 pub mod pty;
 pub mod pymodbus;
+pub mod python;

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::config::MqttTls;
 use crate::error::BridgeError;
@@ -31,7 +31,7 @@ pub(crate) fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, BridgeEr
     if roots.is_empty() {
         return Err(io(ca, "no certificates"));
     }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| BridgeError::Misuse(e.to_string()))?

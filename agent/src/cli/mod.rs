@@ -1,0 +1,219 @@
+//! The `streembit` command line: argument definitions and the offline
+//! commands (`keygen`, `id`, `sign`, `verify`).
+//!
+//! - [`keys`]: `keygen` and `id`.
+//! - [`envelope`]: `sign` and `verify`, the operator's tools to make and
+//!   inspect wire traffic.
+//! - [`payload`]: JSON ⇄ CBOR for payloads.
+//! - [`encoding`]: raw / hex / base64 input and output.
+//! - `agent_cmds` / `agent_client`: `status`, `peers`, `lookup` — thin
+//!   clients of the running agent's local API.
+//!
+//! Exit codes: 0 success, 1 a verification or request failed, 2 bad usage
+//! or config, 3 the agent is not running.
+
+mod agent_client;
+mod agent_cmds;
+mod encoding;
+mod envelope;
+mod keys;
+pub mod payload;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use encoding::Encoding;
+
+/// Exit code: the command worked.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: an envelope did not verify.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit code: bad usage, config or key file.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the agent is not running (its API socket does not answer).
+pub const EXIT_NOT_RUNNING: u8 = 3;
+
+/// Streembit edge agent: joins the Streembit P2P overlay and gives every
+/// local device its own signing identity.
+#[derive(Debug, Parser)]
+#[command(name = "streembit", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an identity and print its public key.
+    Keygen(KeygenArgs),
+    /// Print this agent's public key.
+    Id(ConfigArg),
+    /// Seal a payload into a signed envelope (JSON input is stored as CBOR).
+    Sign(SignArgs),
+    /// Check a signed envelope and print what it says.
+    Verify(VerifyArgs),
+    /// Run the agent in the foreground (systemd Type=notify).
+    Run(ConfigArg),
+    /// Validate the agent config (all problems, each with file and key).
+    CheckConfig(ConfigArg),
+    /// Ask the running agent for its status.
+    Status(JsonArgs),
+    /// List the running agent's routing-table contacts.
+    Peers(JsonArgs),
+    /// Find a peer's or device's record in the DHT.
+    Lookup(LookupArgs),
+}
+
+/// `[--json] [--config FILE]`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `lookup`.
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// The public key to look up (64 hex characters).
+    pub pubkey: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: JsonArgs,
+}
+
+/// `--config FILE`.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Agent config file [default: /etc/streembit/agent.toml if present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key [default: the agent's identity.pem in its
+    /// state directory].
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing key (its identity is lost).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Output/input encoding flags shared by `sign` and `verify`.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct EncodingArgs {
+    /// Envelope as lowercase hex text.
+    #[arg(long, conflicts_with = "base64")]
+    pub hex: bool,
+    /// Envelope as standard base64 text.
+    #[arg(long)]
+    pub base64: bool,
+}
+
+/// Arguments of `sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Message kind (e.g. reading, note, ping).
+    #[arg(long)]
+    pub kind: String,
+    /// Network id [default: from config, else "public"].
+    #[arg(long, value_name = "ID")]
+    pub network: Option<String>,
+    /// Signing key (PKCS#8 PEM) [default: the agent's identity].
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Recipient's public key, for point-to-point kinds.
+    #[arg(long, value_name = "PUBKEY")]
+    pub to: Option<String>,
+    /// Payload file, or - for standard input.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub encoding: EncodingArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Expected network id [default: from config, else "public"].
+    #[arg(long, value_name = "ID")]
+    pub network: Option<String>,
+    /// Recipient's public key, for point-to-point kinds [default: this
+    /// agent's key].
+    #[arg(long, value_name = "PUBKEY")]
+    pub to: Option<String>,
+    /// Also require the timestamp to be within this many seconds of now.
+    #[arg(long, value_name = "SECS")]
+    pub fresh: Option<u64>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Envelope file, or - for standard input.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub encoding: EncodingArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// A command's failure: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// What went wrong, one line per problem.
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: EXIT_USAGE,
+            message: message.to_string(),
+        }
+    }
+
+    /// A config error: every problem on its own line, exit code 2.
+    pub(crate) fn config(e: crate::config::ConfigError) -> Self {
+        Self::usage(e)
+    }
+}
+
+/// Runs an offline command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Keygen(a) => keys::keygen(&a, out),
+        Command::Id(a) => keys::id(&a, out),
+        Command::Sign(a) => envelope::sign(&a, out),
+        Command::Verify(a) => envelope::verify(&a, out),
+        Command::Run(a) => crate::daemon::run(a.config.as_deref()).map_err(|e| Failure {
+            code: e.code,
+            message: e.message,
+        }),
+        Command::CheckConfig(a) => crate::config::AgentConfig::load(a.config.as_deref())
+            .map_err(Failure::config)
+            .and_then(|_| writeln!(out, "config OK").map_err(Failure::usage)),
+        Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
+        Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
+        Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
+    }
+}

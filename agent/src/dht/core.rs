@@ -1,0 +1,813 @@
+//! The `Dht` state machine: routing table, record store, lookups and
+//! timers behind one input/output interface.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand_core::RngCore;
+
+use crate::identity::{NodeId, PublicKey};
+
+use super::bucket::Seen;
+use super::contact::{Addrs, Contact};
+use super::lookup::{Lookup, Next, QueryStats};
+use super::message::{Message, MessageKind, StoreRefusal};
+use super::record::{self, RecordVerifier};
+use super::store::RecordStore;
+use super::table::RoutingTable;
+use super::timer::{Time, Timer, TimerTable};
+use super::{Config, DhtError};
+
+/// Names one query started by [`Dht::find_node`], [`Dht::find_value`],
+/// [`Dht::publish`] or [`Dht::bootstrap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
+
+/// Something the shell must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Seal `message` (kind `message.kind().name()`, recipient `to.id()`)
+    /// and send it to `to` (dialing `to.key_bytes()` at `to.addrs()`). If
+    /// it cannot be sent, call [`Dht::handle_unreachable`] with its rid.
+    Send {
+        /// The recipient.
+        to: Contact,
+        /// The payload.
+        message: Message,
+    },
+}
+
+/// Something the application may want to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A query finished. Refresh lookups the core starts itself finish
+    /// silently.
+    QueryFinished {
+        /// Which query.
+        id: QueryId,
+        /// Its target (node id or record key).
+        target: NodeId,
+        /// What it found.
+        outcome: Outcome,
+        /// What it cost.
+        stats: QueryStats,
+        /// Time from start to finish.
+        elapsed: Duration,
+    },
+    /// A record published through [`Dht::publish`] reached half its TTL:
+    /// sign a fresh one (higher sequence) and publish it again.
+    RepublishDue {
+        /// The record key.
+        key: NodeId,
+    },
+}
+
+/// The result of a query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// FIND_NODE (and bootstrap): the k closest nodes that answered, and the
+    /// target's contact if it answered or a node listed it.
+    Nodes {
+        /// Closest answering nodes, closest first.
+        closest: Vec<Contact>,
+        /// The target itself, if found.
+        target: Option<Contact>,
+    },
+    /// FIND_VALUE: the first valid record (verified, key-checked, live).
+    Value {
+        /// The record bytes, if found.
+        record: Option<Vec<u8>>,
+    },
+    /// PUT: how the STOREs to the k closest went.
+    Stored {
+        /// Nodes that kept it.
+        acks: u32,
+        /// Nodes that refused it.
+        refused: u32,
+        /// Nodes that did not answer.
+        failed: u32,
+    },
+}
+
+/// Counters of what was refused or went missing (for metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Payloads of a kind the DHT does not know.
+    pub rejected_unknown_kind: u64,
+    /// Payloads over their byte cap.
+    pub rejected_oversize: u64,
+    /// Payloads that did not decode or broke a list cap.
+    pub rejected_malformed: u64,
+    /// Replies nobody asked for (unknown rid, or from the wrong peer).
+    pub unsolicited_replies: u64,
+    /// Replies of the wrong kind for their request.
+    pub mismatched_replies: u64,
+    /// Records in VALUE replies that failed verification.
+    pub bad_records: u64,
+    /// STOREs kept.
+    pub store_accepted: u64,
+    /// STOREs refused, by reason.
+    pub store_refused: BTreeMap<StoreRefusal, u64>,
+    /// Requests that timed out (each attempt).
+    pub timeouts: u64,
+}
+
+impl Counters {
+    /// All STOREs refused.
+    pub fn store_refused_total(&self) -> u64 {
+        self.store_refused.values().sum()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    User,
+    Bootstrap,
+    Refresh,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    FindNode,
+    FindValue,
+    Put(Vec<u8>),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Storing {
+    pending: u32,
+    acks: u32,
+    refused: u32,
+    failed: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Query {
+    lookup: Lookup,
+    kind: Kind,
+    origin: Origin,
+    started: Time,
+    value: Option<Vec<u8>>,
+    storing: Option<Storing>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Lookup { qid: QueryId, path: u8 },
+    Store { qid: QueryId },
+    Evict,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    to: Contact,
+    deadline: Time,
+    purpose: Purpose,
+    attempt: u8,
+}
+
+/// A Kademlia node without I/O.
+///
+/// # Calling contract
+///
+/// 1. Build with [`Dht::new`] (optionally [`Dht::restore_table`]), then
+///    call [`Dht::bootstrap`] with seed contacts: a lookup of our own id.
+/// 2. Feed every input as it happens, always with the current time:
+///    - each DHT envelope that opened (signature, network, freshness and
+///      replay checked by `wire`) goes to [`Dht::handle_payload`] with the
+///      *verified* sender key; or decode it yourself and call
+///      [`Dht::handle_message`];
+///    - a send that failed goes to [`Dht::handle_unreachable`];
+///    - when the clock reaches [`Dht::poll_timeout`], call
+///      [`Dht::handle_timeout`].
+/// 3. After **every** input or query start, drain: call
+///    [`Dht::poll_action`] until it returns `None` (send each message),
+///    [`Dht::poll_event`] until `None`, then re-arm one timer to
+///    [`Dht::poll_timeout`]. Outputs are only produced by inputs, so a
+///    drained core stays quiet until the next input or deadline.
+///
+/// Time and randomness are arguments; the core never reads a clock or a
+/// global RNG, so a run is a function of its inputs.
+#[derive(Clone, Debug)]
+pub struct Dht {
+    cfg: Config,
+    local: Contact,
+    table: RoutingTable,
+    store: RecordStore,
+    queries: BTreeMap<QueryId, Query>,
+    requests: BTreeMap<u64, Pending>,
+    deadlines: BTreeSet<(Time, u64)>,
+    timers: TimerTable,
+    /// Records we publish: key → when to ask for a republish.
+    owned: BTreeMap<NodeId, Time>,
+    /// Seeds of the last bootstrap (at most k), for a rejoin.
+    seeds: Vec<Contact>,
+    /// When to bootstrap again (the last one found nobody).
+    rejoin_at: Option<Time>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    next_rid: u64,
+    next_qid: u64,
+    counters: Counters,
+}
+
+impl Dht {
+    /// A node for `key` reachable at `addrs`.
+    pub fn new(cfg: Config, key: &PublicKey, addrs: Addrs, rng: &mut impl RngCore) -> Self {
+        let local = Contact::from_verified(key, addrs);
+        Self {
+            table: RoutingTable::new(*local.id(), cfg.k, cfg.replacement_cache, cfg.ping_after),
+            store: RecordStore::new(cfg.store.clone()),
+            cfg,
+            local,
+            queries: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            timers: TimerTable::default(),
+            owned: BTreeMap::new(),
+            seeds: Vec::new(),
+            rejoin_at: None,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            // Unpredictable request ids: a reply must guess one to be taken.
+            next_rid: rng.next_u64(),
+            next_qid: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Our own contact.
+    pub fn local(&self) -> &Contact {
+        &self.local
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The records kept for others.
+    pub fn store(&self) -> &RecordStore {
+        &self.store
+    }
+
+    /// Replaces the store limits (a config reload). Records already held
+    /// stay; the new limits apply to the next STORE.
+    pub fn set_store_config(&mut self, cfg: super::StoreConfig) {
+        self.store.set_config(cfg);
+    }
+
+    /// Rejection and refusal counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Queries still running.
+    pub fn active_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// The routing table as bytes to persist.
+    pub fn save_table(&self) -> Vec<u8> {
+        self.table.to_bytes()
+    }
+
+    /// Restores a table saved by [`Dht::save_table`].
+    pub fn restore_table(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
+        let n = self.table.restore(bytes, now)?;
+        self.rearm();
+        Ok(n)
+    }
+
+    /// Joins the network: a lookup of our own id through `seeds` (contacts
+    /// with keys and addresses, e.g. from config) and whatever the table
+    /// already holds. Seeds enter the table only once they answer.
+    ///
+    /// If nobody answers, the core bootstraps again through the same seeds
+    /// every `Config::rejoin_after` until somebody does; each attempt ends
+    /// with its own [`Event::QueryFinished`].
+    pub fn bootstrap(&mut self, mut seeds: Vec<Contact>, now: Time) -> QueryId {
+        seeds.truncate(self.cfg.k);
+        self.seeds = seeds.clone();
+        self.rejoin_at = None;
+        let target = *self.local.id();
+        self.start(target, Kind::FindNode, Origin::Bootstrap, seeds, now)
+    }
+
+    /// Looks up the k nodes closest to `target`.
+    pub fn find_node(&mut self, target: NodeId, now: Time) -> QueryId {
+        self.start(target, Kind::FindNode, Origin::User, Vec::new(), now)
+    }
+
+    /// Looks up the record under `key`; stops at the first valid one.
+    pub fn find_value(&mut self, key: NodeId, now: Time) -> QueryId {
+        self.start(key, Kind::FindValue, Origin::User, Vec::new(), now)
+    }
+
+    /// Stores `record` at the k nodes closest to its key and remembers to
+    /// ask for a republish ([`Event::RepublishDue`]) at half its TTL. Call
+    /// it for records this node owns or hosts.
+    pub fn publish<V: RecordVerifier + ?Sized>(
+        &mut self,
+        record: Vec<u8>,
+        now: Time,
+        verifier: &mut V,
+    ) -> Result<QueryId, DhtError> {
+        let v = record::check(verifier, &record, None, now)?;
+        let key = v.key();
+        self.owned.insert(key, (v.issued + v.ttl() / 2).max(now));
+        Ok(self.start(key, Kind::Put(record), Origin::User, Vec::new(), now))
+    }
+
+    /// Forget a record published here: no more republish events.
+    pub fn unpublish(&mut self, key: &NodeId) {
+        self.owned.remove(key);
+        self.rearm();
+    }
+
+    /// Decodes a DHT payload from an opened envelope and handles it.
+    /// `from` must be the envelope's verified sender; `kind` its kind name.
+    /// Unknown kinds and malformed payloads are counted and returned.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_payload<V: RecordVerifier + ?Sized>(
+        &mut self,
+        now: Time,
+        from: &PublicKey,
+        addrs: Addrs,
+        kind: &str,
+        payload: &[u8],
+        verifier: &mut V,
+    ) -> Result<(), DhtError> {
+        let Some(kind) = MessageKind::from_name(kind) else {
+            self.counters.rejected_unknown_kind += 1;
+            return Err(DhtError::UnknownKind(kind.chars().take(32).collect()));
+        };
+        match Message::decode(kind, payload) {
+            Ok(msg) => {
+                self.handle_message(now, from, addrs, msg, verifier);
+                Ok(())
+            }
+            Err(e) => {
+                match e {
+                    DhtError::Oversize { .. } => self.counters.rejected_oversize += 1,
+                    _ => self.counters.rejected_malformed += 1,
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles a decoded message whose sender key `from` was verified.
+    pub fn handle_message<V: RecordVerifier + ?Sized>(
+        &mut self,
+        now: Time,
+        from: &PublicKey,
+        addrs: Addrs,
+        msg: Message,
+        verifier: &mut V,
+    ) {
+        let peer = Contact::from_verified(from, addrs);
+        if peer.id() == self.local.id() {
+            return;
+        }
+        if let Seen::PingNeeded(lrs) = self.table.on_verified(peer.clone(), now) {
+            self.request(now, lrs, Purpose::Evict, Message::Ping { rid: 0 }, 0);
+        }
+        match msg {
+            Message::Ping { rid } => self.send(peer, Message::Pong { rid }),
+            Message::FindNode { rid, target } => {
+                let nodes = self.closest_for(&target, peer.id());
+                self.send(peer, Message::Nodes { rid, nodes });
+            }
+            Message::FindValue { rid, key } => {
+                let reply = match self.store.get(&key, now) {
+                    Some(r) => Message::Value {
+                        rid,
+                        record: Some(r.to_vec()),
+                        nodes: Vec::new(),
+                    },
+                    None => Message::Value {
+                        rid,
+                        record: None,
+                        nodes: self.closest_for(&key, peer.id()),
+                    },
+                };
+                self.send(peer, reply);
+            }
+            Message::Store { rid, record } => {
+                let result = self.accept_store(peer.id(), &record, now, verifier);
+                match result {
+                    Ok(()) => self.counters.store_accepted += 1,
+                    Err(r) => *self.counters.store_refused.entry(r).or_default() += 1,
+                }
+                self.send(peer, Message::Stored { rid, result });
+            }
+            reply => self.on_reply(now, &peer, reply, verifier),
+        }
+        self.rearm();
+    }
+
+    /// The send of request `rid` failed (no route, dial refused, wrong key):
+    /// handled now as if it had timed out.
+    pub fn handle_unreachable(&mut self, now: Time, rid: u64) {
+        if let Some(p) = self.requests.remove(&rid) {
+            self.deadlines.remove(&(p.deadline, rid));
+            self.on_failed(now, p, false);
+        }
+        self.rearm();
+    }
+
+    /// The clock reached (or passed) [`Dht::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Time, rng: &mut impl RngCore) {
+        if self.timers.is_due(Timer::Request, now) {
+            while let Some(&(t, rid)) = self.deadlines.first() {
+                if t > now {
+                    break;
+                }
+                self.deadlines.remove(&(t, rid));
+                if let Some(p) = self.requests.remove(&rid) {
+                    self.counters.timeouts += 1;
+                    self.on_failed(now, p, true);
+                }
+            }
+        }
+        if self.timers.is_due(Timer::Refresh, now) {
+            for i in self.table.take_stale(now, self.cfg.refresh_interval) {
+                let target = self.table.random_id_in_bucket(i, rng);
+                self.start(target, Kind::FindNode, Origin::Refresh, Vec::new(), now);
+            }
+        }
+        if self.timers.is_due(Timer::Republish, now) {
+            let due: Vec<NodeId> = self
+                .owned
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            for key in due {
+                self.owned.remove(&key);
+                self.events.push_back(Event::RepublishDue { key });
+            }
+        }
+        if self.timers.is_due(Timer::Rejoin, now) {
+            self.rejoin_at = None;
+            if self.table.is_empty() {
+                let _ = self.bootstrap(self.seeds.clone(), now);
+            }
+        }
+        if self.timers.is_due(Timer::Expire, now) {
+            let _expired = self.store.expire(now);
+        }
+        self.rearm();
+    }
+
+    /// The next message to send. Drain until `None`.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the application. Drain until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Dht::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    /// Estimated heap bytes held by this node's state (table, store,
+    /// queries, requests), for memory budgets. Computed from lengths and
+    /// the containers' growth policies, so it depends on the state only
+    /// (not on allocation history) and is reproducible; output queues are
+    /// not counted (a drained core holds none).
+    pub fn heap_bytes(&self) -> usize {
+        let per_request =
+            std::mem::size_of::<Pending>() + 2 * std::mem::size_of::<(Time, u64)>() + 16;
+        self.table.heap_bytes()
+            + self.store.heap_bytes()
+            + self
+                .queries
+                .values()
+                .map(|q| q.lookup.heap_bytes() + std::mem::size_of::<Query>())
+                .sum::<usize>()
+            + self.requests.len() * per_request
+            + self.owned.len() * 48
+            + self.seeds.len() * std::mem::size_of::<Contact>()
+    }
+
+    // ----- internals -----
+
+    fn closest_for(&self, target: &NodeId, requester: &NodeId) -> Vec<Contact> {
+        let mut nodes = self.table.closest(target, self.cfg.k + 1);
+        nodes.retain(|c| c.id() != requester);
+        nodes.truncate(self.cfg.k.min(super::MAX_CONTACTS));
+        nodes
+    }
+
+    fn accept_store<V: RecordVerifier + ?Sized>(
+        &mut self,
+        publisher: &NodeId,
+        bytes: &[u8],
+        now: Time,
+        verifier: &mut V,
+    ) -> Result<(), StoreRefusal> {
+        if bytes.len() > self.store.config().max_record_bytes {
+            return Err(StoreRefusal::TooLarge);
+        }
+        let v = record::check(verifier, bytes, None, now).map_err(|_| StoreRefusal::Invalid)?;
+        self.store.insert(&v, bytes, *publisher).map(|_| ())
+    }
+
+    fn send(&mut self, to: Contact, message: Message) {
+        self.actions.push_back(Action::Send { to, message });
+    }
+
+    fn request(&mut self, now: Time, to: Contact, purpose: Purpose, mut msg: Message, attempt: u8) {
+        let rid = self.next_rid;
+        self.next_rid = self.next_rid.wrapping_add(1);
+        set_rid(&mut msg, rid);
+        let deadline = now + self.cfg.request_timeout;
+        self.deadlines.insert((deadline, rid));
+        self.requests.insert(
+            rid,
+            Pending {
+                to: to.clone(),
+                deadline,
+                purpose,
+                attempt,
+            },
+        );
+        self.send(to, msg);
+    }
+
+    fn start(
+        &mut self,
+        target: NodeId,
+        kind: Kind,
+        origin: Origin,
+        extra: Vec<Contact>,
+        now: Time,
+    ) -> QueryId {
+        let mut initial = self.table.closest(&target, self.cfg.k);
+        for s in extra {
+            if !initial.iter().any(|c| c.id() == s.id()) {
+                initial.push(s);
+            }
+        }
+        self.table.touch(&target, now);
+        let lookup = Lookup::new(
+            target,
+            *self.local.id(),
+            self.cfg.k,
+            self.cfg.alpha,
+            self.cfg.paths,
+            initial,
+        );
+        let qid = QueryId(self.next_qid);
+        self.next_qid += 1;
+        self.queries.insert(
+            qid,
+            Query {
+                lookup,
+                kind,
+                origin,
+                started: now,
+                value: None,
+                storing: None,
+            },
+        );
+        self.drive(qid, now);
+        self.rearm();
+        qid
+    }
+
+    /// Sends what the query wants to send; finishes it when it is done.
+    fn drive(&mut self, qid: QueryId, now: Time) {
+        loop {
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
+            if let Some(s) = &q.storing {
+                if s.pending == 0 {
+                    self.finish(qid, now);
+                }
+                return;
+            }
+            match q.lookup.next() {
+                Next::Query { contact, path } => {
+                    let target = *q.lookup.target();
+                    let msg = match q.kind {
+                        Kind::FindValue => Message::FindValue {
+                            rid: 0,
+                            key: target,
+                        },
+                        Kind::FindNode | Kind::Put(_) => Message::FindNode { rid: 0, target },
+                    };
+                    self.request(now, contact, Purpose::Lookup { qid, path }, msg, 0);
+                }
+                Next::Wait => return,
+                Next::Done => {
+                    let Kind::Put(record) = &q.kind else {
+                        self.finish(qid, now);
+                        return;
+                    };
+                    let record = record.clone();
+                    let targets = q.lookup.closest_succeeded();
+                    q.storing = Some(Storing {
+                        pending: targets.len() as u32,
+                        ..Storing::default()
+                    });
+                    q.lookup.stats.messages += targets.len() as u32;
+                    for c in targets {
+                        let msg = Message::Store {
+                            rid: 0,
+                            record: record.clone(),
+                        };
+                        self.request(now, c, Purpose::Store { qid }, msg, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, qid: QueryId, now: Time) {
+        let Some(mut q) = self.queries.remove(&qid) else {
+            return;
+        };
+        q.lookup.finish();
+        match q.origin {
+            Origin::Refresh => return,
+            // Refreshes need randomness: mark them due, so `poll_timeout`
+            // asks for `handle_timeout` (which brings an RNG) right away.
+            Origin::Bootstrap if self.table.is_empty() => {
+                self.rejoin_at = Some(now + self.cfg.rejoin_after)
+            }
+            Origin::Bootstrap if self.cfg.refresh_on_join => self.table.mark_join_refresh(now),
+            Origin::Bootstrap | Origin::User => {}
+        }
+        let outcome = match (q.kind, q.storing) {
+            (Kind::Put(_), Some(s)) => Outcome::Stored {
+                acks: s.acks,
+                refused: s.refused,
+                failed: s.failed,
+            },
+            (Kind::FindValue, _) => Outcome::Value { record: q.value },
+            _ => Outcome::Nodes {
+                closest: q.lookup.closest_succeeded(),
+                target: q.lookup.found_target().cloned(),
+            },
+        };
+        self.events.push_back(Event::QueryFinished {
+            id: qid,
+            target: *q.lookup.target(),
+            outcome,
+            stats: q.lookup.stats,
+            elapsed: now.since(q.started),
+        });
+    }
+
+    fn on_reply<V: RecordVerifier + ?Sized>(
+        &mut self,
+        now: Time,
+        from: &Contact,
+        msg: Message,
+        verifier: &mut V,
+    ) {
+        let rid = msg.rid();
+        match self.requests.get(&rid) {
+            Some(p) if p.to.id() == from.id() => {}
+            _ => {
+                self.counters.unsolicited_replies += 1;
+                return;
+            }
+        }
+        let Some(p) = self.requests.remove(&rid) else {
+            return;
+        };
+        self.deadlines.remove(&(p.deadline, rid));
+        match (p.purpose, msg) {
+            (Purpose::Evict, Message::Pong { .. }) => self.table.on_ping_result(from.id(), true),
+            (Purpose::Lookup { qid, path }, Message::Nodes { nodes, .. }) => {
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    if matches!(q.kind, Kind::FindValue) {
+                        self.counters.mismatched_replies += 1;
+                        q.lookup.on_failure(path, from.id());
+                    } else {
+                        q.lookup.on_success(path, from.id(), nodes);
+                    }
+                    self.drive(qid, now);
+                }
+            }
+            (Purpose::Lookup { qid, path }, Message::Value { record, nodes, .. }) => {
+                let Some(q) = self.queries.get_mut(&qid) else {
+                    return;
+                };
+                match (record, &q.kind) {
+                    (_, Kind::FindNode | Kind::Put(_)) => {
+                        self.counters.mismatched_replies += 1;
+                        q.lookup.on_failure(path, from.id());
+                    }
+                    (Some(bytes), Kind::FindValue) => {
+                        match record::check(verifier, &bytes, Some(q.lookup.target()), now) {
+                            Ok(_) => {
+                                q.lookup.on_success(path, from.id(), Vec::new());
+                                q.value = Some(bytes);
+                                q.lookup.finish();
+                            }
+                            Err(_) => {
+                                self.counters.bad_records += 1;
+                                q.lookup.on_failure(path, from.id());
+                            }
+                        }
+                    }
+                    (None, Kind::FindValue) => q.lookup.on_success(path, from.id(), nodes),
+                }
+                self.drive(qid, now);
+            }
+            (Purpose::Store { qid }, Message::Stored { result, .. }) => {
+                if let Some(s) = self.queries.get_mut(&qid).and_then(|q| q.storing.as_mut()) {
+                    s.pending = s.pending.saturating_sub(1);
+                    match result {
+                        Ok(()) => s.acks += 1,
+                        Err(_) => s.refused += 1,
+                    }
+                }
+                self.drive(qid, now);
+            }
+            (purpose, _) => {
+                self.counters.mismatched_replies += 1;
+                let p = Pending { purpose, ..p };
+                self.on_failed(now, p, false);
+            }
+        }
+    }
+
+    /// A request failed (timeout, unreachable, nonsense reply). `retry`
+    /// allows re-sending a lookup request once more.
+    fn on_failed(&mut self, now: Time, p: Pending, retry: bool) {
+        match p.purpose {
+            Purpose::Evict => self.table.on_ping_result(p.to.id(), false),
+            Purpose::Lookup { qid, path } => {
+                let Some(q) = self.queries.get_mut(&qid) else {
+                    let _ = self.table.on_failure(p.to.id(), self.cfg.max_failures);
+                    return;
+                };
+                if retry && p.attempt < self.cfg.request_retries && !q.lookup.is_finished() {
+                    q.lookup.on_retry();
+                    let target = *q.lookup.target();
+                    let msg = match q.kind {
+                        Kind::FindValue => Message::FindValue {
+                            rid: 0,
+                            key: target,
+                        },
+                        _ => Message::FindNode { rid: 0, target },
+                    };
+                    self.request(now, p.to, p.purpose, msg, p.attempt + 1);
+                    return;
+                }
+                q.lookup.on_failure(path, p.to.id());
+                let _ = self.table.on_failure(p.to.id(), self.cfg.max_failures);
+                self.drive(qid, now);
+            }
+            Purpose::Store { qid } => {
+                if let Some(s) = self.queries.get_mut(&qid).and_then(|q| q.storing.as_mut()) {
+                    s.pending = s.pending.saturating_sub(1);
+                    s.failed += 1;
+                }
+                self.drive(qid, now);
+            }
+        }
+    }
+
+    fn rearm(&mut self) {
+        let t = &mut self.timers;
+        t.set(Timer::Request, self.deadlines.first().map(|(t, _)| *t));
+        t.set(
+            Timer::Refresh,
+            self.table.next_refresh(self.cfg.refresh_interval),
+        );
+        t.set(Timer::Republish, self.owned.values().min().copied());
+        t.set(Timer::Expire, self.store.next_expiry());
+        t.set(Timer::Rejoin, self.rejoin_at);
+    }
+}
+
+fn set_rid(msg: &mut Message, new: u64) {
+    match msg {
+        Message::Ping { rid }
+        | Message::Pong { rid }
+        | Message::FindNode { rid, .. }
+        | Message::Nodes { rid, .. }
+        | Message::FindValue { rid, .. }
+        | Message::Value { rid, .. }
+        | Message::Store { rid, .. }
+        | Message::Stored { rid, .. } => *rid = new,
+    }
+}

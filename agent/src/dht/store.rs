@@ -1,0 +1,262 @@
+//! The record store: records this node keeps for others, with hard limits.
+//!
+//! Everything here was sent by remote peers, so everything is bounded:
+//! the number of records, the records per publishing peer (the peer that
+//! sent the STORE), the bytes per record and the bytes in all. A STORE
+//! beyond any limit is refused and counted; nothing is evicted to make
+//! room, so a flood cannot push out records already held.
+
+use std::collections::BTreeMap;
+
+use crate::identity::NodeId;
+
+use super::message::StoreRefusal;
+use super::record::VerifiedRecord;
+use super::timer::Time;
+
+/// Limits of the record store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Records held at most.
+    pub max_records: usize,
+    /// Records held at most per publishing peer.
+    pub max_per_publisher: usize,
+    /// Largest record accepted, in bytes.
+    pub max_record_bytes: usize,
+    /// Bytes of record data held at most.
+    pub max_total_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    /// Sized for a Raspberry-Pi-class gateway: at most 4 MiB of records.
+    fn default() -> Self {
+        Self {
+            max_records: 4096,
+            max_per_publisher: 16,
+            max_record_bytes: 1024,
+            max_total_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Stored {
+    bytes: Box<[u8]>,
+    seq: u64,
+    expires: Time,
+    publisher: NodeId,
+}
+
+/// What an accepted STORE did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Inserted {
+    /// A new key.
+    New,
+    /// Replaced a lower sequence.
+    Replaced,
+    /// Same sequence as held: nothing changed.
+    Unchanged,
+}
+
+/// Bounded map from record key to record bytes.
+#[derive(Clone, Debug, Default)]
+pub struct RecordStore {
+    cfg: StoreConfig,
+    records: BTreeMap<NodeId, Stored>,
+    per_publisher: BTreeMap<NodeId, usize>,
+    total_bytes: usize,
+}
+
+impl RecordStore {
+    /// An empty store with these limits.
+    pub fn new(cfg: StoreConfig) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the limits; records already held stay.
+    pub fn set_config(&mut self, cfg: StoreConfig) {
+        self.cfg = cfg;
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    /// Keeps `bytes` (verified as `rec`) sent by `publisher`, or says why
+    /// not.
+    pub fn insert(
+        &mut self,
+        rec: &VerifiedRecord,
+        bytes: &[u8],
+        publisher: NodeId,
+    ) -> Result<Inserted, StoreRefusal> {
+        if bytes.len() > self.cfg.max_record_bytes {
+            return Err(StoreRefusal::TooLarge);
+        }
+        let key = rec.key();
+        if let Some(old) = self.records.get_mut(&key) {
+            if rec.seq < old.seq {
+                return Err(StoreRefusal::Stale);
+            }
+            if rec.seq == old.seq {
+                return Ok(Inserted::Unchanged);
+            }
+            let grown = bytes.len().saturating_sub(old.bytes.len());
+            if self.total_bytes + grown > self.cfg.max_total_bytes {
+                return Err(StoreRefusal::Full);
+            }
+            // The slot stays charged to whoever first filled it: replacing
+            // needs a newer record signed by the owner, which no flooder has.
+            self.total_bytes = self.total_bytes - old.bytes.len() + bytes.len();
+            old.bytes = bytes.into();
+            old.seq = rec.seq;
+            old.expires = rec.expires;
+            return Ok(Inserted::Replaced);
+        }
+        if self.records.len() >= self.cfg.max_records
+            || self.total_bytes + bytes.len() > self.cfg.max_total_bytes
+        {
+            return Err(StoreRefusal::Full);
+        }
+        let held = self.per_publisher.get(&publisher).copied().unwrap_or(0);
+        if held >= self.cfg.max_per_publisher {
+            return Err(StoreRefusal::PublisherQuota);
+        }
+        self.per_publisher.insert(publisher, held + 1);
+        self.total_bytes += bytes.len();
+        self.records.insert(
+            key,
+            Stored {
+                bytes: bytes.into(),
+                seq: rec.seq,
+                expires: rec.expires,
+                publisher,
+            },
+        );
+        Ok(Inserted::New)
+    }
+
+    /// The record under `key`, unless it expired.
+    pub fn get(&self, key: &NodeId, now: Time) -> Option<&[u8]> {
+        self.records
+            .get(key)
+            .filter(|r| r.expires > now)
+            .map(|r| &*r.bytes)
+    }
+
+    /// The sequence held under `key`.
+    pub fn seq(&self, key: &NodeId) -> Option<u64> {
+        self.records.get(key).map(|r| r.seq)
+    }
+
+    /// Drops expired records; returns how many.
+    pub fn expire(&mut self, now: Time) -> usize {
+        let dead: Vec<NodeId> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &dead {
+            if let Some(r) = self.records.remove(k) {
+                self.total_bytes -= r.bytes.len();
+                if let Some(n) = self.per_publisher.get_mut(&r.publisher) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_publisher.remove(&r.publisher);
+                    }
+                }
+            }
+        }
+        dead.len()
+    }
+
+    /// The earliest expiry.
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.records.values().map(|r| r.expires).min()
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no records are held.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of record data held (what `max_total_bytes` limits).
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
+    /// Records held for `publisher`.
+    pub fn held_for(&self, publisher: &NodeId) -> usize {
+        self.per_publisher.get(publisher).copied().unwrap_or(0)
+    }
+
+    /// Estimated heap use, including map overhead.
+    pub fn heap_bytes(&self) -> usize {
+        // A BTreeMap entry costs about its key and value plus ~1/3 node slack.
+        let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Stored>();
+        let pub_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<usize>();
+        self.total_bytes
+            + (self.records.len() * entry + self.per_publisher.len() * pub_entry) * 4 / 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    fn rec(seed: u8, seq: u64) -> VerifiedRecord {
+        VerifiedRecord {
+            owner: Keypair::from_seed(&[seed; 32]).public(),
+            seq,
+            issued: Time(0),
+            expires: Time(1000),
+        }
+    }
+
+    #[test]
+    fn higher_seq_replaces_lower_is_refused_and_limits_hold() {
+        let cfg = StoreConfig {
+            max_records: 3,
+            max_per_publisher: 2,
+            max_record_bytes: 10,
+            max_total_bytes: 25,
+        };
+        let mut s = RecordStore::new(cfg);
+        let p = NodeId([1; 32]);
+        let q = NodeId([2; 32]);
+        assert_eq!(s.insert(&rec(1, 5), &[0; 10], p), Ok(Inserted::New));
+        assert_eq!(s.insert(&rec(1, 4), &[0; 10], p), Err(StoreRefusal::Stale));
+        assert_eq!(s.insert(&rec(1, 5), &[0; 10], p), Ok(Inserted::Unchanged));
+        assert_eq!(s.insert(&rec(1, 6), &[1; 8], q), Ok(Inserted::Replaced));
+        assert_eq!(s.seq(&rec(1, 0).key()), Some(6));
+        assert_eq!(
+            s.insert(&rec(2, 1), &[0; 11], p),
+            Err(StoreRefusal::TooLarge)
+        );
+        assert_eq!(s.insert(&rec(2, 1), &[0; 10], p), Ok(Inserted::New));
+        assert_eq!(
+            s.insert(&rec(3, 1), &[0; 5], p),
+            Err(StoreRefusal::PublisherQuota)
+        );
+        assert_eq!(s.insert(&rec(3, 1), &[0; 8], q), Err(StoreRefusal::Full));
+        assert_eq!(s.insert(&rec(3, 1), &[0; 7], q), Ok(Inserted::New));
+        assert_eq!(s.insert(&rec(4, 1), &[], q), Err(StoreRefusal::Full));
+        assert_eq!(s.total_bytes(), 25);
+        assert_eq!(s.get(&rec(1, 0).key(), Time(999)), Some(&[1u8; 8][..]));
+        assert_eq!(s.get(&rec(1, 0).key(), Time(1000)), None);
+        assert_eq!(s.expire(Time(1000)), 3);
+        assert_eq!((s.len(), s.total_bytes(), s.held_for(&p)), (0, 0, 0));
+    }
+}

@@ -1,0 +1,355 @@
+//! One or two cores driven by hand: who enters the table, timeouts,
+//! rejections, record rules, timers.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::util::{contact, dht, key, record, sends, RejectsAll, SimVerifier};
+use crate::dht::{Addrs, Config, Event, Message, Outcome, StoreRefusal, Time, MAX_TTL};
+use crate::identity::NodeId;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Hands every message `from` wants to send to `to` over to `to`.
+fn deliver(
+    from: &mut crate::dht::Dht,
+    from_i: u32,
+    to: &mut crate::dht::Dht,
+    now: Time,
+    v: &mut SimVerifier,
+) -> usize {
+    let mut n = 0;
+    for (c, m) in sends(from) {
+        if c.id() == to.local().id() {
+            to.handle_message(now, &key(from_i), Addrs::empty(), m, v);
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn only_verified_senders_enter_the_table() {
+    let mut v = SimVerifier::default();
+    let (mut a, mut b, mut c) = (
+        dht(1, Config::default()),
+        dht(2, Config::default()),
+        dht(3, Config::default()),
+    );
+    // c introduces itself to b, so b will list c.
+    c.find_node(NodeId([0; 32]), Time(0));
+    let _ = sends(&mut c);
+    b.handle_message(
+        Time(0),
+        &key(3),
+        Addrs::empty(),
+        Message::Ping { rid: 9 },
+        &mut v,
+    );
+    let _ = sends(&mut b);
+    assert!(b.table().contains(contact(3).id()));
+
+    let _ = a.bootstrap(vec![contact(2)], Time(0));
+    assert!(a.table().is_empty(), "a seed enters only once it answers");
+    assert_eq!(deliver(&mut a, 1, &mut b, Time(10), &mut v), 1);
+    assert!(
+        b.table().contains(contact(1).id()),
+        "the requester was verified"
+    );
+    assert_eq!(deliver(&mut b, 2, &mut a, Time(20), &mut v), 1);
+    assert!(a.table().contains(contact(2).id()));
+    assert!(
+        !a.table().contains(contact(3).id()),
+        "listed is not verified"
+    );
+    // ...but a now asks c, and c enters a's table when c answers.
+    let asks: Vec<_> = sends(&mut a);
+    assert!(asks
+        .iter()
+        .any(|(to, m)| to.id() == contact(3).id() && matches!(m, Message::FindNode { .. })));
+    for (_, m) in asks
+        .into_iter()
+        .filter(|(to, _)| to.id() == contact(3).id())
+    {
+        c.handle_message(Time(30), &key(1), Addrs::empty(), m, &mut v);
+    }
+    assert_eq!(deliver(&mut c, 3, &mut a, Time(40), &mut v), 1);
+    assert!(a.table().contains(contact(3).id()));
+    let ev = a.poll_event();
+    assert!(
+        matches!(
+            ev,
+            Some(Event::QueryFinished {
+                outcome: Outcome::Nodes { .. },
+                ..
+            })
+        ),
+        "{ev:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A silent peer is retried once after `request_timeout`, declared
+    /// failed after the second, and leaves the table after `max_failures`
+    /// failed lookups; nothing happens a millisecond early.
+    #[test]
+    fn silent_peer_turns_unresponsive_after_timeout(ms in 1u64..20_000) {
+        let cfg = Config { request_timeout: Duration::from_millis(ms), ..Config::default() };
+        let mut v = SimVerifier::default();
+        let mut a = dht(1, cfg);
+        let mut rng = super::util::SimRng::new(ms);
+        a.handle_message(Time(0), &key(2), Addrs::empty(), Message::Ping { rid: 1 }, &mut v);
+        let _ = sends(&mut a);
+        for round in 0..2u64 {
+            let t0 = Time(round * 10 * ms);
+            a.find_node(NodeId([7; 32]), t0);
+            prop_assert_eq!(sends(&mut a).len(), 1);
+            prop_assert_eq!(a.poll_timeout(), Some(t0 + Duration::from_millis(ms)));
+            a.handle_timeout(t0 + Duration::from_millis(ms - 1), &mut rng);
+            prop_assert!(sends(&mut a).is_empty());
+            a.handle_timeout(t0 + Duration::from_millis(ms), &mut rng);
+            prop_assert_eq!(sends(&mut a).len(), 1, "one retry");
+            prop_assert!(a.poll_event().is_none());
+            a.handle_timeout(t0 + Duration::from_millis(2 * ms), &mut rng);
+            let finished = matches!(a.poll_event(), Some(Event::QueryFinished { .. }));
+            prop_assert!(finished);
+            prop_assert_eq!(a.table().contains(contact(2).id()), round == 0);
+        }
+        prop_assert_eq!(a.counters().timeouts, 4);
+    }
+}
+
+#[test]
+fn unknown_malformed_and_oversize_payloads_are_counted() {
+    let mut v = SimVerifier::default();
+    let mut a = dht(1, Config::default());
+    let k = key(2);
+    assert!(a
+        .handle_payload(Time(0), &k, Addrs::empty(), "reading", b"", &mut v)
+        .is_err());
+    assert!(a
+        .handle_payload(Time(0), &k, Addrs::empty(), "ping", b"\xff\xff", &mut v)
+        .is_err());
+    assert!(a
+        .handle_payload(Time(0), &k, Addrs::empty(), "ping", &[0u8; 100], &mut v)
+        .is_err());
+    let c = a.counters();
+    assert_eq!(
+        (
+            c.rejected_unknown_kind,
+            c.rejected_malformed,
+            c.rejected_oversize
+        ),
+        (1, 1, 1)
+    );
+    assert!(
+        a.table().is_empty(),
+        "a rejected payload does not count as contact"
+    );
+    // A good one works, and a reply nobody asked for is counted.
+    let ping = Message::Ping { rid: 5 }.encode();
+    assert!(a
+        .handle_payload(Time(0), &k, Addrs::empty(), "ping", &ping, &mut v)
+        .is_ok());
+    assert_eq!(sends(&mut a), vec![(contact(2), Message::Pong { rid: 5 })]);
+    a.handle_message(
+        Time(0),
+        &k,
+        Addrs::empty(),
+        Message::Pong { rid: 77 },
+        &mut v,
+    );
+    assert_eq!(a.counters().unsolicited_replies, 1);
+}
+
+#[test]
+fn reply_from_another_peer_than_asked_is_ignored() {
+    let mut v = SimVerifier::default();
+    let mut a = dht(1, Config::default());
+    a.handle_message(
+        Time(0),
+        &key(2),
+        Addrs::empty(),
+        Message::Ping { rid: 1 },
+        &mut v,
+    );
+    let _ = sends(&mut a);
+    a.find_node(NodeId([1; 32]), Time(0));
+    let (_, m) = sends(&mut a).pop().expect("a request");
+    a.handle_message(
+        Time(5),
+        &key(3),
+        Addrs::empty(),
+        Message::Nodes {
+            rid: m.rid(),
+            nodes: vec![],
+        },
+        &mut v,
+    );
+    assert_eq!(a.counters().unsolicited_replies, 1);
+    assert_eq!(a.active_queries(), 1, "still waiting for the real peer");
+}
+
+fn store(
+    b: &mut crate::dht::Dht,
+    from: u32,
+    rec: Vec<u8>,
+    now: Time,
+    v: &mut SimVerifier,
+) -> Result<(), StoreRefusal> {
+    b.handle_message(
+        now,
+        &key(from),
+        Addrs::empty(),
+        Message::Store {
+            rid: 1,
+            record: rec,
+        },
+        v,
+    );
+    match sends(b).pop() {
+        Some((_, Message::Stored { result, .. })) => result,
+        other => panic!("expected STORED, got {other:?}"),
+    }
+}
+
+#[test]
+fn records_are_self_certifying_and_sequenced() {
+    let mut v = SimVerifier::default();
+    let mut b = dht(2, Config::default());
+    let t = Time(100 * 3_600_000);
+    assert_eq!(store(&mut b, 1, record(5, 3, t, HOUR), t, &mut v), Ok(()));
+    assert_eq!(
+        store(&mut b, 1, record(5, 2, t, HOUR), t, &mut v),
+        Err(StoreRefusal::Stale)
+    );
+    assert_eq!(store(&mut b, 1, record(5, 4, t, HOUR), t, &mut v), Ok(()));
+    let mut forged = record(6, 1, t, HOUR);
+    forged[45] ^= 1;
+    assert_eq!(
+        store(&mut b, 1, forged, t, &mut v),
+        Err(StoreRefusal::Invalid)
+    );
+    let too_long = record(6, 1, t, MAX_TTL + Duration::from_secs(1));
+    assert_eq!(
+        store(&mut b, 1, too_long, t, &mut v),
+        Err(StoreRefusal::Invalid)
+    );
+    let expired = record(6, 1, t - 2 * HOUR, HOUR);
+    assert_eq!(
+        store(&mut b, 1, expired, t, &mut v),
+        Err(StoreRefusal::Invalid)
+    );
+    assert_eq!(b.store().len(), 1);
+    assert_eq!(b.counters().store_refused_total(), 4);
+    // Rejected by a verifier that trusts nothing, whatever the bytes.
+    b.handle_message(
+        t,
+        &key(1),
+        Addrs::empty(),
+        Message::Store {
+            rid: 1,
+            record: record(7, 1, t, HOUR),
+        },
+        &mut RejectsAll,
+    );
+    assert!(matches!(
+        sends(&mut b).pop(),
+        Some((
+            _,
+            Message::Stored {
+                result: Err(StoreRefusal::Invalid),
+                ..
+            }
+        ))
+    ));
+    // FIND_VALUE serves it.
+    b.handle_message(
+        t,
+        &key(1),
+        Addrs::empty(),
+        Message::FindValue {
+            rid: 8,
+            key: *contact(5).id(),
+        },
+        &mut v,
+    );
+    match sends(&mut b).pop() {
+        Some((
+            _,
+            Message::Value {
+                record: Some(r), ..
+            },
+        )) => assert_eq!(r, record(5, 4, t, HOUR)),
+        other => panic!("expected VALUE, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_value_under_the_wrong_key_is_not_accepted() {
+    let mut v = SimVerifier::default();
+    let mut a = dht(1, Config::default());
+    let t = Time(1_000_000);
+    a.handle_message(t, &key(2), Addrs::empty(), Message::Ping { rid: 1 }, &mut v);
+    let _ = sends(&mut a);
+    let want = *contact(5).id();
+    a.find_value(want, t);
+    let (_, m) = sends(&mut a).pop().expect("FIND_VALUE");
+    // Peer 2 answers with a valid record, but it is 6's, not 5's.
+    let reply = Message::Value {
+        rid: m.rid(),
+        record: Some(record(6, 1, t, HOUR)),
+        nodes: vec![],
+    };
+    a.handle_message(t, &key(2), Addrs::empty(), reply, &mut v);
+    assert_eq!(a.counters().bad_records, 1);
+    match a.poll_event() {
+        Some(Event::QueryFinished {
+            outcome: Outcome::Value { record },
+            ..
+        }) => assert!(record.is_none()),
+        other => panic!("expected a finished query, got {other:?}"),
+    }
+}
+
+#[test]
+fn records_expire_and_owners_are_asked_to_republish_at_half_ttl() {
+    let mut v = SimVerifier::default();
+    let mut rng = super::util::SimRng::new(3);
+    let cfg = Config {
+        refresh_interval: 100 * HOUR,
+        ..Config::default()
+    };
+    let mut b = dht(2, cfg.clone());
+    let t = Time(1_000_000);
+    assert_eq!(store(&mut b, 1, record(5, 1, t, HOUR), t, &mut v), Ok(()));
+    assert_eq!(b.poll_timeout(), Some(t + HOUR));
+    b.handle_timeout(t + HOUR, &mut rng);
+    assert!(b.store().is_empty());
+    assert_eq!(
+        b.poll_timeout(),
+        Some(t + 100 * HOUR),
+        "only the bucket refresh is left"
+    );
+
+    let mut a = dht(5, cfg);
+    let q = a
+        .publish(record(5, 1, t, 2 * HOUR), t, &mut v)
+        .expect("valid record");
+    // No contacts: the PUT ends at once with nobody to store at.
+    assert!(
+        matches!(a.poll_event(), Some(Event::QueryFinished { id, outcome: Outcome::Stored { acks: 0, .. }, .. }) if id == q)
+    );
+    assert_eq!(a.poll_timeout(), Some(t + HOUR));
+    a.handle_timeout(t + HOUR, &mut rng);
+    assert_eq!(
+        a.poll_event(),
+        Some(Event::RepublishDue {
+            key: *contact(5).id()
+        })
+    );
+    assert_eq!(a.poll_timeout(), None);
+}
