@@ -129,6 +129,14 @@ impl BridgeHandle {
         self.status.clone()
     }
 
+    /// Stops the bridge and waits until its event loop is gone, so its
+    /// serial port, socket or bus is closed: call this before starting a
+    /// replacement bridge on the same port (e.g. on a bridge file reload).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// True once the event loop has ended.
     #[must_use]
     pub fn is_finished(&self) -> bool {

@@ -73,7 +73,8 @@ async fn modbus_ours(port: &std::path::Path, regs: u16) -> f64 {
         }
     }
     let rate = n as f64 / t0.elapsed().as_secs_f64();
-    drop(bridge);
+    // Wait until the port is closed: pymodbus's client opens it next.
+    bridge.stop().await;
     assert_eq!(errors, 0, "point errors during the bench");
     rate
 }
@@ -178,7 +179,7 @@ async fn mqtt_ours(broker: &Broker) -> f64 {
         assert!(a.value.is_some() && b.value.is_some(), "{a:?} {b:?}");
     }
     let rate = MQTT_MESSAGES as f64 / t0.elapsed().as_secs_f64();
-    drop(bridge);
+    bridge.stop().await;
     rate
 }
 
