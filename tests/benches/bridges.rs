@@ -204,7 +204,7 @@ async fn mqtt() {
         // both topics, in one SUBSCRIBE).
         broker.publish_retained("bench/sync", "ready").await;
         let _ = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
-        drop(bridge);
+        bridge.stop().await;
     }
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
