@@ -27,6 +27,9 @@
 //! for (name, st) in bridge.status() {
 //!     println!("{name}: {:?}, last ok {:?}", st.state, st.last_success);
 //! }
+//! // 6. Reload: validate the new file first (keep the old bridge if it is
+//! //    bad), then stop the old one; `stop` returns once its port is closed.
+//! bridge.stop().await;
 //! # Ok(()) }
 //! ```
 //!
