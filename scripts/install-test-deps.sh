@@ -4,9 +4,14 @@
 set -euo pipefail
 
 APT_PACKAGES=(socat mosquitto mosquitto-clients)
+# bridges: openssl makes the test CA and broker certificate for the MQTT TLS test.
+APT_PACKAGES+=(openssl)
 # pycose 1.1 needs cbor2 5: cbor2 6 decodes tagged arrays as tuples,
 # which pycose refuses ("Bytes cannot be decoded as COSE message").
 PIP_PACKAGES=("pycose==1.1.0" "cbor2==5.6.5")
+# bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
+# PTY pair, TCP on loopback); pyserial is its serial transport.
+PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

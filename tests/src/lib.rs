@@ -5,7 +5,22 @@
 //! - [`node`]: `streembit run` processes, awaited through their systemd
 //!   notifications.
 //! - [`python`]: run the third-party Python peers in `tests/py/`.
+//! - [`process`]: a child process killed on drop, whose output lines can be
+//!   awaited (the tests never sleep to synchronise).
+//! - [`ports`]: free loopback ports.
+//! - [`pty`]: a `socat` pseudo-terminal pair (a serial line in software).
+//! - [`pymodbus`]: the pymodbus server of `tests/py/modbus_server.py`.
+//! - [`mosquitto`]: a real mosquitto broker, `mosquitto_pub` and `mosquitto_sub`.
+//! - [`bridge`]: helpers to start a bridge and await readings and status.
+//! - [`modbus_checks`]: the Modbus assertions shared by the RTU and TCP tests.
 
 pub mod agent;
+pub mod bridge;
+pub mod modbus_checks;
+pub mod mosquitto;
 pub mod node;
+pub mod ports;
+pub mod process;
+pub mod pty;
+pub mod pymodbus;
 pub mod python;

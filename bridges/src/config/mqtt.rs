@@ -1,0 +1,325 @@
+//! `[mqtt]` table: one broker and the devices that publish through it.
+
+use serde::Deserialize;
+
+use super::modbus::Access;
+use super::validate::Errors;
+use super::{check_names, check_writers};
+
+/// One MQTT broker connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttBus {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port (1883, or 8883 with TLS).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Client id; keep it stable so the broker keeps our QoS 1 session.
+    pub client_id: String,
+    /// Username, if the broker wants one.
+    pub username: Option<String>,
+    /// Password (with `username`).
+    pub password: Option<String>,
+    /// TLS; plain TCP when absent.
+    pub tls: Option<MqttTls>,
+    /// Keep-alive, seconds.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u16,
+    /// Start a fresh session on every connect. Default false: the broker
+    /// keeps our subscriptions and queues QoS 1 messages while we are away.
+    #[serde(default)]
+    pub clean_session: bool,
+    /// First reconnect delay, ms (doubles up to `reconnect_max_ms`).
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay, ms.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_ms: u64,
+    /// Largest payload accepted, bytes; larger ones become point errors.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+    /// Devices.
+    pub devices: Vec<MqttDevice>,
+}
+
+/// TLS settings (rustls with the ring provider).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// PEM file of the CA certificates to trust; the system roots if absent.
+    pub ca_file: Option<String>,
+    /// PEM certificate chain for client authentication.
+    pub client_cert_file: Option<String>,
+    /// PEM private key for client authentication.
+    pub client_key_file: Option<String>,
+}
+
+/// One device behind the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttDevice {
+    /// Device name, unique in the file.
+    pub name: String,
+    /// Public keys allowed to write this device's `rw` points.
+    #[serde(default)]
+    pub writers: Vec<String>,
+    /// Availability (last-will) topic; without it the device counts as
+    /// online while the broker connection is up.
+    pub availability: Option<Availability>,
+    /// Points.
+    pub points: Vec<MqttPoint>,
+}
+
+/// A device's availability topic (Tasmota `tele/<t>/LWT`, Shelly `online`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Availability {
+    /// Topic.
+    pub topic: String,
+    /// Payload meaning online.
+    #[serde(default = "default_online")]
+    pub online: String,
+    /// Payload meaning offline.
+    #[serde(default = "default_offline")]
+    pub offline: String,
+}
+
+/// How a payload (or the JSON value a pointer selects) becomes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadType {
+    /// true/false, or the text on/off/true/false/1/0 (any case).
+    Bool,
+    /// A whole number.
+    Int,
+    /// A number (scale and offset apply).
+    Float,
+    /// Text.
+    String,
+}
+
+/// One point: a topic, optionally a JSON pointer into its payload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttPoint {
+    /// Point name, unique in its device.
+    pub name: String,
+    /// Topic the value arrives on (no wildcards).
+    pub topic: String,
+    /// RFC 6901 JSON pointer, e.g. `/ENERGY/Power`; when absent the whole
+    /// payload is the value, as text.
+    pub pointer: Option<String>,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub payload_type: PayloadType,
+    /// Engineering value = value × scale + offset (numeric types).
+    pub scale: Option<f64>,
+    /// See `scale`.
+    pub offset: Option<f64>,
+    /// Unit.
+    pub unit: Option<String>,
+    /// "r" (default) or "rw"; rw needs `command`.
+    #[serde(default)]
+    pub access: Access,
+    /// Where and how commands for this point are published.
+    pub command: Option<MqttCommand>,
+    /// Writers for this point only, replacing the device's list.
+    pub writers: Option<Vec<String>>,
+}
+
+/// How a command's value is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandFormat {
+    /// The value as text (bools as `on`/`off` payloads).
+    #[default]
+    Text,
+    /// The value as JSON.
+    Json,
+}
+
+/// Command topic of an `rw` point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttCommand {
+    /// Topic (Tasmota `cmnd/<t>/POWER`, Shelly `shellies/<id>/relay/0/command`).
+    pub topic: String,
+    /// Payload format.
+    #[serde(default)]
+    pub format: CommandFormat,
+    /// Text payload for `true`.
+    #[serde(default = "default_on")]
+    pub on: String,
+    /// Text payload for `false`.
+    #[serde(default = "default_off")]
+    pub off: String,
+    /// Publish retained.
+    #[serde(default)]
+    pub retain: bool,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_keep_alive() -> u16 {
+    30
+}
+fn default_reconnect_min() -> u64 {
+    100
+}
+fn default_reconnect_max() -> u64 {
+    30_000
+}
+fn default_max_payload() -> usize {
+    64 * 1024
+}
+fn default_online() -> String {
+    "Online".to_owned()
+}
+fn default_offline() -> String {
+    "Offline".to_owned()
+}
+fn default_on() -> String {
+    "ON".to_owned()
+}
+fn default_off() -> String {
+    "OFF".to_owned()
+}
+
+fn check_topic(errs: &mut Errors, path: &str, topic: &str) {
+    if topic.is_empty() || topic.contains(['#', '+', '\0']) {
+        errs.push(path, "a topic must be non-empty and without wildcards");
+    }
+}
+
+impl MqttBus {
+    pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
+        errs.check(
+            !self.host.is_empty(),
+            &format!("{path}.host"),
+            "must not be empty",
+        );
+        errs.check(self.port > 0, &format!("{path}.port"), "must not be 0");
+        errs.check(
+            !self.client_id.is_empty() && self.client_id.len() <= 23 * 4,
+            &format!("{path}.client_id"),
+            "must be 1..=92 characters",
+        );
+        if self.password.is_some() && self.username.is_none() {
+            errs.push(&format!("{path}.password"), "a password needs a username");
+        }
+        if let Some(t) = &self.tls {
+            if t.client_cert_file.is_some() != t.client_key_file.is_some() {
+                errs.push(
+                    &format!("{path}.tls"),
+                    "client_cert_file and client_key_file go together",
+                );
+            }
+        }
+        errs.check(
+            self.reconnect_min_ms >= 1 && self.reconnect_min_ms <= self.reconnect_max_ms,
+            &format!("{path}.reconnect_min_ms"),
+            "must be at least 1 and at most reconnect_max_ms",
+        );
+        errs.check(
+            self.max_payload >= 1,
+            &format!("{path}.max_payload"),
+            "must be positive",
+        );
+        errs.check(
+            !self.devices.is_empty(),
+            &format!("{path}.devices"),
+            "needs at least one device",
+        );
+        check_names(
+            errs,
+            self.devices
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("{path}.devices[{i}].name"), d.name.as_str())),
+        );
+        for (i, d) in self.devices.iter().enumerate() {
+            let dp = format!("{path}.devices[{i}]");
+            check_writers(errs, &format!("{dp}.writers"), &d.writers);
+            if let Some(a) = &d.availability {
+                check_topic(errs, &format!("{dp}.availability.topic"), &a.topic);
+            }
+            errs.check(
+                !d.points.is_empty(),
+                &format!("{dp}.points"),
+                "needs at least one point",
+            );
+            check_names(
+                errs,
+                d.points
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| (format!("{dp}.points[{j}].name"), p.name.as_str())),
+            );
+            for (j, p) in d.points.iter().enumerate() {
+                let pp = format!("{dp}.points[{j}]");
+                check_topic(errs, &format!("{pp}.topic"), &p.topic);
+                if let Some(ptr) = &p.pointer {
+                    errs.check(
+                        ptr.is_empty() || ptr.starts_with('/'),
+                        &format!("{pp}.pointer"),
+                        "a JSON pointer is empty or starts with '/'",
+                    );
+                }
+                let numeric = matches!(p.payload_type, PayloadType::Int | PayloadType::Float);
+                if (p.scale.is_some() || p.offset.is_some()) && !numeric {
+                    errs.push(
+                        &format!("{pp}.scale"),
+                        "scale and offset apply to int and float only",
+                    );
+                }
+                if let Some(s) = p.scale {
+                    errs.check(
+                        s.is_finite() && s != 0.0,
+                        &format!("{pp}.scale"),
+                        "must be finite and non-zero",
+                    );
+                }
+                if let Some(o) = p.offset {
+                    errs.check(o.is_finite(), &format!("{pp}.offset"), "must be finite");
+                }
+                match (p.access, &p.command) {
+                    (Access::ReadWrite, None) => {
+                        errs.push(
+                            &format!("{pp}.command"),
+                            "an rw point needs a command topic",
+                        );
+                    }
+                    (Access::Read, Some(_)) => {
+                        errs.push(
+                            &format!("{pp}.command"),
+                            "a command on a read-only point; set access = \"rw\"",
+                        );
+                    }
+                    (_, Some(c)) => check_topic(errs, &format!("{pp}.command.topic"), &c.topic),
+                    (Access::Read, None) => {}
+                }
+                if p.access == Access::ReadWrite {
+                    let has = p
+                        .writers
+                        .as_ref()
+                        .map_or(!d.writers.is_empty(), |w| !w.is_empty());
+                    errs.check(
+                        has,
+                        &format!("{pp}.writers"),
+                        "an rw point needs writers (here or on its device)",
+                    );
+                } else if p.writers.is_some() {
+                    errs.push(
+                        &format!("{pp}.writers"),
+                        "writers on a read-only point; set access = \"rw\"",
+                    );
+                }
+                if let Some(w) = &p.writers {
+                    check_writers(errs, &format!("{pp}.writers"), w);
+                }
+            }
+        }
+    }
+}

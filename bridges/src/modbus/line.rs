@@ -1,0 +1,419 @@
+//! The event loop of one Modbus line (serial port) or host (TCP).
+//!
+//! One task owns the port, so there is never more than one request on the
+//! line at a time. It polls the device that is due soonest, handles
+//! commands between polls, and reopens the port or reconnects after any
+//! link error (a late answer must never be taken for the next one).
+
+// Implementation notes: the tokio-modbus `Context` is dropped after every
+// timeout or transport error. On a serial line the port is then reopened
+// and both buffers cleared, which discards a slave's late reply; on TCP a
+// fresh connection does the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout};
+use tokio_modbus::client::{Context, Reader, Writer};
+use tokio_modbus::prelude::SlaveContext;
+use tokio_serial::SerialPort;
+
+use super::codec::{decode_registers, encode_bit, encode_registers};
+use super::plan::{plan, split, Block};
+use super::{exception, UnitId};
+use crate::bridge::CommandRequest;
+use crate::clock::{Clock, Now};
+use crate::config::{Access, ModbusDevice, Parity, RtuBus, Table, TcpBus};
+use crate::error::{BridgeError, CommandError, PointError};
+use crate::health::{Health, HealthPolicy};
+use crate::reading::{Command, Reading};
+use crate::schedule::Schedule;
+use crate::status::StatusBoard;
+
+/// How to open the link.
+#[derive(Debug, Clone)]
+enum Link {
+    Serial(RtuBus),
+    Tcp { host: String, port: u16 },
+}
+
+/// One device on the line, with its request plan and health.
+struct Device {
+    cfg: ModbusDevice,
+    unit: UnitId,
+    blocks: Vec<Block>,
+    health: Health,
+}
+
+/// What one read came to, in the two layers.
+type Answer<T> = Result<Result<T, PointError>, BridgeError>;
+
+enum Data {
+    Bits(Vec<bool>),
+    Words(Vec<u16>),
+}
+
+/// A Modbus line or host and its devices.
+pub(crate) struct Line {
+    link: Link,
+    timeout: Duration,
+    retries: u32,
+    devices: Vec<Device>,
+    ctx: Option<Context>,
+}
+
+impl Line {
+    pub(crate) fn rtu(bus: RtuBus) -> Self {
+        let devices = devices(&bus.devices, bus.offline_after, bus.backoff_max_ms);
+        Line {
+            timeout: Duration::from_millis(bus.timeout_ms),
+            retries: bus.retries,
+            devices,
+            link: Link::Serial(bus),
+            ctx: None,
+        }
+    }
+
+    pub(crate) fn tcp(bus: TcpBus) -> Self {
+        Line {
+            timeout: Duration::from_millis(bus.timeout_ms),
+            retries: bus.retries,
+            devices: devices(&bus.devices, bus.offline_after, bus.backoff_max_ms),
+            link: Link::Tcp {
+                host: bus.host,
+                port: bus.port,
+            },
+            ctx: None,
+        }
+    }
+
+    /// Runs until the reading receiver is dropped.
+    pub(crate) async fn run(
+        mut self,
+        readings: mpsc::Sender<Reading>,
+        mut commands: mpsc::Receiver<CommandRequest>,
+        status: StatusBoard,
+        clock: Arc<dyn Clock>,
+    ) {
+        let mut schedule = Schedule::new(self.devices.len(), clock.now().instant);
+        let mut commands_open = true;
+        loop {
+            let Some((idx, due)) = schedule.next() else {
+                return;
+            };
+            tokio::select! {
+                biased;
+                req = commands.recv(), if commands_open => match req {
+                    Some((cmd, reply)) => {
+                        let result = self.apply(&cmd, &clock, &status).await;
+                        if result.is_ok() {
+                            // Read the new value back soon.
+                            if let Some(i) = self.devices.iter().position(|d| d.cfg.name == cmd.device) {
+                                schedule.polled(i, Duration::ZERO, clock.now().instant);
+                            }
+                        }
+                        let _ = reply.send(result);
+                    }
+                    None => commands_open = false,
+                },
+                () = sleep_until(due) => {
+                    let (batch, delay) = self.poll(idx, &clock).await;
+                    if let Some(d) = self.devices.get(idx) {
+                        status.set(&d.cfg.name, d.health.status().clone());
+                    }
+                    for r in batch {
+                        if readings.send(r).await.is_err() {
+                            return;
+                        }
+                    }
+                    schedule.polled(idx, delay, clock.now().instant);
+                }
+                () = readings.closed() => return,
+            }
+        }
+    }
+
+    /// Reads every block of device `idx`. Returns its readings and the
+    /// delay before its next poll.
+    async fn poll(&mut self, idx: usize, clock: &Arc<dyn Clock>) -> (Vec<Reading>, Duration) {
+        let mut out = Vec::new();
+        let Some(unit) = self.devices.get(idx).map(|d| d.unit) else {
+            return (out, Duration::from_secs(1));
+        };
+        let mut b = 0;
+        while let Some(block) = self.devices[idx].blocks.get(b).cloned() {
+            let answer = self.read(unit, &block).await;
+            let now = clock.now();
+            let dev = &mut self.devices[idx];
+            match answer {
+                Ok(Ok(data)) => {
+                    dev.health.on_success(now);
+                    decode_block(dev, &block, &data, now, &mut out);
+                }
+                Ok(Err(e)) if block.points.len() > 1 => {
+                    // The device objects to something in a coalesced read:
+                    // from now on ask for each point alone to find which.
+                    tracing::debug!(device = %dev.cfg.name, "exception {e} on a coalesced read; splitting");
+                    dev.health.on_success(now);
+                    let singles = split(&block, &dev.cfg.points);
+                    dev.blocks.splice(b..=b, singles);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    dev.health.on_success(now);
+                    for &i in &block.points {
+                        let p = &dev.cfg.points[i];
+                        out.push(Reading::bad(
+                            &dev.cfg.name,
+                            &p.name,
+                            e.clone(),
+                            p.unit.as_deref(),
+                            now.unix_ms,
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let delay = dev.health.on_failure(&format!("{unit}: {e}"), now);
+                    tracing::debug!(device = %dev.cfg.name, "poll failed: {e}");
+                    return (out, delay);
+                }
+            }
+            b += 1;
+        }
+        let interval = Duration::from_millis(self.devices[idx].cfg.poll_ms);
+        (out, interval)
+    }
+
+    async fn read(&mut self, unit: UnitId, block: &Block) -> Answer<Data> {
+        let (table, start, count) = (block.table, block.start, block.count);
+        self.call(unit, move |ctx| {
+            Box::pin(async move {
+                let r = match table {
+                    Table::Coil => ctx
+                        .read_coils(start, count)
+                        .await
+                        .map(|r| r.map(Data::Bits)),
+                    Table::DiscreteInput => ctx
+                        .read_discrete_inputs(start, count)
+                        .await
+                        .map(|r| r.map(Data::Bits)),
+                    Table::InputRegister => ctx
+                        .read_input_registers(start, count)
+                        .await
+                        .map(|r| r.map(Data::Words)),
+                    Table::HoldingRegister => ctx
+                        .read_holding_registers(start, count)
+                        .await
+                        .map(|r| r.map(Data::Words)),
+                };
+                r
+            })
+        })
+        .await
+    }
+
+    /// One request with timeout and retries. Any link error drops the
+    /// context so the next attempt starts on a clean port.
+    async fn call<T, F>(&mut self, unit: UnitId, mut f: F) -> Answer<T>
+    where
+        F: for<'c> FnMut(
+            &'c mut Context,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = tokio_modbus::Result<T>> + Send + 'c>,
+        >,
+    {
+        let mut last = BridgeError::Timeout(self.timeout.as_millis() as u64);
+        for _ in 0..=self.retries {
+            let ctx = match self.ctx.as_mut() {
+                Some(c) => c,
+                None => match open(&self.link, self.timeout).await {
+                    Ok(c) => self.ctx.insert(c),
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                },
+            };
+            ctx.set_slave(unit.into());
+            match timeout(self.timeout, f(ctx)).await {
+                Ok(Ok(Ok(v))) => return Ok(Ok(v)),
+                Ok(Ok(Err(code))) => return Ok(Err(exception(code))),
+                Ok(Err(tokio_modbus::Error::Transport(e))) => last = BridgeError::Io(e.to_string()),
+                Ok(Err(tokio_modbus::Error::Protocol(e))) => {
+                    last = BridgeError::PeerMisbehaved(e.to_string())
+                }
+                Err(_) => last = BridgeError::Timeout(self.timeout.as_millis() as u64),
+            }
+            self.ctx = None;
+        }
+        Err(last)
+    }
+}
+
+/// Opens the serial port (clearing stale bytes) or connects to the host.
+async fn open(link: &Link, limit: Duration) -> Result<Context, BridgeError> {
+    match link {
+        Link::Serial(bus) => {
+            let parity = match bus.parity {
+                Parity::None => tokio_serial::Parity::None,
+                Parity::Even => tokio_serial::Parity::Even,
+                Parity::Odd => tokio_serial::Parity::Odd,
+            };
+            let data_bits = if bus.data_bits == 7 {
+                tokio_serial::DataBits::Seven
+            } else {
+                tokio_serial::DataBits::Eight
+            };
+            let stop_bits = if bus.stop_bits == 2 {
+                tokio_serial::StopBits::Two
+            } else {
+                tokio_serial::StopBits::One
+            };
+            let builder = tokio_serial::new(&bus.port, bus.baud)
+                .parity(parity)
+                .data_bits(data_bits)
+                .stop_bits(stop_bits);
+            let port = tokio_serial::SerialStream::open(&builder)
+                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+            // Drop whatever a slave sent after we stopped listening.
+            port.clear(tokio_serial::ClearBuffer::All)
+                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+            Ok(tokio_modbus::client::rtu::attach(port))
+        }
+        Link::Tcp { host, port } => {
+            let target = format!("{host}:{port}");
+            let connect = tokio::net::TcpStream::connect(target.clone());
+            let stream = timeout(limit, connect)
+                .await
+                .map_err(|_| BridgeError::Timeout(limit.as_millis() as u64))?
+                .map_err(|e| BridgeError::Io(format!("{target}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            Ok(tokio_modbus::client::tcp::attach(stream))
+        }
+    }
+}
+
+impl Line {
+    /// Applies one command: checks, encodes, writes.
+    async fn apply(
+        &mut self,
+        cmd: &Command,
+        clock: &Arc<dyn Clock>,
+        status: &StatusBoard,
+    ) -> Result<(), CommandError> {
+        let unknown = || PointError::Unknown(format!("{}.{}", cmd.device, cmd.point));
+        let idx = self
+            .devices
+            .iter()
+            .position(|d| d.cfg.name == cmd.device)
+            .ok_or_else(unknown)?;
+        let dev = &self.devices[idx];
+        let p = dev
+            .cfg
+            .points
+            .iter()
+            .find(|p| p.name == cmd.point)
+            .ok_or_else(unknown)?
+            .clone();
+        if p.access != Access::ReadWrite {
+            return Err(PointError::ReadOnly.into());
+        }
+        let unit = dev.unit;
+        let answer: Answer<()> = match p.table {
+            Table::Coil => {
+                let bit = encode_bit(&cmd.value)?;
+                let (addr, multiple) = (p.address, p.write_multiple);
+                self.call(unit, move |ctx| {
+                    Box::pin(async move {
+                        if multiple {
+                            ctx.write_multiple_coils(addr, &[bit]).await
+                        } else {
+                            ctx.write_single_coil(addr, bit).await
+                        }
+                    })
+                })
+                .await
+            }
+            Table::HoldingRegister => {
+                let words = encode_registers(&p, &cmd.value)?;
+                let addr = p.address;
+                let single = words.len() == 1 && !p.write_multiple;
+                self.call(unit, move |ctx| {
+                    let words = words.clone();
+                    Box::pin(async move {
+                        if single {
+                            ctx.write_single_register(addr, words[0]).await
+                        } else {
+                            ctx.write_multiple_registers(addr, &words).await
+                        }
+                    })
+                })
+                .await
+            }
+            Table::DiscreteInput | Table::InputRegister => return Err(PointError::ReadOnly.into()),
+        };
+        let now = clock.now();
+        let dev = &mut self.devices[idx];
+        let result = match answer {
+            Ok(Ok(())) => {
+                dev.health.on_success(now);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                dev.health.on_success(now);
+                Err(e.into())
+            }
+            Err(e) => {
+                let _ = dev.health.on_failure(&format!("{unit}: {e}"), now);
+                Err(e.into())
+            }
+        };
+        status.set(&dev.cfg.name, dev.health.status().clone());
+        result
+    }
+}
+
+fn devices(cfg: &[ModbusDevice], offline_after: u32, backoff_max_ms: u64) -> Vec<Device> {
+    cfg.iter()
+        .map(|d| Device {
+            unit: UnitId::new(d.unit_id),
+            blocks: plan(&d.points),
+            health: Health::new(HealthPolicy {
+                offline_after,
+                interval: Duration::from_millis(d.poll_ms),
+                backoff_max: Duration::from_millis(backoff_max_ms),
+            }),
+            cfg: d.clone(),
+        })
+        .collect()
+}
+
+/// Turns one block's data into readings, one per point.
+fn decode_block(dev: &Device, block: &Block, data: &Data, now: Now, out: &mut Vec<Reading>) {
+    for &i in &block.points {
+        let p = &dev.cfg.points[i];
+        let off = usize::from(p.address - block.start);
+        let span = usize::from(p.span());
+        let result = match data {
+            Data::Bits(bits) => bits
+                .get(off)
+                .map(|b| crate::value::Value::Bool(*b))
+                .ok_or_else(|| PointError::Decode(format!("short response: {} bits", bits.len()))),
+            Data::Words(words) => match words.get(off..off + span) {
+                Some(regs) => decode_registers(p, regs),
+                None => Err(PointError::Decode(format!(
+                    "short response: {} registers",
+                    words.len()
+                ))),
+            },
+        };
+        out.push(Reading::from_result(
+            &dev.cfg.name,
+            &p.name,
+            result,
+            p.unit.as_deref(),
+            now.unix_ms,
+        ));
+    }
+}

@@ -1,0 +1,53 @@
+//! Modbus TCP against a real pymodbus server on a free loopback port: the
+//! same checks as RTU (types, commands, exceptions, a silent unit, garbage),
+//! plus a killed and restarted server.
+
+use streembit_bridges::{DeviceState, Value};
+use streembit_tests::bridge::{point, start, tee};
+use streembit_tests::modbus_checks::{
+    bridge_file, exceptions_and_commands, expect_all_types, garbage, load, offline, online,
+    silent_slave, Link,
+};
+use streembit_tests::ports::free_port;
+use streembit_tests::pymodbus::ModbusServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_types_commands_exceptions_garbage_and_silent_unit() {
+    let port = free_port();
+    let mut server = ModbusServer::tcp(port, &[1, 2]).await;
+    load(&mut server).await;
+    let (bridge, readings) = start(&bridge_file(&Link::Tcp(port)));
+    let mut readings = tee(readings);
+    expect_all_types(&mut readings).await;
+    exceptions_and_commands(&bridge, &mut readings, &mut server).await;
+    silent_slave(&bridge, &mut readings, &mut server).await;
+    garbage(&bridge, &mut readings, &mut server, &["noise"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_server_killed_goes_offline_then_recovers_on_restart() {
+    let port = free_port();
+    let mut server = ModbusServer::tcp(port, &[1, 2]).await;
+    load(&mut server).await;
+    let (bridge, readings) = start(&bridge_file(&Link::Tcp(port)));
+    let mut readings = tee(readings);
+    point(&mut readings, "meter", "u16", |r| r.value.is_some()).await;
+    online(&bridge, "meter").await;
+
+    server.proc.kill().await;
+    offline(&bridge, "meter").await;
+    offline(&bridge, "second").await;
+    let since = match bridge.device_status("meter").map(|s| s.state) {
+        Some(DeviceState::Offline { since, .. }) => since,
+        other => panic!("{other:?}"),
+    };
+
+    let mut server = ModbusServer::tcp(port, &[1, 2]).await;
+    load(&mut server).await;
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+    point(&mut readings, "meter", "u16", |r| {
+        r.timestamp > since && r.value == Some(Value::Int(65000))
+    })
+    .await;
+}
