@@ -7,6 +7,8 @@
 //! - [`daemon`]: `streembit run`: config, the local API, signals, systemd
 //!   notifications, around one [`node`].
 //! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
+//! - [`devices`]: hosted devices: bridge files, running bridges, device
+//!   identities and latest readings.
 //! - [`node`]: the tokio shell driving the DHT core over the transport.
 //! - [`transport`]: QUIC (quinn) with TLS bound to Ed25519 keys, the
 //!   private-network gate, and framing.
@@ -24,6 +26,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod devices;
 pub mod dht;
 pub mod identity;
 pub mod node;

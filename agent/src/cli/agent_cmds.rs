@@ -7,6 +7,7 @@ use super::agent_client::get;
 use super::{ConfigArg, Failure, EXIT_INVALID};
 use crate::config::AgentConfig;
 use crate::daemon::control::{ApiError, LookupAnswer, Peer, Status};
+use crate::devices::DeviceInfo;
 
 fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
     Ok(AgentConfig::load(config.config.as_deref())
@@ -112,4 +113,29 @@ pub(super) fn metrics(config: &ConfigArg, out: &mut dyn Write) -> Result<(), Fai
         });
     }
     out.write_all(&body).map_err(Failure::usage)
+}
+
+pub(super) fn devices(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let (devices, raw): (Vec<DeviceInfo>, _) = fetch(config, "/v1/devices")?;
+    if json {
+        return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
+    }
+    let mut text = String::new();
+    for d in &devices {
+        text.push_str(&format!(
+            "{}  ({}, {})\n  key {}\n",
+            d.name, d.bridge, d.state, d.key
+        ));
+        for (point, r) in &d.points {
+            let value = r
+                .value
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| r.quality.clone());
+            let unit = r.unit.as_deref().unwrap_or("");
+            text.push_str(&format!("  {point:<16} {value} {unit}\n"));
+        }
+    }
+    text.push_str(&format!("{} devices\n", devices.len()));
+    write(out, &text)
 }

@@ -67,6 +67,8 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Print the running agent's metrics (Prometheus text).
     Metrics(ConfigArg),
+    /// Hosted devices: name, bridge, public key, state, latest readings.
+    Devices(JsonArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -207,6 +209,32 @@ impl Failure {
     }
 }
 
+/// `check-config`: the agent config and every bridge file, all problems.
+fn check_config(
+    path: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    if let Err(e) = crate::config::AgentConfig::load(path) {
+        problems.extend(e.0);
+    }
+    let dir = crate::devices::bridges_dir(path);
+    let loaded = crate::devices::load_dir(&dir);
+    problems.extend(loaded.errors());
+    if problems.is_empty() {
+        let devices: usize = loaded.good.iter().map(|b| b.bus.device_names().len()).sum();
+        writeln!(
+            out,
+            "config OK ({} bridge files, {devices} devices in {})",
+            loaded.good.len(),
+            dir.display()
+        )
+        .map_err(Failure::usage)
+    } else {
+        Err(Failure::usage(problems.join("\n")))
+    }
+}
+
 /// Runs an offline command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
     match cli.command {
@@ -218,13 +246,12 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
             code: e.code,
             message: e.message,
         }),
-        Command::CheckConfig(a) => crate::config::AgentConfig::load(a.config.as_deref())
-            .map_err(Failure::config)
-            .and_then(|_| writeln!(out, "config OK").map_err(Failure::usage)),
+        Command::CheckConfig(a) => check_config(a.config.as_deref(), out),
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
+        Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "streembit", out);

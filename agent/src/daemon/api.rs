@@ -4,10 +4,11 @@
 //!
 //! Routes (documented in `docs/api.md`):
 //! `GET /v1/status`, `GET /v1/peers`, `GET /v1/lookup/{pubkey}`,
-//! `GET /metrics`.
+//! `GET /v1/devices`, `GET /v1/devices/{name}`,
+//! `POST /v1/devices/{name}/{point}` (`{"value": …}`), `GET /metrics`.
 
 use std::convert::Infallible;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{oneshot, watch};
 
 use super::control::{ApiError, Query, QuerySender};
+use crate::devices::Devices;
 use crate::identity::PublicKey;
 
 /// How long one API request may wait for the node (a lookup included).
@@ -45,10 +47,13 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-use std::os::unix::fs::DirBuilderExt;
-
 /// Serves the API until `shutdown` turns true.
-pub async fn serve(listener: UnixListener, node: QuerySender, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    node: QuerySender,
+    devices: Devices,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -61,8 +66,10 @@ pub async fn serve(listener: UnixListener, node: QuerySender, mut shutdown: watc
             _ = shutdown.changed() => break,
         };
         let node = node.clone();
+        let devices = devices.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, node.clone()));
+            let service =
+                hyper::service::service_fn(move |req| handle(req, node.clone(), devices.clone()));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -81,21 +88,27 @@ pub fn remove(path: &PathBuf) {
 async fn handle(
     req: Request<Incoming>,
     node: QuerySender,
+    devices: Devices,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    // Bodies are not used by any route yet: read at most the cap, so a
-    // client cannot make us buffer without bound.
+    // Read at most the cap, so a client cannot make us buffer without bound.
     let limited = http_body_util::Limited::new(body, MAX_REQUEST_BODY);
-    if limited.collect().await.is_err() {
-        return Ok(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        ));
-    }
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ))
+        }
+    };
     let path = parts.uri.path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let response = match (&parts.method, segments.as_slice()) {
-        (&Method::GET, ["v1", "status"]) => ask(&node, Query::Status).await.map(|s| json(&s)),
+        (&Method::GET, ["v1", "status"]) => ask(&node, Query::Status).await.map(|mut s| {
+            s.devices = devices.count();
+            json(&s)
+        }),
         (&Method::GET, ["v1", "peers"]) => ask(&node, Query::Peers).await.map(|p| json(&p)),
         (&Method::GET, ["v1", "lookup", key]) => match key.parse::<PublicKey>() {
             Err(e) => Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
@@ -107,7 +120,16 @@ async fn handle(
                     Err(e) => error(StatusCode::BAD_GATEWAY, &e),
                 }),
         },
+        (&Method::GET, ["v1", "devices"]) => Ok(json(&devices.list())),
+        (&Method::GET, ["v1", "devices", name]) => Ok(match devices.get(name) {
+            Some(d) => json(&d),
+            None => error(StatusCode::NOT_FOUND, "no such device"),
+        }),
+        (&Method::POST, ["v1", "devices", name, point]) => {
+            Ok(write_point(&devices, name, point, &body).await)
+        }
         (&Method::GET, ["metrics"]) => ask(&node, Query::Metrics).await.map(|text| {
+            let text = text + &devices.metrics();
             let mut r = Response::new(Full::new(Bytes::from(text)));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -121,6 +143,29 @@ async fn handle(
         _ => Ok(error(StatusCode::NOT_FOUND, "no such route")),
     };
     Ok(response.unwrap_or_else(|e| e))
+}
+
+/// `POST /v1/devices/{name}/{point}` with `{"value": …}`.
+async fn write_point(
+    devices: &Devices,
+    name: &str,
+    point: &str,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    struct Write {
+        value: serde_json::Value,
+    }
+    let Ok(w) = serde_json::from_slice::<Write>(body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"value\": <bool|number|string>}",
+        );
+    };
+    match devices.write(name, point, &w.value).await {
+        Ok(()) => json(&serde_json::json!({"ok": true})),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    }
 }
 
 /// Sends a query to the node and waits (bounded) for its answer.

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::AgentConfig;
+use crate::devices::{self, Devices};
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent};
 use crate::transport::{Endpoint, Gate, TransportConfig};
@@ -75,6 +76,14 @@ async fn serve(
     config_path: Option<std::path::PathBuf>,
 ) -> Result<(), DaemonError> {
     let state_dir = config.state_dir();
+    // Bridge files are config too: a broken one stops the start (exit 2);
+    // on reload it only keeps its previous version running.
+    let bridges_dir = devices::bridges_dir(config_path.as_deref());
+    let loaded_bridges = devices::load_dir(&bridges_dir);
+    let problems = loaded_bridges.errors();
+    if !problems.is_empty() {
+        return Err(DaemonError::config(problems.join("\n")));
+    }
     let key = Arc::new(
         Keystore::new(&state_dir)
             .gateway()
@@ -118,13 +127,28 @@ async fn serve(
         ))
     })?;
 
+    let devices = Devices::new(Keystore::new(&state_dir));
+    let problems = devices.apply(loaded_bridges).await;
+    if !problems.is_empty() {
+        devices.stop_all().await;
+        return Err(DaemonError::config(problems.join("\n")));
+    }
+    if devices.count() > 0 {
+        tracing::info!(devices = devices.count(), dir = %bridges_dir.display(), "bridges started");
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queries_tx, queries_rx) = mpsc::channel(64);
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
     if let Some(period) = watchdog_period() {
         tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
     }
-    let api_task = tokio::spawn(api::serve(listener, queries_tx, shutdown_rx));
+    let api_task = tokio::spawn(api::serve(
+        listener,
+        queries_tx,
+        devices.clone(),
+        shutdown_rx,
+    ));
 
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
     notify(&[
@@ -139,7 +163,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &gate, &drop_peer),
+            _ = hup.recv() => reload(config_path.as_deref(), &gate, &drop_peer, &devices, &bridges_dir).await,
             Some(event) = events_rx.recv() => report(&event),
         }
     }
@@ -148,6 +172,7 @@ async fn serve(
     notify(&[sd_notify::NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        devices.stop_all().await;
         let _ = node_task.await;
         let _ = api_task.await;
     })
@@ -156,14 +181,30 @@ async fn serve(
     Ok(())
 }
 
-/// SIGHUP: re-read the config's allowlist; peers removed from it lose their
-/// connection. A broken config is reported and the old list stays.
-fn reload(
+/// SIGHUP: re-read the bridge files and the config's allowlist. A broken
+/// bridge file is reported (log, metric, STATUS) and its running version
+/// kept; peers removed from the allowlist lose their connection; a broken
+/// config keeps the old allowlist.
+async fn reload(
     path: Option<&std::path::Path>,
     gate: &Gate,
     drop_peer: &(impl Fn(&crate::identity::PublicKey) + ?Sized),
+    devices: &Devices,
+    bridges_dir: &std::path::Path,
 ) {
     notify(&[sd_notify::NotifyState::Reloading]);
+    let problems = devices.apply(devices::load_dir(bridges_dir)).await;
+    for p in &problems {
+        tracing::error!("bridge file refused on reload, previous version kept: {p}");
+    }
+    let status = if problems.is_empty() {
+        format!("reloaded: {} devices", devices.count())
+    } else {
+        format!(
+            "reload: {} bridge file problems, previous versions kept",
+            problems.len()
+        )
+    };
     match AgentConfig::load(path).and_then(|c| c.allowlist()) {
         Ok(keys) if gate.is_private() => {
             let removed = gate.replace_allowlist(keys);
@@ -175,7 +216,10 @@ fn reload(
         Ok(_) => tracing::info!("reload: public network, nothing to apply"),
         Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
     }
-    notify(&[sd_notify::NotifyState::Ready]);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
 }
 
 fn report(event: &NodeEvent) {

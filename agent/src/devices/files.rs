@@ -1,0 +1,141 @@
+//! Bridge files: every `*.toml` in `bridges.d/` beside the agent config,
+//! one bus per file, validated together.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use streembit_bridges::{BridgeFile, Bus};
+
+use crate::identity::DeviceName;
+
+/// A bridge file that parsed and validated.
+#[derive(Debug, Clone)]
+pub struct LoadedBridge {
+    /// File name (e.g. `sdm120.toml`): the bridge's name.
+    pub name: String,
+    /// Fingerprint of the file's text, to tell a changed file on reload.
+    pub fingerprint: u64,
+    /// The bus it describes.
+    pub bus: Bus,
+}
+
+/// What loading a directory found: the good files and, per broken file,
+/// every problem (`file: key `path`: reason`).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Files that may run.
+    pub good: Vec<LoadedBridge>,
+    /// Broken files, by file name, with their problems.
+    pub broken: BTreeMap<String, Vec<String>>,
+}
+
+impl Loaded {
+    /// Every problem of every file, one per line.
+    pub fn errors(&self) -> Vec<String> {
+        self.broken.values().flatten().cloned().collect()
+    }
+}
+
+/// Where bridge files live for an agent config at `config`: `bridges.d/`
+/// beside it. With no explicit config, beside the default config path.
+pub fn bridges_dir(config: Option<&Path>) -> PathBuf {
+    let base = config.unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH));
+    base.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("bridges.d")
+}
+
+/// Reads and validates every `*.toml` in `dir` (a missing directory is
+/// simply no bridges). Files are taken in name order, so a device name used
+/// twice is reported against the later file.
+pub fn load_dir(dir: &Path) -> Loaded {
+    let mut loaded = Loaded::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return loaded;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for path in paths {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let shown = path.display().to_string();
+        match load_file(&path, &shown) {
+            Err(errs) => {
+                loaded.broken.insert(name, errs);
+            }
+            Ok((bus, fingerprint)) => {
+                let mut errs = Vec::new();
+                for (i, device) in bus.device_names().into_iter().enumerate() {
+                    if DeviceName::new(device).is_err() {
+                        errs.push(format!(
+                            "{shown}: key `devices[{i}].name`: {device:?} cannot name a device identity: use 1 to 64 of a-z, 0-9, '_' and '-'"
+                        ));
+                    }
+                    if let Some(other) = owners.get(device) {
+                        errs.push(format!(
+                            "{shown}: key `devices[{i}].name`: device {device:?} is already defined in {other}; device names must be unique across bridge files"
+                        ));
+                    }
+                }
+                errs.extend(check_paths(&bus, &shown));
+                if errs.is_empty() {
+                    for device in bus.device_names() {
+                        owners.insert(device.to_owned(), name.clone());
+                    }
+                    loaded.good.push(LoadedBridge {
+                        name,
+                        fingerprint,
+                        bus,
+                    });
+                } else {
+                    loaded.broken.insert(name, errs);
+                }
+            }
+        }
+    }
+    loaded
+}
+
+fn load_file(path: &Path, shown: &str) -> Result<(Bus, u64), Vec<String>> {
+    let meta = std::fs::metadata(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    if meta.len() > 1 << 20 {
+        return Err(vec![format!(
+            "{shown}: larger than 1 MiB; not a bridge file"
+        )]);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    BridgeFile::from_toml_str(&text)
+        .and_then(BridgeFile::into_bus)
+        .map(|bus| (bus, h.finish()))
+        .map_err(|errs| {
+            errs.into_iter()
+                .map(|e| format!("{shown}: key `{}`: {}", e.path, e.reason))
+                .collect()
+        })
+}
+
+/// Things only the gateway can check: the serial device must exist.
+fn check_paths(bus: &Bus, shown: &str) -> Vec<String> {
+    match bus {
+        Bus::ModbusRtu(b) if !Path::new(&b.port).exists() => vec![format!(
+            "{shown}: key `modbus_rtu.port`: serial device {} does not exist",
+            b.port
+        )],
+        Bus::I2c(b) if !Path::new(&b.bus).exists() => vec![format!(
+            "{shown}: key `i2c.bus`: I2C bus {} does not exist",
+            b.bus
+        )],
+        _ => Vec::new(),
+    }
+}

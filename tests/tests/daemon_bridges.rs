@@ -1,0 +1,149 @@
+//! Bridge files in a running agent: devices with their own keys and latest
+//! readings through the API, SIGHUP reloads that keep a running bridge when
+//! its new file is broken, and check-config across files.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use streembit_tests::agent::stderr;
+use streembit_tests::mosquitto::Broker;
+use streembit_tests::node::AgentProcess;
+
+fn plug(port: u16, points: &[&str]) -> String {
+    let mut s = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"gw-test\"\n\n[[mqtt.devices]]\nname = \"plug\"\npoints = [\n"
+    );
+    for p in points {
+        let field = if *p == "power" { "Power" } else { "Voltage" };
+        s.push_str(&format!(
+            "  {{ name = \"{p}\", topic = \"tele/plug/SENSOR\", pointer = \"/ENERGY/{field}\", type = \"float\" }},\n"
+        ));
+    }
+    s.push_str("]\n");
+    s
+}
+
+fn devices(agent: &AgentProcess) -> Value {
+    let out = agent.cli(&["devices", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// Waits until the device list satisfies `pred` (the API is the only view
+/// of a reading's arrival, so this polls it, bounded).
+fn wait_devices(agent: &AgentProcess, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = devices(agent);
+        if pred(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "no {what}; devices: {d}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn point(d: &Value, name: &str) -> Option<f64> {
+    d.as_array()?.iter().find(|x| x["name"] == "plug")?["points"][name]["value"].as_f64()
+}
+
+#[test]
+fn devices_readings_and_reloads() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let broker = rt.block_on(Broker::start());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("gw");
+    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
+    std::fs::write(
+        dir.join("bridges.d/plug.toml"),
+        plug(broker.port, &["power"]),
+    )
+    .expect("write");
+    let mut agent = AgentProcess::start(&dir, "listen = \"127.0.0.1:0\"\n");
+
+    // The device has its own identity, distinct from the gateway's.
+    let d = devices(&agent);
+    let key = d[0]["key"].as_str().expect("key").to_owned();
+    assert_eq!(key.len(), 64);
+    assert_ne!(key, agent.key);
+    assert!(dir.join(".streembit/devices/plug.pem").exists());
+
+    rt.block_on(broker.publish_retained(
+        "tele/plug/SENSOR",
+        r#"{"ENERGY":{"Power":42.5,"Voltage":230.1}}"#,
+    ));
+    wait_devices(&agent, "power 42.5", |d| point(d, "power") == Some(42.5));
+
+    // A broken file on reload: reported, the running bridge keeps going.
+    std::fs::write(dir.join("bridges.d/plug.toml"), "[mqtt]\nhots = 1\n").expect("write");
+    agent.signal("HUP");
+    let status = agent.wait_for("reload refusal", |m| m.contains("previous versions kept"));
+    assert!(status.contains("STATUS=reload: "), "{status}");
+    assert!(agent.log().contains("hots"), "the log names the bad key");
+    assert!(agent.metric("streembit_bridge_reload_errors_total") >= 1);
+    rt.block_on(broker.publish_retained(
+        "tele/plug/SENSOR",
+        r#"{"ENERGY":{"Power":43.0,"Voltage":230.2}}"#,
+    ));
+    wait_devices(&agent, "power 43 from the old bridge", |d| {
+        point(d, "power") == Some(43.0)
+    });
+
+    // A fixed file (one more point), renamed: applied, same device key.
+    std::fs::remove_file(dir.join("bridges.d/plug.toml")).expect("rm");
+    std::fs::write(
+        dir.join("bridges.d/10-plug.toml"),
+        plug(broker.port, &["power", "voltage"]),
+    )
+    .expect("write");
+    agent.signal("HUP");
+    agent.wait_for("reload", |m| m.contains("STATUS=reloaded: 1 devices"));
+    let d = wait_devices(&agent, "voltage", |d| point(d, "voltage") == Some(230.2));
+    assert_eq!(
+        d[0]["key"].as_str(),
+        Some(key.as_str()),
+        "device key changed on rename"
+    );
+    assert_eq!(d[0]["bridge"], "10-plug.toml");
+    let status = agent.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(status["devices"], 1);
+    agent.terminate();
+}
+
+#[test]
+fn check_config_catches_cross_file_and_device_path_problems() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
+    std::fs::write(dir.join("agent.toml"), "").expect("write");
+    std::fs::write(dir.join("bridges.d/a.toml"), plug(1883, &["power"])).expect("write");
+    std::fs::write(dir.join("bridges.d/b.toml"), plug(1884, &["power"])).expect("write");
+    std::fs::write(
+        dir.join("bridges.d/c.toml"),
+        "[modbus_rtu]\nport = \"/dev/ttyNOPE0\"\nbaud = 9600\n\n[[modbus_rtu.devices]]\nname = \"meter\"\nunit_id = 1\npoints = [ { name = \"v\", table = \"input_register\", address = 0, type = \"f32\" } ]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(streembit_tests::agent::binary())
+        .args(["check-config", "--config", "agent.toml"])
+        .current_dir(dir)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("b.toml") && err.contains("already defined in a.toml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.toml") && err.contains("/dev/ttyNOPE0 does not exist"),
+        "{err}"
+    );
+    // `run` refuses to start on the same files.
+    let out = std::process::Command::new(streembit_tests::agent::binary())
+        .args(["run", "--config", "agent.toml"])
+        .current_dir(dir)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
