@@ -61,7 +61,7 @@ pub struct Config {
     pub k: usize,
     /// Requests in flight per lookup path.
     pub alpha: usize,
-    /// Disjoint lookup paths (S/Kademlia); 1 is plain Kademlia.
+    /// Disjoint lookup paths (S/Kademlia), 1 to 8; 1 is plain Kademlia.
     pub paths: usize,
     /// Verified contacts kept per bucket to replace dead entries.
     pub replacement_cache: usize,
