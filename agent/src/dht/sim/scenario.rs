@@ -172,6 +172,11 @@ pub fn network(p: &Params, loss: f64) -> Built {
         dist(&mut msgs)
     ));
     r.line(format!("routing table size: {}", dist(&mut sizes)));
+    let sent = net.stats.delivered + net.stats.lost + net.stats.to_dead;
+    r.line(format!(
+        "join traffic: {:.1} messages per node (bootstrap lookup, bucket refreshes, pings; requests and replies)",
+        sent as f64 / p.nodes.max(1) as f64
+    ));
     Built { net, text: r.text }
 }
 
