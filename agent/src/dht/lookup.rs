@@ -24,7 +24,8 @@ pub(crate) const MAX_PATHS: usize = 8;
 pub struct QueryStats {
     /// Hop depth: a node taken from our own table is asked in round 1, a
     /// node learned from a round-r answer in round r + 1; this is the
-    /// deepest round any request was sent in.
+    /// deepest round any request was sent in (the longest chain of round
+    /// trips behind the result).
     pub rounds: u32,
     /// Requests sent (FIND_*, retries and STOREs).
     pub messages: u32,
