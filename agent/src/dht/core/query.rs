@@ -11,6 +11,8 @@ use super::super::record::{self, RecordVerifier};
 use super::super::timer::Time;
 use super::Dht;
 
+/// Who started a query: only the application's queries (and bootstraps)
+/// end in an [`Event`]; refreshes are the core's own business.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Origin {
     User,
@@ -18,6 +20,8 @@ pub(super) enum Origin {
     Refresh,
 }
 
+/// What a query asks each node, and what it does when the lookup ends.
+/// A PUT is a FIND_NODE whose end starts STOREs to the k closest.
 #[derive(Clone, Debug)]
 pub(super) enum Kind {
     FindNode,
@@ -25,6 +29,7 @@ pub(super) enum Kind {
     Put(Vec<u8>),
 }
 
+/// A PUT's second phase: STOREs sent, and how they went so far.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Storing {
     pub(super) pending: u32,
@@ -33,6 +38,7 @@ pub(super) struct Storing {
     pub(super) failed: u32,
 }
 
+/// A running query: the lookup state machine plus what surrounds it.
 #[derive(Clone, Debug)]
 pub(super) struct Query {
     pub(super) lookup: Lookup,
@@ -43,6 +49,8 @@ pub(super) struct Query {
     pub(super) storing: Option<Storing>,
 }
 
+/// Why a request was sent, so its reply or timeout reaches the right
+/// state machine.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Purpose {
     Lookup { qid: QueryId, path: u8 },
@@ -50,6 +58,8 @@ pub(super) enum Purpose {
     Evict,
 }
 
+/// An outstanding request, keyed by its rid in `Dht::requests`. A reply
+/// counts only if it comes from `to` (the verified sender) with that rid.
 #[derive(Clone, Debug)]
 pub(super) struct Pending {
     pub(super) to: Contact,
@@ -59,6 +69,8 @@ pub(super) struct Pending {
 }
 
 impl Dht {
+    /// Starts a lookup from our closest contacts (plus `extra`, e.g.
+    /// seeds) and sends its first requests.
     pub(super) fn start(
         &mut self,
         target: NodeId,
@@ -149,6 +161,8 @@ impl Dht {
         }
     }
 
+    /// Ends a query: reports it (unless it is a refresh) and, after a
+    /// bootstrap, schedules the join refresh or a rejoin.
     pub(super) fn finish(&mut self, qid: QueryId, now: Time) {
         let Some(mut q) = self.queries.remove(&qid) else {
             return;
@@ -185,6 +199,8 @@ impl Dht {
         });
     }
 
+    /// A reply arrived from a verified `from`: match it to its request and
+    /// feed the state machine that asked.
     pub(super) fn on_reply<V: RecordVerifier + ?Sized>(
         &mut self,
         now: Time,
@@ -262,7 +278,8 @@ impl Dht {
     }
 
     /// A request failed (timeout, unreachable, nonsense reply). `retry`
-    /// allows re-sending a lookup request once more.
+    /// allows re-sending a lookup request up to `Config::request_retries`
+    /// times.
     pub(super) fn on_failed(&mut self, now: Time, p: Pending, retry: bool) {
         match p.purpose {
             Purpose::Evict => self.table.on_ping_result(p.to.id(), false),
