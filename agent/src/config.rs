@@ -1,53 +1,131 @@
 //! Agent configuration: built-in defaults < the config file < `STREEMBIT_*`
-//! environment variables (figment).
+//! environment variables (figment; nested keys with `__`, e.g.
+//! `STREEMBIT_DHT__K=16`).
 //!
 //! With no file at all the agent still runs: state in `$STATE_DIRECTORY`
-//! (set by systemd) or `./.streembit`, on the public network.
+//! (set by systemd) or `./.streembit`, on the public network, listening on
+//! UDP [`DEFAULT_PORT`]. Every problem found is reported, each naming the
+//! file, the key and the reason.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::identity::PublicKey;
 use crate::wire::NetworkId;
 
 /// Where the agent reads its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/streembit/agent.toml";
+/// The agent's default UDP port.
+pub const DEFAULT_PORT: u16 = 7470;
 
 /// The agent's configuration file, `agent.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// State directory (keys, routing table). Default: `$STATE_DIRECTORY`
     /// or `./.streembit`.
     pub state_dir: Option<PathBuf>,
+    /// Runtime directory (the API socket). Default: `$RUNTIME_DIRECTORY` or
+    /// `<state>/run`.
+    pub runtime_dir: Option<PathBuf>,
     /// Network id: `public` or the name of a private network.
     pub network: String,
+    /// UDP address to listen on.
+    pub listen: String,
+    /// Addresses to announce in our peer record (default: the bound
+    /// address, with 0.0.0.0 replaced by 127.0.0.1 only when nothing else
+    /// is known — set this on real deployments).
+    pub announce: Vec<String>,
+    /// Peers to join through: `"<pubkey-hex>@host:port"`.
+    pub seeds: Vec<String>,
+    /// Public keys admitted on a private network.
+    pub allowlist: Vec<String>,
+    /// A file of public keys (one per line, `#` comments) admitted on a
+    /// private network, in addition to `allowlist`.
+    pub allowlist_file: Option<PathBuf>,
+    /// Log level when `RUST_LOG` is not set.
+    pub log_level: String,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             state_dir: None,
+            runtime_dir: None,
             network: "public".to_owned(),
+            listen: format!("0.0.0.0:{DEFAULT_PORT}"),
+            announce: Vec::new(),
+            seeds: Vec::new(),
+            allowlist: Vec::new(),
+            allowlist_file: None,
+            log_level: "info".to_owned(),
         }
     }
 }
 
-/// A config problem, naming the file and key at fault.
+/// Config problems, each naming file, key and reason; all of them, not
+/// only the first.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[error("{}", .0.join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ConfigError {
+    fn one(msg: String) -> Self {
+        Self(vec![msg])
+    }
+}
+
+/// A seed peer: its key and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// The seed's public key.
+    pub key: PublicKey,
+    /// Its address as written (host may be a name).
+    pub addr: String,
+}
+
+impl Seed {
+    /// Parses `"<pubkey-hex>@host:port"`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (key, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{s:?} is not \"<pubkey-hex>@host:port\""))?;
+        let key = key.parse::<PublicKey>().map_err(|e| e.to_string())?;
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(format!("{addr:?} is not host:port"));
+        }
+        Ok(Self {
+            key,
+            addr: addr.to_owned(),
+        })
+    }
+
+    /// Resolves the address (DNS names included); the first answer wins.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        self.addr
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve seed {}: {e}", self.addr))?
+            .next()
+            .ok_or_else(|| format!("seed {} resolves to no address", self.addr))
+    }
+}
 
 impl AgentConfig {
-    /// Loads defaults < `path` (if it exists; an explicitly given path must
-    /// exist) < `STREEMBIT_*` environment variables.
+    /// Loads defaults < `path` (optional when not given explicitly) <
+    /// `STREEMBIT_*` environment, then validates everything.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(AgentConfig::default()));
         match path {
             Some(p) if !p.exists() => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::one(format!(
                     "{}: config file not found",
                     p.display()
                 )))
@@ -60,16 +138,79 @@ impl AgentConfig {
             None => {}
         }
         let figment = figment.merge(Env::prefixed("STREEMBIT_").split("__"));
-        let config: AgentConfig = figment.extract().map_err(|e| {
-            ConfigError(
-                e.into_iter()
-                    .map(|e| describe(&e))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-        config.network_id()?;
+        let config: AgentConfig = figment
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| describe(&e)).collect()))?;
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.to_owned());
+        config.validate(&origin)?;
         Ok(config)
+    }
+
+    /// Every semantic check; `origin` names the file in messages.
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut err =
+            |key: &str, reason: String| errors.push(format!("{origin}: key `{key}`: {reason}"));
+        if let Err(reason) = self.network.parse::<NetworkId>() {
+            err("network", reason);
+        }
+        if let Err(e) = self.listen.parse::<SocketAddr>() {
+            err(
+                "listen",
+                format!("{:?} is not an ip:port address ({e})", self.listen),
+            );
+        }
+        for (i, a) in self.announce.iter().enumerate() {
+            if a.parse::<SocketAddr>().is_err() {
+                err(
+                    &format!("announce[{i}]"),
+                    format!("{a:?} is not an ip:port address"),
+                );
+            }
+        }
+        for (i, s) in self.seeds.iter().enumerate() {
+            if let Err(reason) = Seed::parse(s) {
+                err(&format!("seeds[{i}]"), reason);
+            }
+        }
+        for (i, k) in self.allowlist.iter().enumerate() {
+            if let Err(e) = k.parse::<PublicKey>() {
+                err(&format!("allowlist[{i}]"), e.to_string());
+            }
+        }
+        if let Some(f) = &self.allowlist_file {
+            if let Err(reason) = crate::transport::read_allowlist(f) {
+                err("allowlist_file", reason);
+            }
+        }
+        if self.is_private() && self.network == "public" {
+            err(
+                "network",
+                "an allowlist makes the network private: give it its own name (not \"public\")"
+                    .into(),
+            );
+        }
+        if !self.is_private() && self.network != "public" {
+            err(
+                "allowlist",
+                format!(
+                    "network {:?} is private but has no allowlist or allowlist_file",
+                    self.network
+                ),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    /// Whether this is a private network (it has an allowlist).
+    pub fn is_private(&self) -> bool {
+        !self.allowlist.is_empty() || self.allowlist_file.is_some()
     }
 
     /// The state directory this config resolves to.
@@ -77,20 +218,67 @@ impl AgentConfig {
         self.state_dir
             .clone()
             // systemd joins several StateDirectory= entries with ':'.
-            .or_else(|| {
-                std::env::var("STATE_DIRECTORY")
-                    .ok()
-                    .and_then(|v| v.split(':').next().map(PathBuf::from))
-            })
+            .or_else(|| first_of_env("STATE_DIRECTORY"))
             .unwrap_or_else(|| PathBuf::from(".streembit"))
+    }
+
+    /// The runtime directory (API socket).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.runtime_dir
+            .clone()
+            .or_else(|| first_of_env("RUNTIME_DIRECTORY"))
+            .unwrap_or_else(|| self.state_dir().join("run"))
+    }
+
+    /// The API socket path.
+    pub fn api_socket(&self) -> PathBuf {
+        self.runtime_dir().join("api.sock")
     }
 
     /// The network id, validated.
     pub fn network_id(&self) -> Result<NetworkId, ConfigError> {
         self.network
             .parse()
-            .map_err(|reason| ConfigError(format!("key `network`: {reason}")))
+            .map_err(|reason| ConfigError::one(format!("key `network`: {reason}")))
     }
+
+    /// Seeds, parsed (validated at load).
+    pub fn seeds(&self) -> Vec<Seed> {
+        self.seeds
+            .iter()
+            .filter_map(|s| Seed::parse(s).ok())
+            .collect()
+    }
+
+    /// The full allowlist: inline keys plus the file's (validated at load;
+    /// the file is re-read here, so a reload sees its new content).
+    pub fn allowlist(&self) -> Result<Vec<PublicKey>, ConfigError> {
+        let mut keys: Vec<PublicKey> = self
+            .allowlist
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if let Some(f) = &self.allowlist_file {
+            keys.extend(crate::transport::read_allowlist(f).map_err(ConfigError::one)?);
+        }
+        Ok(keys)
+    }
+
+    /// The listen address (validated at load).
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e| ConfigError::one(format!("key `listen`: {e}")))
+    }
+}
+
+fn first_of_env(var: &str) -> Option<PathBuf> {
+    std::env::var(var).ok().and_then(|v| {
+        v.split(':')
+            .next()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// One figment error as `file: key `k`: reason`.
@@ -107,4 +295,61 @@ fn describe(e: &figment::Error) -> String {
         format!(" key `{}`:", e.path.join("."))
     };
     format!("{source}:{key} {}", e.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    #[test]
+    fn seeds_parse_strictly() {
+        let k = Keypair::from_seed(&[1; 32]).public();
+        let s = Seed::parse(&format!("{k}@127.0.0.1:7470")).expect("seed");
+        assert_eq!(s.key, k);
+        assert_eq!(s.resolve(), Ok("127.0.0.1:7470".parse().expect("addr")));
+        assert!(Seed::parse("127.0.0.1:7470").is_err());
+        assert!(Seed::parse(&format!("{k}@host")).is_err());
+        assert!(Seed::parse("abc@127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let cfg = AgentConfig {
+            network: "Bad Net".into(),
+            listen: "nowhere".into(),
+            seeds: vec!["x".into()],
+            allowlist: vec!["y".into()],
+            ..AgentConfig::default()
+        };
+        let errs = cfg.validate("agent.toml").expect_err("invalid").0;
+        for key in ["`network`", "`listen`", "`seeds[0]`", "`allowlist[0]`"] {
+            assert!(
+                errs.iter().any(|e| e.contains(key)),
+                "{key} not in {errs:?}"
+            );
+        }
+        assert!(errs.iter().all(|e| e.starts_with("agent.toml: key")));
+    }
+
+    #[test]
+    fn private_networks_need_a_name_and_a_list() {
+        let k = Keypair::from_seed(&[1; 32]).public().to_string();
+        let public_with_list = AgentConfig {
+            allowlist: vec![k.clone()],
+            ..AgentConfig::default()
+        };
+        assert!(public_with_list.validate("f").is_err());
+        let named_without_list = AgentConfig {
+            network: "acme".into(),
+            ..AgentConfig::default()
+        };
+        assert!(named_without_list.validate("f").is_err());
+        let good = AgentConfig {
+            network: "acme".into(),
+            allowlist: vec![k],
+            ..AgentConfig::default()
+        };
+        assert!(good.validate("f").is_ok() && good.is_private());
+    }
 }

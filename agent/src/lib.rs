@@ -4,7 +4,12 @@
 //!
 //! - [`cli`]: the `streembit` command line (argument definitions and the
 //!   offline commands).
+//! - [`daemon`]: `streembit run`: config, the local API, signals, systemd
+//!   notifications, around one [`node`].
 //! - [`config`]: `agent.toml` and `STREEMBIT_*` environment variables.
+//! - [`node`]: the tokio shell driving the DHT core over the transport.
+//! - [`transport`]: QUIC (quinn) with TLS bound to Ed25519 keys, the
+//!   private-network gate, and framing.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
 //!   replay window. Every message on the network is one of these.
 //! - [`dht`]: the Kademlia DHT as a sans-IO core (routing table, lookups,
@@ -18,6 +23,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dht;
 pub mod identity;
+pub mod node;
+pub mod transport;
 pub mod wire;

@@ -2,7 +2,10 @@
 //!
 //! - [`agent`]: find the built `streembit` binary and run it in a sandbox
 //!   directory with a clean environment.
+//! - [`node`]: `streembit run` processes, awaited through their systemd
+//!   notifications.
 //! - [`python`]: run the third-party Python peers in `tests/py/`.
 
 pub mod agent;
+pub mod node;
 pub mod python;

@@ -6,9 +6,14 @@
 //!   inspect wire traffic.
 //! - [`payload`]: JSON ⇄ CBOR for payloads.
 //! - [`encoding`]: raw / hex / base64 input and output.
+//! - `agent_cmds` / `agent_client`: `status`, `peers`, `lookup` — thin
+//!   clients of the running agent's local API.
 //!
-//! Exit codes: 0 success, 1 a verification failed, 2 bad usage or config.
+//! Exit codes: 0 success, 1 a verification or request failed, 2 bad usage
+//! or config, 3 the agent is not running.
 
+mod agent_client;
+mod agent_cmds;
 mod encoding;
 mod envelope;
 mod keys;
@@ -26,6 +31,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
 /// Exit code: bad usage, config or key file.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the agent is not running (its API socket does not answer).
+pub const EXIT_NOT_RUNNING: u8 = 3;
 
 /// Streembit edge agent: joins the Streembit P2P overlay and gives every
 /// local device its own signing identity.
@@ -48,6 +55,46 @@ pub enum Command {
     Sign(SignArgs),
     /// Check a signed envelope and print what it says.
     Verify(VerifyArgs),
+    /// Run the agent in the foreground (systemd Type=notify).
+    Run(ConfigArg),
+    /// Validate the agent config (all problems, each with file and key).
+    CheckConfig(ConfigArg),
+    /// Ask the running agent for its status.
+    Status(JsonArgs),
+    /// List the running agent's routing-table contacts.
+    Peers(JsonArgs),
+    /// Find a peer's or device's record in the DHT.
+    Lookup(LookupArgs),
+    /// Print the running agent's metrics (Prometheus text).
+    Metrics(ConfigArg),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
+}
+
+/// `[--json] [--config FILE]`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `lookup`.
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// The public key to look up (64 hex characters).
+    pub pubkey: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: JsonArgs,
 }
 
 /// `--config FILE`.
@@ -153,6 +200,11 @@ impl Failure {
             message: message.to_string(),
         }
     }
+
+    /// A config error: every problem on its own line, exit code 2.
+    pub(crate) fn config(e: crate::config::ConfigError) -> Self {
+        Self::usage(e)
+    }
 }
 
 /// Runs an offline command, writing its output to `out`.
@@ -162,5 +214,24 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Id(a) => keys::id(&a, out),
         Command::Sign(a) => envelope::sign(&a, out),
         Command::Verify(a) => envelope::verify(&a, out),
+        Command::Run(a) => crate::daemon::run(a.config.as_deref()).map_err(|e| Failure {
+            code: e.code,
+            message: e.message,
+        }),
+        Command::CheckConfig(a) => crate::config::AgentConfig::load(a.config.as_deref())
+            .map_err(Failure::config)
+            .and_then(|_| writeln!(out, "config OK").map_err(Failure::usage)),
+        Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
+        Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
+        Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
+        Command::Metrics(a) => agent_cmds::metrics(&a, out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "streembit", out);
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(out)
+            .map_err(Failure::usage),
     }
 }

@@ -187,6 +187,11 @@ impl Keypair {
         self.public
     }
 
+    /// The public key's raw bytes, borrowed (for APIs that want `&[u8]`).
+    pub fn public_ref_bytes(&self) -> &[u8] {
+        self.public.as_bytes()
+    }
+
     /// Shorthand for `self.public().node_id()`.
     pub fn node_id(&self) -> NodeId {
         self.public.node_id()

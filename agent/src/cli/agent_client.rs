@@ -1,0 +1,70 @@
+//! The CLI side of the local API: one HTTP/1.1 GET over the Unix socket.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixStream;
+
+use super::{Failure, EXIT_NOT_RUNNING};
+
+/// Longest a CLI command waits for the agent (a lookup may take a while).
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest answer the CLI accepts.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// `GET path` on the agent at `socket`: the status code and the body.
+pub(super) fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("cannot start I/O runtime: {e}")))?;
+    rt.block_on(async {
+        tokio::time::timeout(TIMEOUT, fetch(socket, path))
+            .await
+            .map_err(|_| Failure {
+                code: EXIT_NOT_RUNNING,
+                message: format!("the agent at {} did not answer in time", socket.display()),
+            })?
+    })
+}
+
+async fn fetch(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+    let not_running = |e: std::io::Error| Failure {
+        code: EXIT_NOT_RUNNING,
+        message: format!(
+            "agent not running: cannot connect to {} ({e}); start it with `streembit run`",
+            socket.display()
+        ),
+    };
+    let stream = UnixStream::connect(socket).await.map_err(not_running)?;
+    let broken = |e: hyper::Error| Failure {
+        code: EXIT_NOT_RUNNING,
+        message: format!(
+            "the agent at {} broke the connection: {e}",
+            socket.display()
+        ),
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(broken)?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "streembit")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Failure::usage(format!("bad request {path}: {e}")))?;
+    let response = sender.send_request(request).await.map_err(broken)?;
+    let status = response.status().as_u16();
+    let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| Failure {
+            code: EXIT_NOT_RUNNING,
+            message: format!("reading the agent's answer: {e}"),
+        })?
+        .to_bytes()
+        .to_vec();
+    Ok((status, body))
+}

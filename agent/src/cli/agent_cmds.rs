@@ -1,0 +1,115 @@
+//! `status`, `peers` and `lookup`: thin clients of the running agent's API.
+//! A readable table by default, the API's JSON as is with `--json`.
+
+use std::io::Write;
+
+use super::agent_client::get;
+use super::{ConfigArg, Failure, EXIT_INVALID};
+use crate::config::AgentConfig;
+use crate::daemon::control::{ApiError, LookupAnswer, Peer, Status};
+
+fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
+    Ok(AgentConfig::load(config.config.as_deref())
+        .map_err(Failure::config)?
+        .api_socket())
+}
+
+/// GETs `path` and decodes a 2xx JSON body as `T`; non-2xx is a failure
+/// carrying the API's error message.
+fn fetch<T: serde::de::DeserializeOwned>(
+    config: &ConfigArg,
+    path: &str,
+) -> Result<(T, Vec<u8>), Failure> {
+    let (status, body) = get(&socket(config)?, path)?;
+    if !(200..300).contains(&status) {
+        let msg = serde_json::from_slice::<ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        return Err(Failure {
+            code: EXIT_INVALID,
+            message: msg,
+        });
+    }
+    let value = serde_json::from_slice(&body)
+        .map_err(|e| Failure::usage(format!("unexpected answer from the agent: {e}")))?;
+    Ok((value, body))
+}
+
+fn write(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+    out.write_all(text.as_bytes()).map_err(Failure::usage)
+}
+
+pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let (s, raw): (Status, _) = fetch(config, "/v1/status")?;
+    if json {
+        return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
+    }
+    write(
+        out,
+        &format!(
+            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\n",
+            s.network,
+            s.network_kind,
+            s.key,
+            s.node_id,
+            s.listen.join(", "),
+            s.uptime_s,
+            s.connections,
+            s.table_size,
+            s.records_stored,
+            s.devices
+        ),
+    )
+}
+
+pub(super) fn peers(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let (peers, raw): (Vec<Peer>, _) = fetch(config, "/v1/peers")?;
+    if json {
+        return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
+    }
+    let mut text = format!("{:<64}  ADDRESSES\n", "KEY");
+    for p in &peers {
+        text.push_str(&format!("{:<64}  {}\n", p.key, p.addrs.join(", ")));
+    }
+    text.push_str(&format!("{} peers\n", peers.len()));
+    write(out, &text)
+}
+
+pub(super) fn lookup(
+    config: &ConfigArg,
+    key: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let key: crate::identity::PublicKey = key.parse().map_err(Failure::usage)?;
+    let (a, raw): (LookupAnswer, _) = fetch(config, &format!("/v1/lookup/{key}"))?;
+    if json {
+        return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
+    }
+    let mut text = format!(
+        "key:       {}\nkind:      {}\naddresses: {}\nsequence:  {}\n",
+        a.key,
+        a.kind,
+        a.addrs.join(", "),
+        a.seq
+    );
+    if let Some(g) = &a.gateway {
+        text.push_str(&format!("gateway:   {g}\n"));
+    }
+    text.push_str(&format!(
+        "lookup:    {} rounds, {} messages\n",
+        a.rounds, a.messages
+    ));
+    write(out, &text)
+}
+
+pub(super) fn metrics(config: &ConfigArg, out: &mut dyn Write) -> Result<(), Failure> {
+    let (status, body) = get(&socket(config)?, "/metrics")?;
+    if status != 200 {
+        return Err(Failure {
+            code: EXIT_INVALID,
+            message: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    out.write_all(&body).map_err(Failure::usage)
+}

@@ -1,0 +1,261 @@
+//! `streembit run`: the agent as a long-running service.
+//!
+//! - `mod.rs`: start-up and shutdown order, signals, systemd notifications.
+//! - [`api`]: the local HTTP API on a Unix socket.
+//! - [`control`]: the API's request and answer types.
+//! - `logging.rs`: tracing set-up (journald-friendly).
+//!
+//! Start-up: config → logging → identity → endpoint bound → table restored
+//! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
+//! persists its table and closes every connection with a code, all within
+//! 5 s.
+
+pub mod api;
+pub mod control;
+mod logging;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::AgentConfig;
+use crate::identity::Keystore;
+use crate::node::{Node, NodeConfig, NodeEvent};
+use crate::transport::{Endpoint, Gate, TransportConfig};
+
+/// Exit code for a config or identity problem (the operator's to fix).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure at run time (socket in use, I/O).
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DaemonError {
+    /// Process exit code.
+    pub code: u8,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl DaemonError {
+    fn config(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: EXIT_CONFIG,
+            message: message.to_string(),
+        }
+    }
+    fn runtime(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: EXIT_RUNTIME,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// How long shutdown may take before we stop waiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// Runs the agent in the foreground until SIGTERM or SIGINT.
+pub fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
+    let config = AgentConfig::load(config_path).map_err(DaemonError::config)?;
+    logging::init(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::runtime(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(config, config_path.map(|p| p.to_owned())))
+}
+
+async fn serve(
+    config: AgentConfig,
+    config_path: Option<std::path::PathBuf>,
+) -> Result<(), DaemonError> {
+    let state_dir = config.state_dir();
+    let key = Arc::new(
+        Keystore::new(&state_dir)
+            .gateway()
+            .map_err(DaemonError::config)?,
+    );
+    let network = config.network_id().map_err(DaemonError::config)?;
+    let gate = if config.is_private() {
+        Gate::private(config.allowlist().map_err(DaemonError::config)?)
+    } else {
+        Gate::public()
+    };
+    let listen = config.listen_addr().map_err(DaemonError::config)?;
+    let endpoint = Arc::new(
+        Endpoint::bind(
+            key.clone(),
+            gate.clone(),
+            &TransportConfig::new(listen, network.clone()),
+        )
+        .map_err(DaemonError::runtime)?,
+    );
+    let bound = endpoint.local_addr().map_err(DaemonError::runtime)?;
+
+    let mut node_cfg = NodeConfig::new(network.clone(), state_dir.clone());
+    node_cfg.announce = announce_addrs(&config, bound);
+    for seed in config.seeds() {
+        match seed.resolve() {
+            Ok(addr) if seed.key != key.public() => node_cfg.seeds.push((seed.key, addr)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{e}; seed skipped"),
+        }
+    }
+
+    let (events_tx, mut events_rx) = mpsc::channel(64);
+    let node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
+    let drop_peer = node.connections_handle();
+    let socket = config.api_socket();
+    let listener = api::bind(&socket).map_err(|e| {
+        DaemonError::runtime(format!(
+            "cannot bind the API socket {}: {e}",
+            socket.display()
+        ))
+    })?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (queries_tx, queries_rx) = mpsc::channel(64);
+    let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
+    if let Some(period) = watchdog_period() {
+        tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
+    }
+    let api_task = tokio::spawn(api::serve(listener, queries_tx, shutdown_rx));
+
+    tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {bound}, network {network}")),
+    ]);
+
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(config_path.as_deref(), &gate, &drop_peer),
+            Some(event) = events_rx.recv() => report(&event),
+        }
+    }
+
+    tracing::info!("shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = node_task.await;
+        let _ = api_task.await;
+    })
+    .await;
+    api::remove(&socket);
+    Ok(())
+}
+
+/// SIGHUP: re-read the config's allowlist; peers removed from it lose their
+/// connection. A broken config is reported and the old list stays.
+fn reload(
+    path: Option<&std::path::Path>,
+    gate: &Gate,
+    drop_peer: &(impl Fn(&crate::identity::PublicKey) + ?Sized),
+) {
+    notify(&[sd_notify::NotifyState::Reloading]);
+    match AgentConfig::load(path).and_then(|c| c.allowlist()) {
+        Ok(keys) if gate.is_private() => {
+            let removed = gate.replace_allowlist(keys);
+            for k in &removed {
+                drop_peer(k);
+            }
+            tracing::info!(removed = removed.len(), "allowlist reloaded");
+        }
+        Ok(_) => tracing::info!("reload: public network, nothing to apply"),
+        Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+    }
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+fn report(event: &NodeEvent) {
+    let status = match event {
+        NodeEvent::Restored { contacts } => format!("restored {contacts} contacts"),
+        NodeEvent::Joined { contacts } => format!("joined: {contacts} contacts"),
+        NodeEvent::Published { seq, acks } => format!("published seq={seq} acks={acks}"),
+    };
+    notify(&[sd_notify::NotifyState::Status(&status)]);
+}
+
+/// Half of systemd's `WatchdogSec` (`WATCHDOG_USEC`), if it asked for pings
+/// (and, when `WATCHDOG_PID` is set, asked this process).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Pets the watchdog only when the node loop answers a status query, so a
+/// stuck loop (not just a live process) makes systemd restart us.
+async fn watchdog(
+    period: Duration,
+    node: mpsc::Sender<control::Query>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if node.send(control::Query::Status(tx)).await.is_err() {
+            return;
+        }
+        match tokio::time::timeout(period, rx).await {
+            Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
+            _ => tracing::warn!("node loop did not answer in time; not petting the watchdog"),
+        }
+    }
+}
+
+/// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::debug!(error = %e, "sd_notify failed");
+        }
+    }
+}
+
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, DaemonError> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| DaemonError::runtime(format!("cannot install signal handler: {e}")))
+}
+
+/// The addresses to put in our peer record: configured ones, else the bound
+/// one when it is a concrete address.
+fn announce_addrs(config: &AgentConfig, bound: SocketAddr) -> Vec<SocketAddr> {
+    let configured: Vec<SocketAddr> = config
+        .announce
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if !configured.is_empty() {
+        return configured;
+    }
+    if bound.ip().is_unspecified() {
+        tracing::warn!(
+            "listening on {bound}: set `announce` to the address peers should dial; \
+             until then our record lists no address"
+        );
+        return Vec::new();
+    }
+    vec![bound]
+}

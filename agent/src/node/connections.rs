@@ -1,0 +1,167 @@
+//! The connection cache: at most one live connection per peer reused for
+//! every request, a bound on how many are open, least recently used closed
+//! first.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::identity::PublicKey;
+use crate::transport::{Connection, Endpoint, TransportError};
+
+/// Application close code: evicted from a full cache.
+pub(crate) const CLOSE_EVICTED: u32 = 2;
+/// Application close code: the agent is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 3;
+/// Application close code: the peer left the allowlist.
+pub const CLOSE_NOT_ALLOWED: u32 = 4;
+
+struct Entry {
+    conn: Connection,
+    last_used: u64,
+}
+
+/// Shared between the node loop and its I/O tasks.
+#[derive(Clone)]
+pub(crate) struct Connections {
+    inner: Arc<Mutex<Inner>>,
+    endpoint: Arc<Endpoint>,
+}
+
+struct Inner {
+    by_peer: HashMap<PublicKey, Entry>,
+    max: usize,
+    tick: u64,
+}
+
+impl Connections {
+    pub(crate) fn new(endpoint: Arc<Endpoint>, max: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                by_peer: HashMap::new(),
+                max: max.max(1),
+                tick: 0,
+            })),
+            endpoint,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Open connections.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.by_peer.len()).unwrap_or(0)
+    }
+
+    /// A live connection to `peer`, if cached.
+    fn cached(&self, peer: &PublicKey) -> Option<Connection> {
+        let mut inner = self.inner.lock().ok()?;
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.by_peer.get_mut(peer)?;
+        if entry.conn.quic().close_reason().is_some() {
+            inner.by_peer.remove(peer);
+            return None;
+        }
+        entry.last_used = tick;
+        Some(entry.conn.clone())
+    }
+
+    /// Adds a connection (dialed or accepted). Returns `false` when it
+    /// replaced nothing new (an existing live one is kept and this one is
+    /// still usable by its caller). Evicts the least recently used when
+    /// full.
+    pub(crate) fn insert(&self, conn: Connection) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.tick += 1;
+        let tick = inner.tick;
+        let key = conn.peer().key();
+        if let Some(old) = inner.by_peer.get(&key) {
+            if old.conn.quic().close_reason().is_none()
+                && old.conn.quic().stable_id() != conn.quic().stable_id()
+            {
+                // Keep the older live one in the cache; the new one serves
+                // whatever the peer sends on it and closes when idle.
+                return;
+            }
+        }
+        if !inner.by_peer.contains_key(&key) && inner.by_peer.len() >= inner.max {
+            let lru = inner
+                .by_peer
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| *k);
+            if let Some(lru) = lru {
+                if let Some(e) = inner.by_peer.remove(&lru) {
+                    e.conn.close(CLOSE_EVICTED, "connection cache full");
+                }
+            }
+        }
+        inner.by_peer.insert(
+            key,
+            Entry {
+                conn,
+                last_used: tick,
+            },
+        );
+    }
+
+    /// Forgets `conn` if it is the cached one for its peer.
+    pub(crate) fn remove(&self, conn: &Connection) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let key = conn.peer().key();
+            if inner
+                .by_peer
+                .get(&key)
+                .is_some_and(|e| e.conn.quic().stable_id() == conn.quic().stable_id())
+            {
+                inner.by_peer.remove(&key);
+            }
+        }
+    }
+
+    /// Closes and forgets every connection to `peer`.
+    pub(crate) fn drop_peer(&self, peer: &PublicKey, code: u32, reason: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if let Some(e) = inner.by_peer.remove(peer) {
+                e.conn.close(code, reason);
+            }
+        }
+    }
+
+    /// A connection to `peer`: the cached one, or a new dial to the first of
+    /// `addrs` that answers. The bool is true for a new connection.
+    pub(crate) async fn get_or_dial(
+        &self,
+        peer: &PublicKey,
+        addrs: &[SocketAddr],
+    ) -> Result<(Connection, bool), TransportError> {
+        if let Some(c) = self.cached(peer) {
+            return Ok((c, false));
+        }
+        let mut last = TransportError::Local(format!("no address known for {peer}"));
+        for addr in addrs {
+            match self.endpoint.dial(peer, *addr).await {
+                Ok(conn) => {
+                    self.insert(conn.clone());
+                    return Ok((conn, true));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Closes everything (shutdown).
+    pub(crate) fn close_all(&self, code: u32, reason: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            for (_, e) in inner.by_peer.drain() {
+                e.conn.close(code, reason);
+            }
+        }
+    }
+}

@@ -1,0 +1,546 @@
+//! The node: the tokio shell that drives the sans-IO DHT core over the QUIC
+//! transport.
+//!
+//! - `mod.rs`: [`Node`], its one loop (feed one input, drain every output,
+//!   re-arm a single timer) and the calling contract.
+//! - `connections.rs`: the bounded connection cache.
+//! - `rpc.rs`: request/answer over streams (I/O tasks only move bytes).
+//! - `queries.rs`: what the local API asks (status, peers, lookup, metrics).
+//! - `persist.rs`: the routing table on disk.
+//! - `metrics.rs`: counters in Prometheus text.
+//!
+//! Every envelope is opened and sealed here in the loop, which owns the
+//! key, the sealer, the opener (replay window) and the core; the I/O tasks
+//! never see a key.
+
+mod connections;
+mod metrics;
+pub mod persist;
+mod queries;
+mod rpc;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::daemon::control::{LookupAnswer, Query};
+use crate::dht::{
+    self, Action, Addrs, Contact, Dht, Event, Message, MessageKind, Outcome, PeerRecord, QueryId,
+    Time, WireRecordVerifier,
+};
+use crate::identity::{Keypair, PublicKey};
+use crate::transport::{Connection, Endpoint, VerifiedPeer};
+use crate::wire::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis, WireConfig};
+
+use connections::Connections;
+pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
+use metrics::NodeCounters;
+use rpc::Input;
+
+/// Node settings.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Network id (signed into every envelope).
+    pub network: NetworkId,
+    /// Where the routing table is persisted.
+    pub state_dir: PathBuf,
+    /// Addresses announced in our peer record.
+    pub announce: Vec<SocketAddr>,
+    /// Peers to join through.
+    pub seeds: Vec<(PublicKey, SocketAddr)>,
+    /// DHT tunables.
+    pub dht: dht::Config,
+    /// Envelope limits.
+    pub wire: WireConfig,
+    /// Connections kept open at most.
+    pub max_connections: usize,
+    /// Persist the routing table this often (and at shutdown).
+    pub persist_every: Duration,
+    /// Lifetime of our peer record.
+    pub record_ttl: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for `network` with state in `state_dir`.
+    pub fn new(network: NetworkId, state_dir: PathBuf) -> Self {
+        Self {
+            network,
+            state_dir,
+            announce: Vec::new(),
+            seeds: Vec::new(),
+            dht: dht::Config::default(),
+            wire: WireConfig::default(),
+            max_connections: 256,
+            persist_every: Duration::from_secs(60),
+            record_ttl: dht::DEFAULT_TTL,
+        }
+    }
+}
+
+/// Where a user lookup's answer goes.
+type LookupReply = oneshot::Sender<Result<Option<LookupAnswer>, String>>;
+
+/// What the node tells its owner (the daemon turns these into systemd
+/// STATUS lines; tests await them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// The routing table was restored from disk with this many contacts.
+    Restored {
+        /// Contacts restored.
+        contacts: usize,
+    },
+    /// A bootstrap lookup finished.
+    Joined {
+        /// Contacts in the table.
+        contacts: usize,
+    },
+    /// Our peer record was stored at `acks` nodes.
+    Published {
+        /// Record sequence.
+        seq: u64,
+        /// Nodes that kept it.
+        acks: u32,
+    },
+}
+
+/// User lookups in flight at once.
+const MAX_USER_LOOKUPS: usize = 64;
+/// Wait at least this long between re-publishes of an under-replicated record.
+const REPUBLISH_SPACING: Duration = Duration::from_secs(2);
+
+/// The running node. Build with [`Node::new`], then [`Node::run`] until
+/// shutdown.
+pub struct Node {
+    key: Arc<Keypair>,
+    cfg: NodeConfig,
+    dht: Dht,
+    verifier: WireRecordVerifier,
+    sealer: Sealer,
+    opener: Opener,
+    conns: Connections,
+    inputs_tx: mpsc::Sender<Input>,
+    inputs_rx: mpsc::Receiver<Input>,
+    /// Streams of requests being handled, to answer on (empty between
+    /// inputs: see `drain`).
+    pending_replies: HashMap<(PublicKey, u64), quinn::SendStream>,
+    lookups: HashMap<QueryId, (PublicKey, LookupReply)>,
+    bootstrap: Option<QueryId>,
+    publishing: Option<(QueryId, u64)>,
+    record_seq: u64,
+    /// Our latest sealed peer record.
+    own_record: Option<Vec<u8>>,
+    published_acks: u32,
+    last_publish: Option<Instant>,
+    events: mpsc::Sender<NodeEvent>,
+    counters: NodeCounters,
+    started: Instant,
+}
+
+fn now() -> Time {
+    Time::from(UnixMillis::now())
+}
+
+impl Node {
+    /// A node for `key` on `endpoint`. Restores the persisted routing table
+    /// if there is one.
+    pub fn new(
+        key: Arc<Keypair>,
+        endpoint: Arc<Endpoint>,
+        cfg: NodeConfig,
+        events: mpsc::Sender<NodeEvent>,
+    ) -> Self {
+        let announce: Vec<String> = cfg.announce.iter().map(|a| a.to_string()).collect();
+        let addrs = Addrs::new(&announce).unwrap_or_else(|_| Addrs::empty());
+        let mut rng = rand_core::OsRng;
+        let mut dht = Dht::new(cfg.dht.clone(), &key.public(), addrs, &mut rng);
+        let started_ms = UnixMillis::now();
+        if let Some(bytes) = persist::read(&persist::table_path(&cfg.state_dir)) {
+            match dht.restore_table(&bytes, Time::from(started_ms)) {
+                Ok(n) => {
+                    tracing::info!(contacts = n, "routing table restored");
+                    let _ = events.try_send(NodeEvent::Restored { contacts: n });
+                }
+                Err(e) => tracing::warn!(error = %e, "persisted routing table ignored"),
+            }
+        }
+        let (inputs_tx, inputs_rx) = mpsc::channel(1024);
+        Self {
+            verifier: WireRecordVerifier::new(cfg.network.clone()),
+            sealer: Sealer::new(cfg.network.clone()),
+            opener: Opener::new(
+                cfg.network.clone(),
+                key.node_id(),
+                cfg.wire.clone(),
+                started_ms,
+            ),
+            conns: Connections::new(endpoint, cfg.max_connections),
+            key,
+            dht,
+            cfg,
+            inputs_tx,
+            inputs_rx,
+            pending_replies: HashMap::new(),
+            lookups: HashMap::new(),
+            bootstrap: None,
+            publishing: None,
+            record_seq: 0,
+            own_record: None,
+            published_acks: 0,
+            last_publish: None,
+            events,
+            counters: NodeCounters::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, answering `queries` from the
+    /// local API. On shutdown the table is persisted and every connection
+    /// closed with [`CLOSE_SHUTDOWN`].
+    pub async fn run(
+        mut self,
+        mut queries: mpsc::Receiver<Query>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        self.spawn_accept_loop(shutdown.clone());
+        let seeds: Vec<Contact> = self
+            .cfg
+            .seeds
+            .iter()
+            .map(|(k, a)| {
+                Contact::from_claimed(
+                    *k.as_bytes(),
+                    Addrs::new(&[a.to_string()]).unwrap_or_else(|_| Addrs::empty()),
+                )
+            })
+            .collect();
+        self.bootstrap = Some(self.dht.bootstrap(seeds, now()));
+        self.drain();
+        let mut persist_tick = tokio::time::interval(self.cfg.persist_every);
+        persist_tick.tick().await;
+        let mut republish_check = tokio::time::interval(REPUBLISH_SPACING);
+
+        loop {
+            let deadline = self.dht.poll_timeout().map(|t| {
+                let wait = t.as_millis().saturating_sub(now().as_millis());
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                Some(input) = self.inputs_rx.recv() => self.handle_input(input),
+                Some(query) = queries.recv() => self.handle_query(query),
+                _ = sleep_until(deadline) => self.dht.handle_timeout(now(), &mut rand_core::OsRng),
+                _ = republish_check.tick() => self.maybe_republish(),
+                _ = persist_tick.tick() => self.persist(),
+                _ = shutdown.changed() => break,
+            }
+            self.drain();
+        }
+        self.persist();
+        self.conns.close_all(CLOSE_SHUTDOWN, "agent shutting down");
+        let endpoint = self.conns.endpoint().clone();
+        endpoint.close(CLOSE_SHUTDOWN, "agent shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    }
+
+    /// Closes the connection of a peer that left the allowlist.
+    pub fn connections_handle(&self) -> impl Fn(&PublicKey) + Send + Sync + 'static {
+        let conns = self.conns.clone();
+        move |k: &PublicKey| conns.drop_peer(k, CLOSE_NOT_ALLOWED, "removed from the allowlist")
+    }
+
+    fn spawn_accept_loop(&self, mut shutdown: watch::Receiver<bool>) {
+        let conns = self.conns.clone();
+        let inputs = self.inputs_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let incoming = tokio::select! {
+                    i = conns.endpoint().incoming() => i,
+                    _ = shutdown.changed() => None,
+                };
+                let Some(incoming) = incoming else { break };
+                let conns = conns.clone();
+                let inputs = inputs.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = conns.endpoint().handshake(incoming).await {
+                        conns.insert(conn.clone());
+                        let _ = inputs.send(Input::Connected(conn)).await;
+                    }
+                });
+            }
+        });
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Connected(conn) => self.on_connected(conn),
+            Input::Unreachable { rid } => self.dht.handle_unreachable(now(), rid),
+            Input::Request { peer, bytes, reply } => {
+                self.counters.app_bytes_received += bytes.len() as u64;
+                self.on_request(peer, &bytes, reply)
+            }
+            Input::Answer { peer, rid, bytes } => {
+                self.counters.app_bytes_received += bytes.len() as u64;
+                self.on_answer(peer, rid, &bytes)
+            }
+        }
+    }
+
+    fn on_connected(&mut self, conn: Connection) {
+        self.counters.connections_opened += 1;
+        let max = self.cfg.wire.max_envelope_bytes;
+        tokio::spawn(rpc::serve_connection(
+            self.conns.clone(),
+            conn,
+            max,
+            self.inputs_tx.clone(),
+        ));
+    }
+
+    /// Opens an envelope from `peer`: `None` when refused (and counted).
+    fn open_from(&mut self, peer: VerifiedPeer, bytes: &[u8], t: Time) -> Option<Opened> {
+        let opened = match self.opener.open(bytes, UnixMillis::from(t)) {
+            Ok(o) => o,
+            Err(e) => {
+                *self
+                    .counters
+                    .envelopes_rejected
+                    .entry(e.reason())
+                    .or_default() += 1;
+                tracing::debug!(peer = %peer.key(), reason = e.reason(), "envelope refused");
+                return None;
+            }
+        };
+        if opened.sender() != peer.key() {
+            // Signed by someone other than the TLS-proven peer: a relay of
+            // another node's message, not accepted on a DHT connection.
+            self.counters.sender_mismatch += 1;
+            return None;
+        }
+        self.counters.envelopes_accepted += 1;
+        Some(opened)
+    }
+
+    fn on_request(&mut self, peer: VerifiedPeer, bytes: &[u8], reply: quinn::SendStream) {
+        let t = now();
+        let Some(opened) = self.open_from(peer, bytes, t) else {
+            return;
+        };
+        let addrs = seen_at(&peer);
+        let decoded = MessageKind::from_name(opened.kind().name())
+            .and_then(|k| Message::decode(k, opened.payload()).ok());
+        match decoded {
+            Some(msg) => {
+                // The core answers synchronously: park the stream under the
+                // request id for `dispatch` to find in the next drain.
+                self.pending_replies.insert((peer.key(), msg.rid()), reply);
+                self.dht
+                    .handle_message(t, &peer.key(), addrs, msg, &mut self.verifier);
+            }
+            // Let the core count the refusal by its own reasons.
+            None => {
+                let _ = self
+                    .dht
+                    .handle_opened(t, &opened, addrs, &mut self.verifier);
+            }
+        }
+    }
+
+    fn on_answer(&mut self, peer: VerifiedPeer, rid: u64, bytes: &[u8]) {
+        let t = now();
+        let handled = self.open_from(peer, bytes, t).is_some_and(|opened| {
+            self.dht
+                .handle_opened(t, &opened, seen_at(&peer), &mut self.verifier)
+                .is_ok()
+        });
+        if !handled {
+            self.dht.handle_unreachable(t, rid);
+        }
+    }
+
+    /// Drains the core: sends, events, until both are empty.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.dht.poll_action() {
+                progressed = true;
+                let Action::Send { to, message } = action;
+                self.dispatch(to, message);
+            }
+            while let Some(event) = self.dht.poll_event() {
+                progressed = true;
+                self.on_event(event);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        // The core answers every request while handling it, so a stream
+        // still parked now will never be answered: dropping it tells the
+        // peer at once instead of leaving it to time out.
+        self.pending_replies.clear();
+    }
+
+    fn dispatch(&mut self, to: Contact, message: Message) {
+        let rid = message.rid();
+        let Some(key) = to.public_key() else {
+            self.dht.handle_unreachable(now(), rid);
+            return;
+        };
+        let Ok(kind) = message.kind().name().parse::<Kind>() else {
+            return;
+        };
+        let payload = message.encode();
+        let env = match self.sealer.seal(
+            &self.key,
+            kind,
+            Audience::Node(*to.id()),
+            &payload,
+            UnixMillis::now(),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot seal a DHT message");
+                self.dht.handle_unreachable(now(), rid);
+                return;
+            }
+        };
+        if is_answer(message.kind()) {
+            if let Some(stream) = self.pending_replies.remove(&(key, rid)) {
+                tokio::spawn(rpc::answer(stream, env));
+            }
+            return;
+        }
+        let addrs: Vec<SocketAddr> = to.addrs().iter().filter_map(|a| a.parse().ok()).collect();
+        let timeout = self.cfg.dht.request_timeout + Duration::from_millis(500);
+        tokio::spawn(rpc::send_request(
+            self.conns.clone(),
+            key,
+            addrs,
+            rid,
+            env,
+            self.cfg.wire.max_envelope_bytes,
+            timeout,
+            self.inputs_tx.clone(),
+        ));
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::QueryFinished {
+                id, outcome, stats, ..
+            } => {
+                if self.bootstrap == Some(id) {
+                    self.bootstrap = None;
+                    let contacts = self.dht.table().len();
+                    tracing::info!(contacts, "joined");
+                    // Persist right away: a crash before the first periodic
+                    // save would otherwise lose what joining taught us.
+                    self.persist();
+                    let _ = self.events.try_send(NodeEvent::Joined { contacts });
+                    self.publish_record();
+                } else if self.publishing.map(|(q, _)| q) == Some(id) {
+                    if let (Outcome::Stored { acks, .. }, Some((_, seq))) =
+                        (&outcome, self.publishing.take())
+                    {
+                        self.published_acks = *acks;
+                        tracing::info!(seq, acks, "peer record published");
+                        let _ = self
+                            .events
+                            .try_send(NodeEvent::Published { seq, acks: *acks });
+                    }
+                } else if let Some((key, reply)) = self.lookups.remove(&id) {
+                    let answer = queries::lookup_answer(&key, &outcome, &stats, &self.cfg.network);
+                    let label = match &answer {
+                        Ok(Some(_)) => "found",
+                        Ok(None) => "not_found",
+                        Err(_) => "invalid",
+                    };
+                    *self.counters.lookups.entry(label).or_default() += 1;
+                    let _ = reply.send(answer);
+                }
+            }
+            Event::RepublishDue { key } if key == self.key.node_id() => self.publish_record(),
+            _ => {}
+        }
+    }
+
+    /// Seals a fresh peer record (higher sequence) and publishes it.
+    fn publish_record(&mut self) {
+        if self.publishing.is_some() {
+            return;
+        }
+        let now_ms = UnixMillis::now();
+        self.record_seq = self.record_seq.saturating_add(1).max(now_ms.0);
+        let record = PeerRecord {
+            seq: self.record_seq,
+            ttl_secs: self.cfg.record_ttl.as_secs(),
+            addrs: self.dht.local().addrs().clone(),
+        };
+        let mut nonce = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let sealed = record.seal(
+            &self.key,
+            &self.cfg.network,
+            now_ms,
+            u64::from_le_bytes(nonce),
+        );
+        match sealed.map_err(|e| e.to_string()).and_then(|bytes| {
+            self.own_record = Some(bytes.clone());
+            self.dht
+                .publish(bytes, Time::from(now_ms), &mut self.verifier)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(q) => {
+                self.publishing = Some((q, self.record_seq));
+                self.last_publish = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot publish our peer record"),
+        }
+    }
+
+    /// Until our record is held by as many nodes as we know (up to k),
+    /// publish again as the table grows.
+    fn maybe_republish(&mut self) {
+        if self.bootstrap.is_some() || self.publishing.is_some() {
+            return;
+        }
+        let want = self.dht.table().len().min(self.cfg.dht.k) as u32;
+        let spaced = self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= REPUBLISH_SPACING);
+        if self.published_acks < want && spaced {
+            self.publish_record();
+        }
+    }
+
+    fn persist(&self) {
+        let path = persist::table_path(&self.cfg.state_dir);
+        if let Err(e) = persist::write_atomic(&path, &self.dht.save_table()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table");
+        }
+    }
+}
+
+fn is_answer(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::Pong | MessageKind::Nodes | MessageKind::Value | MessageKind::Stored
+    )
+}
+
+/// Where the shell saw a peer: one UDP socket serves both directions, so
+/// this is also where the peer listens (unless it sits behind NAT).
+fn seen_at(peer: &VerifiedPeer) -> Addrs {
+    Addrs::new(&[peer.addr().to_string()]).unwrap_or_else(|_| Addrs::empty())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

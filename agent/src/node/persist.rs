@@ -1,0 +1,51 @@
+//! The routing table on disk, so a restarted node rejoins without seeds.
+//!
+//! Written atomically (temporary file, fsync, rename, fsync the directory):
+//! a crash leaves the previous table or the new one, never half of one.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// File name of the persisted table in the state directory.
+pub const TABLE_FILE: &str = "routing-table.bin";
+/// A persisted table larger than this is not read (it cannot be ours).
+const MAX_TABLE_BYTES: u64 = 4 << 20;
+
+/// Path of the table in `state_dir`.
+pub fn table_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(TABLE_FILE)
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads the persisted table, if there is a usable one.
+pub fn read(path: &Path) -> Option<Vec<u8>> {
+    let meta = fs::metadata(path).ok()?;
+    if meta.len() > MAX_TABLE_BYTES {
+        tracing::warn!(path = %path.display(), "persisted routing table too large; ignored");
+        return None;
+    }
+    fs::read(path).ok()
+}

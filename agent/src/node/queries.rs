@@ -1,0 +1,131 @@
+//! Answering the local API: status, peers, lookups and metrics.
+
+use crate::daemon::control::{LookupAnswer, Peer, Query, Status};
+use crate::dht::{Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
+use crate::identity::PublicKey;
+use crate::wire::{self, Kind, NetworkId};
+
+use super::metrics::{render, Snapshot};
+use super::{now, Node, MAX_USER_LOOKUPS};
+
+impl Node {
+    pub(super) fn handle_query(&mut self, query: Query) {
+        match query {
+            Query::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Query::Peers(reply) => {
+                let peers = self
+                    .dht
+                    .table()
+                    .iter()
+                    .map(|c| Peer {
+                        key: hex::encode(c.key_bytes()),
+                        addrs: c.addrs().iter().map(str::to_owned).collect(),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Query::Lookup(key, reply) => {
+                if self.lookups.len() >= MAX_USER_LOOKUPS {
+                    let _ = reply.send(Err("too many lookups in flight; try again".into()));
+                    return;
+                }
+                // A record we hold (for others, or our own) answers at once:
+                // a lookup only asks other nodes.
+                let local = self
+                    .dht
+                    .store()
+                    .get(&key.node_id(), now())
+                    .map(<[u8]>::to_vec)
+                    .or_else(|| {
+                        (key == self.key.public())
+                            .then(|| self.own_record.clone())
+                            .flatten()
+                    });
+                if let Some(record) = local {
+                    let outcome = Outcome::Value {
+                        record: Some(record),
+                    };
+                    let _ = reply.send(lookup_answer(
+                        &key,
+                        &outcome,
+                        &QueryStats::default(),
+                        &self.cfg.network,
+                    ));
+                    return;
+                }
+                let qid = self.dht.find_value(key.node_id(), now());
+                self.lookups.insert(qid, (key, reply));
+            }
+            Query::Metrics(reply) => {
+                let text = render(&Snapshot {
+                    node: &self.counters,
+                    dht: self.dht.counters(),
+                    refusals: self.conns.endpoint().gate().refusals(),
+                    connections: self.conns.len(),
+                    table_size: self.dht.table().len(),
+                    records_stored: self.dht.store().len(),
+                    replay_entries: self.opener.replay_window().len(),
+                });
+                let _ = reply.send(text);
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let endpoint = self.conns.endpoint();
+        Status {
+            network: self.cfg.network.to_string(),
+            network_kind: if endpoint.gate().is_private() {
+                "private"
+            } else {
+                "public"
+            }
+            .to_owned(),
+            key: self.key.public().to_string(),
+            node_id: self.key.node_id().to_string(),
+            listen: endpoint
+                .local_addr()
+                .map(|a| vec![a.to_string()])
+                .unwrap_or_default(),
+            uptime_s: self.started.elapsed().as_secs(),
+            connections: self.conns.len(),
+            table_size: self.dht.table().len(),
+            records_stored: self.dht.store().len(),
+            devices: 0,
+        }
+    }
+}
+
+/// Turns a finished FIND_VALUE into the API's answer.
+pub(super) fn lookup_answer(
+    key: &PublicKey,
+    outcome: &Outcome,
+    stats: &QueryStats,
+    network: &NetworkId,
+) -> Result<Option<LookupAnswer>, String> {
+    let Outcome::Value {
+        record: Some(bytes),
+    } = outcome
+    else {
+        return Ok(None);
+    };
+    // The core verified the record already; open it again to read it.
+    let opened = wire::open_published(bytes, network, MAX_RECORD_WIRE_BYTES)
+        .map_err(|e| format!("record failed verification: {e}"))?;
+    if opened.sender() != *key || opened.kind() != Kind::PeerRecord {
+        return Err("record is not this key's peer record".into());
+    }
+    let record: PeerRecord = ciborium::from_reader(opened.payload())
+        .map_err(|e| format!("malformed peer record: {e}"))?;
+    Ok(Some(LookupAnswer {
+        key: key.to_string(),
+        kind: "peer".into(),
+        addrs: record.addrs.iter().map(str::to_owned).collect(),
+        seq: record.seq,
+        gateway: None,
+        rounds: stats.rounds,
+        messages: stats.messages,
+    }))
+}

@@ -1,0 +1,375 @@
+//! The QUIC endpoint: one UDP socket, server and client at once, with TLS
+//! bound to Ed25519 identities and the network gate.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::ResolvesClientCert;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::SignatureScheme;
+
+use super::cert::{certified_key, key_from_cert, server_name_for};
+use super::gate::{Gate, Refusals};
+use super::verify::PeerVerifier;
+use super::TransportError;
+use crate::identity::{Keypair, PublicKey};
+use crate::wire::NetworkId;
+
+/// Protocol version carried in ALPN with the network id.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The ALPN string for a network: `streembit/<version>/<network>`.
+///
+/// Both sides offer exactly one, so endpoints of different networks (or
+/// protocol versions) fail the handshake with `no_application_protocol`
+/// before any application data.
+pub fn alpn_for(network: &NetworkId) -> Vec<u8> {
+    format!("streembit/{PROTOCOL_VERSION}/{network}").into_bytes()
+}
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// Network id (ALPN).
+    pub network: NetworkId,
+    /// Close a connection after this long without any packet.
+    pub idle_timeout: Duration,
+    /// Send keep-alives this often on open connections.
+    pub keep_alive: Duration,
+    /// Concurrent bidirectional streams a peer may open on one connection.
+    pub max_streams_per_connection: u32,
+    /// Handshakes in progress at once; more are refused (handshake floods).
+    pub max_incoming: usize,
+}
+
+impl TransportConfig {
+    /// Defaults for `listen` on `network`.
+    pub fn new(listen: SocketAddr, network: NetworkId) -> Self {
+        Self {
+            listen,
+            network,
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(10),
+            max_streams_per_connection: 32,
+            max_incoming: 256,
+        }
+    }
+}
+
+/// A peer whose key was proven in the TLS handshake. Only this module can
+/// make one, so code that holds a `VerifiedPeer` cannot have skipped the
+/// check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    key: PublicKey,
+    addr: SocketAddr,
+}
+
+impl VerifiedPeer {
+    /// The peer's proven key.
+    pub fn key(&self) -> PublicKey {
+        self.key
+    }
+    /// Where its packets come from.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// An established connection to a verified peer.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    inner: quinn::Connection,
+    peer: VerifiedPeer,
+}
+
+impl Connection {
+    /// The verified peer at the other end.
+    pub fn peer(&self) -> VerifiedPeer {
+        self.peer
+    }
+    /// The QUIC connection, for streams.
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.inner
+    }
+    /// Closes with an application code and a short reason.
+    pub fn close(&self, code: u32, reason: &str) {
+        self.inner.close(code.into(), reason.as_bytes());
+    }
+
+    fn from_quic(inner: quinn::Connection) -> Result<Self, TransportError> {
+        let certs = inner
+            .peer_identity()
+            .and_then(|any| {
+                any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .ok_or_else(|| {
+                TransportError::BadCertificate("peer presented no certificate".into())
+            })?;
+        let first = certs
+            .first()
+            .ok_or_else(|| TransportError::BadCertificate("empty certificate chain".into()))?;
+        let key = key_from_cert(first)?;
+        let peer = VerifiedPeer {
+            key,
+            addr: inner.remote_address(),
+        };
+        Ok(Self { inner, peer })
+    }
+}
+
+/// The identities this endpoint answers for, by server name: the gateway
+/// itself and, later, each device it hosts.
+#[derive(Debug)]
+struct Identities {
+    by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    own: Arc<CertifiedKey>,
+    refusals: Gate,
+}
+
+impl ResolvesServerCert for Identities {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = hello
+            .server_name()
+            .and_then(|n| self.by_name.read().ok()?.get(n).cloned());
+        if found.is_none() {
+            Refusals::bump(&self.refusals.refusals().unknown_server_name);
+        }
+        found
+    }
+}
+
+impl ResolvesClientCert for Identities {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        sigschemes
+            .contains(&SignatureScheme::ED25519)
+            .then(|| self.own.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// One QUIC endpoint for this node.
+pub struct Endpoint {
+    quic: quinn::Endpoint,
+    identities: Arc<Identities>,
+    gate: Gate,
+    own: PublicKey,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("own", &self.own)
+            .field("private", &self.gate.is_private())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// Binds a UDP socket and serves as `key` on `config.network`, admitting
+    /// peers through `gate`. Needs a tokio runtime.
+    pub fn bind(
+        key: Arc<Keypair>,
+        gate: Gate,
+        config: &TransportConfig,
+    ) -> Result<Self, TransportError> {
+        let own = key.public();
+        let own_cert = certified_key(key)?;
+        let identities = Arc::new(Identities {
+            by_name: RwLock::new(HashMap::from([(server_name_for(&own), own_cert.clone())])),
+            own: own_cert,
+            refusals: gate.clone(),
+        });
+        let verifier = PeerVerifier::new(gate.clone());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let alpn = vec![alpn_for(&config.network)];
+
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TransportError::Local(format!("TLS versions: {e}")))?
+            .with_client_cert_verifier(verifier.clone())
+            .with_cert_resolver(identities.clone());
+        server_tls.alpn_protocols = alpn.clone();
+        server_tls.max_early_data_size = 0;
+
+        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TransportError::Local(format!("TLS versions: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(identities.clone());
+        client_tls.alpn_protocols = alpn;
+        client_tls.enable_early_data = false;
+
+        let mut transport = quinn::TransportConfig::default();
+        let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
+            .map_err(|e| TransportError::Local(format!("idle timeout: {e}")))?;
+        transport
+            .max_idle_timeout(Some(idle))
+            .keep_alive_interval(Some(config.keep_alive))
+            .max_concurrent_bidi_streams(config.max_streams_per_connection.into())
+            .max_concurrent_uni_streams(0u32.into());
+        let transport = Arc::new(transport);
+
+        let server_crypto = QuicServerConfig::try_from(server_tls)
+            .map_err(|e| TransportError::Local(format!("QUIC server TLS: {e}")))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+        server.max_incoming(config.max_incoming);
+        server.migration(false);
+
+        let client_crypto = QuicClientConfig::try_from(client_tls)
+            .map_err(|e| TransportError::Local(format!("QUIC client TLS: {e}")))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport);
+
+        let mut quic = quinn::Endpoint::server(server, config.listen).map_err(|source| {
+            TransportError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        quic.set_default_client_config(client);
+        Ok(Self {
+            quic,
+            identities,
+            gate,
+            own,
+        })
+    }
+
+    /// Our key.
+    pub fn key(&self) -> PublicKey {
+        self.own
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
+        self.quic
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })
+    }
+
+    /// The gate (allowlist and refusal counters).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Also answers, by server name, as `key` (a hosted device).
+    pub fn add_identity(&self, key: Arc<Keypair>) -> Result<(), TransportError> {
+        let name = server_name_for(&key.public());
+        let ck = certified_key(key)?;
+        if let Ok(mut map) = self.identities.by_name.write() {
+            map.insert(name, ck);
+        }
+        Ok(())
+    }
+
+    /// Dials `peer` at `addr`; succeeds only if the server proves `peer`'s
+    /// key (and, on a private network, `peer` is allowlisted).
+    pub async fn dial(
+        &self,
+        peer: &PublicKey,
+        addr: SocketAddr,
+    ) -> Result<Connection, TransportError> {
+        let connecting = self
+            .quic
+            .connect(addr, &server_name_for(peer))
+            .map_err(|e| TransportError::Local(format!("cannot dial {addr}: {e}")))?;
+        let conn = connecting
+            .await
+            .map_err(|e| TransportError::Handshake(e.to_string()))?;
+        let conn = Connection::from_quic(conn)?;
+        if conn.peer.key != *peer {
+            // The verifier already refuses this; kept as a second line.
+            conn.close(1, "wrong key");
+            return Err(TransportError::BadCertificate(
+                "server key differs from the one dialed".into(),
+            ));
+        }
+        Ok(conn)
+    }
+
+    /// Waits for the next incoming connection and completes its handshake.
+    /// `None` once the endpoint is closed. A failed handshake is counted
+    /// and returned as an error.
+    pub async fn accept(&self) -> Option<Result<Connection, TransportError>> {
+        let incoming = self.quic.accept().await?;
+        Some(self.handshake(incoming).await)
+    }
+
+    /// The next connection attempt, before its handshake: servers that must
+    /// not wait on one slow handshake spawn [`Endpoint::handshake`] for each.
+    pub async fn incoming(&self) -> Option<quinn::Incoming> {
+        self.quic.accept().await
+    }
+
+    /// Completes the handshake of an incoming connection; failures are
+    /// counted by reason.
+    pub async fn handshake(&self, incoming: quinn::Incoming) -> Result<Connection, TransportError> {
+        // The ClientHello arrives in the first packet, so ALPN and other
+        // early failures already surface from `accept()`.
+        let result = match incoming.accept() {
+            Ok(connecting) => connecting.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(conn) => Connection::from_quic(conn),
+            Err(e) => {
+                tracing::debug!(error = %e, "incoming handshake failed");
+                self.count_failure(&e);
+                Err(TransportError::Handshake(e.to_string()))
+            }
+        }
+    }
+
+    /// Handshake failures the verifiers did not already count.
+    fn count_failure(&self, e: &quinn::ConnectionError) {
+        let refusals = self.gate.refusals();
+        let counted_by_verifier = |code: quinn::TransportErrorCode| {
+            // access_denied (allowlist), decode_error (bad certificate),
+            // handshake_failure (unknown server name): see verify.rs.
+            [49u8, 50, 40]
+                .iter()
+                .any(|a| code == quinn::TransportErrorCode::crypto(*a))
+        };
+        match e {
+            quinn::ConnectionError::TransportError(t)
+                if t.code == quinn::TransportErrorCode::crypto(120) =>
+            {
+                Refusals::bump(&refusals.wrong_network)
+            }
+            quinn::ConnectionError::TransportError(t) if counted_by_verifier(t.code) => {}
+            _ => Refusals::bump(&refusals.handshake_failed),
+        }
+    }
+
+    /// Stops accepting and closes every connection with `code`.
+    pub fn close(&self, code: u32, reason: &str) {
+        self.quic.close(code.into(), reason.as_bytes());
+    }
+
+    /// Waits until every connection has been closed cleanly (bounded by the
+    /// peers' idle timeout).
+    pub async fn wait_idle(&self) {
+        self.quic.wait_idle().await;
+    }
+}

@@ -1,0 +1,72 @@
+//! QUIC transport with identity-bound TLS and the network gate.
+//!
+//! - [`cert`]: our self-signed Ed25519 certificates, the server-name
+//!   encoding of keys, and reading a peer's key from its certificate.
+//! - [`verify`]: the rustls verifier used on both sides of a handshake.
+//! - [`gate`]: public or private (allowlist) networks, and refusal counts.
+//! - [`endpoint`]: the quinn endpoint: bind, dial by key, accept.
+//! - [`framing`]: length-prefixed envelopes on streams, request/response.
+//!
+//! A handshake only completes when the peer proves an Ed25519 key (TLS 1.3
+//! CertificateVerify), that key is the one dialed, the gate admits it, and
+//! both sides speak the same protocol version and network (ALPN). All of
+//! that happens before any application stream can exist.
+//!
+//! What this module does not do: interpret frames (the node does), or sign
+//! them (wire does).
+
+pub mod cert;
+mod endpoint;
+pub mod framing;
+mod gate;
+mod verify;
+
+use std::net::SocketAddr;
+
+pub use endpoint::{
+    alpn_for, Connection, Endpoint, TransportConfig, VerifiedPeer, PROTOCOL_VERSION,
+};
+pub use gate::{parse_allowlist, read_allowlist, Gate, Refusals};
+
+/// What went wrong in the transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The UDP socket could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Local misuse or setup failure (our fault, not the peer's).
+    #[error("{0}")]
+    Local(String),
+    /// The peer's certificate does not carry a usable Ed25519 key.
+    #[error("peer certificate refused: {0}")]
+    BadCertificate(String),
+    /// The handshake failed (refused by either side, wrong network, timeout).
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The connection is closed or lost.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// A stream failed or was reset by the peer.
+    #[error("stream error: {0}")]
+    Stream(String),
+    /// The peer announced a frame longer than the cap.
+    #[error("frame of {len} bytes exceeds the {max}-byte cap")]
+    FrameTooLarge {
+        /// Announced length.
+        len: usize,
+        /// Cap.
+        max: usize,
+    },
+    /// No answer in time.
+    #[error("timed out")]
+    TimedOut,
+}
+
+#[cfg(test)]
+mod tests;

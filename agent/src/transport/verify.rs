@@ -1,0 +1,145 @@
+//! One verifier type for both sides of the handshake (the rustls
+//! `ServerCertVerifier` / `ClientCertVerifier` pair): derive the peer's key
+//! from its certificate, check it is the key we dialed, check the gate, and
+//! check the handshake signature with Ed25519 only.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use super::cert::{key_from_cert, key_from_rustls_name};
+use super::gate::{Gate, Refusals};
+use crate::identity::PublicKey;
+
+/// Checks peers' certificates against expected keys and the gate.
+#[derive(Debug)]
+pub(crate) struct PeerVerifier {
+    gate: Gate,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PeerVerifier {
+    pub(crate) fn new(gate: Gate) -> Arc<Self> {
+        Arc::new(Self {
+            gate,
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        })
+    }
+
+    /// The key in `cert`, if the gate admits it.
+    fn admit(&self, cert: &CertificateDer<'_>) -> Result<PublicKey, rustls::Error> {
+        let refusals = self.gate.refusals();
+        let key = key_from_cert(cert).map_err(|_| {
+            Refusals::bump(&refusals.bad_certificate);
+            rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+        })?;
+        if !self.gate.admits(&key) {
+            Refusals::bump(&refusals.not_allowlisted);
+            tracing::debug!(peer = %key, "refused: not on the allowlist");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(key)
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let key = self.admit(end_entity)?;
+        // We only ever dial by key: the name we asked for encodes it.
+        match key_from_rustls_name(server_name) {
+            Some(expected) if expected == key => Ok(ServerCertVerified::assertion()),
+            _ => {
+                Refusals::bump(&self.gate.refusals().wrong_key);
+                tracing::debug!(presented = %key, "refused: server is not the key we dialed");
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.admit(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}

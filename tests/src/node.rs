@@ -1,0 +1,222 @@
+//! Running real `streembit run` processes and awaiting what they announce.
+//!
+//! Each agent gets its own `NOTIFY_SOCKET`, a Unix datagram socket the
+//! harness listens on, exactly as systemd would. Tests wait for READY=1 and
+//! STATUS= lines (joined, published) instead of sleeping.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::agent::binary;
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// One agent process with its own directory, config and notify socket.
+pub struct AgentProcess {
+    dir: PathBuf,
+    child: Option<Child>,
+    notify: UnixDatagram,
+    env: Vec<(String, String)>,
+    /// Every notification received, in order.
+    pub seen: Vec<String>,
+    /// The UDP address it listens on (from its READY status).
+    pub addr: String,
+    /// Its public key.
+    pub key: String,
+}
+
+impl AgentProcess {
+    /// Starts an agent in `dir` (created) with `config` as its agent.toml
+    /// and waits for READY=1.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`AgentProcess::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        std::fs::write(dir.join("agent.toml"), config).expect("write config");
+        let sock = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
+        let mut me = Self {
+            dir: dir.to_owned(),
+            child: None,
+            notify,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            seen: Vec::new(),
+            addr: String::new(),
+            key: String::new(),
+        };
+        me.spawn();
+        me
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("agent.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["run", "--config", "agent.toml"])
+            .current_dir(&self.dir)
+            .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
+            .env("RUST_LOG", "info,streembit_agent=debug")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUNTIME_DIRECTORY")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn streembit run");
+        self.child = Some(child);
+        let status = self.wait_for("READY", |m| m.contains("READY=1"));
+        self.addr = status
+            .lines()
+            .find_map(|l| l.strip_prefix("STATUS=listening on "))
+            .and_then(|rest| rest.split(',').next())
+            .expect("READY carries the listen address")
+            .to_owned();
+        self.key = crate::agent::stdout(&self.cli(&["id"]));
+    }
+
+    /// The agent's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Waits for a notification matching `pred`; returns it. Fails the test
+    /// (with everything seen and the log's tail) after [`WAIT`].
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(m) = self.seen.iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let log = std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "{}: no {what} within {WAIT:?}; saw {:?}\nlog tail:\n{}",
+                    self.dir.display(),
+                    self.seen,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            self.notify.set_read_timeout(Some(left)).expect("timeout");
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(msg.clone());
+                if pred(&msg) {
+                    return msg;
+                }
+            }
+        }
+    }
+
+    /// Waits until its peer record is stored at `acks` nodes or more.
+    pub fn wait_published(&mut self, acks: u32) {
+        self.wait_for(&format!("publish with ≥{acks} acks"), |m| {
+            m.lines()
+                .filter_map(|l| l.split("acks=").nth(1))
+                .filter_map(|a| a.trim().parse::<u32>().ok())
+                .any(|a| a >= acks)
+        });
+    }
+
+    /// Runs a CLI command against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--config", "agent.toml"]);
+        Command::new(binary())
+            .args(&all)
+            .current_dir(&self.dir)
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .expect("run CLI")
+    }
+
+    /// `GET /metrics` value of one series (`name{labels}` exactly as
+    /// exported), or 0 when absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let out = self.cli(&["metrics"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// The keys in its routing table.
+    pub fn peers(&self) -> Vec<String> {
+        let out = self.cli(&["peers", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["key"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{name}"), &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for the exit; returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        started.elapsed()
+    }
+
+    /// Starts the process again (same directory, possibly new config).
+    pub fn restart(&mut self, config: Option<&str>) {
+        self.kill();
+        if let Some(c) = config {
+            std::fs::write(self.dir.join("agent.toml"), c).expect("write config");
+        }
+        self.seen.clear();
+        self.spawn();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,55 @@
+//! Completions and the man page are generated from the clap definition.
+
+use streembit_tests::agent::{stdout, Sandbox};
+
+#[test]
+fn man_page_and_completions_cover_every_command() {
+    let sb = Sandbox::new();
+    let man = stdout(&sb.run(&["man"], b""));
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH streembit"),
+        "{}",
+        &man[..80.min(man.len())]
+    );
+    for cmd in [
+        "keygen",
+        "sign",
+        "verify",
+        "run",
+        r"check\-config",
+        "status",
+        "lookup",
+    ] {
+        assert!(man.contains(cmd), "man page lacks {cmd}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = sb.run(&["completions", shell], b"");
+        assert!(out.status.success());
+        let text = stdout(&out);
+        assert!(
+            text.contains("streembit") && text.contains("check-config"),
+            "{shell}"
+        );
+    }
+    assert_eq!(sb.run(&["completions", "tcsh"], b"").status.code(), Some(2));
+}
+
+#[test]
+fn agent_commands_say_plainly_when_the_agent_is_not_running() {
+    let sb = Sandbox::new();
+    for cmd in [
+        &["status"][..],
+        &["peers"],
+        &["metrics"],
+        &["lookup", &"a".repeat(64)],
+    ] {
+        let out = sb.run(cmd, b"");
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("agent not running") && err.contains("api.sock"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Broken configs: each one is refused by `check-config` and by `run` with
+//! exit code 2 and a message naming the file, the key and the reason.
+
+use streembit_tests::agent::{stderr, Sandbox};
+
+const KEY: &str = "3ba7e8827665da61863cdca2792d9314838cbf2becdfa1e0c0069d92df8e0513";
+
+/// (config text, expected key in the message, expected reason fragment)
+fn cases() -> Vec<(String, &'static str, &'static str)> {
+    vec![
+        ("netwrok = \"acme\"\n".into(), "netwrok", "unknown field"),
+        ("listen = 5\n".into(), "listen", "invalid type"),
+        (
+            "network = \"Bad Net\"\n".into(),
+            "network",
+            "invalid network id",
+        ),
+        (
+            "listen = \"localhost\"\n".into(),
+            "listen",
+            "not an ip:port",
+        ),
+        (
+            "seeds = [\"127.0.0.1:7470\"]\n".into(),
+            "seeds[0]",
+            "<pubkey-hex>@host:port",
+        ),
+        (
+            format!("seeds = [\"{}@127.0.0.1:7470\"]\n", &KEY[..60]),
+            "seeds[0]",
+            "64 hex",
+        ),
+        (
+            format!(
+                "network = \"acme\"\nallowlist = [\"{KEY}\", \"{}\"]\n",
+                KEY.to_uppercase()
+            ),
+            "allowlist[1]",
+            "lowercase hex",
+        ),
+        (format!("allowlist = [\"{KEY}\"]\n"), "network", "private"),
+        ("network = \"acme\"\n".into(), "allowlist", "no allowlist"),
+        (
+            "network = \"acme\"\nallowlist_file = \"missing-allowlist.txt\"\n".into(),
+            "allowlist_file",
+            "missing-allowlist.txt",
+        ),
+        (
+            "network = \"acme\"\nallowlist_file = \"allow.txt\"\n".into(),
+            "allowlist_file",
+            "allow.txt:3",
+        ),
+        (
+            "announce = [\"example.com\"]\n".into(),
+            "announce[0]",
+            "not an ip:port",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"\nseeds = [\n".into(),
+            "",
+            "expected",
+        ),
+        (
+            "log_level = [\"debug\"]\n".into(),
+            "log_level",
+            "invalid type",
+        ),
+    ]
+}
+
+#[test]
+fn every_broken_config_names_file_key_and_reason_with_exit_2() {
+    let cases = cases();
+    assert!(cases.len() >= 12);
+    for (i, (text, key, reason)) in cases.into_iter().enumerate() {
+        let sb = Sandbox::new();
+        std::fs::write(
+            sb.path().join("allow.txt"),
+            format!("# site\n{KEY}\nnot-a-key\n"),
+        )
+        .expect("write");
+        std::fs::write(sb.path().join("broken.toml"), &text).expect("write");
+        for cmd in ["check-config", "run"] {
+            let out = sb.run(&[cmd, "--config", "broken.toml"], b"");
+            let err = stderr(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "case {i} `{cmd}`: {text:?} → {err}"
+            );
+            assert!(
+                err.contains("broken.toml"),
+                "case {i}: file not named: {err}"
+            );
+            assert!(err.contains(key), "case {i}: key {key:?} not named: {err}");
+            assert!(
+                err.contains(reason),
+                "case {i}: reason {reason:?} missing: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem_not_only_the_first() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("broken.toml"),
+        "network = \"Bad Net\"\nlisten = \"nowhere\"\nseeds = [\"x\"]\nannounce = [\"y\"]\n",
+    )
+    .expect("write");
+    let out = sb.run(&["check-config", "--config", "broken.toml"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for key in ["`network`", "`listen`", "`seeds[0]`", "`announce[0]`"] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+}
+
+#[test]
+fn a_good_config_and_no_config_are_both_fine() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("good.toml"),
+        format!("network = \"acme\"\nallowlist = [\"{KEY}\"]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .expect("write");
+    let out = sb.run(&["check-config", "--config", "good.toml"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sb.run(&["check-config"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
