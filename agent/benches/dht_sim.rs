@@ -25,6 +25,8 @@ enum Scenario {
     Churn,
     /// `--flooders` hostile peers flood one node with STOREs.
     Flood,
+    /// Lookups over 3 disjoint paths (S/Kademlia), otherwise as `lookup`.
+    Paths,
     /// Every scenario above, in order.
     All,
 }
@@ -148,5 +150,12 @@ fn main() {
     }
     if want(Scenario::Flood) {
         run("flood", &p, scenario::flood);
+    }
+    if want(Scenario::Paths) {
+        let p3 = Params {
+            paths: 3,
+            ..p.clone()
+        };
+        run("paths", &p3, |p| scenario::lookup(p, p.loss));
     }
 }

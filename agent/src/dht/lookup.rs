@@ -16,12 +16,16 @@ use crate::identity::NodeId;
 
 use super::contact::Contact;
 
+/// At most this many disjoint paths (more buys nothing at k = 20).
+pub(crate) const MAX_PATHS: usize = 8;
+
 /// What a finished query cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryStats {
     /// Hop depth: a node taken from our own table is asked in round 1, a
     /// node learned from a round-r answer in round r + 1; this is the
-    /// deepest round any request was sent in.
+    /// deepest round any request was sent in (the longest chain of round
+    /// trips behind the result).
     pub rounds: u32,
     /// Requests sent (FIND_*, retries and STOREs).
     pub messages: u32,
@@ -107,7 +111,7 @@ impl Lookup {
             local,
             k: k.max(1),
             alpha: alpha.max(1),
-            paths: vec![Path::default(); paths.max(1)],
+            paths: vec![Path::default(); paths.clamp(1, MAX_PATHS)],
             claimed: BTreeSet::new(),
             found: None,
             stats: QueryStats::default(),
@@ -225,7 +229,7 @@ impl Lookup {
                             self.stats.rounds = self.stats.rounds.max(p.round);
                             self.stats.messages += 1;
                             self.stats.contacted += 1;
-                            // `pi` < 256: paths are at most `Config::paths`.
+                            // `pi` < MAX_PATHS, so it fits a u8.
                             return Next::Query {
                                 contact: p.contact.clone(),
                                 path: u8::try_from(pi).unwrap_or(u8::MAX),

@@ -2,8 +2,10 @@
 //!
 //! Module map:
 //!
-//! - [`Dht`] (`core.rs`): the state machine the node shell drives; its doc
-//!   is the calling contract.
+//! - [`Dht`] (`core/mod.rs`): the state machine the node shell drives; its
+//!   doc is the calling contract. `core/query.rs` runs its queries.
+//! - [`Action`], [`Event`], [`Outcome`], [`Counters`] (`output.rs`): what
+//!   it hands back.
 //! - [`RoutingTable`] (`table.rs`) of k-buckets (`bucket.rs`: LRS order,
 //!   replacement cache, ping-before-evict).
 //! - `lookup.rs`: one iterative lookup (alpha in flight, optional disjoint
@@ -30,6 +32,7 @@ mod contact;
 mod core;
 mod lookup;
 mod message;
+mod output;
 mod peer_record;
 mod record;
 mod store;
@@ -44,9 +47,10 @@ mod tests;
 use std::time::Duration;
 
 pub use self::contact::{Addrs, Contact, MAX_ADDRS, MAX_ADDR_LEN};
-pub use self::core::{Action, Counters, Dht, Event, Outcome, QueryId};
+pub use self::core::Dht;
 pub use self::lookup::QueryStats;
 pub use self::message::{Message, MessageKind, StoreRefusal, MAX_CONTACTS, MAX_RECORD_WIRE_BYTES};
+pub use self::output::{Action, Counters, Event, Outcome, QueryId};
 pub use self::peer_record::{PeerRecord, WireRecordVerifier};
 pub use self::record::{RecordError, RecordVerifier, VerifiedRecord, DEFAULT_TTL, MAX_TTL};
 pub use self::store::{Inserted, RecordStore, StoreConfig};
@@ -61,7 +65,7 @@ pub struct Config {
     pub k: usize,
     /// Requests in flight per lookup path.
     pub alpha: usize,
-    /// Disjoint lookup paths (S/Kademlia); 1 is plain Kademlia.
+    /// Disjoint lookup paths (S/Kademlia), 1 to 8; 1 is plain Kademlia.
     pub paths: usize,
     /// Verified contacts kept per bucket to replace dead entries.
     pub replacement_cache: usize,

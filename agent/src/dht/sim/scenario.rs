@@ -172,6 +172,11 @@ pub fn network(p: &Params, loss: f64) -> Built {
         dist(&mut msgs)
     ));
     r.line(format!("routing table size: {}", dist(&mut sizes)));
+    let sent = net.stats.delivered + net.stats.lost + net.stats.to_dead;
+    r.line(format!(
+        "join traffic: {:.1} messages per node (bootstrap lookup, bucket refreshes, pings; requests and replies)",
+        sent as f64 / p.nodes.max(1) as f64
+    ));
     Built { net, text: r.text }
 }
 
@@ -205,10 +210,12 @@ fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
     let limit = net.now() + Duration::from_secs(600);
     net.run_while(limit, |n| qs.iter().any(|&(i, q, _)| !n.is_finished(i, q)));
     let (mut rounds, mut msgs, mut contacted, mut found) = (vec![], vec![], vec![], 0);
+    let mut latency = vec![];
     for &(i, q, target) in &qs {
         if let Some(Event::QueryFinished {
             outcome: Outcome::Nodes { closest, target: t },
             stats,
+            elapsed,
             ..
         }) = net.take_result(i, q)
         {
@@ -218,6 +225,7 @@ fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
             rounds.push(stats.rounds);
             msgs.push(stats.messages);
             contacted.push(stats.contacted);
+            latency.push(elapsed.as_millis() as u32);
         }
     }
     r.rate_line(
@@ -230,6 +238,7 @@ fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
     r.line(format!("  rounds: {}", dist(&mut rounds)));
     r.line(format!("  messages: {}", dist(&mut msgs)));
     r.line(format!("  nodes contacted: {}", dist(&mut contacted)));
+    r.line(format!("  virtual latency, ms: {}", dist(&mut latency)));
 }
 
 /// FIND_VALUE for each owner's key from a random live node.
@@ -246,16 +255,18 @@ fn find_records(net: &mut Net, owners: &[usize], r: &mut Report, name: &'static 
     let limit = net.now() + Duration::from_secs(600);
     net.run_while(limit, |n| qs.iter().any(|&(i, q)| !n.is_finished(i, q)));
     let mut found = 0;
-    let mut msgs = Vec::new();
+    let (mut msgs, mut latency) = (Vec::new(), Vec::new());
     for &(i, q) in &qs {
         if let Some(Event::QueryFinished {
             outcome: Outcome::Value { record },
             stats,
+            elapsed,
             ..
         }) = net.take_result(i, q)
         {
             found += u64::from(record.is_some());
             msgs.push(stats.messages);
+            latency.push(elapsed.as_millis() as u32);
         }
     }
     r.rate_line(
@@ -266,6 +277,7 @@ fn find_records(net: &mut Net, owners: &[usize], r: &mut Report, name: &'static 
         },
     );
     r.line(format!("  messages: {}", dist(&mut msgs)));
+    r.line(format!("  virtual latency, ms: {}", dist(&mut latency)));
 }
 
 /// Distinct random nodes (never node 0 unless n is tiny).
@@ -551,7 +563,8 @@ pub fn flood_on(b: Built, p: &Params) -> Report {
     r
 }
 
-/// Every scenario of the table, in order.
+/// Every scenario of the table, in order, then lookups over 3 disjoint
+/// paths (S/Kademlia) for comparison.
 pub fn all(p: &Params) -> Vec<Report> {
     vec![
         lookup(p, p.loss),
@@ -559,5 +572,12 @@ pub fn all(p: &Params) -> Vec<Report> {
         kill(p),
         churn(p),
         flood(p),
+        lookup(
+            &Params {
+                paths: 3,
+                ..p.clone()
+            },
+            p.loss,
+        ),
     ]
 }

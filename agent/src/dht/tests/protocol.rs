@@ -353,3 +353,130 @@ fn records_expire_and_owners_are_asked_to_republish_at_half_ttl() {
     );
     assert_eq!(a.poll_timeout(), None);
 }
+
+/// Participants whose ids fall in the same bucket of `local`'s table.
+fn same_bucket(local: u32, n: usize) -> Vec<u32> {
+    let me = *contact(local).id();
+    let t = crate::dht::RoutingTable::new(me, 1, 0, Duration::ZERO);
+    let first = (local + 1..).find(|&i| t.bucket_index(contact(i).id()) == Some(0));
+    let Some(first) = first else { return vec![] };
+    (first..)
+        .filter(|&i| t.bucket_index(contact(i).id()) == Some(0))
+        .take(n)
+        .collect()
+}
+
+#[test]
+fn full_bucket_pings_least_recently_seen_then_evicts_on_timeout() {
+    let cfg = Config {
+        k: 1,
+        replacement_cache: 2,
+        ping_after: Duration::ZERO,
+        ..Config::default()
+    };
+    let timeout = cfg.request_timeout;
+    let mut v = SimVerifier::default();
+    let mut rng = super::util::SimRng::new(5);
+    let mut a = dht(1, cfg);
+    let ids = same_bucket(1, 3);
+    let (x, y, z) = (ids[0], ids[1], ids[2]);
+    a.handle_message(
+        Time(0),
+        &key(x),
+        Addrs::empty(),
+        Message::Ping { rid: 1 },
+        &mut v,
+    );
+    let _ = sends(&mut a);
+    // y arrives at a full bucket: x is pinged, y waits.
+    a.handle_message(
+        Time(10),
+        &key(y),
+        Addrs::empty(),
+        Message::Ping { rid: 2 },
+        &mut v,
+    );
+    let out = sends(&mut a);
+    let ping = out
+        .iter()
+        .find(|(to, m)| to.id() == contact(x).id() && matches!(m, Message::Ping { .. }));
+    let Some((_, ping)) = ping else {
+        panic!("x must be pinged: {out:?}")
+    };
+    // x answers: it stays; y stays in the cache.
+    a.handle_message(
+        Time(20),
+        &key(x),
+        Addrs::empty(),
+        Message::Pong { rid: ping.rid() },
+        &mut v,
+    );
+    assert!(a.table().contains(contact(x).id()) && !a.table().contains(contact(y).id()));
+    // z arrives: x is pinged again and this time stays silent.
+    a.handle_message(
+        Time(30),
+        &key(z),
+        Addrs::empty(),
+        Message::Ping { rid: 3 },
+        &mut v,
+    );
+    assert!(sends(&mut a)
+        .iter()
+        .any(|(to, m)| to.id() == contact(x).id() && matches!(m, Message::Ping { .. })));
+    a.handle_timeout(Time(30) + timeout, &mut rng);
+    assert!(!a.table().contains(contact(x).id()), "silent entry evicted");
+    assert!(
+        a.table().contains(contact(z).id()),
+        "newest replacement promoted"
+    );
+    assert_eq!(a.table().len(), 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// No byte string makes a decoder panic, and whatever decodes
+    /// re-encodes to something that decodes to the same message.
+    #[test]
+    fn decoders_never_panic_and_round_trip(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        for kind in crate::dht::MessageKind::ALL {
+            if let Ok(m) = Message::decode(kind, &bytes) {
+                prop_assert_eq!(Message::decode(kind, &m.encode()).ok(), Some(m));
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Valid messages with a few bytes changed, cut or extended: decoding
+    /// gives a message or an error, never a panic or an over-cap list.
+    #[test]
+    fn mutated_messages_decode_or_fail_cleanly(
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        extra in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let nodes = (10..13).map(contact).collect();
+        let samples = [
+            Message::Nodes { rid: 1, nodes },
+            Message::Value { rid: 2, record: Some(vec![1; 40]), nodes: vec![contact(14)] },
+            Message::Store { rid: 3, record: vec![2; 50] },
+            Message::FindNode { rid: 4, target: NodeId([5; 32]) },
+        ];
+        for m in samples {
+            let mut b = m.encode();
+            for (i, v) in &flips {
+                let at = i.index(b.len());
+                b[at] = *v;
+            }
+            b.truncate(cut.index(b.len() + 1));
+            b.extend_from_slice(&extra);
+            if let Ok(Message::Nodes { nodes, .. } | Message::Value { nodes, .. }) = Message::decode(m.kind(), &b) {
+                prop_assert!(nodes.len() <= crate::dht::MAX_CONTACTS);
+                prop_assert!(nodes.iter().all(|c| c.addrs().len() <= crate::dht::MAX_ADDRS));
+            }
+        }
+    }
+}
