@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The DHT simulator and its bench build only with the `sim` feature.
+cargo clippy -p streembit-agent --all-targets --features sim --locked -- -D warnings
 # The multi-process tests run the real binary: build it first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -261,3 +261,56 @@ fn sigterm_shuts_down_cleanly_and_persists_the_table() {
     );
     a.terminate();
 }
+
+#[test]
+fn removing_a_peer_from_the_allowlist_and_sighup_drops_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let keys: Vec<String> = (0..3)
+        .map(|i| keygen(&tmp.path().join(format!("h{i}"))))
+        .collect();
+    let allow_file = tmp.path().join("allowlist");
+    std::fs::write(&allow_file, format!("# site\n{}\n", keys.join("\n"))).expect("write");
+    let cfg = |seeds: &[&AgentProcess]| {
+        let seeds: Vec<String> = seeds
+            .iter()
+            .map(|s| format!("\"{}@{}\"", s.key, s.addr))
+            .collect();
+        format!(
+            "listen = \"127.0.0.1:0\"\nnetwork = \"site\"\nallowlist_file = \"{}\"\nseeds = [{}]\n",
+            allow_file.display(),
+            seeds.join(", ")
+        )
+    };
+    let mut a = AgentProcess::start(&tmp.path().join("h0"), &cfg(&[]));
+    let mut b = AgentProcess::start(&tmp.path().join("h1"), &cfg(&[&a]));
+    let mut c = AgentProcess::start(&tmp.path().join("h2"), &cfg(&[&a]));
+    b.wait_published(1);
+    c.wait_published(1);
+    assert!(a.peers().contains(&c.key));
+    let before = a.metric("streembit_connections");
+    assert!(before >= 2, "connections before: {before}");
+
+    // C leaves the allowlist: A reloads and lets it go.
+    std::fs::write(
+        &allow_file,
+        format!("{}\n{}\n# {} removed\n", keys[0], keys[1], keys[2]),
+    )
+    .expect("write");
+    a.signal("HUP");
+    a.wait_for("reload", |m| m.contains("STATUS=reloaded"));
+    assert!(!a.peers().contains(&c.key), "C still in A's table");
+    assert!(a.peers().contains(&b.key), "B lost too");
+    assert_eq!(
+        a.metric("streembit_connections"),
+        before - 1,
+        "C's connection not closed"
+    );
+    // C can no longer get in: its next handshake with A is refused.
+    let _ = c.cli(&["lookup", &a.key]);
+    let refused = a.metric("streembit_handshakes_refused_total{reason=\"not_allowlisted\"}");
+    let c_in = a.peers().contains(&c.key);
+    assert!(
+        !c_in,
+        "C re-entered A's table after removal (refusals so far: {refused})"
+    );
+}

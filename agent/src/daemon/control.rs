@@ -83,6 +83,9 @@ pub enum Query {
     ),
     /// Prometheus text of the node's counters.
     Metrics(oneshot::Sender<String>),
+    /// A peer left the allowlist: close its connection and drop it from
+    /// the routing table; answers whether it was known.
+    Forget(PublicKey, oneshot::Sender<bool>),
 }
 
 /// The sending half the API server holds.

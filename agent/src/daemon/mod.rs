@@ -118,7 +118,6 @@ async fn serve(
 
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
-    let drop_peer = node.connections_handle();
     let socket = config.api_socket();
     let listener = api::bind(&socket).map_err(|e| {
         DaemonError::runtime(format!(
@@ -143,6 +142,7 @@ async fn serve(
     if let Some(period) = watchdog_period() {
         tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
     }
+    let reload_queries = queries_tx.clone();
     let api_task = tokio::spawn(api::serve(
         listener,
         queries_tx,
@@ -163,7 +163,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &gate, &drop_peer, &devices, &bridges_dir).await,
+            _ = hup.recv() => reload(config_path.as_deref(), &gate, &reload_queries, &devices, &bridges_dir).await,
             Some(event) = events_rx.recv() => report(&event),
         }
     }
@@ -188,7 +188,7 @@ async fn serve(
 async fn reload(
     path: Option<&std::path::Path>,
     gate: &Gate,
-    drop_peer: &(impl Fn(&crate::identity::PublicKey) + ?Sized),
+    node: &mpsc::Sender<control::Query>,
     devices: &Devices,
     bridges_dir: &std::path::Path,
 ) {
@@ -209,7 +209,10 @@ async fn reload(
         Ok(keys) if gate.is_private() => {
             let removed = gate.replace_allowlist(keys);
             for k in &removed {
-                drop_peer(k);
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if node.send(control::Query::Forget(*k, tx)).await.is_ok() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+                }
             }
             tracing::info!(removed = removed.len(), "allowlist reloaded");
         }

@@ -11,6 +11,8 @@ use crate::transport::{Connection, Endpoint, TransportError};
 
 /// Application close code: evicted from a full cache.
 pub(crate) const CLOSE_EVICTED: u32 = 2;
+/// Live connections one peer may hold to us at once.
+pub(crate) const MAX_PER_PEER: usize = 4;
 /// Application close code: the agent is shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 3;
 /// Application close code: the peer left the allowlist.
@@ -30,6 +32,9 @@ pub(crate) struct Connections {
 
 struct Inner {
     by_peer: HashMap<PublicKey, Entry>,
+    /// Live connections beyond the cached one (both sides dialed at once):
+    /// not used for our requests, but closed with the peer's.
+    extra: HashMap<PublicKey, Vec<Connection>>,
     max: usize,
     tick: u64,
 }
@@ -39,6 +44,7 @@ impl Connections {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 by_peer: HashMap::new(),
+                extra: HashMap::new(),
                 max: max.max(1),
                 tick: 0,
             })),
@@ -69,10 +75,10 @@ impl Connections {
         Some(entry.conn.clone())
     }
 
-    /// Adds a connection (dialed or accepted). Returns `false` when it
-    /// replaced nothing new (an existing live one is kept and this one is
-    /// still usable by its caller). Evicts the least recently used when
-    /// full.
+    /// Adds a connection (dialed or accepted). An existing live one for the
+    /// same peer stays the cached one and the new one is kept aside, up to
+    /// [`MAX_PER_PEER`] in all; past that the new one is closed at once.
+    /// Evicts the least recently used peer when full.
     pub(crate) fn insert(&self, conn: Connection) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -86,6 +92,13 @@ impl Connections {
             {
                 // Keep the older live one in the cache; the new one serves
                 // whatever the peer sends on it and closes when idle.
+                let extra = inner.extra.entry(key).or_default();
+                extra.retain(|c| c.quic().close_reason().is_none());
+                if extra.len() + 1 >= MAX_PER_PEER {
+                    conn.close(CLOSE_EVICTED, "too many connections from this peer");
+                } else {
+                    extra.push(conn);
+                }
                 return;
             }
         }
@@ -114,6 +127,12 @@ impl Connections {
     pub(crate) fn remove(&self, conn: &Connection) {
         if let Ok(mut inner) = self.inner.lock() {
             let key = conn.peer().key();
+            if let Some(list) = inner.extra.get_mut(&key) {
+                list.retain(|c| c.quic().stable_id() != conn.quic().stable_id());
+                if list.is_empty() {
+                    inner.extra.remove(&key);
+                }
+            }
             if inner
                 .by_peer
                 .get(&key)
@@ -129,6 +148,9 @@ impl Connections {
         if let Ok(mut inner) = self.inner.lock() {
             if let Some(e) = inner.by_peer.remove(peer) {
                 e.conn.close(code, reason);
+            }
+            for c in inner.extra.remove(peer).unwrap_or_default() {
+                c.close(code, reason);
             }
         }
     }
@@ -161,6 +183,11 @@ impl Connections {
         if let Ok(mut inner) = self.inner.lock() {
             for (_, e) in inner.by_peer.drain() {
                 e.conn.close(code, reason);
+            }
+            for (_, list) in inner.extra.drain() {
+                for c in list {
+                    c.close(code, reason);
+                }
             }
         }
     }

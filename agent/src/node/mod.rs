@@ -246,12 +246,6 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     }
 
-    /// Closes the connection of a peer that left the allowlist.
-    pub fn connections_handle(&self) -> impl Fn(&PublicKey) + Send + Sync + 'static {
-        let conns = self.conns.clone();
-        move |k: &PublicKey| conns.drop_peer(k, CLOSE_NOT_ALLOWED, "removed from the allowlist")
-    }
-
     fn spawn_accept_loop(&self, mut shutdown: watch::Receiver<bool>) {
         let conns = self.conns.clone();
         let inputs = self.inputs_tx.clone();
@@ -302,6 +296,16 @@ impl Node {
 
     /// Opens an envelope from `peer`: `None` when refused (and counted).
     fn open_from(&mut self, peer: VerifiedPeer, bytes: &[u8], t: Time) -> Option<Opened> {
+        if !self.conns.endpoint().gate().admits(&peer.key()) {
+            // Admitted at its handshake, since removed from the allowlist:
+            // nothing more from it, whatever connection it still holds.
+            *self
+                .counters
+                .envelopes_rejected
+                .entry("not_allowlisted")
+                .or_default() += 1;
+            return None;
+        }
         let opened = match self.opener.open(bytes, UnixMillis::from(t)) {
             Ok(o) => o,
             Err(e) => {

@@ -6,7 +6,7 @@ use crate::identity::PublicKey;
 use crate::wire::{self, Kind, NetworkId};
 
 use super::metrics::{render, Snapshot};
-use super::{now, Node, MAX_USER_LOOKUPS};
+use super::{now, Node, CLOSE_NOT_ALLOWED, MAX_USER_LOOKUPS};
 
 impl Node {
     pub(super) fn handle_query(&mut self, query: Query) {
@@ -57,6 +57,12 @@ impl Node {
                 }
                 let qid = self.dht.find_value(key.node_id(), now());
                 self.lookups.insert(qid, (key, reply));
+            }
+            Query::Forget(key, reply) => {
+                self.conns
+                    .drop_peer(&key, CLOSE_NOT_ALLOWED, "removed from the allowlist");
+                let known = self.dht.forget(&key.node_id());
+                let _ = reply.send(known);
             }
             Query::Metrics(reply) => {
                 let text = render(&Snapshot {

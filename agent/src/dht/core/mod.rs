@@ -101,6 +101,12 @@ impl Dht {
         &self.table
     }
 
+    /// Drops a contact from the routing table at once (e.g. a peer removed
+    /// from a private network's allowlist). Returns whether it was there.
+    pub fn forget(&mut self, id: &NodeId) -> bool {
+        self.table.remove(id)
+    }
+
     /// The records kept for others.
     pub fn store(&self) -> &RecordStore {
         &self.store
