@@ -44,6 +44,7 @@ impl Node {
                             .flatten()
                     });
                 if let Some(record) = local {
+                    *self.counters.lookups.entry("found").or_default() += 1;
                     let outcome = Outcome::Value {
                         record: Some(record),
                     };
