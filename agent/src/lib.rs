@@ -10,6 +10,7 @@
 //! - [`devices`]: hosted devices: bridge files, running bridges, device
 //!   identities and latest readings.
 //! - [`node`]: the tokio shell driving the DHT core over the transport.
+//! - [`metrics`]: metric families as plain data, encoded for `/metrics`.
 //! - [`transport`]: QUIC (quinn) with TLS bound to Ed25519 keys, the
 //!   private-network gate, and framing.
 //! - [`wire`]: signed envelopes (COSE_Sign1 over CBOR), limits and the
@@ -29,6 +30,7 @@ pub mod daemon;
 pub mod devices;
 pub mod dht;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod transport;
 pub mod wire;

@@ -128,12 +128,12 @@ async fn handle(
         (&Method::POST, ["v1", "devices", name, point]) => {
             Ok(write_point(&devices, name, point, &body).await)
         }
-        (&Method::GET, ["metrics"]) => ask(&node, Query::Metrics).await.map(|text| {
-            let text = text + &devices.metrics();
-            let mut r = Response::new(Full::new(Bytes::from(text)));
+        (&Method::GET, ["metrics"]) => ask(&node, Query::Metrics).await.map(|mut families| {
+            families.extend(devices.families());
+            let mut r = Response::new(Full::new(Bytes::from(crate::metrics::encode(families))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             r
         }),

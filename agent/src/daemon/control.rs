@@ -81,8 +81,8 @@ pub enum Query {
         PublicKey,
         oneshot::Sender<Result<Option<LookupAnswer>, String>>,
     ),
-    /// Prometheus text of the node's counters.
-    Metrics(oneshot::Sender<String>),
+    /// The node's metric families.
+    Metrics(oneshot::Sender<Vec<crate::metrics::Family>>),
     /// A peer left the allowlist: close its connection and drop it from
     /// the routing table; answers whether it was known.
     Forget(PublicKey, oneshot::Sender<bool>),

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::files::{Loaded, LoadedBridge};
 use crate::identity::{DeviceName, Keystore, PublicKey};
+use crate::metrics::{Family, Kind};
 
 /// One point's latest reading, as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -304,53 +305,50 @@ impl Devices {
         }
     }
 
-    /// Device metrics in Prometheus text.
-    pub fn metrics(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
+    /// Device metric families.
+    pub fn families(&self) -> Vec<Family> {
+        let mut readings = Family::new(
+            "streembit_bridge_readings",
+            "Readings from devices, by quality.",
+            Kind::Counter,
+        );
+        let mut online = Family::new(
+            "streembit_device_online",
+            "Whether a device answers (1) or not (0).",
+            Kind::Gauge,
+        );
+        let mut depth = Family::new(
+            "streembit_bridge_queue_depth",
+            "Readings waiting to be taken from a bridge.",
+            Kind::Gauge,
+        );
         let Ok(st) = self.state.lock() else {
-            return out;
+            return Vec::new();
         };
-        let _ = writeln!(out, "# HELP streembit_bridge_readings_total Readings from devices, by quality.\n# TYPE streembit_bridge_readings_total counter");
         for (name, b) in &st.board {
-            let _ = writeln!(
-                out,
-                "streembit_bridge_readings_total{{device=\"{name}\",quality=\"good\"}} {}",
-                b.good
-            );
-            let _ = writeln!(
-                out,
-                "streembit_bridge_readings_total{{device=\"{name}\",quality=\"bad\"}} {}",
-                b.bad
-            );
-        }
-        let _ = writeln!(out, "# HELP streembit_device_online Whether a device answers (1) or not (0).\n# TYPE streembit_device_online gauge");
-        for (name, b) in &st.board {
-            let online = st
+            readings.push(&[("device", name), ("quality", "good")], b.good);
+            readings.push(&[("device", name), ("quality", "bad")], b.bad);
+            let is_online = st
                 .running
                 .get(&b.bridge)
                 .and_then(|r| r.handle.device_status(name))
                 .is_some_and(|s| s.is_online());
-            let _ = writeln!(
-                out,
-                "streembit_device_online{{device=\"{name}\"}} {}",
-                u8::from(online)
-            );
+            online.push(&[("device", name)], u64::from(is_online));
         }
-        let _ = writeln!(out, "# HELP streembit_bridge_queue_depth Readings waiting to be taken from a bridge.\n# TYPE streembit_bridge_queue_depth gauge");
-        for (bridge, depth) in &st.queue_depth {
-            let _ = writeln!(
-                out,
-                "streembit_bridge_queue_depth{{bridge=\"{bridge}\"}} {depth}"
-            );
+        for (bridge, d) in &st.queue_depth {
+            depth.push(&[("bridge", bridge)], *d as u64);
         }
-        let _ = writeln!(out, "# HELP streembit_bridge_reload_errors_total Bridge files refused at start or reload.\n# TYPE streembit_bridge_reload_errors_total counter");
-        let _ = writeln!(
-            out,
-            "streembit_bridge_reload_errors_total {}",
-            st.reload_errors
-        );
-        out
+        vec![
+            readings,
+            online,
+            depth,
+            Family::single(
+                "streembit_bridge_reload_errors",
+                "Bridge files refused at start or reload.",
+                Kind::Counter,
+                st.reload_errors,
+            ),
+        ]
     }
 
     /// Stops every bridge (shutdown).

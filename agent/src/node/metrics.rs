@@ -1,9 +1,9 @@
-//! The node's counters in Prometheus text format.
+//! The node's counters as metric families.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use crate::dht::{Counters, StoreRefusal};
+use crate::metrics::{Family, Kind};
 use crate::transport::Refusals;
 
 /// Counters the node keeps beyond the DHT core's and the gate's.
@@ -33,77 +33,30 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) replay_entries: usize,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Renders every metric.
-pub(crate) fn render(s: &Snapshot<'_>) -> String {
-    let mut out = String::new();
-    family(
-        &mut out,
-        "streembit_connections",
-        "gauge",
-        "Open QUIC connections.",
-    );
-    let _ = writeln!(out, "streembit_connections {}", s.connections);
-    family(
-        &mut out,
-        "streembit_connections_opened_total",
-        "counter",
-        "QUIC connections established.",
-    );
-    let _ = writeln!(
-        out,
-        "streembit_connections_opened_total {}",
-        s.node.connections_opened
-    );
-    family(
-        &mut out,
-        "streembit_handshakes_refused_total",
-        "counter",
+/// The node's metric families.
+pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
+    let mut refused = Family::new(
+        "streembit_handshakes_refused",
         "Handshakes refused, by reason.",
+        Kind::Counter,
     );
     for (reason, n) in s.refusals.snapshot() {
-        let _ = writeln!(
-            out,
-            "streembit_handshakes_refused_total{{reason=\"{reason}\"}} {n}"
-        );
+        refused.push(&[("reason", reason)], n);
     }
-    family(
-        &mut out,
-        "streembit_envelopes_accepted_total",
-        "counter",
-        "Envelopes that opened.",
-    );
-    let _ = writeln!(
-        out,
-        "streembit_envelopes_accepted_total {}",
-        s.node.envelopes_accepted
-    );
-    family(
-        &mut out,
-        "streembit_envelopes_rejected_total",
-        "counter",
+    let mut rejected = Family::new(
+        "streembit_envelopes_rejected",
         "Envelopes refused, by reason.",
+        Kind::Counter,
     );
     for (reason, n) in &s.node.envelopes_rejected {
-        let _ = writeln!(
-            out,
-            "streembit_envelopes_rejected_total{{reason=\"{reason}\"}} {n}"
-        );
+        rejected.push(&[("reason", reason)], *n);
     }
-    let _ = writeln!(
-        out,
-        "streembit_envelopes_rejected_total{{reason=\"sender_mismatch\"}} {}",
-        s.node.sender_mismatch
-    );
+    rejected.push(&[("reason", "sender_mismatch")], s.node.sender_mismatch);
     let d = s.dht;
-    family(
-        &mut out,
-        "streembit_dht_messages_rejected_total",
-        "counter",
+    let mut dht_rejected = Family::new(
+        "streembit_dht_messages_rejected",
         "DHT payloads refused after the envelope opened, by reason.",
+        Kind::Counter,
     );
     for (reason, n) in [
         ("unknown_kind", d.rejected_unknown_kind),
@@ -113,67 +66,77 @@ pub(crate) fn render(s: &Snapshot<'_>) -> String {
         ("mismatched_reply", d.mismatched_replies),
         ("bad_record", d.bad_records),
     ] {
-        let _ = writeln!(
-            out,
-            "streembit_dht_messages_rejected_total{{reason=\"{reason}\"}} {n}"
-        );
+        dht_rejected.push(&[("reason", reason)], n);
     }
-    family(
-        &mut out,
-        "streembit_lookups_total",
-        "counter",
+    let mut lookups = Family::new(
+        "streembit_lookups",
         "User lookups, by outcome.",
+        Kind::Counter,
     );
     for (outcome, n) in &s.node.lookups {
-        let _ = writeln!(out, "streembit_lookups_total{{outcome=\"{outcome}\"}} {n}");
+        lookups.push(&[("outcome", outcome)], *n);
     }
-    family(
-        &mut out,
-        "streembit_dht_table_size",
-        "gauge",
-        "Contacts in the routing table.",
-    );
-    let _ = writeln!(out, "streembit_dht_table_size {}", s.table_size);
-    family(
-        &mut out,
-        "streembit_records_stored",
-        "gauge",
-        "Records held for others.",
-    );
-    let _ = writeln!(out, "streembit_records_stored {}", s.records_stored);
-    family(
-        &mut out,
-        "streembit_dht_stores_total",
-        "counter",
-        "STOREs, by result.",
-    );
-    let _ = writeln!(
-        out,
-        "streembit_dht_stores_total{{result=\"accepted\"}} {}",
-        d.store_accepted
-    );
+    let mut stores = Family::new("streembit_dht_stores", "STOREs, by result.", Kind::Counter)
+        .with(&[("result", "accepted")], d.store_accepted);
     for (reason, n) in &d.store_refused {
-        let _ = writeln!(
-            out,
-            "streembit_dht_stores_total{{result=\"refused_{}\"}} {n}",
-            refusal_name(*reason)
-        );
+        let label = format!("refused_{}", refusal_name(*reason));
+        stores.push(&[("result", &label)], *n);
     }
-    family(
-        &mut out,
-        "streembit_dht_request_timeouts_total",
-        "counter",
-        "DHT requests that timed out.",
-    );
-    let _ = writeln!(out, "streembit_dht_request_timeouts_total {}", d.timeouts);
-    family(
-        &mut out,
-        "streembit_replay_window_entries",
-        "gauge",
-        "Envelopes remembered by the replay window.",
-    );
-    let _ = writeln!(out, "streembit_replay_window_entries {}", s.replay_entries);
-    out
+    vec![
+        Family::single(
+            "streembit_connections",
+            "Open QUIC connections.",
+            Kind::Gauge,
+            s.connections as u64,
+        ),
+        Family::single(
+            "streembit_connections_opened",
+            "QUIC connections established.",
+            Kind::Counter,
+            s.node.connections_opened,
+        ),
+        refused,
+        Family::single(
+            "streembit_app_bytes_received",
+            "Bytes of application frames received.",
+            Kind::Counter,
+            s.node.app_bytes_received,
+        ),
+        Family::single(
+            "streembit_envelopes_accepted",
+            "Envelopes that opened.",
+            Kind::Counter,
+            s.node.envelopes_accepted,
+        ),
+        rejected,
+        dht_rejected,
+        lookups,
+        Family::single(
+            "streembit_dht_table_size",
+            "Contacts in the routing table.",
+            Kind::Gauge,
+            s.table_size as u64,
+        ),
+        Family::single(
+            "streembit_records_stored",
+            "Records held for others.",
+            Kind::Gauge,
+            s.records_stored as u64,
+        ),
+        stores,
+        Family::single(
+            "streembit_dht_request_timeouts",
+            "DHT requests that timed out.",
+            Kind::Counter,
+            d.timeouts,
+        ),
+        Family::single(
+            "streembit_replay_window_entries",
+            "Envelopes remembered by the replay window.",
+            Kind::Gauge,
+            s.replay_entries as u64,
+        ),
+    ]
 }
 
 fn refusal_name(r: StoreRefusal) -> &'static str {

@@ -5,7 +5,7 @@ use crate::dht::{Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
 use crate::wire::{self, Kind, NetworkId};
 
-use super::metrics::{render, Snapshot};
+use super::metrics::{families, Snapshot};
 use super::{now, Node, CLOSE_NOT_ALLOWED, MAX_USER_LOOKUPS};
 
 impl Node {
@@ -66,7 +66,7 @@ impl Node {
                 let _ = reply.send(known);
             }
             Query::Metrics(reply) => {
-                let text = render(&Snapshot {
+                let families = families(&Snapshot {
                     node: &self.counters,
                     dht: self.dht.counters(),
                     refusals: self.conns.endpoint().gate().refusals(),
@@ -75,7 +75,7 @@ impl Node {
                     records_stored: self.dht.store().len(),
                     replay_entries: self.opener.replay_window().len(),
                 });
-                let _ = reply.send(text);
+                let _ = reply.send(families);
             }
         }
     }
