@@ -105,6 +105,20 @@ fn devices_readings_and_reloads() {
         "device key changed on rename"
     );
     assert_eq!(d[0]["bridge"], "10-plug.toml");
+    // `read` by the device's key; `write` to a read-only point is refused
+    // with the bridge's reason.
+    let out = agent.cli(&["read", &key, "voltage", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["points"]["voltage"]["value"], 230.2);
+    assert_eq!(r["key"], key.as_str());
+    let out = agent.cli(&["read", &key]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("power"));
+    let out = agent.cli(&["write", &key, "power", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).is_empty());
+    let out = agent.cli(&["read", &"ab".repeat(32)]);
+    assert_eq!(out.status.code(), Some(1), "unknown device");
     let status = agent.cli(&["status", "--json"]);
     let status: Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(status["devices"], 1);

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
@@ -17,12 +17,26 @@ const MAX_ANSWER: usize = 16 << 20;
 
 /// `GET path` on the agent at `socket`: the status code and the body.
 pub(super) fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+    call(socket, hyper::Method::GET, path, Vec::new())
+}
+
+/// `POST path` with a JSON body.
+pub(super) fn post(socket: &Path, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), Failure> {
+    call(socket, hyper::Method::POST, path, body)
+}
+
+fn call(
+    socket: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::usage(format!("cannot start I/O runtime: {e}")))?;
     rt.block_on(async {
-        tokio::time::timeout(TIMEOUT, fetch(socket, path))
+        tokio::time::timeout(TIMEOUT, fetch(socket, method, path, body))
             .await
             .map_err(|_| Failure {
                 code: EXIT_NOT_RUNNING,
@@ -31,7 +45,12 @@ pub(super) fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> 
     })
 }
 
-async fn fetch(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+async fn fetch(
+    socket: &Path,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), Failure> {
     let not_running = |e: std::io::Error| Failure {
         code: EXIT_NOT_RUNNING,
         message: format!(
@@ -51,9 +70,12 @@ async fn fetch(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
         .await
         .map_err(broken)?;
     tokio::spawn(conn);
-    let request = hyper::Request::get(path)
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header(hyper::header::HOST, "streembit")
-        .body(Empty::<Bytes>::new())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| Failure::usage(format!("bad request {path}: {e}")))?;
     let response = sender.send_request(request).await.map_err(broken)?;
     let status = response.status().as_u16();

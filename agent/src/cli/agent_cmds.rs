@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
-use super::agent_client::get;
-use super::{ConfigArg, Failure, EXIT_INVALID};
+use super::agent_client::{get, post};
+use super::{ConfigArg, Failure, ReadArgs, WriteArgs, EXIT_INVALID};
 use crate::config::AgentConfig;
 use crate::daemon::control::{ApiError, LookupAnswer, Peer, Status};
 use crate::devices::DeviceInfo;
@@ -138,4 +138,66 @@ pub(super) fn devices(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Re
     }
     text.push_str(&format!("{} devices\n", devices.len()));
     write(out, &text)
+}
+
+pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let path = format!("/v1/devices/{}", args.device);
+    let (device, _): (DeviceInfo, _) = fetch(&args.common.config, &path)?;
+    let points: Vec<(&String, &crate::devices::PointReading)> = device
+        .points
+        .iter()
+        .filter(|(name, _)| args.point.as_ref().is_none_or(|p| p == *name))
+        .collect();
+    if let Some(p) = &args.point {
+        if points.is_empty() {
+            return Err(Failure {
+                code: EXIT_INVALID,
+                message: format!("device {} has no reading for point {p:?} yet", device.name),
+            });
+        }
+    }
+    if args.common.json {
+        let map: serde_json::Map<String, serde_json::Value> = points
+            .iter()
+            .map(|(k, v)| ((*k).clone(), serde_json::to_value(v).unwrap_or_default()))
+            .collect();
+        let v = serde_json::json!({"device": device.name, "key": device.key, "state": device.state, "points": map});
+        return write(out, &format!("{v}\n"));
+    }
+    let mut text = format!("{} ({})  {}\n", device.name, device.state, device.key);
+    for (name, r) in points {
+        let value = r
+            .value
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| r.quality.clone());
+        let unit = r.unit.as_deref().unwrap_or("");
+        text.push_str(&format!(
+            "  {name:<16} {value} {unit}  at {} ms\n",
+            r.timestamp_ms
+        ));
+    }
+    write(out, &text)
+}
+
+pub(super) fn write_point(args: &WriteArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    // true/false and numbers as such, anything else as text.
+    let value = serde_json::from_str::<serde_json::Value>(&args.value)
+        .ok()
+        .filter(|v| v.is_boolean() || v.is_number())
+        .unwrap_or_else(|| serde_json::Value::String(args.value.clone()));
+    let body = serde_json::to_vec(&serde_json::json!({ "value": value }))
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let path = format!("/v1/devices/{}/{}", args.device, args.point);
+    let (status, answer) = post(&socket(&args.config)?, &path, body)?;
+    if (200..300).contains(&status) {
+        return write(out, "ok\n");
+    }
+    let msg = serde_json::from_slice::<ApiError>(&answer)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&answer).into_owned());
+    Err(Failure {
+        code: EXIT_INVALID,
+        message: msg,
+    })
 }

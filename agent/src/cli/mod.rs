@@ -69,6 +69,10 @@ pub enum Command {
     Metrics(ConfigArg),
     /// Hosted devices: name, bridge, public key, state, latest readings.
     Devices(JsonArgs),
+    /// Latest reading of a device hosted by this agent, by key or name.
+    Read(ReadArgs),
+    /// Send a command to a point of a device hosted by this agent.
+    Write(WriteArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -84,6 +88,32 @@ pub struct JsonArgs {
     /// Print the API's JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The device's public key (or its name).
+    pub device: String,
+    /// Only this point.
+    pub point: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: JsonArgs,
+}
+
+/// Arguments of `write`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The device's public key (or its name).
+    pub device: String,
+    /// The point to write.
+    pub point: String,
+    /// The value: true/false, a number, or text.
+    pub value: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
@@ -252,6 +282,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
         Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),
+        Command::Read(a) => agent_cmds::read(&a, out),
+        Command::Write(a) => agent_cmds::write_point(&a, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "streembit", out);

@@ -255,9 +255,11 @@ impl Devices {
             .collect()
     }
 
-    /// One device by name.
-    pub fn get(&self, name: &str) -> Option<DeviceInfo> {
-        self.list().into_iter().find(|d| d.name == name)
+    /// One device by name or by its public key (64 hex).
+    pub fn get(&self, name_or_key: &str) -> Option<DeviceInfo> {
+        self.list()
+            .into_iter()
+            .find(|d| d.name == name_or_key || d.key == name_or_key)
     }
 
     /// Number of hosted devices.
