@@ -23,14 +23,22 @@ pub struct AgentProcess {
     pub seen: Vec<String>,
     /// The UDP address it listens on (from its READY status).
     pub addr: String,
+    /// `RUST_LOG` for the process.
+    rust_log: String,
     /// Its public key.
     pub key: String,
 }
 
 impl AgentProcess {
     /// Starts an agent in `dir` (created) with `config` as its agent.toml
-    /// and waits for READY=1.
+    /// and waits for READY=1. Logs at debug level to `agent.log`.
     pub fn start(dir: &Path, config: &str) -> Self {
+        Self::start_with_log(dir, config, "info,streembit_agent=debug")
+    }
+
+    /// As [`AgentProcess::start`] with `RUST_LOG` set to `rust_log`
+    /// (benchmarks run with `warn` so logging does not weigh on figures).
+    pub fn start_with_log(dir: &Path, config: &str, rust_log: &str) -> Self {
         std::fs::create_dir_all(dir).expect("agent dir");
         std::fs::write(dir.join("agent.toml"), config).expect("write config");
         let sock = dir.join("notify.sock");
@@ -42,6 +50,7 @@ impl AgentProcess {
             notify,
             seen: Vec::new(),
             addr: String::new(),
+            rust_log: rust_log.to_owned(),
             key: String::new(),
         };
         me.spawn();
@@ -58,7 +67,7 @@ impl AgentProcess {
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
-            .env("RUST_LOG", "info,streembit_agent=debug")
+            .env("RUST_LOG", &self.rust_log)
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .stdin(Stdio::null())
@@ -75,6 +84,17 @@ impl AgentProcess {
             .expect("READY carries the listen address")
             .to_owned();
         self.key = crate::agent::stdout(&self.cli(&["id"]));
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The local API socket (the default runtime directory under the
+    /// default state directory, relative to the agent's directory).
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir.join(".streembit").join("run").join("api.sock")
     }
 
     /// The agent's directory.
