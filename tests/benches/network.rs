@@ -236,7 +236,9 @@ fn anchor() {
             println!(
                 "dht-rpc anchor ({}, Node.js {}), {} nodes in one process, findNode: \
                  p50 {} ms, p99 {} ms, mean {} ms; {}/s with {} in flight (tables median {})",
-                v["impl"], v["node"], v["nodes"], v["p50_ms"], v["p99_ms"], v["mean_ms"],
+                v["impl"].as_str().unwrap_or("dht-rpc"),
+                v["node"].as_str().unwrap_or("?"),
+                v["nodes"], v["p50_ms"], v["p99_ms"], v["mean_ms"],
                 v["per_s"], v["concurrency"], v["table_median"]
             );
         }
