@@ -45,8 +45,12 @@ fn network() -> NetworkId {
 
 fn endpoint(key: Arc<Keypair>) -> Endpoint {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    Endpoint::bind(key, Gate::public(), &TransportConfig::new(loopback, network()))
-        .expect("bind loopback endpoint")
+    Endpoint::bind(
+        key,
+        Gate::public(),
+        &TransportConfig::new(loopback, network()),
+    )
+    .expect("bind loopback endpoint")
 }
 
 fn client() -> Endpoint {

@@ -96,7 +96,10 @@ fn main() {
             "warn",
         ));
     }
-    println!("{n} nodes started in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{n} nodes started in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     for node in nodes.iter_mut() {
         node.wait_published(10);
     }
@@ -238,8 +241,13 @@ fn anchor() {
                  p50 {} ms, p99 {} ms, mean {} ms; {}/s with {} in flight (tables median {})",
                 v["impl"].as_str().unwrap_or("dht-rpc"),
                 v["node"].as_str().unwrap_or("?"),
-                v["nodes"], v["p50_ms"], v["p99_ms"], v["mean_ms"],
-                v["per_s"], v["concurrency"], v["table_median"]
+                v["nodes"],
+                v["p50_ms"],
+                v["p99_ms"],
+                v["mean_ms"],
+                v["per_s"],
+                v["concurrency"],
+                v["table_median"]
             );
         }
         Ok(out) => println!(
