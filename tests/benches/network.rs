@@ -55,18 +55,32 @@ struct Sample {
     messages: u64,
 }
 
-/// One lookup through `from`'s API; `None` when it did not find `to`.
-fn lookup(from: &AgentProcess, to: &AgentProcess) -> Option<Sample> {
+/// One lookup through `from`'s API; `Err(why)` when it did not find `to`.
+fn lookup(from: &AgentProcess, to: &AgentProcess) -> Result<Sample, String> {
     let t = Instant::now();
-    let (code, body) = api_get(&from.api_socket(), &format!("/v1/lookup/{}", to.key)).ok()?;
+    let (code, body) = api_get(&from.api_socket(), &format!("/v1/lookup/{}", to.key))
+        .map_err(|e| format!("API socket: {e}"))?;
     let e2e = t.elapsed();
-    let v: Value = serde_json::from_str(&body).ok()?;
-    (code == 200 && v["addrs"][0] == to.addr.as_str()).then(|| Sample {
-        e2e,
-        node_us: v["elapsed_us"].as_u64().unwrap_or(0),
-        rounds: v["rounds"].as_u64().unwrap_or(0),
-        messages: v["messages"].as_u64().unwrap_or(0),
-    })
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    if code == 200 && v["addrs"][0] == to.addr.as_str() {
+        Ok(Sample {
+            e2e,
+            node_us: v["elapsed_us"].as_u64().unwrap_or(0),
+            rounds: v["rounds"].as_u64().unwrap_or(0),
+            messages: v["messages"].as_u64().unwrap_or(0),
+        })
+    } else {
+        Err(format!("HTTP {code} after {:.0} ms: {body}", ms(e2e)))
+    }
+}
+
+/// Keeps the first few reasons a lookup missed, to print.
+fn note(misses: &std::sync::Mutex<Vec<String>>, why: String) {
+    if let Ok(mut m) = misses.lock() {
+        if m.len() < 5 {
+            m.push(why);
+        }
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -134,10 +148,12 @@ fn main() {
 
     // Warm-up: connections between the pairs that lookups use get dialled
     // here (a first contact costs a handshake); caches settle.
+    let misses = std::sync::Mutex::new(Vec::new());
     let mut failed = 0;
     for _ in 0..lookups / 2 {
         let (a, b) = pair();
-        if lookup(&nodes[a], &nodes[b]).is_none() {
+        if let Err(why) = lookup(&nodes[a], &nodes[b]) {
+            note(&misses, why);
             failed += 1;
         }
     }
@@ -147,8 +163,11 @@ fn main() {
     for _ in 0..lookups {
         let (a, b) = pair();
         match lookup(&nodes[a], &nodes[b]) {
-            Some(s) => samples.push(s),
-            None => failed += 1,
+            Ok(s) => samples.push(s),
+            Err(why) => {
+                note(&misses, why);
+                failed += 1;
+            }
         }
     }
     let mut node_us: Vec<u64> = samples.iter().map(|s| s.node_us).collect();
@@ -186,7 +205,7 @@ fn main() {
         let t = Instant::now();
         std::thread::scope(|s| {
             for c in 0..clients {
-                let (nodes, done, missed) = (&nodes, &done, &missed);
+                let (nodes, done, missed, misses) = (&nodes, &done, &missed, &misses);
                 s.spawn(move || {
                     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (c as u64 + 1) ^ Rng::new().0);
                     while t.elapsed() < window {
@@ -195,9 +214,14 @@ fn main() {
                             continue;
                         }
                         match lookup(&nodes[a], &nodes[b]) {
-                            Some(_) => done.fetch_add(1, Ordering::Relaxed),
-                            None => missed.fetch_add(1, Ordering::Relaxed),
-                        };
+                            Ok(_) => {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(why) => {
+                                note(misses, why);
+                                missed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
                 });
             }
@@ -209,6 +233,10 @@ fn main() {
             done.load(Ordering::Relaxed),
             missed.load(Ordering::Relaxed)
         );
+    }
+
+    for why in misses.lock().map(|m| m.clone()).unwrap_or_default() {
+        println!("missed lookup: {why}");
     }
 
     // Our processes go before the anchor runs, so both get the machine.
