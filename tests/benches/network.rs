@@ -238,6 +238,25 @@ fn main() {
     for why in misses.lock().map(|m| m.clone()).unwrap_or_default() {
         println!("missed lookup: {why}");
     }
+    // What the nodes refused or lost, summed: where misses come from.
+    let mut refused = std::collections::BTreeMap::<String, u64>::new();
+    for node in &nodes {
+        let Ok((_, text)) = api_get(&node.api_socket(), "/metrics") else {
+            continue;
+        };
+        for line in text.lines().filter(|l| {
+            l.starts_with("streembit_envelopes_rejected_total")
+                || l.starts_with("streembit_dht_messages_rejected_total")
+                || l.starts_with("streembit_dht_request_timeouts_total")
+                || l.starts_with("streembit_handshakes_refused_total")
+        }) {
+            if let Some((series, v)) = line.rsplit_once(' ') {
+                *refused.entry(series.to_owned()).or_default() += v.parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    refused.retain(|_, v| *v > 0);
+    println!("refusals and timeouts summed over all nodes: {refused:?}");
 
     // Our processes go before the anchor runs, so both get the machine.
     drop(nodes);
