@@ -4,6 +4,8 @@
 //!   directory with a clean environment.
 //! - [`node`]: `streembit run` processes, awaited through their systemd
 //!   notifications.
+//! - [`bench`]: the local API without the CLI, and `/proc` readings, for
+//!   the bench binaries in `tests/benches/`.
 //! - [`python`]: run the third-party Python peers in `tests/py/`.
 //! - [`process`]: a child process killed on drop, whose output lines can be
 //!   awaited (the tests never sleep to synchronise).
@@ -15,6 +17,7 @@
 //! - [`modbus_checks`]: the Modbus assertions shared by the RTU and TCP tests.
 
 pub mod agent;
+pub mod bench;
 pub mod bridge;
 pub mod modbus_checks;
 pub mod mosquitto;

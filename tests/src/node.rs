@@ -24,15 +24,23 @@ pub struct AgentProcess {
     pub seen: Vec<String>,
     /// The UDP address it listens on (from its READY status).
     pub addr: String,
+    /// `RUST_LOG` for the process.
+    rust_log: String,
     /// Its public key.
     pub key: String,
 }
 
 impl AgentProcess {
     /// Starts an agent in `dir` (created) with `config` as its agent.toml
-    /// and waits for READY=1.
+    /// and waits for READY=1. Logs at debug level to `agent.log`.
     pub fn start(dir: &Path, config: &str) -> Self {
         Self::start_with_env(dir, config, &[])
+    }
+
+    /// As [`AgentProcess::start`] with `RUST_LOG` set to `rust_log`
+    /// (benchmarks run with `warn` so logging does not weigh on figures).
+    pub fn start_with_log(dir: &Path, config: &str, rust_log: &str) -> Self {
+        Self::start_with_env(dir, config, &[("RUST_LOG", rust_log)])
     }
 
     /// [`AgentProcess::start`] with extra environment variables.
@@ -52,6 +60,7 @@ impl AgentProcess {
                 .collect(),
             seen: Vec::new(),
             addr: String::new(),
+            rust_log: "info,streembit_agent=debug".to_owned(),
             key: String::new(),
         };
         me.spawn();
@@ -68,7 +77,7 @@ impl AgentProcess {
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
-            .env("RUST_LOG", "info,streembit_agent=debug")
+            .env("RUST_LOG", &self.rust_log)
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -86,6 +95,17 @@ impl AgentProcess {
             .expect("READY carries the listen address")
             .to_owned();
         self.key = crate::agent::stdout(&self.cli(&["id"]));
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The local API socket (the default runtime directory under the
+    /// default state directory, relative to the agent's directory).
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir.join(".streembit").join("run").join("api.sock")
     }
 
     /// The agent's directory.

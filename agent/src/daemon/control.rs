@@ -59,6 +59,10 @@ pub struct LookupAnswer {
     pub rounds: u32,
     /// Messages sent by the lookup.
     pub messages: u32,
+    /// Time inside the node from starting the lookup to its end, in
+    /// microseconds (excludes the API round trip).
+    #[serde(default)]
+    pub elapsed_us: u64,
 }
 
 /// An API error body: `{"error": "..."}`.

@@ -128,7 +128,8 @@ pub struct Node {
     /// Streams of requests being handled, to answer on (empty between
     /// inputs: see `drain`).
     pending_replies: HashMap<(PublicKey, u64), quinn::SendStream>,
-    lookups: HashMap<QueryId, (PublicKey, LookupReply)>,
+    /// User lookups in flight: the key, where to answer, when it started.
+    lookups: HashMap<QueryId, (PublicKey, LookupReply, Instant)>,
     bootstrap: Option<QueryId>,
     publishing: Option<(QueryId, u64)>,
     record_seq: u64,
@@ -456,8 +457,14 @@ impl Node {
                             .events
                             .try_send(NodeEvent::Published { seq, acks: *acks });
                     }
-                } else if let Some((key, reply)) = self.lookups.remove(&id) {
-                    let answer = queries::lookup_answer(&key, &outcome, &stats, &self.cfg.network);
+                } else if let Some((key, reply, started)) = self.lookups.remove(&id) {
+                    let answer = queries::lookup_answer(
+                        &key,
+                        &outcome,
+                        &stats,
+                        started.elapsed(),
+                        &self.cfg.network,
+                    );
                     let label = match &answer {
                         Ok(Some(_)) => "found",
                         Ok(None) => "not_found",

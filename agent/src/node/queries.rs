@@ -1,5 +1,7 @@
 //! Answering the local API: status, peers, lookups and metrics.
 
+use std::time::{Duration, Instant};
+
 use crate::daemon::control::{LookupAnswer, Peer, Query, Status};
 use crate::dht::{Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
@@ -52,12 +54,14 @@ impl Node {
                         &key,
                         &outcome,
                         &QueryStats::default(),
+                        Duration::ZERO,
                         &self.cfg.network,
                     ));
                     return;
                 }
+                let started = Instant::now();
                 let qid = self.dht.find_value(key.node_id(), now());
-                self.lookups.insert(qid, (key, reply));
+                self.lookups.insert(qid, (key, reply, started));
             }
             Query::Forget(key, reply) => {
                 self.conns
@@ -110,6 +114,7 @@ pub(super) fn lookup_answer(
     key: &PublicKey,
     outcome: &Outcome,
     stats: &QueryStats,
+    elapsed: Duration,
     network: &NetworkId,
 ) -> Result<Option<LookupAnswer>, String> {
     let Outcome::Value {
@@ -134,5 +139,52 @@ pub(super) fn lookup_answer(
         gateway: None,
         rounds: stats.rounds,
         messages: stats.messages,
+        elapsed_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dht::Addrs;
+    use crate::identity::Keypair;
+    use crate::wire::UnixMillis;
+
+    #[test]
+    fn a_found_record_reports_the_time_the_node_spent() {
+        let key = Keypair::from_seed(&[5; 32]);
+        let network: NetworkId = "public".parse().expect("network id");
+        let record = PeerRecord {
+            seq: 7,
+            ttl_secs: 60,
+            addrs: Addrs::new(&["127.0.0.1:7470"]).expect("addrs"),
+        };
+        let bytes = record
+            .seal(&key, &network, UnixMillis::now(), 1)
+            .expect("seal");
+        let outcome = Outcome::Value {
+            record: Some(bytes),
+        };
+        let stats = QueryStats {
+            rounds: 2,
+            messages: 5,
+            contacted: 5,
+        };
+        let answer = lookup_answer(
+            &key.public(),
+            &outcome,
+            &stats,
+            Duration::from_micros(1234),
+            &network,
+        )
+        .expect("valid record")
+        .expect("found");
+        assert_eq!(answer.elapsed_us, 1234);
+        assert_eq!(answer.seq, 7);
+        // Answers from an agent without the field still decode.
+        let mut json = serde_json::to_value(&answer).expect("json");
+        json.as_object_mut().expect("object").remove("elapsed_us");
+        let old: LookupAnswer = serde_json::from_value(json).expect("decode");
+        assert_eq!(old.elapsed_us, 0);
+    }
 }
