@@ -130,3 +130,29 @@ fn a_good_config_and_no_config_are_both_fine() {
     let out = sb.run(&["check-config"], b"");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn environment_overrides_the_file_and_is_validated_too() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("agent.toml"),
+        "listen = \"127.0.0.1:7470\"\n",
+    )
+    .expect("write");
+    // A bad value from the environment is named like one from the file.
+    let out = sb
+        .cmd(&["check-config", "--config", "agent.toml"])
+        .env("STREEMBIT_LISTEN", "nowhere")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`listen`"), "{}", stderr(&out));
+    // A good one wins over the file: the state directory moves.
+    let out = sb
+        .cmd(&["keygen", "--config", "agent.toml"])
+        .env("STREEMBIT_STATE_DIR", "from-env")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(sb.path().join("from-env/identity.pem").exists());
+}
