@@ -7,6 +7,13 @@ use serde_json::Value;
 use streembit_tests::agent::{stderr, stdout};
 use streembit_tests::node::AgentProcess;
 
+/// The tests of this file start up to 30 agent processes each; run them one
+/// at a time so a loaded 2-core CI machine does not turn into a timeout test.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn config(network: &str, seeds: &[&AgentProcess], allow: &[&str]) -> String {
     let seeds: Vec<String> = seeds
         .iter()
@@ -43,6 +50,7 @@ fn keygen(dir: &std::path::Path) -> String {
 
 #[test]
 fn thirty_nodes_one_seed_every_node_finds_every_other() {
+    let _serial = serial();
     const N: usize = 30;
     let tmp = tempfile::tempdir().expect("tmp");
     let mut nodes = vec![AgentProcess::start(
@@ -89,6 +97,7 @@ fn thirty_nodes_one_seed_every_node_finds_every_other() {
 
 #[test]
 fn private_network_refuses_the_outsider_at_the_handshake() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let keys: Vec<String> = (0..11)
         .map(|i| keygen(&tmp.path().join(format!("p{i}"))))
@@ -155,6 +164,7 @@ fn private_network_refuses_the_outsider_at_the_handshake() {
 
 #[test]
 fn two_private_networks_never_connect() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let keys: Vec<String> = (0..6)
         .map(|i| keygen(&tmp.path().join(format!("x{i}"))))
@@ -206,6 +216,7 @@ fn two_private_networks_never_connect() {
 
 #[test]
 fn sigkill_and_restart_keeps_identity_and_rejoins_without_seeds() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let mut nodes = vec![AgentProcess::start(
         &tmp.path().join("r0"),
@@ -248,6 +259,7 @@ fn sigkill_and_restart_keeps_identity_and_rejoins_without_seeds() {
 
 #[test]
 fn sigterm_shuts_down_cleanly_and_persists_the_table() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let mut a = AgentProcess::start(&tmp.path().join("a"), &config("public", &[], &[]));
     let mut b = AgentProcess::start(&tmp.path().join("b"), &config("public", &[&a], &[]));
@@ -264,6 +276,7 @@ fn sigterm_shuts_down_cleanly_and_persists_the_table() {
 
 #[test]
 fn removing_a_peer_from_the_allowlist_and_sighup_drops_it() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().expect("tmp");
     let keys: Vec<String> = (0..3)
         .map(|i| keygen(&tmp.path().join(format!("h{i}"))))
