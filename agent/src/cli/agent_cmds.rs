@@ -22,18 +22,24 @@ fn fetch<T: serde::de::DeserializeOwned>(
     path: &str,
 ) -> Result<(T, Vec<u8>), Failure> {
     let (status, body) = get(&socket(config)?, path)?;
-    if !(200..300).contains(&status) {
-        let msg = serde_json::from_slice::<ApiError>(&body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-        return Err(Failure {
-            code: EXIT_INVALID,
-            message: msg,
-        });
-    }
+    refused(status, &body)?;
     let value = serde_json::from_slice(&body)
         .map_err(|e| Failure::usage(format!("unexpected answer from the agent: {e}")))?;
     Ok((value, body))
+}
+
+/// A non-2xx answer as a failure carrying the API's error message.
+fn refused(status: u16, body: &[u8]) -> Result<(), Failure> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let message = serde_json::from_slice::<ApiError>(body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    Err(Failure {
+        code: EXIT_INVALID,
+        message,
+    })
 }
 
 fn write(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
@@ -106,12 +112,7 @@ pub(super) fn lookup(
 
 pub(super) fn metrics(config: &ConfigArg, out: &mut dyn Write) -> Result<(), Failure> {
     let (status, body) = get(&socket(config)?, "/metrics")?;
-    if status != 200 {
-        return Err(Failure {
-            code: EXIT_INVALID,
-            message: String::from_utf8_lossy(&body).into_owned(),
-        });
-    }
+    refused(status, &body)?;
     out.write_all(&body).map_err(Failure::usage)
 }
 
@@ -190,14 +191,6 @@ pub(super) fn write_point(args: &WriteArgs, out: &mut dyn Write) -> Result<(), F
         .map_err(|e| Failure::usage(e.to_string()))?;
     let path = format!("/v1/devices/{}/{}", args.device, args.point);
     let (status, answer) = post(&socket(&args.config)?, &path, body)?;
-    if (200..300).contains(&status) {
-        return write(out, "ok\n");
-    }
-    let msg = serde_json::from_slice::<ApiError>(&answer)
-        .map(|e| e.error)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&answer).into_owned());
-    Err(Failure {
-        code: EXIT_INVALID,
-        message: msg,
-    })
+    refused(status, &answer)?;
+    write(out, "ok\n")
 }
