@@ -112,6 +112,30 @@ fn devices_readings_and_reloads() {
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(r["points"]["voltage"]["value"], 230.2);
     assert_eq!(r["key"], key.as_str());
+    // Signed by the device's own key: pycose checks it with that key alone.
+    let out = agent.cli(&["read", &key, "voltage", "--cose"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let envelope = hex::decode(line.split_whitespace().nth(1).expect("hex")).expect("hex");
+    let checked = streembit_tests::python::run(
+        "cose_peer.py",
+        &["verify", "--pubkey", &key],
+        &["pycose", "cbor2"],
+        &envelope,
+    );
+    assert!(checked.status.success(), "pycose: {}", stderr(&checked));
+    let v: Value = serde_json::from_slice(&checked.stdout).expect("json");
+    assert_eq!(v["kind"], "reading");
+    assert_eq!(v["payload"]["device"], "plug");
+    assert_eq!(v["payload"]["value"], 230.2);
+    // …and not with the gateway's key.
+    let other = streembit_tests::python::run(
+        "cose_peer.py",
+        &["verify", "--pubkey", &agent.key],
+        &["pycose", "cbor2"],
+        &envelope,
+    );
+    assert_eq!(other.status.code(), Some(1));
     let out = agent.cli(&["read", &key]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("power"));
     let out = agent.cli(&["write", &key, "power", "1"]);

@@ -157,6 +157,17 @@ pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> 
             });
         }
     }
+    if args.cose {
+        let mut text = String::new();
+        for (name, r) in &points {
+            let cose = r.cose.as_deref().ok_or_else(|| Failure {
+                code: EXIT_INVALID,
+                message: format!("point {name} has no signed reading yet"),
+            })?;
+            text.push_str(&format!("{name} {cose}\n"));
+        }
+        return write(out, &text);
+    }
     if args.common.json {
         let map: serde_json::Map<String, serde_json::Value> = points
             .iter()

@@ -100,6 +100,10 @@ pub struct ReadArgs {
     pub device: String,
     /// Only this point.
     pub point: Option<String>,
+    /// Print each point's signed envelope (COSE_Sign1, hex), for
+    /// verification with any COSE library and the device key alone.
+    #[arg(long)]
+    pub cose: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: JsonArgs,

@@ -126,7 +126,7 @@ async fn serve(
         ))
     })?;
 
-    let devices = Devices::new(Keystore::new(&state_dir));
+    let devices = Devices::new(Keystore::new(&state_dir), network.clone());
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
         devices.stop_all().await;

@@ -13,8 +13,10 @@ use streembit_bridges::{BridgeHandle, BridgeOptions, Bus, Command, DeviceState, 
 use tokio::task::JoinHandle;
 
 use super::files::{Loaded, LoadedBridge};
-use crate::identity::{DeviceName, Keystore, PublicKey};
+use super::signing::{quality_text, seal_reading};
+use crate::identity::{DeviceName, Keypair, Keystore, PublicKey};
 use crate::metrics::{Family, Kind};
+use crate::wire::{NetworkId, Sealer, UnixMillis};
 
 /// One point's latest reading, as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +31,10 @@ pub struct PointReading {
     pub quality: String,
     /// When it was read, ms since the Unix epoch.
     pub timestamp_ms: u64,
+    /// The reading as a COSE_Sign1 envelope signed by the device's own key
+    /// (hex), verifiable with the device key alone.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cose: Option<String>,
 }
 
 /// A hosted device, as the API shows it.
@@ -78,14 +84,17 @@ struct State {
 pub struct Devices {
     state: Arc<Mutex<State>>,
     keystore: Keystore,
+    network: NetworkId,
 }
 
 impl Devices {
-    /// No bridges yet; device keys come from `keystore`.
-    pub fn new(keystore: Keystore) -> Self {
+    /// No bridges yet; device keys come from `keystore`, readings are
+    /// sealed for `network`.
+    pub fn new(keystore: Keystore, network: NetworkId) -> Self {
         Self {
             state: Arc::default(),
             keystore,
+            network,
         }
     }
 
@@ -154,7 +163,7 @@ impl Devices {
                 .keystore
                 .device(&name)
                 .map_err(|e| format!("{}: device {device}: {e}", bridge.name))?;
-            keys.push((device.to_owned(), key.public()));
+            keys.push((device.to_owned(), Arc::new(key)));
         }
         let (handle, mut readings) = BridgeHandle::start(
             bridge.bus.clone(),
@@ -163,9 +172,18 @@ impl Devices {
         );
         let state = self.state.clone();
         let bridge_name = bridge.name.clone();
+        let signers: BTreeMap<String, Arc<Keypair>> = keys.iter().cloned().collect();
+        let mut sealer = Sealer::new(self.network.clone());
         let collector = tokio::spawn(async move {
             while let Some(r) = readings.recv().await {
                 let depth = readings.len();
+                // Sign before taking the lock: the board is shared with the API.
+                let cose = signers.get(&r.device).and_then(|key| {
+                    seal_reading(&mut sealer, key, &r, UnixMillis::now())
+                        .map_err(|e| tracing::warn!(device = %r.device, error = %e, "cannot seal a reading"))
+                        .ok()
+                        .map(hex::encode)
+                });
                 let Ok(mut st) = state.lock() else { break };
                 st.queue_depth.insert(bridge_name.clone(), depth);
                 let dev = st.board.entry(r.device.clone()).or_default();
@@ -178,11 +196,9 @@ impl Devices {
                     PointReading {
                         value: r.value.as_ref().and_then(|v| serde_json::to_value(v).ok()),
                         unit: r.unit.clone(),
-                        quality: match &r.quality {
-                            Quality::Good => "good".to_owned(),
-                            Quality::Bad(e) => format!("bad: {e}"),
-                        },
+                        quality: quality_text(&r.quality),
                         timestamp_ms: r.timestamp,
+                        cose,
                     },
                 );
             }
@@ -194,7 +210,7 @@ impl Devices {
         for (device, key) in keys {
             let b = st.board.entry(device).or_default();
             b.bridge = bridge.name.clone();
-            b.key = Some(key);
+            b.key = Some(key.public());
         }
         st.running.insert(
             bridge.name,
