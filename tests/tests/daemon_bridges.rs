@@ -185,3 +185,52 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let broker = rt.block_on(Broker::start());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gw_dir = tmp.path().join("gw");
+    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
+    std::fs::write(
+        gw_dir.join("bridges.d/plug.toml"),
+        plug(broker.port, &["power"]),
+    )
+    .expect("write");
+    let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
+    let device_key = devices(&gw)[0]["key"].as_str().expect("key").to_owned();
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
+        gw.key, gw.addr
+    );
+    let mut other = AgentProcess::start(&tmp.path().join("other"), &cfg);
+    other.wait_published(1);
+    gw.wait_published(1);
+
+    // A lookup of the device key from another agent names the gateway.
+    let out = other.cli(&["lookup", &device_key, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let found: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(found["kind"], "device");
+    assert_eq!(found["gateway"], gw.key.as_str());
+    assert_eq!(found["addrs"][0], gw.addr.as_str());
+
+    // Dialing the device's key at that address: the handshake is proven by
+    // the device's own key, not the gateway's.
+    let device: streembit_agent::identity::PublicKey = device_key.parse().expect("key");
+    let addr: std::net::SocketAddr = gw.addr.parse().expect("addr");
+    let peer = rt.block_on(async {
+        use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
+        let me = std::sync::Arc::new(streembit_agent::identity::Keypair::generate());
+        let cfg = TransportConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            streembit_agent::wire::NetworkId::public(),
+        );
+        let ep = Endpoint::bind(me, Gate::public(), &cfg).expect("bind");
+        ep.dial(&device, addr).await.map(|c| c.peer().key())
+    });
+    assert_eq!(peer.ok(), Some(device));
+    gw.terminate();
+    other.terminate();
+}

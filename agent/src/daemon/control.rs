@@ -87,6 +87,11 @@ pub enum Query {
     ),
     /// The node's metric families.
     Metrics(oneshot::Sender<Vec<crate::metrics::Family>>),
+    /// The devices this gateway hosts now (replaces the previous set).
+    Host(
+        Vec<std::sync::Arc<crate::identity::Keypair>>,
+        oneshot::Sender<()>,
+    ),
     /// A peer left the allowlist: close its connection and drop it from
     /// the routing table; answers whether it was known.
     Forget(PublicKey, oneshot::Sender<bool>),

@@ -142,6 +142,7 @@ async fn serve(
     if let Some(period) = watchdog_period() {
         tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
     }
+    host_devices(&queries_tx, &devices).await;
     let reload_queries = queries_tx.clone();
     let api_task = tokio::spawn(api::serve(
         listener,
@@ -194,6 +195,7 @@ async fn reload(
 ) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let problems = devices.apply(devices::load_dir(bridges_dir)).await;
+    host_devices(node, devices).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
     }
@@ -223,6 +225,18 @@ async fn reload(
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
+}
+
+/// Tells the node which devices it hosts (TLS identities, device records).
+async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if node
+        .send(control::Query::Host(devices.keypairs(), tx))
+        .await
+        .is_ok()
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+    }
 }
 
 fn report(event: &NodeEvent) {

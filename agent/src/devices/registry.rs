@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::files::{Loaded, LoadedBridge};
 use super::signing::{quality_text, seal_reading};
-use crate::identity::{DeviceName, Keypair, Keystore, PublicKey};
+use crate::identity::{DeviceName, Keypair, Keystore};
 use crate::metrics::{Family, Kind};
 use crate::wire::{NetworkId, Sealer, UnixMillis};
 
@@ -58,7 +58,7 @@ pub struct DeviceInfo {
 #[derive(Default)]
 struct DeviceBoard {
     bridge: String,
-    key: Option<PublicKey>,
+    key: Option<Arc<Keypair>>,
     points: BTreeMap<String, PointReading>,
     good: u64,
     bad: u64,
@@ -210,7 +210,7 @@ impl Devices {
         for (device, key) in keys {
             let b = st.board.entry(device).or_default();
             b.bridge = bridge.name.clone();
-            b.key = Some(key.public());
+            b.key = Some(key.clone());
         }
         st.running.insert(
             bridge.name,
@@ -258,7 +258,11 @@ impl Devices {
                 DeviceInfo {
                     name: name.clone(),
                     bridge: b.bridge.clone(),
-                    key: b.key.map(|k| k.to_string()).unwrap_or_default(),
+                    key: b
+                        .key
+                        .as_ref()
+                        .map(|k| k.public().to_string())
+                        .unwrap_or_default(),
                     state: match status.as_ref().map(|s| &s.state) {
                         Some(DeviceState::Online) => "online".to_owned(),
                         Some(DeviceState::Offline { reason, .. }) => format!("offline: {reason}"),
@@ -276,6 +280,14 @@ impl Devices {
         self.list()
             .into_iter()
             .find(|d| d.name == name_or_key || d.key == name_or_key)
+    }
+
+    /// The identities of every hosted device (for TLS and device records).
+    pub fn keypairs(&self) -> Vec<Arc<Keypair>> {
+        self.state
+            .lock()
+            .map(|st| st.board.values().filter_map(|b| b.key.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Number of hosted devices.

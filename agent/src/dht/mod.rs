@@ -16,7 +16,9 @@
 //! - [`RecordVerifier`] (`record.rs`): the self-certification rules;
 //!   [`RecordStore`] (`store.rs`): bounded storage for others' records;
 //!   [`PeerRecord`] and [`WireRecordVerifier`] (`peer_record.rs`): records
-//!   as `wire` envelopes, and [`Dht::handle_opened`].
+//!   as `wire` envelopes, and [`Dht::handle_opened`]; [`DeviceRecord`]
+//!   (`device_record.rs`): a device's record naming its gateway, with the
+//!   gateway's counter-signature.
 //! - [`Time`] and the timer table (`timer.rs`).
 //! - [`sim`] (feature `sim`, and in tests): N cores on one virtual clock,
 //!   with latency, loss and churn from a seed; the `dht_sim` bench is its
@@ -30,6 +32,7 @@
 mod bucket;
 mod contact;
 mod core;
+mod device_record;
 mod lookup;
 mod message;
 mod output;
@@ -48,6 +51,7 @@ use std::time::Duration;
 
 pub use self::contact::{Addrs, Contact, MAX_ADDRS, MAX_ADDR_LEN};
 pub use self::core::Dht;
+pub use self::device_record::DeviceRecord;
 pub use self::lookup::QueryStats;
 pub use self::message::{Message, MessageKind, StoreRefusal, MAX_CONTACTS, MAX_RECORD_WIRE_BYTES};
 pub use self::output::{Action, Counters, Event, Outcome, QueryId};

@@ -17,6 +17,7 @@ use crate::identity::Keypair;
 use crate::wire::{self, Audience, Kind, NetworkId, Opened, UnixMillis, WireError};
 
 use super::contact::Addrs;
+use super::device_record::DeviceRecord;
 use super::record::{RecordError, RecordVerifier, VerifiedRecord};
 use super::timer::Time;
 use super::{Dht, DhtError, MAX_RECORD_WIRE_BYTES};
@@ -94,16 +95,23 @@ impl RecordVerifier for WireRecordVerifier {
                 _ => RecordError::Malformed,
             },
         )?;
-        if opened.kind() != Kind::PeerRecord {
-            return Err(RecordError::WrongContext);
-        }
-        let p: PeerRecord =
-            ciborium::from_reader(opened.payload()).map_err(|_| RecordError::Malformed)?;
+        let (seq, ttl_secs) = match opened.kind() {
+            Kind::PeerRecord => {
+                let p: PeerRecord =
+                    ciborium::from_reader(opened.payload()).map_err(|_| RecordError::Malformed)?;
+                (p.seq, p.ttl_secs)
+            }
+            Kind::DeviceRecord => {
+                let d = DeviceRecord::open(opened.payload(), &opened.sender(), &self.network)?;
+                (d.seq, d.ttl_secs)
+            }
+            _ => return Err(RecordError::WrongContext),
+        };
         let issued = Time::from(opened.timestamp());
-        let ttl = Duration::from_secs(p.ttl_secs.min(u64::from(u32::MAX)));
+        let ttl = Duration::from_secs(ttl_secs.min(u64::from(u32::MAX)));
         Ok(VerifiedRecord {
             owner: opened.sender(),
-            seq: p.seq,
+            seq,
             issued,
             expires: issued + ttl,
         })

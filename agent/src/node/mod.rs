@@ -7,6 +7,7 @@
 //! - `rpc.rs`: request/answer over streams (I/O tasks only move bytes).
 //! - `queries.rs`: what the local API asks (status, peers, lookup, metrics).
 //! - `persist.rs`: the routing table on disk.
+//! - `hosting.rs`: hosted devices' TLS identities and device records.
 //! - `metrics.rs`: counters in Prometheus text.
 //!
 //! Every envelope is opened and sealed here in the loop, which owns the
@@ -14,6 +15,7 @@
 //! never see a key.
 
 mod connections;
+mod hosting;
 mod metrics;
 pub mod persist;
 mod queries;
@@ -135,6 +137,8 @@ pub struct Node {
     record_seq: u64,
     /// Our latest sealed peer record.
     own_record: Option<Vec<u8>>,
+    /// Devices this gateway hosts, by key.
+    hosted: HashMap<PublicKey, hosting::Hosted>,
     published_acks: u32,
     last_publish: Option<Instant>,
     events: mpsc::Sender<NodeEvent>,
@@ -191,6 +195,7 @@ impl Node {
             publishing: None,
             record_seq: 0,
             own_record: None,
+            hosted: HashMap::new(),
             published_acks: 0,
             last_publish: None,
             events,
@@ -447,6 +452,7 @@ impl Node {
                     self.persist();
                     let _ = self.events.try_send(NodeEvent::Joined { contacts });
                     self.publish_record();
+                    self.publish_all_devices();
                 } else if self.publishing.map(|(q, _)| q) == Some(id) {
                     if let (Outcome::Stored { acks, .. }, Some((_, seq))) =
                         (&outcome, self.publishing.take())
@@ -475,7 +481,12 @@ impl Node {
                 }
             }
             Event::RepublishDue { key } if key == self.key.node_id() => self.publish_record(),
-            _ => {}
+            Event::RepublishDue { key } => {
+                let device = self.hosted.keys().find(|k| k.node_id() == key).copied();
+                if let Some(device) = device {
+                    self.publish_device(&device);
+                }
+            }
         }
     }
 
@@ -525,6 +536,8 @@ impl Node {
             .is_none_or(|t| t.elapsed() >= REPUBLISH_SPACING);
         if self.published_acks < want && spaced {
             self.publish_record();
+            // Device records went out with the same (smaller) view.
+            self.publish_all_devices();
         }
     }
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::daemon::control::{LookupAnswer, Peer, Query, Status};
-use crate::dht::{Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
+use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
 use crate::wire::{self, Kind, NetworkId};
 
@@ -44,7 +44,8 @@ impl Node {
                         (key == self.key.public())
                             .then(|| self.own_record.clone())
                             .flatten()
-                    });
+                    })
+                    .or_else(|| self.hosted_record(&key));
                 if let Some(record) = local {
                     *self.counters.lookups.entry("found").or_default() += 1;
                     let outcome = Outcome::Value {
@@ -62,6 +63,10 @@ impl Node {
                 let started = Instant::now();
                 let qid = self.dht.find_value(key.node_id(), now());
                 self.lookups.insert(qid, (key, reply, started));
+            }
+            Query::Host(devices, reply) => {
+                self.host(devices);
+                let _ = reply.send(());
             }
             Query::Forget(key, reply) => {
                 self.conns
@@ -126,17 +131,28 @@ pub(super) fn lookup_answer(
     // The core verified the record already; open it again to read it.
     let opened = wire::open_published(bytes, network, MAX_RECORD_WIRE_BYTES)
         .map_err(|e| format!("record failed verification: {e}"))?;
-    if opened.sender() != *key || opened.kind() != Kind::PeerRecord {
-        return Err("record is not this key's peer record".into());
+    if opened.sender() != *key {
+        return Err("record is not signed by this key".into());
     }
-    let record: PeerRecord = ciborium::from_reader(opened.payload())
-        .map_err(|e| format!("malformed peer record: {e}"))?;
+    let (kind, addrs, seq, gateway) = match opened.kind() {
+        Kind::PeerRecord => {
+            let r: PeerRecord = ciborium::from_reader(opened.payload())
+                .map_err(|e| format!("malformed peer record: {e}"))?;
+            ("peer", r.addrs, r.seq, None)
+        }
+        Kind::DeviceRecord => {
+            let r = DeviceRecord::open(opened.payload(), key, network)
+                .map_err(|e| format!("device record refused: {e}"))?;
+            ("device", r.addrs, r.seq, Some(r.gateway.to_string()))
+        }
+        other => return Err(format!("a {other} is not a record")),
+    };
     Ok(Some(LookupAnswer {
         key: key.to_string(),
-        kind: "peer".into(),
-        addrs: record.addrs.iter().map(str::to_owned).collect(),
-        seq: record.seq,
-        gateway: None,
+        kind: kind.into(),
+        addrs: addrs.iter().map(str::to_owned).collect(),
+        seq,
+        gateway,
         rounds: stats.rounds,
         messages: stats.messages,
         elapsed_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),

@@ -283,6 +283,17 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Stops answering as `key` (a device no longer hosted). Our own
+    /// identity cannot be removed.
+    pub fn remove_identity(&self, key: &PublicKey) {
+        if *key == self.own {
+            return;
+        }
+        if let Ok(mut map) = self.identities.by_name.write() {
+            map.remove(&server_name_for(key));
+        }
+    }
+
     /// Dials `peer` at `addr`; succeeds only if the server proves `peer`'s
     /// key (and, on a private network, `peer` is allowlisted).
     pub async fn dial(

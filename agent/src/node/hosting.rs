@@ -1,0 +1,109 @@
+//! Devices hosted by this node: each answers TLS under its own key (the
+//! endpoint picks the certificate by server name) and has its own device
+//! record in the DHT, counter-signed by this gateway.
+
+use std::sync::Arc;
+
+use crate::dht::{DeviceRecord, Time};
+use crate::identity::{Keypair, PublicKey};
+use crate::wire::UnixMillis;
+
+use super::Node;
+
+/// One hosted device.
+pub(super) struct Hosted {
+    pub(super) key: Arc<Keypair>,
+    /// Its latest sealed device record.
+    pub(super) record: Option<Vec<u8>>,
+    seq: u64,
+}
+
+impl Node {
+    /// Replaces the set of hosted devices: new ones get a TLS identity and
+    /// a record; removed ones stop being republished (their records expire).
+    pub(super) fn host(&mut self, devices: Vec<Arc<Keypair>>) {
+        let keep: Vec<PublicKey> = devices.iter().map(|k| k.public()).collect();
+        let gone: Vec<PublicKey> = self
+            .hosted
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .copied()
+            .collect();
+        for k in gone {
+            self.hosted.remove(&k);
+            self.dht.unpublish(&k.node_id());
+            self.conns.endpoint().remove_identity(&k);
+        }
+        for key in devices {
+            let public = key.public();
+            if self.hosted.contains_key(&public) {
+                continue;
+            }
+            if let Err(e) = self.conns.endpoint().add_identity(key.clone()) {
+                tracing::warn!(device = %public, error = %e, "cannot serve a device identity");
+                continue;
+            }
+            self.hosted.insert(
+                public,
+                Hosted {
+                    key,
+                    record: None,
+                    seq: 0,
+                },
+            );
+            if self.bootstrap.is_none() {
+                self.publish_device(&public);
+            }
+        }
+    }
+
+    /// Seals and publishes `device`'s record with a higher sequence.
+    pub(super) fn publish_device(&mut self, device: &PublicKey) {
+        let now_ms = UnixMillis::now();
+        let addrs = self.dht.local().addrs().clone();
+        let ttl_secs = self.cfg.record_ttl.as_secs();
+        let Some(h) = self.hosted.get_mut(device) else {
+            return;
+        };
+        h.seq = h.seq.saturating_add(1).max(now_ms.0);
+        let record = DeviceRecord {
+            seq: h.seq,
+            ttl_secs,
+            gateway: self.key.public(),
+            addrs,
+        };
+        let mut nonce = [0u8; 8];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        match record.seal(
+            &h.key,
+            &self.key,
+            &self.cfg.network,
+            now_ms,
+            u64::from_le_bytes(nonce),
+        ) {
+            Ok(bytes) => {
+                h.record = Some(bytes.clone());
+                if let Err(e) = self
+                    .dht
+                    .publish(bytes, Time::from(now_ms), &mut self.verifier)
+                {
+                    tracing::warn!(device = %device, error = %e, "cannot publish a device record");
+                }
+            }
+            Err(e) => tracing::warn!(device = %device, error = %e, "cannot seal a device record"),
+        }
+    }
+
+    /// Publishes every hosted device's record again.
+    pub(super) fn publish_all_devices(&mut self) {
+        let keys: Vec<PublicKey> = self.hosted.keys().copied().collect();
+        for k in keys {
+            self.publish_device(&k);
+        }
+    }
+
+    /// A hosted device's current record, for lookups answered locally.
+    pub(super) fn hosted_record(&self, key: &PublicKey) -> Option<Vec<u8>> {
+        self.hosted.get(key).and_then(|h| h.record.clone())
+    }
+}
