@@ -28,6 +28,16 @@ fn fetch<T: serde::de::DeserializeOwned>(
     Ok((value, body))
 }
 
+/// A point's value with its unit, or why there is none.
+fn shown(r: &crate::devices::PointReading) -> String {
+    match &r.value {
+        Some(v) => format!("{v} {}", r.unit.as_deref().unwrap_or(""))
+            .trim_end()
+            .to_owned(),
+        None => r.quality.clone(),
+    }
+}
+
 /// A non-2xx answer as a failure carrying the API's error message.
 fn refused(status: u16, body: &[u8]) -> Result<(), Failure> {
     if (200..300).contains(&status) {
@@ -128,13 +138,7 @@ pub(super) fn devices(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Re
             d.name, d.bridge, d.state, d.key
         ));
         for (point, r) in &d.points {
-            let value = r
-                .value
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| r.quality.clone());
-            let unit = r.unit.as_deref().unwrap_or("");
-            text.push_str(&format!("  {point:<16} {value} {unit}\n"));
+            text.push_str(&format!("  {point:<16} {}\n", shown(r)));
         }
     }
     text.push_str(&format!("{} devices\n", devices.len()));
@@ -178,14 +182,9 @@ pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> 
     }
     let mut text = format!("{} ({})  {}\n", device.name, device.state, device.key);
     for (name, r) in points {
-        let value = r
-            .value
-            .as_ref()
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| r.quality.clone());
-        let unit = r.unit.as_deref().unwrap_or("");
         text.push_str(&format!(
-            "  {name:<16} {value} {unit}  at {} ms\n",
+            "  {name:<16} {}  at {} ms\n",
+            shown(r),
             r.timestamp_ms
         ));
     }
