@@ -402,22 +402,7 @@ fn validate_point(pp: &str, p: &ModbusPoint, device_writers: bool, errs: &mut Er
         );
     }
     let numeric = !matches!(ty, DataType::Bool | DataType::String);
-    if (p.scale.is_some() || p.offset.is_some()) && !numeric {
-        errs.push(
-            &format!("{pp}.scale"),
-            "scale and offset apply to numeric types only",
-        );
-    }
-    if let Some(s) = p.scale {
-        errs.check(
-            s.is_finite() && s != 0.0,
-            &format!("{pp}.scale"),
-            "must be finite and non-zero",
-        );
-    }
-    if let Some(o) = p.offset {
-        errs.check(o.is_finite(), &format!("{pp}.offset"), "must be finite");
-    }
+    errs.scaling(pp, p.scale, p.offset, numeric, "numeric types");
     if p.access == Access::ReadWrite {
         if matches!(p.table, Table::DiscreteInput | Table::InputRegister) {
             errs.push(

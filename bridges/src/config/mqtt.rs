@@ -268,22 +268,7 @@ impl MqttBus {
                     );
                 }
                 let numeric = matches!(p.payload_type, PayloadType::Int | PayloadType::Float);
-                if (p.scale.is_some() || p.offset.is_some()) && !numeric {
-                    errs.push(
-                        &format!("{pp}.scale"),
-                        "scale and offset apply to int and float only",
-                    );
-                }
-                if let Some(s) = p.scale {
-                    errs.check(
-                        s.is_finite() && s != 0.0,
-                        &format!("{pp}.scale"),
-                        "must be finite and non-zero",
-                    );
-                }
-                if let Some(o) = p.offset {
-                    errs.check(o.is_finite(), &format!("{pp}.offset"), "must be finite");
-                }
+                errs.scaling(&pp, p.scale, p.offset, numeric, "int and float");
                 match (p.access, &p.command) {
                     (Access::ReadWrite, None) => {
                         errs.push(
