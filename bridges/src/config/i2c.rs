@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use super::check_names;
 use super::validate::Errors;
+use super::{check_devices, check_names};
 
 /// One I2C bus (`/dev/i2c-N`).
 #[derive(Debug, Clone, Deserialize)]
@@ -122,18 +122,7 @@ impl I2cBus {
             &format!("{path}.offline_after"),
             "must be at least 1",
         );
-        errs.check(
-            !self.devices.is_empty(),
-            &format!("{path}.devices"),
-            "needs at least one device",
-        );
-        check_names(
-            errs,
-            self.devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (format!("{path}.devices[{i}].name"), d.name.as_str())),
-        );
+        check_devices(errs, path, self.devices.iter().map(|d| d.name.as_str()));
         let mut addrs = std::collections::HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {
             let dp = format!("{path}.devices[{i}]");

@@ -200,6 +200,21 @@ fn modbus_writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<St
         .unwrap_or_default()
 }
 
+/// A bus's device list: at least one device, names valid and unique.
+fn check_devices<'a>(errs: &mut Errors, path: &str, names: impl ExactSizeIterator<Item = &'a str>) {
+    errs.check(
+        names.len() > 0,
+        &format!("{path}.devices"),
+        "needs at least one device",
+    );
+    check_names(
+        errs,
+        names
+            .enumerate()
+            .map(|(i, name)| (format!("{path}.devices[{i}].name"), name)),
+    );
+}
+
 /// Checks names are non-empty, printable identifiers and unique in `names`.
 fn check_names<'a>(errs: &mut Errors, items: impl IntoIterator<Item = (String, &'a str)>) {
     let mut seen = HashSet::new();

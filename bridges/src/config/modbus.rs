@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::validate::Errors;
-use super::{check_names, check_writers};
+use super::{check_devices, check_names, check_writers};
 
 /// Serial parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -328,18 +328,7 @@ fn validate_timing(path: &str, timeout_ms: u64, offline_after: u32, errs: &mut E
 }
 
 fn validate_devices(path: &str, devices: &[ModbusDevice], serial: bool, errs: &mut Errors) {
-    errs.check(
-        !devices.is_empty(),
-        &format!("{path}.devices"),
-        "needs at least one device",
-    );
-    check_names(
-        errs,
-        devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (format!("{path}.devices[{i}].name"), d.name.as_str())),
-    );
+    check_devices(errs, path, devices.iter().map(|d| d.name.as_str()));
     let mut units = std::collections::HashSet::new();
     for (i, d) in devices.iter().enumerate() {
         let dp = format!("{path}.devices[{i}]");

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::modbus::Access;
 use super::validate::Errors;
-use super::{check_names, check_writers};
+use super::{check_devices, check_names, check_writers};
 
 /// One MQTT broker connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -227,18 +227,7 @@ impl MqttBus {
             &format!("{path}.max_payload"),
             "must be positive",
         );
-        errs.check(
-            !self.devices.is_empty(),
-            &format!("{path}.devices"),
-            "needs at least one device",
-        );
-        check_names(
-            errs,
-            self.devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (format!("{path}.devices[{i}].name"), d.name.as_str())),
-        );
+        check_devices(errs, path, self.devices.iter().map(|d| d.name.as_str()));
         for (i, d) in self.devices.iter().enumerate() {
             let dp = format!("{path}.devices[{i}]");
             check_writers(errs, &format!("{dp}.writers"), &d.writers);
