@@ -139,16 +139,13 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queries_tx, queries_rx) = mpsc::channel(64);
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
-    if let Some(period) = watchdog_period() {
-        tokio::spawn(watchdog(period, queries_tx.clone(), shutdown_rx.clone()));
-    }
     host_devices(&queries_tx, &devices).await;
     let reload_queries = queries_tx.clone();
     let api_task = tokio::spawn(api::serve(
         listener,
         queries_tx,
         devices.clone(),
-        shutdown_rx,
+        shutdown_rx.clone(),
     ));
 
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
@@ -157,6 +154,11 @@ async fn serve(
         sd_notify::NotifyState::Status(&format!("listening on {bound}, network {network}")),
     ]);
 
+    // Pets start only once READY=1 went out: systemd (and the tests) see
+    // READY, STATUS, then WATCHDOG, in that order.
+    if let Some(period) = watchdog_period() {
+        tokio::spawn(watchdog(period, reload_queries.clone(), shutdown_rx));
+    }
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
