@@ -207,6 +207,11 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
     let mut other = AgentProcess::start(&tmp.path().join("other"), &cfg);
     other.wait_published(1);
     gw.wait_published(1);
+    // The device's own record is stored somewhere before anyone looks.
+    gw.wait_for("device record stored", |m| {
+        m.contains(&format!("device {device_key} record stored at"))
+            && !m.contains("stored at 0 nodes")
+    });
 
     // A lookup of the device key from another agent names the gateway.
     let out = other.cli(&["lookup", &device_key, "--json"]);

@@ -246,6 +246,9 @@ fn report(event: &NodeEvent) {
         NodeEvent::Restored { contacts } => format!("restored {contacts} contacts"),
         NodeEvent::Joined { contacts } => format!("joined: {contacts} contacts"),
         NodeEvent::Published { seq, acks } => format!("published seq={seq} acks={acks}"),
+        NodeEvent::DevicePublished { device, acks } => {
+            format!("device {device} record stored at {acks} nodes")
+        }
     };
     notify(&[sd_notify::NotifyState::Status(&status)]);
 }

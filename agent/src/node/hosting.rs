@@ -83,11 +83,16 @@ impl Node {
         ) {
             Ok(bytes) => {
                 h.record = Some(bytes.clone());
-                if let Err(e) = self
+                match self
                     .dht
                     .publish(bytes, Time::from(now_ms), &mut self.verifier)
                 {
-                    tracing::warn!(device = %device, error = %e, "cannot publish a device record");
+                    Ok(q) => {
+                        self.device_publishing.insert(q, *device);
+                    }
+                    Err(e) => {
+                        tracing::warn!(device = %device, error = %e, "cannot publish a device record")
+                    }
                 }
             }
             Err(e) => tracing::warn!(device = %device, error = %e, "cannot seal a device record"),

@@ -101,6 +101,13 @@ pub enum NodeEvent {
         /// Contacts in the table.
         contacts: usize,
     },
+    /// A hosted device's record was stored at `acks` nodes.
+    DevicePublished {
+        /// The device.
+        device: PublicKey,
+        /// Nodes that kept it.
+        acks: u32,
+    },
     /// Our peer record was stored at `acks` nodes.
     Published {
         /// Record sequence.
@@ -139,6 +146,8 @@ pub struct Node {
     own_record: Option<Vec<u8>>,
     /// Devices this gateway hosts, by key.
     hosted: HashMap<PublicKey, hosting::Hosted>,
+    /// Device records being stored, by query.
+    device_publishing: HashMap<QueryId, PublicKey>,
     published_acks: u32,
     last_publish: Option<Instant>,
     events: mpsc::Sender<NodeEvent>,
@@ -196,6 +205,7 @@ impl Node {
             record_seq: 0,
             own_record: None,
             hosted: HashMap::new(),
+            device_publishing: HashMap::new(),
             published_acks: 0,
             last_publish: None,
             events,
@@ -462,6 +472,14 @@ impl Node {
                         let _ = self
                             .events
                             .try_send(NodeEvent::Published { seq, acks: *acks });
+                    }
+                } else if let Some(device) = self.device_publishing.remove(&id) {
+                    if let Outcome::Stored { acks, .. } = &outcome {
+                        tracing::debug!(device = %device, acks, "device record published");
+                        let _ = self.events.try_send(NodeEvent::DevicePublished {
+                            device,
+                            acks: *acks,
+                        });
                     }
                 } else if let Some((key, reply, started)) = self.lookups.remove(&id) {
                     let answer = queries::lookup_answer(
