@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::validate::Errors;
-use super::{check_devices, check_names};
+use super::{check_named_list, check_names};
 
 /// One I2C bus (`/dev/i2c-N`).
 #[derive(Debug, Clone, Deserialize)]
@@ -122,7 +122,12 @@ impl I2cBus {
             &format!("{path}.offline_after"),
             "must be at least 1",
         );
-        check_devices(errs, path, self.devices.iter().map(|d| d.name.as_str()));
+        check_named_list(
+            errs,
+            &format!("{path}.devices"),
+            "device",
+            self.devices.iter().map(|d| d.name.as_str()),
+        );
         let mut addrs = std::collections::HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {
             let dp = format!("{path}.devices[{i}]");

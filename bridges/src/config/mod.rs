@@ -200,18 +200,24 @@ fn modbus_writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<St
         .unwrap_or_default()
 }
 
-/// A bus's device list: at least one device, names valid and unique.
-fn check_devices<'a>(errs: &mut Errors, path: &str, names: impl ExactSizeIterator<Item = &'a str>) {
+/// A list of named items (a bus's devices, a device's points) at
+/// `list_path`: at least one `noun`, names valid and unique.
+fn check_named_list<'a>(
+    errs: &mut Errors,
+    list_path: &str,
+    noun: &str,
+    names: impl ExactSizeIterator<Item = &'a str>,
+) {
     errs.check(
         names.len() > 0,
-        &format!("{path}.devices"),
-        "needs at least one device",
+        list_path,
+        format!("needs at least one {noun}"),
     );
     check_names(
         errs,
         names
             .enumerate()
-            .map(|(i, name)| (format!("{path}.devices[{i}].name"), name)),
+            .map(|(i, name)| (format!("{list_path}[{i}].name"), name)),
     );
 }
 

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::validate::Errors;
-use super::{check_devices, check_names, check_writers};
+use super::{check_named_list, check_writers};
 
 /// Serial parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -328,7 +328,12 @@ fn validate_timing(path: &str, timeout_ms: u64, offline_after: u32, errs: &mut E
 }
 
 fn validate_devices(path: &str, devices: &[ModbusDevice], serial: bool, errs: &mut Errors) {
-    check_devices(errs, path, devices.iter().map(|d| d.name.as_str()));
+    check_named_list(
+        errs,
+        &format!("{path}.devices"),
+        "device",
+        devices.iter().map(|d| d.name.as_str()),
+    );
     let mut units = std::collections::HashSet::new();
     for (i, d) in devices.iter().enumerate() {
         let dp = format!("{path}.devices[{i}]");
@@ -350,17 +355,11 @@ fn validate_devices(path: &str, devices: &[ModbusDevice], serial: bool, errs: &m
             "must be at least 1",
         );
         check_writers(errs, &format!("{dp}.writers"), &d.writers);
-        errs.check(
-            !d.points.is_empty(),
-            &format!("{dp}.points"),
-            "needs at least one point",
-        );
-        check_names(
+        check_named_list(
             errs,
-            d.points
-                .iter()
-                .enumerate()
-                .map(|(j, p)| (format!("{dp}.points[{j}].name"), p.name.as_str())),
+            &format!("{dp}.points"),
+            "point",
+            d.points.iter().map(|p| p.name.as_str()),
         );
         for (j, p) in d.points.iter().enumerate() {
             validate_point(&format!("{dp}.points[{j}]"), p, !d.writers.is_empty(), errs);

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::modbus::Access;
 use super::validate::Errors;
-use super::{check_devices, check_names, check_writers};
+use super::{check_named_list, check_writers};
 
 /// One MQTT broker connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -227,24 +227,23 @@ impl MqttBus {
             &format!("{path}.max_payload"),
             "must be positive",
         );
-        check_devices(errs, path, self.devices.iter().map(|d| d.name.as_str()));
+        check_named_list(
+            errs,
+            &format!("{path}.devices"),
+            "device",
+            self.devices.iter().map(|d| d.name.as_str()),
+        );
         for (i, d) in self.devices.iter().enumerate() {
             let dp = format!("{path}.devices[{i}]");
             check_writers(errs, &format!("{dp}.writers"), &d.writers);
             if let Some(a) = &d.availability {
                 check_topic(errs, &format!("{dp}.availability.topic"), &a.topic);
             }
-            errs.check(
-                !d.points.is_empty(),
-                &format!("{dp}.points"),
-                "needs at least one point",
-            );
-            check_names(
+            check_named_list(
                 errs,
-                d.points
-                    .iter()
-                    .enumerate()
-                    .map(|(j, p)| (format!("{dp}.points[{j}].name"), p.name.as_str())),
+                &format!("{dp}.points"),
+                "point",
+                d.points.iter().map(|p| p.name.as_str()),
             );
             for (j, p) in d.points.iter().enumerate() {
                 let pp = format!("{dp}.points[{j}]");
