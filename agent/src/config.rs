@@ -49,6 +49,15 @@ pub struct AgentConfig {
     pub allowlist_file: Option<PathBuf>,
     /// Log level when `RUST_LOG` is not set.
     pub log_level: String,
+    /// Store-and-forward: the most each subscriber's queue of a hosted
+    /// device holds on disk, in bytes; when full, the oldest readings are
+    /// dropped (and counted).
+    pub outbox_max_bytes: u64,
+    /// The most subscribers one hosted device accepts.
+    pub max_subscribers_per_device: usize,
+    /// The most each of this agent's subscription inboxes holds on disk,
+    /// in bytes; when full, the oldest readings are dropped (and counted).
+    pub inbox_max_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -63,6 +72,9 @@ impl Default for AgentConfig {
             allowlist: Vec::new(),
             allowlist_file: None,
             log_level: "info".to_owned(),
+            outbox_max_bytes: 8 * 1024 * 1024,
+            max_subscribers_per_device: 16,
+            inbox_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -184,6 +196,17 @@ impl AgentConfig {
             if let Err(reason) = crate::transport::read_allowlist(f) {
                 err("allowlist_file", reason);
             }
+        }
+        for (key, v) in [
+            ("outbox_max_bytes", self.outbox_max_bytes),
+            ("inbox_max_bytes", self.inbox_max_bytes),
+        ] {
+            if v < 64 * 1024 {
+                err(key, format!("{v} is below the minimum of 65536 bytes"));
+            }
+        }
+        if self.max_subscribers_per_device == 0 {
+            err("max_subscribers_per_device", "must be at least 1".into());
         }
         if self.is_private() && self.network == "public" {
             err(

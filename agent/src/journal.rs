@@ -233,10 +233,7 @@ impl Journal {
 
     /// The highest sequence ever appended or acknowledged.
     pub fn last_seq(&self) -> u64 {
-        self.segments
-            .back()
-            .map_or(0, |s| s.last)
-            .max(self.acked)
+        self.segments.back().map_or(0, |s| s.last).max(self.acked)
     }
 
     /// Records held and not acknowledged.

@@ -3,6 +3,7 @@
 //! - `mod.rs`: start-up and shutdown order, signals, systemd notifications.
 //! - [`api`]: the local HTTP API on a Unix socket.
 //! - [`control`]: the API's request and answer types.
+//! - [`routes`]: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
 //!
 //! Start-up: config → logging → identity → endpoint bound → table restored
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod control;
 mod logging;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::AgentConfig;
-use crate::devices::{self, Devices};
+use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptions};
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent};
 use crate::transport::{Endpoint, Gate, TransportConfig};
@@ -117,7 +119,8 @@ async fn serve(
     }
 
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
+    let wire = node_cfg.wire.clone();
+    let mut node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
     let socket = config.api_socket();
     let listener = api::bind(&socket).map_err(|e| {
         DaemonError::runtime(format!(
@@ -126,7 +129,12 @@ async fn serve(
         ))
     })?;
 
-    let devices = Devices::new(Keystore::new(&state_dir), network.clone());
+    let outboxes = Arc::new(Outboxes::open(
+        &state_dir.join("outbox"),
+        config.outbox_max_bytes,
+        config.max_subscribers_per_device,
+    ));
+    let devices = Devices::new(Keystore::new(&state_dir), network.clone(), outboxes.clone());
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
         devices.stop_all().await;
@@ -138,13 +146,48 @@ async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queries_tx, queries_rx) = mpsc::channel(64);
+    let service = Arc::new(DeviceService::new(
+        devices.clone(),
+        wire.clone(),
+        key.node_id(),
+    ));
+    let (device_streams_tx, device_streams_rx) = mpsc::channel(256);
+    node.serve_devices(device_streams_tx);
+    tokio::spawn(service.clone().run(device_streams_rx));
+    let remote = Arc::new(Remote::new(
+        key.clone(),
+        wire,
+        network.clone(),
+        node.connections(),
+        queries_tx.clone(),
+    ));
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
     host_devices(&queries_tx, &devices).await;
+    let subscriptions = Subscriptions::start(
+        remote.clone(),
+        &state_dir.join("inbox"),
+        config.inbox_max_bytes,
+    );
+    {
+        let outboxes = outboxes.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(devices::SYNC_EVERY);
+            loop {
+                tick.tick().await;
+                outboxes.sync_all();
+            }
+        });
+    }
     let reload_queries = queries_tx.clone();
     let api_task = tokio::spawn(api::serve(
         listener,
-        queries_tx,
-        devices.clone(),
+        api::Context {
+            node: queries_tx,
+            devices: devices.clone(),
+            service,
+            remote,
+            subscriptions: subscriptions.clone(),
+        },
         shutdown_rx.clone(),
     ));
 
@@ -180,6 +223,8 @@ async fn serve(
         let _ = api_task.await;
     })
     .await;
+    outboxes.sync_all();
+    subscriptions.sync_all();
     api::remove(&socket);
     Ok(())
 }

@@ -41,8 +41,8 @@ use crate::wire::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis,
 pub(crate) use connections::Connections;
 pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
 use metrics::NodeCounters;
-pub use rpc::{DeviceStream, BUSY};
 use rpc::Input;
+pub use rpc::{DeviceStream, BUSY};
 
 /// Node settings.
 #[derive(Debug, Clone)]
@@ -299,8 +299,7 @@ impl Node {
                     match conn.served_as() {
                         Some(device) if device != conns.endpoint().key() => {
                             let gate = conns.endpoint().gate().clone();
-                            rpc::serve_device_connection(conn, device, gate, device_streams)
-                                .await;
+                            rpc::serve_device_connection(conn, device, gate, device_streams).await;
                         }
                         _ => {
                             conns.insert(conn.clone());
