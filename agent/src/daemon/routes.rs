@@ -211,7 +211,9 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_a_status() {
-        let status = |m, p, q, b: &[u8]| parse(m, p, q, b).map_err(|r| r.status).err();
+        fn status(m: &str, p: &str, q: Option<&str>, b: &[u8]) -> Option<u16> {
+            parse(m, p, q, b).map_err(|r| r.status).err()
+        }
         assert_eq!(status("GET", "/v1/read/xyz", None, b""), Some(400));
         assert_eq!(status("DELETE", "/v1/status", None, b""), Some(405));
         assert_eq!(status("GET", "/nope", None, b""), Some(404));

@@ -331,6 +331,53 @@ mod tests {
         }
     }
 
+    /// What `read` relies on: a reading is accepted only when the device
+    /// key signed it, so a gateway re-signing with its own key is caught.
+    #[test]
+    fn a_reading_signed_by_anyone_but_the_device_is_refused() {
+        use crate::identity::Keypair;
+        use crate::wire::{Audience, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES};
+        let device = Keypair::from_seed(&[1; 32]);
+        let gateway = Keypair::from_seed(&[2; 32]);
+        let net = NetworkId::public();
+        let payload = Value::Map(vec![
+            (Value::Text("device".into()), Value::Text("meter".into())),
+            (Value::Text("point".into()), Value::Text("temp".into())),
+            (Value::Text("value".into()), Value::Integer(21.into())),
+            (Value::Text("quality".into()), Value::Text("good".into())),
+            (Value::Text("ts".into()), Value::Integer(1.into())),
+            (Value::Text("seq".into()), Value::Integer(5.into())),
+        ]);
+        let payload = encode(&payload);
+        let mut sealer = Sealer::with_nonce(net.clone(), 1);
+        let mut seal = |key: &Keypair, kind| {
+            sealer
+                .seal(key, kind, Audience::Anyone, &payload, UnixMillis(1))
+                .expect("seal")
+        };
+        let good = seal(&device, Kind::Reading);
+        let r = verify_reading(&good, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES)
+            .expect("the device's own reading");
+        assert_eq!((r.seq, r.value), (5, Some(serde_json::json!(21))));
+        let resigned = seal(&gateway, Kind::Reading);
+        let err = verify_reading(
+            &resigned,
+            &device.public(),
+            &net,
+            DEFAULT_MAX_ENVELOPE_BYTES,
+        )
+        .expect_err("re-signed by the gateway");
+        assert!(err.contains("not by the device"), "{err}");
+        let note = seal(&device, Kind::Note);
+        assert!(verify_reading(&note, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err());
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(
+            verify_reading(&flipped, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err()
+        );
+    }
+
     #[test]
     fn malformed_requests_are_refused_with_a_reason() {
         assert!(Request::decode(Kind::Command, &[0xa0]).is_err());

@@ -326,10 +326,9 @@ async fn session(
     }
     loop {
         let frame = if pending > 0 {
-            match tokio::time::timeout(ACK_IDLE, read_frame(&mut recv, remote.max_frame())).await {
-                Ok(f) => Some(f),
-                Err(_) => None,
-            }
+            tokio::time::timeout(ACK_IDLE, read_frame(&mut recv, remote.max_frame()))
+                .await
+                .ok()
         } else {
             Some(read_frame(&mut recv, remote.max_frame()).await)
         };
