@@ -351,3 +351,99 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
     gw.terminate();
     sub.terminate();
 }
+
+#[test]
+fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let port = streembit_tests::ports::free_port();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gw_dir = tmp.path().join("gw");
+    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
+    std::fs::write(
+        gw_dir.join("bridges.d/plug.toml"),
+        format!(
+            r#"[mqtt]
+host = "127.0.0.1"
+port = {port}
+client_id = "gw-embedded"
+
+[[mqtt.devices]]
+name = "plug"
+points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", type = "float" }} ]
+"#
+        ),
+    )
+    .expect("bridge file");
+    let gw = AgentProcess::start_with_env(
+        &gw_dir,
+        &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),
+        &[("STREEMBIT_MQTT__EMBEDDED", "true")],
+    );
+    let plug = device_key(&gw, "plug");
+    let topic = format!("streembit/{plug}/power");
+    // A local application on the embedded broker: topic and hex payload.
+    let mut app = rt.block_on(async {
+        let mut p = streembit_tests::process::Proc::spawn(
+            "mosquitto_sub",
+            tokio::process::Command::new("stdbuf").args([
+                "-oL",
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+                "-t",
+                "streembit/#",
+                "-F",
+                "%t %x",
+            ]),
+        );
+        p.expect_line("SUBACK", |l| l.contains("SUBACK")).await;
+        p
+    });
+    // The device publishes on the embedded broker until the gateway's
+    // bridge (which connects on its own schedule) has taken a reading.
+    let line = rt.block_on(async {
+        let publish = || async {
+            let status = tokio::process::Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-t",
+                    "tele/plug/SENSOR",
+                ])
+                .args(["-m", r#"{"Power": 42.5}"#])
+                .status()
+                .await
+                .expect("mosquitto_pub");
+            assert!(status.success());
+        };
+        loop {
+            publish().await;
+            let wait = app.expect_line("a signed reading", |l| l.starts_with(&topic));
+            if let Ok(line) = tokio::time::timeout(Duration::from_secs(2), wait).await {
+                return line;
+            }
+        }
+    });
+    let hex_env = line.split_whitespace().nth(1).expect("payload");
+    let envelope = hex::decode(hex_env).expect("hex payload");
+    let checked = python::run(
+        "cose_peer.py",
+        &["verify", "--pubkey", &plug],
+        &["pycose", "cbor2"],
+        &envelope,
+    );
+    assert!(
+        checked.status.success(),
+        "pycose refused: {}",
+        stderr(&checked)
+    );
+    let checked: Value = serde_json::from_slice(&checked.stdout).expect("json");
+    assert_eq!(checked["payload"]["value"], 42.5);
+    assert!(gw.metric("streembit_mqtt_published_total") >= 1);
+    assert_eq!(gw.metric("streembit_mqtt_embedded_broker"), 1);
+}

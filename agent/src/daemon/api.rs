@@ -37,6 +37,8 @@ pub struct Context {
     pub remote: Arc<Remote>,
     /// This agent's subscriptions.
     pub subscriptions: Subscriptions,
+    /// The local MQTT publisher's counters.
+    pub mqtt: Arc<super::mqtt::MqttStats>,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -186,6 +188,7 @@ async fn answer(
             families.extend(devices.outboxes().families());
             families.extend(ctx.service.families());
             families.extend(ctx.subscriptions.families());
+            families.extend(ctx.mqtt.families());
             let mut r = Response::new(Full::new(Bytes::from(crate::metrics::encode(families))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,

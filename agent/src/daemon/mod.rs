@@ -5,6 +5,8 @@
 //! - [`control`]: the API's request and answer types.
 //! - [`routes`]: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
+//! - [`mqtt`]: the embedded MQTT broker and the publication of signed
+//!   readings to local MQTT.
 //!
 //! Start-up: config → logging → identity → endpoint bound → table restored
 //! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
@@ -14,6 +16,7 @@
 pub mod api;
 pub mod control;
 mod logging;
+pub mod mqtt;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -134,6 +137,9 @@ async fn serve(
         config.outbox_max_bytes,
         config.max_subscribers_per_device,
     ));
+    // The broker first: local MQTT devices in the bridge files connect to it.
+    let mqtt_stats = Arc::new(mqtt::MqttStats::default());
+    let publish_to = local_mqtt(&config, &mqtt_stats);
     let devices = Devices::new(Keystore::new(&state_dir), network.clone(), outboxes.clone());
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
@@ -165,9 +171,21 @@ async fn serve(
     host_devices(&queries_tx, &devices).await;
     let subscriptions = Subscriptions::start(
         remote.clone(),
+        devices.feed().clone(),
         &state_dir.join("inbox"),
         config.inbox_max_bytes,
     );
+    if let Some(broker) = publish_to {
+        let id = key.public().to_string();
+        mqtt::spawn_publisher(
+            broker,
+            config.mqtt.topic_prefix.clone(),
+            format!("streembit-{}", &id[..16]),
+            devices.feed().subscribe(),
+            mqtt_stats.clone(),
+        );
+        tracing::info!(broker = %broker, prefix = %config.mqtt.topic_prefix, "publishing signed readings to local MQTT");
+    }
     {
         let outboxes = outboxes.clone();
         tokio::spawn(async move {
@@ -187,6 +205,7 @@ async fn serve(
             service,
             remote,
             subscriptions: subscriptions.clone(),
+            mqtt: mqtt_stats,
         },
         shutdown_rx.clone(),
     ));
@@ -272,6 +291,27 @@ async fn reload(
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&status),
     ]);
+}
+
+/// Starts the embedded broker if configured; the broker readings are
+/// published to, if any. A broker that cannot start (its port taken) is
+/// reported and the agent runs on without it.
+fn local_mqtt(config: &AgentConfig, stats: &mqtt::MqttStats) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let resolve = |a: &str| a.to_socket_addrs().ok().and_then(|mut i| i.next());
+    let mut publish_to = config.mqtt.publish_to.as_deref().and_then(resolve);
+    if config.mqtt.embedded {
+        match resolve(&config.mqtt.listen).ok_or_else(|| "no address".to_owned()).and_then(|a| {
+            mqtt::start_broker(a, stats).map(|()| a)
+        }) {
+            Ok(addr) => {
+                tracing::info!(listen = %addr, "embedded MQTT broker running");
+                publish_to.get_or_insert(addr);
+            }
+            Err(e) => tracing::warn!("embedded MQTT broker not started: {e}; set [mqtt] embedded = false to silence this"),
+        }
+    }
+    publish_to
 }
 
 /// Tells the node which devices it hosts (TLS identities, device records).

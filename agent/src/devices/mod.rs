@@ -13,11 +13,13 @@
 //! - `remote.rs`: the calling side: read and write devices of other
 //!   gateways, verifying every answer with the device key.
 //! - `subscriber.rs`: this agent's subscriptions and their inboxes.
+//! - `feed.rs`: every signed reading as it arrives, for local consumers.
 //!
 //! Each device gets its own Ed25519 key in the keystore the first time it
 //! is seen, named by the device name only, so renaming or reordering bridge
 //! files never changes an identity.
 
+mod feed;
 mod files;
 mod outbox;
 pub mod protocol;
@@ -27,6 +29,7 @@ mod service;
 mod signing;
 mod subscriber;
 
+pub use feed::{Feed, SignedReading};
 pub use files::{bridges_dir, load_dir, Loaded, LoadedBridge};
 pub use outbox::{Outboxes, SYNC_EVERY};
 pub use registry::{DeviceInfo, Devices, Hosted, PointReading};

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use streembit_bridges::{BridgeHandle, BridgeOptions, Bus, Command, DeviceState, Quality, Value};
 use tokio::task::JoinHandle;
 
+use super::feed::{Feed, SignedReading};
 use super::files::{Loaded, LoadedBridge};
 use super::outbox::Outboxes;
 use super::signing::{next_seq, quality_text, seal_reading};
@@ -89,6 +90,7 @@ pub struct Devices {
     keystore: Keystore,
     network: NetworkId,
     outboxes: Arc<Outboxes>,
+    feed: Feed,
 }
 
 /// A hosted device's identity, for the network side.
@@ -109,7 +111,14 @@ impl Devices {
             keystore,
             network,
             outboxes,
+            feed: Feed::default(),
         }
+    }
+
+    /// Every signed reading as it is made (and, through
+    /// [`crate::devices::Subscriptions`], as it is received).
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// The store-and-forward queues.
@@ -197,6 +206,7 @@ impl Devices {
         let state = self.state.clone();
         let bridge_name = bridge.name.clone();
         let outboxes = self.outboxes.clone();
+        let feed = self.feed.clone();
         // Each device's sequence resumes above what its queues hold.
         let mut signers: BTreeMap<String, (Arc<Keypair>, u64)> = keys
             .iter()
@@ -219,7 +229,13 @@ impl Devices {
                         .ok()?;
                     *last = seq;
                     outboxes.append(&key.public(), seq, &env);
-                    Some(Arc::new(env))
+                    let env = Arc::new(env);
+                    feed.send(SignedReading {
+                        device: key.public(),
+                        point: r.point.clone(),
+                        envelope: env.clone(),
+                    });
+                    Some(env)
                 });
                 let Ok(mut st) = state.lock() else { break };
                 st.queue_depth.insert(bridge_name.clone(), depth);

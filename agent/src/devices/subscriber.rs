@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::feed::{Feed, SignedReading};
 use super::protocol::{verify_reading, Request, VerifiedReading};
 use super::remote::{Remote, RemoteError};
 use crate::identity::PublicKey;
@@ -85,6 +86,7 @@ struct Subscription {
 #[derive(Clone)]
 pub struct Subscriptions {
     remote: Arc<Remote>,
+    feed: Feed,
     root: PathBuf,
     max_bytes: u64,
     subs: Arc<Mutex<BTreeMap<PublicKey, Arc<Subscription>>>>,
@@ -93,9 +95,10 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Reopens the subscriptions under `root` and starts their streams.
     /// Needs a tokio runtime.
-    pub fn start(remote: Arc<Remote>, root: &Path, max_bytes: u64) -> Self {
+    pub fn start(remote: Arc<Remote>, feed: Feed, root: &Path, max_bytes: u64) -> Self {
         let me = Self {
             remote,
+            feed,
             root: root.to_owned(),
             max_bytes,
             subs: Arc::default(),
@@ -146,7 +149,13 @@ impl Subscriptions {
             stop,
         });
         subs.insert(*device, sub.clone());
-        tokio::spawn(follow(self.remote.clone(), *device, sub, stopped));
+        tokio::spawn(follow(
+            self.remote.clone(),
+            self.feed.clone(),
+            *device,
+            sub,
+            stopped,
+        ));
         Ok(())
     }
 
@@ -272,6 +281,7 @@ impl Subscriptions {
 /// backoff.
 async fn follow(
     remote: Arc<Remote>,
+    feed: Feed,
     device: PublicKey,
     sub: Arc<Subscription>,
     mut stopped: watch::Receiver<bool>,
@@ -279,7 +289,7 @@ async fn follow(
     let mut backoff = Duration::from_millis(250);
     loop {
         let result = tokio::select! {
-            r = session(&remote, &device, &sub) => r,
+            r = session(&remote, &feed, &device, &sub) => r,
             _ = stopped.changed() => return,
         };
         if let Ok(mut st) = sub.stats.lock() {
@@ -298,6 +308,7 @@ async fn follow(
 /// acknowledge them.
 async fn session(
     remote: &Remote,
+    feed: &Feed,
     device: &PublicKey,
     sub: &Subscription,
 ) -> Result<(), RemoteError> {
@@ -352,6 +363,11 @@ async fn session(
                             .map_err(|e| RemoteError::Invalid(format!("inbox: {e}")))?;
                         last = r.seq;
                         pending += 1;
+                        feed.send(SignedReading {
+                            device: *device,
+                            point: r.point,
+                            envelope: Arc::new(bytes),
+                        });
                         if let Ok(mut st) = sub.stats.lock() {
                             st.received += 1;
                         }
