@@ -447,3 +447,38 @@ points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", ty
     assert!(gw.metric("streembit_mqtt_published_total") >= 1);
     assert_eq!(gw.metric("streembit_mqtt_embedded_broker"), 1);
 }
+
+#[test]
+fn the_demo_shows_signed_reads_refused_and_applied_writes_and_a_summary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Command::new(binary())
+        .args(["demo", "--duration", "8", "--dir"])
+        .arg(tmp.path().join("demo"))
+        .output()
+        .expect("demo");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{}", text, stderr(&out));
+    for expected in [
+        "5 agents up on loopback",
+        "agent1 looked meter up in the DHT: device record",
+        "signed by the device, verified",
+        "refused (not_authorized)",
+        "confirmed by the device; the Modbus register now holds 42",
+        "agent4 switched the plug's relay on",
+        "summary after",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let figure = |label: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+    };
+    assert!(figure("remote reads verified") >= 2);
+    assert_eq!(figure("writes refused (not a writer)"), 1);
+    assert_eq!(figure("writes applied (writer)"), 2);
+    assert!(figure("readings signed by the devices") >= 4);
+    // The demo cleans up after itself.
+    assert!(!tmp.path().join("demo").exists());
+}
