@@ -29,7 +29,8 @@ use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
 const MAX_STREAMS: usize = 512;
 /// A request must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Readings sent to a subscriber per queue read.
+/// Readings sent to a subscriber per frame (kept well under the envelope
+/// cap: a reading envelope is a few hundred bytes).
 const BATCH: usize = 64;
 
 /// Answers peers on behalf of the hosted devices.
@@ -267,6 +268,9 @@ impl DeviceService {
             mut recv,
         } = s;
         let caller = peer.key();
+        let Some(hosted) = self.devices.by_key(&device) else {
+            return;
+        };
         let acks = async {
             while let Ok(Some(bytes)) = read_frame(&mut recv, self.max_frame).await {
                 if let Some(opened) = self.open(&device, &caller, &bytes) {
@@ -284,7 +288,7 @@ impl DeviceService {
                 if outbox.generation.load(Ordering::SeqCst) != generation {
                     return;
                 }
-                let batch = outbox.read_after(sent, BATCH);
+                let batch = outbox.read_after(sent, BATCH, self.max_frame / 2);
                 if batch.is_empty() {
                     tokio::select! {
                         _ = outbox.wake.notified() => {}
@@ -294,12 +298,18 @@ impl DeviceService {
                     }
                     continue;
                 }
-                for (seq, env) in batch {
-                    if write_frame(&mut send, &env).await.is_err() {
-                        return;
-                    }
-                    sent = seq;
+                // One frame per batch: the device's own readings inside a
+                // `readings` envelope the device signs for the subscriber,
+                // which verifies the burst in one batch check.
+                let last = batch.last().map_or(sent, |(seq, _)| *seq);
+                let answer = Answer::Readings(batch.into_iter().map(|(_, env)| env).collect());
+                let Some(frame) = self.seal(&hosted, &caller, &answer) else {
+                    return;
+                };
+                if write_frame(&mut send, &frame).await.is_err() {
+                    return;
                 }
+                sent = last;
             }
         };
         tokio::select! {
