@@ -162,6 +162,14 @@ impl Outboxes {
         Ok(outbox)
     }
 
+    /// Makes sure `subscriber` has a queue for `device` (what a first
+    /// `subscribe` does; also for benchmarks and tools).
+    pub fn ensure_queue(&self, device: &PublicKey, subscriber: &PublicKey) -> Result<(), String> {
+        self.subscribe(device, subscriber)
+            .map(drop)
+            .map_err(|(_, message)| message)
+    }
+
     /// Forgets `subscriber`'s subscription to `device` and its queue.
     pub(super) fn cancel(&self, device: &PublicKey, subscriber: &PublicKey) {
         if let Ok(mut map) = self.by_device.lock() {
