@@ -21,7 +21,9 @@ use ed25519_dalek::{Signer, SigningKey};
 use streembit_agent::devices::protocol::{verify_reading, verify_readings};
 use streembit_agent::devices::{next_seq, seal_reading, Outboxes};
 use streembit_agent::identity::Keypair;
-use streembit_agent::wire::{NetworkId, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES};
+use streembit_agent::wire::{
+    open_published, open_published_batch, NetworkId, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES,
+};
 use streembit_bridges::{Quality, Reading, Value};
 
 const DEVICES: usize = 100;
@@ -116,9 +118,9 @@ fn main() {
     );
 
     // Bursts of one device's readings, as a subscriber receives them (the
-    // agent sends up to 64 per frame).
+    // agent sends up to 128 per frame).
     let device = &keys[0];
-    for burst_len in [16, BURST, 256] {
+    for burst_len in [16, BURST, 128, 256] {
         let burst: Vec<Vec<u8>> = (0..burst_len)
             .map(|i| {
                 seal_reading(
@@ -150,11 +152,34 @@ fn main() {
             }
             batch.push(t.elapsed().as_secs_f64() * 1e6 / (reps * burst_len) as f64);
         }
+        // The signature layer alone: open_published against its batch form.
+        let refs: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+        let (mut env_single, mut env_batch) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            for _ in 0..reps {
+                for env in &refs {
+                    assert!(open_published(env, &net, DEFAULT_MAX_ENVELOPE_BYTES).is_ok());
+                }
+            }
+            env_single.push(t.elapsed().as_secs_f64() * 1e6 / (reps * burst_len) as f64);
+            let t = Instant::now();
+            for _ in 0..reps {
+                let all = open_published_batch(&refs, &net, DEFAULT_MAX_ENVELOPE_BYTES);
+                assert!(all.iter().all(Result::is_ok));
+            }
+            env_batch.push(t.elapsed().as_secs_f64() * 1e6 / (reps * burst_len) as f64);
+        }
+        let (es, eb) = (median(&mut env_single), median(&mut env_batch));
         let (single, batch) = (median(&mut single), median(&mut batch));
         println!("verifying bursts of {burst_len} readings, per reading:");
-        println!("  one by one                    {single:>9.1} µs");
         println!(
-            "  batch                         {batch:>9.1} µs  ({:.3}x one by one)",
+            "  envelopes: one by one {es:>6.1} µs, batch {eb:>6.1} µs ({:.3}x)",
+            eb / es
+        );
+        println!("  readings (decode + checks): one by one {single:>6.1} µs");
+        println!(
+            "  readings (decode + checks): batch {batch:>6.1} µs ({:.3}x)",
             batch / single
         );
     }

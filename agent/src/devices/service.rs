@@ -31,7 +31,7 @@ const MAX_STREAMS: usize = 512;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readings sent to a subscriber per frame (kept well under the envelope
 /// cap: a reading envelope is a few hundred bytes).
-const BATCH: usize = 64;
+const BATCH: usize = 128;
 
 /// Answers peers on behalf of the hosted devices.
 pub struct DeviceService {
@@ -288,7 +288,7 @@ impl DeviceService {
                 if outbox.generation.load(Ordering::SeqCst) != generation {
                     return;
                 }
-                let batch = outbox.read_after(sent, BATCH, self.max_frame / 2);
+                let batch = outbox.read_after(sent, BATCH, self.max_frame * 3 / 4);
                 if batch.is_empty() {
                     tokio::select! {
                         _ = outbox.wake.notified() => {}
