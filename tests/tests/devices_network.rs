@@ -482,3 +482,59 @@ fn the_demo_shows_signed_reads_refused_and_applied_writes_and_a_summary() {
     // The demo cleans up after itself.
     assert!(!tmp.path().join("demo").exists());
 }
+
+#[test]
+fn on_a_private_network_the_allowlist_covers_device_keys() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let broker = rt.block_on(Broker::start());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (gw_dir, r1_dir, r2_dir) = (
+        tmp.path().join("gw"),
+        tmp.path().join("r1"),
+        tmp.path().join("r2"),
+    );
+    let (gw_key, r1_key, r2_key) = (identity(&gw_dir), identity(&r1_dir), identity(&r2_dir));
+    // The device's key exists before any allowlist names it.
+    let out = Command::new(binary())
+        .args(["keygen", "--out"])
+        .arg(gw_dir.join(".streembit/devices/plug.pem"))
+        .output()
+        .expect("keygen");
+    let plug = stdout(&out);
+    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
+    std::fs::write(
+        gw_dir.join("bridges.d/plug.toml"),
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-private\"\n\n[[mqtt.devices]]\nname = \"plug\"\npoints = [ {{ name = \"power\", topic = \"p\", type = \"float\" }} ]\n",
+            broker.port
+        ),
+    )
+    .expect("bridge file");
+    let private = |allow: &[&str], seeds: &str| {
+        let list: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
+        format!(
+            "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n{seeds}",
+            list.join(", ")
+        )
+    };
+    let everyone = [gw_key.as_str(), &r1_key, &r2_key, &plug];
+    let mut gw = AgentProcess::start(&gw_dir, &private(&everyone, ""));
+    assert_eq!(device_key(&gw, "plug"), plug);
+    let seeds = format!("seeds = [\"{gw_key}@{}\"]\n", gw.addr);
+    let mut r1 = AgentProcess::start(&r1_dir, &private(&everyone, &seeds));
+    // r2 admits the gateway and the other peers, but not the device.
+    let r2 = AgentProcess::start(&r2_dir, &private(&[&gw_key, &r1_key, &r2_key], &seeds));
+    r1.wait_published(1);
+    wait_device_record(&mut gw, &plug);
+    rt.block_on(broker.publish("p", "7.5"));
+    eventually("the reading at r1", || {
+        remote_value(&r1, &plug, "power").filter(|v| v["readings"][0]["value"] == 7.5)
+    });
+    let refused = r2.cli(&["read", &plug]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        r2.metric(r#"streembit_handshakes_refused_total{reason="not_allowlisted"}"#) >= 1,
+        "r2 refused the device's handshake by its own allowlist"
+    );
+    gw.terminate();
+}
