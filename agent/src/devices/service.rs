@@ -25,7 +25,8 @@ use crate::transport::framing::{read_frame, write_frame};
 use crate::wire::payload::value_to_json;
 use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
 
-/// Device streams handled at once (subscriptions included).
+/// Requests to devices handled at once (subscriptions, once accepted, do
+/// not count: their number is bounded per device).
 const MAX_STREAMS: usize = 512;
 /// A request must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,8 +73,7 @@ impl DeviceService {
             };
             let me = self.clone();
             tokio::spawn(async move {
-                me.handle(stream).await;
-                drop(permit);
+                me.handle(stream, permit).await;
             });
         }
     }
@@ -120,7 +120,10 @@ impl DeviceService {
             .ok()
     }
 
-    async fn handle(&self, mut s: DeviceStream) {
+    /// Handles one stream; `permit` is held while a request is read and
+    /// answered. A subscription gives it back once accepted: those are
+    /// bounded by `max_subscribers_per_device` instead, and last.
+    async fn handle(&self, mut s: DeviceStream, permit: tokio::sync::OwnedSemaphorePermit) {
         let first =
             match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut s.recv, self.max_frame))
                 .await
@@ -165,6 +168,7 @@ impl DeviceService {
                 match self.devices.outboxes().subscribe(&s.device, &caller) {
                     Ok(outbox) => {
                         self.count(kind, "ok");
+                        drop(permit);
                         return self.deliver(s, outbox, after).await;
                     }
                     Err((code, message)) => Answer::error(code, message),
