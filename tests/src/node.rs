@@ -144,6 +144,41 @@ impl AgentProcess {
         }
     }
 
+    /// Every notification that arrives within `window` (also kept in
+    /// [`AgentProcess::seen`]). For checks that something does *not*
+    /// happen: a watchdog's silence is only defined over a period.
+    pub fn notifications_within(&mut self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            self.notify.set_read_timeout(Some(left)).expect("timeout");
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(msg.clone());
+                got.push(msg);
+            }
+        }
+    }
+
+    /// Notifications already queued on the socket, without waiting.
+    pub fn drain_notifications(&mut self) -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        self.notify.set_nonblocking(true).expect("nonblocking");
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.seen.push(msg.clone());
+            got.push(msg);
+        }
+        self.notify.set_nonblocking(false).expect("blocking");
+        got
+    }
+
     /// Waits until its peer record is stored at `acks` nodes or more.
     pub fn wait_published(&mut self, acks: u32) {
         self.wait_for(&format!("publish with ≥{acks} acks"), |m| {

@@ -118,6 +118,12 @@ impl Dht {
         self.store.set_config(cfg);
     }
 
+    /// Sets the number of disjoint lookup paths (1 to 8) for lookups
+    /// started from now on; running ones keep theirs.
+    pub fn set_lookup_paths(&mut self, paths: usize) {
+        self.cfg.paths = paths.clamp(1, super::lookup::MAX_PATHS);
+    }
+
     /// Rejection and refusal counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -380,7 +386,28 @@ impl Dht {
             return Err(StoreRefusal::TooLarge);
         }
         let v = record::check(verifier, bytes, None, now).map_err(|_| StoreRefusal::Invalid)?;
+        if self.store.config().closest_only && !self.is_among_closest(&v.key()) {
+            return Err(StoreRefusal::NotClosest);
+        }
         self.store.insert(&v, bytes, *publisher).map(|_| ())
+    }
+
+    /// Whether this node may be among the k closest to `key`: false once the
+    /// table knows k nodes strictly closer to it than we are. A young node
+    /// with a small table accepts (it cannot tell yet), which is what
+    /// Kademlia's publishers expect while the network forms; a publisher that
+    /// ran a lookup sends its STOREs to the k closest it found, so a correct
+    /// node refuses only keys that lookups would never bring to it.
+    fn is_among_closest(&self, key: &NodeId) -> bool {
+        let k = self.cfg.k;
+        let ours = self.local.id().distance(key);
+        let closer = self
+            .table
+            .closest(key, k)
+            .iter()
+            .filter(|c| c.id().distance(key) < ours)
+            .count();
+        closer < k
     }
 
     fn send(&mut self, to: Contact, message: Message) {
