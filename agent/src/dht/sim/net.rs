@@ -12,7 +12,7 @@
 //! verifying the envelope.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::dht::{Action, Addrs, Config, Contact, Dht, Event, Message, QueryId, Time};
@@ -127,6 +127,8 @@ pub struct Net {
     /// Nodes that lie in lookups (see [`Net::set_liar`]), by id, so the
     /// colluding liars can name those of them closest to any target.
     liars: BTreeMap<NodeId, u32>,
+    /// The same nodes by index, for the check on every delivery.
+    liar_index: HashSet<u32>,
 }
 
 impl Net {
@@ -146,6 +148,7 @@ impl Net {
             auto_republish: false,
             stats: NetStats::default(),
             liars: BTreeMap::new(),
+            liar_index: HashSet::new(),
         }
     }
 
@@ -226,11 +229,12 @@ impl Net {
     /// STOREs still go to its core, so it stays in routing tables.
     pub fn set_liar(&mut self, i: usize) {
         self.liars.insert(*self.contact(i).id(), i as u32);
+        self.liar_index.insert(i as u32);
     }
 
     /// Whether node `i` lies.
     pub fn is_liar(&self, i: usize) -> bool {
-        self.liars.contains_key(self.contact(i).id())
+        self.liar_index.contains(&(i as u32))
     }
 
     /// Every node's lookups from now on use `paths` disjoint paths.
@@ -246,6 +250,9 @@ impl Net {
     /// id order: 2k neighbours on each side, sorted by distance, cover the
     /// closest k.
     fn lie(&self, liar: u32, asker: u32, msg: &Message) -> Option<Message> {
+        if !self.liar_index.contains(&liar) {
+            return None;
+        }
         let (rid, target, value) = match msg {
             Message::FindNode { rid, target } => (*rid, *target, false),
             Message::FindValue { rid, key } => (*rid, *key, true),
