@@ -117,7 +117,10 @@ fn replays(tmp: &std::path::Path, failed: &mut Vec<String>) {
 fn spoiled(tmp: &std::path::Path, failed: &mut Vec<String>) {
     const EACH: u64 = 20_000;
     let key = Arc::new(Keypair::generate());
-    let a = agent(&tmp.join("spoiled"), &[hex::encode(key.public().as_bytes())]);
+    let a = agent(
+        &tmp.join("spoiled"),
+        &[hex::encode(key.public().as_bytes())],
+    );
     let target = key_of(&a);
     let mut peer = HostilePeer::with_key(key, "acme", &[target]);
     let conn = peer.dial(&target, addr_of(&a)).expect("dial");
@@ -274,7 +277,10 @@ fn handshake_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
             let t = Instant::now();
             if let Ok(c) = peer.dial(&target, addr) {
                 let env = peer.seal(&target, &Message::Ping { rid: tries });
-                if matches!(peer.send_all(&c, vec![env], 1).pop(), Some(Answer::Answered(_))) {
+                if matches!(
+                    peer.send_all(&c, vec![env], 1).pop(),
+                    Some(Answer::Answered(_))
+                ) {
                     ok += 1;
                     lat.push(t.elapsed().as_millis());
                 }
@@ -306,7 +312,10 @@ fn handshake_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |n: &str| which.is_empty() || which.iter().any(|w| w == n);
     let tmp = tempfile::tempdir().expect("tmp");
     let mut failed = Vec::new();

@@ -14,7 +14,9 @@ use streembit_agent::dht::{Addrs, Message, MessageKind, PeerRecord};
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::transport::framing::request;
 use streembit_agent::transport::{Connection, Endpoint, Gate, TransportConfig, TransportError};
-use streembit_agent::wire::{self, Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig};
+use streembit_agent::wire::{
+    self, Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig,
+};
 
 /// How long one request may wait for its answer.
 pub const REQUEST_WAIT: Duration = Duration::from_secs(30);
@@ -105,7 +107,13 @@ impl HostilePeer {
     pub fn seal_at(&mut self, to: &PublicKey, msg: &Message, at: UnixMillis) -> Vec<u8> {
         let kind: Kind = msg.kind().name().parse().expect("DHT kinds are wire kinds");
         self.sealer
-            .seal(&self.key, kind, Audience::Node(to.node_id()), &msg.encode(), at)
+            .seal(
+                &self.key,
+                kind,
+                Audience::Node(to.node_id()),
+                &msg.encode(),
+                at,
+            )
             .expect("seal")
     }
 
@@ -134,7 +142,12 @@ impl HostilePeer {
 
     /// Sends each envelope on its own stream, `parallel` at a time, and
     /// returns what became of each, in order.
-    pub fn send_all(&self, conn: &Connection, envelopes: Vec<Vec<u8>>, parallel: usize) -> Vec<Answer> {
+    pub fn send_all(
+        &self,
+        conn: &Connection,
+        envelopes: Vec<Vec<u8>>,
+        parallel: usize,
+    ) -> Vec<Answer> {
         self.rt.block_on(async {
             let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
             let mut tasks = Vec::with_capacity(envelopes.len());
@@ -220,8 +233,7 @@ pub fn peer_record(owner: &Keypair, network: &NetworkId, seq: u64) -> Vec<u8> {
 /// either, but size is checked first).
 pub fn oversize_record(owner: &Keypair, network: &NetworkId) -> Vec<u8> {
     let mut payload = Vec::new();
-    ciborium::into_writer(&ciborium::Value::Bytes(vec![0x55; 2000]), &mut payload)
-        .expect("cbor");
+    ciborium::into_writer(&ciborium::Value::Bytes(vec![0x55; 2000]), &mut payload).expect("cbor");
     wire::seal(
         owner,
         network,

@@ -124,7 +124,10 @@ impl Lab {
             in_ns(&br, &["ip", "link", "set", &b, "up"])?;
             in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
             in_ns(&ns, &["ip", "link", "set", &a, "name", "eth0"])?;
-            in_ns(&ns, &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            in_ns(
+                &ns,
+                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
         }
         Ok(())
@@ -143,8 +146,19 @@ impl Lab {
             in_ns(
                 &h.ns,
                 &[
-                    "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode",
-                    "random", "--probability", &p, "-j", "DROP",
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "udp",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
                 ],
             )?;
         }
@@ -160,7 +174,10 @@ impl Lab {
         let op = if on { "-I" } else { "-D" };
         for h in &self.hosts {
             let other = self.half(!h.high);
-            in_ns(&h.ns, &["iptables", op, "INPUT", "-s", &other, "-j", "DROP"])?;
+            in_ns(
+                &h.ns,
+                &["iptables", op, "INPUT", "-s", &other, "-j", "DROP"],
+            )?;
         }
         Ok(())
     }

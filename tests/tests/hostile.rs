@@ -94,7 +94,9 @@ fn captured_envelopes_replayed_are_refused_also_after_a_restart() {
     let target = key_of(&agent);
     let mut peer = HostilePeer::with_key(peer_key, "acme", &[target]);
 
-    let conn = peer.dial(&target, addr_of(&agent)).expect("allowlisted dial");
+    let conn = peer
+        .dial(&target, addr_of(&agent))
+        .expect("allowlisted dial");
     let captured: Vec<Vec<u8>> = (0..N).map(|i| peer.seal(&target, &ping(i))).collect();
     let first = peer.send_all(&conn, captured.clone(), 32);
     let pongs = first
@@ -119,7 +121,9 @@ fn captured_envelopes_replayed_are_refused_also_after_a_restart() {
     // A restart empties the replay window; the start-time floor still
     // refuses everything stamped before it.
     agent.restart(None);
-    let conn = peer.dial(&target, addr_of(&agent)).expect("dial after restart");
+    let conn = peer
+        .dial(&target, addr_of(&agent))
+        .expect("dial after restart");
     let after = peer.send_all(&conn, captured, 32);
     assert!(after.iter().all(|a| *a == Answer::Refused), "{after:?}");
     assert_eq!(agent.metric("streembit_envelopes_accepted_total"), 0);
@@ -187,7 +191,11 @@ fn spoiled_envelopes_are_never_accepted() {
         "sender_mismatch",
     ]
     .iter()
-    .map(|r| agent.metric(&format!("streembit_envelopes_rejected_total{{reason=\"{r}\"}}")))
+    .map(|r| {
+        agent.metric(&format!(
+            "streembit_envelopes_rejected_total{{reason=\"{r}\"}}"
+        ))
+    })
     .sum();
     assert_eq!(rejected, total, "every refusal counted");
     assert_eq!(agent.metric("streembit_dht_table_size"), 0);
@@ -227,7 +235,13 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
         } else {
             hostile::peer_record(&Keypair::generate(), &net, 1)
         };
-        envs.push(peer.seal(&target, &Message::Store { rid: 1000 + i, record }));
+        envs.push(peer.seal(
+            &target,
+            &Message::Store {
+                rid: 1000 + i,
+                record,
+            },
+        ));
     }
     for i in 0..300u64 {
         let nodes: Vec<Contact> = (0..20)
@@ -250,7 +264,10 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
         300
     );
     // None of the made-up nodes entered the table: only the peer itself.
-    assert_eq!(agent.peers(), vec![hex::encode(peer.key.public().as_bytes())]);
+    assert_eq!(
+        agent.peers(),
+        vec![hex::encode(peer.key.public().as_bytes())]
+    );
 
     // The held record is the highest sequence.
     let ask = peer.seal(
@@ -271,8 +288,8 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
     else {
         panic!("no record: {got:?}")
     };
-    let opened = streembit_agent::wire::open_published(&record, &net, 4096)
-        .expect("held record opens");
+    let opened =
+        streembit_agent::wire::open_published(&record, &net, 4096).expect("held record opens");
     let rec: streembit_agent::dht::PeerRecord =
         ciborium::from_reader(opened.payload()).expect("peer record");
     assert_eq!(rec.seq, 60);

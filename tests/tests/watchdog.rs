@@ -50,7 +50,7 @@ fn a_stopped_agent_stops_petting_the_watchdog_and_resumes_after_sigcont() {
     // Alive: pings arrive, one after another.
     for _ in 0..3 {
         let before = a.seen.len();
-        a.wait_for("a fresh WATCHDOG=1", |m| is_ping(m));
+        a.wait_for("a fresh WATCHDOG=1", is_ping);
         a.seen.truncate(before);
     }
 

@@ -375,7 +375,14 @@ impl Net {
                 if let Some(lie) = self.lie(to, from, &msg) {
                     if !self.rng.chance(self.cfg.loss) {
                         let at = self.now + self.latency(to, from);
-                        self.push(at, Ev::Deliver { from: to, to: from, msg: lie });
+                        self.push(
+                            at,
+                            Ev::Deliver {
+                                from: to,
+                                to: from,
+                                msg: lie,
+                            },
+                        );
                     }
                     return true;
                 }
