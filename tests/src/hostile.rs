@@ -190,18 +190,26 @@ impl HostilePeer {
             let addr = sink.local_addr().expect("sink addr");
             let mut out = Vec::with_capacity(n);
             let mut buf = vec![0u8; 4096];
+            // Every dial stays pending until the end: a dropped one would
+            // send a CONNECTION_CLOSE to the sink, which is no attempt.
+            let mut pending = Vec::with_capacity(n);
+            let mut seen = std::collections::HashSet::new();
             while out.len() < n {
-                let dial = self.endpoint.dial(to, addr);
-                tokio::pin!(dial);
+                let mut dial = Box::pin(self.endpoint.dial(to, addr));
                 tokio::select! {
                     r = sink.recv(&mut buf) => {
+                        // Skip a retransmission of an earlier dial's Initial.
                         if let Ok(len) = r {
-                            out.push(buf[..len].to_vec());
+                            if seen.insert(buf[..len].to_vec()) {
+                                out.push(buf[..len].to_vec());
+                            }
                         }
                     }
                     _ = &mut dial => {}
                 }
+                pending.push(dial);
             }
+            drop(pending);
             out
         })
     }
@@ -248,9 +256,11 @@ pub fn oversize_record(owner: &Keypair, network: &NetworkId) -> Vec<u8> {
 
 /// Sends `initials` to `target` from `sockets` UDP sockets until `stop`
 /// is set, at most `per_sec` datagrams a second; returns how many were
-/// sent. Datagram t is initial t mod I from socket (t / I) mod S, so the
-/// first I × S datagrams are distinct (source, connection id) pairs:
-/// distinct connection attempts. `warm` is told once `warmup` were sent.
+/// sent. Datagram t is initial t mod I from socket (t / I) mod S. A QUIC
+/// server knows an attempt by its destination connection id, so the first
+/// I datagrams are I distinct connection attempts; after that they repeat
+/// (retransmissions, as far as the server can tell). `warm` is told once
+/// `warmup` were sent.
 pub fn flood(
     target: SocketAddr,
     initials: &[Vec<u8>],

@@ -305,9 +305,11 @@ fn a_legitimate_peer_connects_through_a_handshake_flood() {
     let agent = private_agent(&tmp.path().join("a"), &[legit_hex]);
     let target = key_of(&agent);
     let addr = addr_of(&agent);
-    // The flooder's Initials carry an outsider's ClientHello.
+    // The flooder's Initials carry an outsider's ClientHello, each under
+    // its own connection id (a server knows an attempt by that id, so a
+    // replay of one Initial from many ports is one attempt).
     let outsider = HostilePeer::new("acme", &[target]);
-    let initials = outsider.capture_initials(&target, 64);
+    let initials = outsider.capture_initials(&target, 300);
     let stop = AtomicBool::new(false);
     let (warm_tx, warm_rx) = std::sync::mpsc::channel();
     let sent = std::thread::scope(|s| {
@@ -330,6 +332,9 @@ fn a_legitimate_peer_connects_through_a_handshake_flood() {
         sent
     });
     assert!(sent >= 1000);
+    // The flood hit the handshake cap: unproven attempts past half of it
+    // were sent a stateless Retry instead of taking a slot.
+    assert!(agent.metric("streembit_handshakes_refused_total{reason=\"busy\"}") > 0);
     // The agent is still whole and answers its API.
     assert!(agent.cli(&["status", "--json"]).status.success());
 }
