@@ -53,7 +53,7 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
 
 /// Why this machine cannot build a lab, if it cannot.
 pub fn unavailable() -> Option<String> {
-    // SAFETY-free check of the effective uid: /proc/self/status "Uid:" line.
+    // The effective uid, from the "Uid:" line of /proc/self/status.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()
