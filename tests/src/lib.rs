@@ -14,6 +14,8 @@
 //! - [`netns`]: test hosts in network namespaces on a bridge, with
 //!   iptables loss and partitions (root only; skips otherwise).
 //! - [`ports`]: free loopback ports.
+//! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
+//!   loopback (no `netem` on this kernel).
 //! - [`pty`]: a `socat` pseudo-terminal pair (a serial line in software).
 //! - [`pymodbus`]: the pymodbus server of `tests/py/modbus_server.py`.
 //! - [`mosquitto`]: a real mosquitto broker, `mosquitto_pub` and `mosquitto_sub`.
@@ -33,3 +35,4 @@ pub mod process;
 pub mod pty;
 pub mod pymodbus;
 pub mod python;
+pub mod relay;
