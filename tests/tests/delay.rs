@@ -24,15 +24,12 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
         },
     );
     let mut nodes: Vec<AgentProcess> = Vec::new();
-    for i in 0..N {
+    for (i, (backend, front)) in backends.iter().zip(&relay.fronts).enumerate() {
         let seeds = match nodes.first() {
             Some(s) => format!("\"{}@{}\"", s.key, relay.fronts[0]),
             None => String::new(),
         };
-        let cfg = format!(
-            "listen = \"{}\"\nannounce = [\"{}\"]\nseeds = [{seeds}]\n",
-            backends[i], relay.fronts[i]
-        );
+        let cfg = format!("listen = \"{backend}\"\nannounce = [\"{front}\"]\nseeds = [{seeds}]\n");
         nodes.push(AgentProcess::start_with_log(
             &tmp.path().join(format!("n{i}")),
             &cfg,
