@@ -406,14 +406,18 @@ impl Dht {
     /// Kademlia's publishers expect while the network forms; a publisher that
     /// ran a lookup sends its STOREs to the k closest it found, so a correct
     /// node refuses only keys that lookups would never bring to it.
+    ///
+    /// The record's owner does not count: its node id *is* the key (the
+    /// closest node of all), yet it publishes its record rather than
+    /// storing it, so its publisher's k STOREs go to the k closest others.
     fn is_among_closest(&self, key: &NodeId) -> bool {
         let k = self.cfg.k;
         let ours = self.local.id().distance(key);
         let closer = self
             .table
-            .closest(key, k)
+            .closest(key, k + 1)
             .iter()
-            .filter(|c| c.id().distance(key) < ours)
+            .filter(|c| c.id() != key && c.id().distance(key) < ours)
             .count();
         closer < k
     }
