@@ -25,6 +25,13 @@ pub struct StoreConfig {
     pub max_record_bytes: usize,
     /// Bytes of record data held at most.
     pub max_total_bytes: usize,
+    /// Refuse a STORE for a key this node is not responsible for: when its
+    /// routing table knows k or more nodes strictly closer to the key than
+    /// itself. Without it, any peer could park up to its quota of records
+    /// under keys no lookup ever asks this node for. Checked by the `Dht`
+    /// (the store does not see the table); off only where a test measures
+    /// the quotas alone.
+    pub closest_only: bool,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +42,7 @@ impl Default for StoreConfig {
             max_per_publisher: 16,
             max_record_bytes: 1024,
             max_total_bytes: 4 << 20,
+            closest_only: true,
         }
     }
 }
@@ -232,6 +240,7 @@ mod tests {
             max_per_publisher: 2,
             max_record_bytes: 10,
             max_total_bytes: 25,
+            closest_only: true,
         };
         let mut s = RecordStore::new(cfg);
         let p = NodeId([1; 32]);
