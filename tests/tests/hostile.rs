@@ -252,7 +252,11 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
     let _ = peer.send_all(&conn, envs, 32);
 
     let held = agent.metric("streembit_records_stored");
-    assert!(held <= 16, "{held} records held for one peer (quota 16)");
+    let quota = streembit_agent::dht::DEFAULT_MAX_PER_PUBLISHER as u64;
+    assert!(
+        held <= quota,
+        "{held} records held for one peer (quota {quota})"
+    );
     assert!(agent.metric("streembit_dht_stores_total{result=\"refused_publisher_quota\"}") > 0);
     assert_eq!(
         agent.metric("streembit_dht_stores_total{result=\"refused_too_large\"}"),

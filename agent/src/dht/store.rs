@@ -14,12 +14,20 @@ use super::message::StoreRefusal;
 use super::record::VerifiedRecord;
 use super::timer::Time;
 
+/// Records one peer may have us hold by default: a gateway's own record
+/// plus up to 255 device records. 16 proved too few: a gateway with 100
+/// devices had most of them unfindable (the devices bench).
+pub const DEFAULT_MAX_PER_PUBLISHER: usize = 256;
+
 /// Limits of the record store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Records held at most.
     pub max_records: usize,
-    /// Records held at most per publishing peer.
+    /// Records held at most per publishing peer. A gateway publishes its
+    /// own record and one per hosted device (each device record is sent by
+    /// the gateway), so this also caps the devices one gateway can make
+    /// findable: [`DEFAULT_MAX_PER_PUBLISHER`] - 1 by default.
     pub max_per_publisher: usize,
     /// Largest record accepted, in bytes.
     pub max_record_bytes: usize,
@@ -39,7 +47,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_records: 4096,
-            max_per_publisher: 16,
+            max_per_publisher: DEFAULT_MAX_PER_PUBLISHER,
             max_record_bytes: 1024,
             max_total_bytes: 4 << 20,
             closest_only: true,
