@@ -44,6 +44,8 @@ pub struct TransportConfig {
     /// Send keep-alives this often on open connections.
     pub keep_alive: Duration,
     /// Concurrent bidirectional streams a peer may open on one connection.
+    /// A subscriber keeps one open per device it follows on the gateway's
+    /// connection, beside the DHT's short requests, hence well above 32.
     pub max_streams_per_connection: u32,
     /// Handshakes in progress at once; more are refused (handshake floods).
     pub max_incoming: usize,
@@ -61,7 +63,7 @@ impl TransportConfig {
             network,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
-            max_streams_per_connection: 32,
+            max_streams_per_connection: 256,
             max_incoming: 256,
             max_handshakes: 64,
         }

@@ -40,12 +40,21 @@ pub async fn read_frame(
         let _ = recv.stop(FRAME_TOO_LARGE.into());
         return Err(TransportError::FrameTooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| TransportError::Stream(e.to_string()))?;
+    // Grown as bytes arrive rather than allocated at the announced length:
+    // what a peer makes us hold is then bounded by what it actually sent
+    // (flow control), not by how many streams announce a large frame.
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+    while body.len() < len {
+        let start = body.len();
+        body.resize(start + (len - start).min(READ_CHUNK), 0);
+        recv.read_exact(&mut body[start..])
+            .await
+            .map_err(|e| TransportError::Stream(e.to_string()))?;
+    }
     Ok(Some(body))
 }
+
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Stream error code sent when a frame exceeds the cap.
 pub const FRAME_TOO_LARGE: u32 = 0x10;
