@@ -84,3 +84,35 @@ pub fn tee(mut readings: Readings) -> Readings {
     });
     rx
 }
+
+/// Every distinct status one device goes through, recorded in the
+/// background from the moment this is called.
+#[derive(Debug, Clone)]
+pub struct StatusLog(std::sync::Arc<std::sync::Mutex<Vec<DeviceStatus>>>);
+
+impl StatusLog {
+    /// Starts recording `device`'s statuses.
+    pub fn start(bridge: &BridgeHandle, device: &str) -> StatusLog {
+        let log = StatusLog(std::sync::Arc::default());
+        let (mut rx, out, device) = (bridge.watch_status(), log.clone(), device.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let st = rx.borrow_and_update().get(&device).cloned();
+                if let (Some(st), Ok(mut v)) = (st, out.0.lock()) {
+                    if v.last() != Some(&st) {
+                        v.push(st);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        log
+    }
+
+    /// The statuses seen so far, oldest first.
+    pub fn seen(&self) -> Vec<DeviceStatus> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
