@@ -9,6 +9,19 @@
 // timeout or transport error. On a serial line the port is then reopened
 // and both buffers cleared, which discards a slave's late reply; on TCP a
 // fresh connection does the same.
+//
+// RTU frames carry no transaction id, so clearing only helps if the late
+// reply is already in the buffer. A slow slave's answer that lands after
+// the clear would be read as the answer to the next request: to another
+// slave (a header mismatch that used to count against that innocent
+// neighbour, and whose own answer then became the next stray frame), or
+// to the same slave's next poll (stale data taken as fresh). So after a
+// failed request on a serial line the task lets the line settle for one
+// more timeout before reopening: a reply up to twice the timeout late is
+// dropped. A frame from another slave that still turns up is not the
+// addressed device's fault: the request is asked again (up to
+// `MAX_STRAY_FRAMES` times) without spending one of its retries. Found by
+// the "slow slave" test in tests/tests/bridge_modbus_rtu.rs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
+use tokio_modbus::ProtocolError;
 use tokio_serial::SerialPort;
 
 use super::codec::{decode_registers, encode_bit, encode_registers};
@@ -45,6 +59,9 @@ struct Device {
     blocks: Vec<Block>,
     health: Health,
 }
+
+/// Frames from another slave tolerated in one request before it fails.
+const MAX_STRAY_FRAMES: u32 = 2;
 
 /// What one read came to, in the two layers.
 type Answer<T> = Result<Result<T, PointError>, BridgeError>;
@@ -224,7 +241,9 @@ impl Line {
         >,
     {
         let mut last = BridgeError::Timeout(self.timeout.as_millis() as u64);
-        for _ in 0..=self.retries {
+        let (mut attempts, mut strays) = (0, 0);
+        while attempts <= self.retries {
+            attempts += 1;
             let ctx = match self.ctx.as_mut() {
                 Some(c) => c,
                 None => match open(&self.link, self.timeout).await {
@@ -239,15 +258,33 @@ impl Line {
             match timeout(self.timeout, f(ctx)).await {
                 Ok(Ok(Ok(v))) => return Ok(Ok(v)),
                 Ok(Ok(Err(code))) => return Ok(Err(exception(code))),
+                Ok(Err(tokio_modbus::Error::Protocol(ProtocolError::HeaderMismatch {
+                    message,
+                    ..
+                }))) if strays < MAX_STRAY_FRAMES => {
+                    // Another slave's late frame: ask again, for free.
+                    tracing::debug!(%unit, "stray frame dropped: {message}");
+                    strays += 1;
+                    attempts -= 1;
+                }
                 Ok(Err(tokio_modbus::Error::Transport(e))) => last = BridgeError::Io(e.to_string()),
                 Ok(Err(tokio_modbus::Error::Protocol(e))) => {
                     last = BridgeError::PeerMisbehaved(e.to_string())
                 }
                 Err(_) => last = BridgeError::Timeout(self.timeout.as_millis() as u64),
             }
-            self.ctx = None;
+            self.reset().await;
         }
         Err(last)
+    }
+
+    /// Drops the context after a failed request; on a serial line, first
+    /// lets a late reply arrive so that reopening the port discards it
+    /// (see the implementation notes at the top).
+    async fn reset(&mut self) {
+        if self.ctx.take().is_some() && matches!(self.link, Link::Serial(_)) {
+            tokio::time::sleep(self.timeout).await;
+        }
     }
 }
 
