@@ -129,8 +129,11 @@ fn full_or_read_only_state_dir_is_logged_counted_and_harmless() {
         // Still serving: the local API answers and the network still works.
         let status = b.cli(&["status", "--json"]);
         assert!(status.status.success(), "{case}: status failed");
-        let found = b.cli(&["lookup", &seed.key, "--json"]);
-        assert!(found.status.success(), "{case}: lookup of the seed failed");
+        let peers = b.peers();
+        assert!(peers.contains(&seed.key), "{case}: seed not in {peers:?}");
+        b.wait_published(1);
+        let found = seed.cli(&["lookup", &b.key, "--json"]);
+        assert!(found.status.success(), "{case}: the seed cannot find b");
         // SIGTERM persists once more, and fails once more.
         b.terminate();
         assert_eq!(stored(&state), before, "{case}: stored files changed");
