@@ -225,7 +225,9 @@ impl AgentConfig {
             ("mqtt.publish_to", self.mqtt.publish_to.as_ref()),
         ] {
             let Some(a) = addr else { continue };
-            let shaped = a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            let shaped = a
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
             if shaped
                 && a.to_socket_addrs()
                     .map(|mut i| i.next().is_none())

@@ -19,22 +19,40 @@ fn render(route: &Route) -> (&'static str, String, Option<String>, Vec<u8>) {
         Route::Lookup(k) => ("GET", format!("/v1/lookup/{k}"), None, Vec::new()),
         Route::Devices => ("GET", "/v1/devices".into(), None, Vec::new()),
         Route::Device(d) => ("GET", format!("/v1/devices/{d}"), None, Vec::new()),
-        Route::WriteLocal { device, point, value } => {
-            ("POST", format!("/v1/devices/{device}/{point}"), None, body(value))
-        }
+        Route::WriteLocal {
+            device,
+            point,
+            value,
+        } => (
+            "POST",
+            format!("/v1/devices/{device}/{point}"),
+            None,
+            body(value),
+        ),
         Route::Read { device, point } => (
             "GET",
             format!("/v1/read/{device}"),
             point.as_ref().map(|p| format!("point={p}")),
             Vec::new(),
         ),
-        Route::Write { device, point, value } => {
-            ("POST", format!("/v1/write/{device}/{point}"), None, body(value))
-        }
+        Route::Write {
+            device,
+            point,
+            value,
+        } => (
+            "POST",
+            format!("/v1/write/{device}/{point}"),
+            None,
+            body(value),
+        ),
         Route::Subscriptions => ("GET", "/v1/subscriptions".into(), None, Vec::new()),
         Route::Subscribe(k) => ("POST", format!("/v1/subscriptions/{k}"), None, Vec::new()),
         Route::Unsubscribe(k) => ("DELETE", format!("/v1/subscriptions/{k}"), None, Vec::new()),
-        Route::Inbox { device, after, limit } => (
+        Route::Inbox {
+            device,
+            after,
+            limit,
+        } => (
             "GET",
             format!("/v1/subscriptions/{device}/readings"),
             Some(format!("after={after}&limit={limit}")),
@@ -63,7 +81,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(route) => {
             let (m, p, q, b) = render(&route);
             let again = parse(m, &p, q.as_deref(), &b);
-            assert_eq!(again.as_ref(), Ok(&route), "{m} {p} {q:?} {:?}", String::from_utf8_lossy(&b));
+            assert_eq!(
+                again.as_ref(),
+                Ok(&route),
+                "{m} {p} {q:?} {:?}",
+                String::from_utf8_lossy(&b)
+            );
         }
         Err(refusal) => {
             assert!((400..500).contains(&refusal.status), "{refusal:?}");

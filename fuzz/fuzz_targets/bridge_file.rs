@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(errs) => {
             assert!(!errs.is_empty());
-            assert!(errs.iter().all(|e| !e.path.is_empty() && !e.reason.is_empty()));
+            assert!(errs
+                .iter()
+                .all(|e| !e.path.is_empty() && !e.reason.is_empty()));
         }
     }
 });

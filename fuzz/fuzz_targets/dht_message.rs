@@ -6,7 +6,9 @@
 
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use streembit_agent::dht::{Addrs, Contact, Message, MessageKind, StoreRefusal, MAX_RECORD_WIRE_BYTES};
+use streembit_agent::dht::{
+    Addrs, Contact, Message, MessageKind, StoreRefusal, MAX_RECORD_WIRE_BYTES,
+};
 use streembit_agent::identity::NodeId;
 
 fn contact(u: &mut Unstructured<'_>) -> ArbResult<Contact> {
@@ -15,7 +17,9 @@ fn contact(u: &mut Unstructured<'_>) -> ArbResult<Contact> {
     let mut addrs = Vec::with_capacity(n);
     for _ in 0..n {
         let len = u.int_in_range(0..=96)?;
-        let s: String = (0..len).map(|_| u.int_in_range(b' '..=b'~').map(char::from)).collect::<ArbResult<_>>()?;
+        let s: String = (0..len)
+            .map(|_| u.int_in_range(b' '..=b'~').map(char::from))
+            .collect::<ArbResult<_>>()?;
         addrs.push(s);
     }
     let addrs = Addrs::new(&addrs).map_err(|_| libfuzzer_sys::arbitrary::Error::IncorrectFormat)?;
@@ -35,17 +39,37 @@ fn message(u: &mut Unstructured<'_>) -> ArbResult<Message> {
     Ok(match u.int_in_range(0..=7)? {
         0 => Message::Ping { rid },
         1 => Message::Pong { rid },
-        2 => Message::FindNode { rid, target: NodeId(u.arbitrary()?) },
-        3 => Message::Nodes { rid, nodes: contacts(u)? },
-        4 => Message::FindValue { rid, key: NodeId(u.arbitrary()?) },
+        2 => Message::FindNode {
+            rid,
+            target: NodeId(u.arbitrary()?),
+        },
+        3 => Message::Nodes {
+            rid,
+            nodes: contacts(u)?,
+        },
+        4 => Message::FindValue {
+            rid,
+            key: NodeId(u.arbitrary()?),
+        },
         5 => {
             if u.arbitrary()? {
-                Message::Value { rid, record: Some(record(u)?), nodes: Vec::new() }
+                Message::Value {
+                    rid,
+                    record: Some(record(u)?),
+                    nodes: Vec::new(),
+                }
             } else {
-                Message::Value { rid, record: None, nodes: contacts(u)? }
+                Message::Value {
+                    rid,
+                    record: None,
+                    nodes: contacts(u)?,
+                }
             }
         }
-        6 => Message::Store { rid, record: record(u)? },
+        6 => Message::Store {
+            rid,
+            record: record(u)?,
+        },
         _ => {
             let refusals = [
                 StoreRefusal::TooLarge,
@@ -55,7 +79,10 @@ fn message(u: &mut Unstructured<'_>) -> ArbResult<Message> {
                 StoreRefusal::Full,
             ];
             let i = u.int_in_range(0..=refusals.len())?;
-            Message::Stored { rid, result: refusals.get(i).map_or(Ok(()), |r| Err(*r)) }
+            Message::Stored {
+                rid,
+                result: refusals.get(i).map_or(Ok(()), |r| Err(*r)),
+            }
         }
     })
 }
@@ -66,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = Message::decode(kind, data) {
             assert_eq!(m.kind(), kind);
             let again = m.encode();
-            assert!(again.len() <= kind.max_payload(), "{kind:?}: {} bytes", again.len());
+            assert!(
+                again.len() <= kind.max_payload(),
+                "{kind:?}: {} bytes",
+                again.len()
+            );
             assert_eq!(Message::decode(kind, &again).ok().as_ref(), Some(&m));
         }
     }
@@ -74,7 +105,12 @@ fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     if let Ok(m) = message(&mut u) {
         let bytes = m.encode();
-        assert!(bytes.len() <= m.kind().max_payload(), "{:?}: {} bytes", m.kind(), bytes.len());
+        assert!(
+            bytes.len() <= m.kind().max_payload(),
+            "{:?}: {} bytes",
+            m.kind(),
+            bytes.len()
+        );
         assert_eq!(Message::decode(m.kind(), &bytes).ok(), Some(m));
     }
 });

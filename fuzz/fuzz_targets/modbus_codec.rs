@@ -25,12 +25,25 @@ const TYPES: [DataType; 9] = [
 const USUAL_SCALES: [f64; 5] = [0.1, 0.01, 0.5, 10.0, 1.0];
 
 fn point(u: &mut Unstructured<'_>) -> ArbResult<(ModbusPoint, bool)> {
-    let table = *u.choose(&[Table::Coil, Table::DiscreteInput, Table::InputRegister, Table::HoldingRegister])?;
-    let data_type = if u.arbitrary()? { Some(*u.choose(&TYPES)?) } else { None };
+    let table = *u.choose(&[
+        Table::Coil,
+        Table::DiscreteInput,
+        Table::InputRegister,
+        Table::HoldingRegister,
+    ])?;
+    let data_type = if u.arbitrary()? {
+        Some(*u.choose(&TYPES)?)
+    } else {
+        None
+    };
     // 0: none, 1: a usual scale (and offset), 2: any f64 at all.
     let (scale, offset, usual) = match u.int_in_range(0..=2u8)? {
         0 => (None, None, false),
-        1 => (Some(*u.choose(&USUAL_SCALES)?), Some(f64::from(u.int_in_range(-100i16..=100)?)), true),
+        1 => (
+            Some(*u.choose(&USUAL_SCALES)?),
+            Some(f64::from(u.int_in_range(-100i16..=100)?)),
+            true,
+        ),
         _ => (u.arbitrary()?, u.arbitrary()?, false),
     };
     let p = ModbusPoint {
@@ -38,9 +51,21 @@ fn point(u: &mut Unstructured<'_>) -> ArbResult<(ModbusPoint, bool)> {
         table,
         address: u.arbitrary()?,
         data_type,
-        length: if u.arbitrary()? { Some(u.int_in_range(0..=130)?) } else { None },
-        word_order: if u.arbitrary()? { WordOrder::Little } else { WordOrder::Big },
-        byte_order: if u.arbitrary()? { ByteOrder::Little } else { ByteOrder::Big },
+        length: if u.arbitrary()? {
+            Some(u.int_in_range(0..=130)?)
+        } else {
+            None
+        },
+        word_order: if u.arbitrary()? {
+            WordOrder::Little
+        } else {
+            WordOrder::Big
+        },
+        byte_order: if u.arbitrary()? {
+            ByteOrder::Little
+        } else {
+            ByteOrder::Big
+        },
         scale,
         offset,
         unit: None,
@@ -53,7 +78,9 @@ fn point(u: &mut Unstructured<'_>) -> ArbResult<(ModbusPoint, bool)> {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok((p, usual_scale)) = point(&mut u) else { return };
+    let Ok((p, usual_scale)) = point(&mut u) else {
+        return;
+    };
     // Mostly the right number of registers, sometimes not.
     let n = if u.ratio(1u8, 8).unwrap_or(false) {
         u.int_in_range(0..=8usize).unwrap_or(0)
@@ -72,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let ty = p.data_type();
     let unscaled = p.scale.is_none() && p.offset.is_none();
-    let integer = matches!(ty, DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32 | DataType::U64);
+    let integer = matches!(
+        ty,
+        DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32 | DataType::U64
+    );
     // Anything decoded is a valid command value: encoding never panics.
     let encoded = modbus_encode(&p, &v);
     if ty == DataType::Bool {
@@ -88,6 +118,10 @@ fuzz_target!(|data: &[u8]| {
         }
     } else if usual_scale && integer && u64::from(p.span()) <= 2 {
         let back = encoded.unwrap_or_else(|e| panic!("{ty:?} {v:?} does not encode: {e}"));
-        assert_eq!(back, regs, "{ty:?} scale {:?} offset {:?} {v:?}", p.scale, p.offset);
+        assert_eq!(
+            back, regs,
+            "{ty:?} scale {:?} offset {:?} {v:?}",
+            p.scale, p.offset
+        );
     }
 });

@@ -10,7 +10,12 @@ use streembit_bridges::config::{Access, CommandFormat, MqttCommand, MqttPoint, P
 use streembit_bridges::fuzzing::{mqtt_command_payload, mqtt_value};
 use streembit_bridges::{PointError, Value};
 
-const TYPES: [PayloadType; 4] = [PayloadType::Bool, PayloadType::Int, PayloadType::Float, PayloadType::String];
+const TYPES: [PayloadType; 4] = [
+    PayloadType::Bool,
+    PayloadType::Int,
+    PayloadType::Float,
+    PayloadType::String,
+];
 const POINTERS: [&str; 5] = ["", "/ENERGY/Power", "/a/0", "/~1x/~0y", "/"];
 
 fn point(u: &mut Unstructured<'_>) -> ArbResult<MqttPoint> {
@@ -55,7 +60,11 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => return,
     };
     let scaled = p.scale.is_some() || p.offset.is_some();
-    assert!(of_type(p.payload_type, &v, scaled), "{:?} gave {v:?}", p.payload_type);
+    assert!(
+        of_type(p.payload_type, &v, scaled),
+        "{:?} gave {v:?}",
+        p.payload_type
+    );
     if scaled {
         return;
     }
@@ -68,7 +77,13 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         }
-        let c = MqttCommand { topic: "c".into(), format, on: "ON".into(), off: "OFF".into(), retain: false };
+        let c = MqttCommand {
+            topic: "c".into(),
+            format,
+            on: "ON".into(),
+            off: "OFF".into(),
+            retain: false,
+        };
         let out = match mqtt_command_payload(&p, &c, &v) {
             Ok(out) => out,
             // Integers beyond 2^53 are refused rather than sent inexactly.
@@ -80,6 +95,11 @@ fuzz_target!(|data: &[u8]| {
             pointer: (format == CommandFormat::Json).then(String::new),
             ..p.clone()
         };
-        assert_eq!(mqtt_value(&reader, &out), Ok(v.clone()), "{format:?} payload {:?}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            mqtt_value(&reader, &out),
+            Ok(v.clone()),
+            "{format:?} payload {:?}",
+            String::from_utf8_lossy(&out)
+        );
     }
 });

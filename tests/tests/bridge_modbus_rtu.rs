@@ -103,7 +103,10 @@ async fn slow_slave_goes_offline_and_its_late_answers_cost_the_neighbour_nothing
     // and arrives while the bridge is asking "meter" something.
     server.slow(2, 400).await;
     let reason = offline(&bridge, "second").await;
-    assert!(reason.contains("unit 2") && reason.contains("timed out"), "{reason}");
+    assert!(
+        reason.contains("unit 2") && reason.contains("timed out"),
+        "{reason}"
+    );
     let since = match bridge.device_status("second").map(|s| s.state) {
         Some(DeviceState::Offline { since, .. }) => since,
         other => panic!("{other:?}"),
@@ -114,9 +117,14 @@ async fn slow_slave_goes_offline_and_its_late_answers_cost_the_neighbour_nothing
         .iter()
         .position(|s| matches!(s.state, DeviceState::Offline { .. }))
         .expect("offline seen");
-    assert!(seen[first_offline].consecutive_failures >= OFFLINE_AFTER, "{seen:#?}");
     assert!(
-        seen[..first_offline].iter().all(|s| s.consecutive_failures < OFFLINE_AFTER),
+        seen[first_offline].consecutive_failures >= OFFLINE_AFTER,
+        "{seen:#?}"
+    );
+    assert!(
+        seen[..first_offline]
+            .iter()
+            .all(|s| s.consecutive_failures < OFFLINE_AFTER),
         "{seen:#?}"
     );
     // The neighbour keeps being polled through several of the slow slave's
@@ -160,7 +168,11 @@ async fn garbling_slave_goes_offline_while_the_neighbour_keeps_polling() {
             })
             .await;
         }
-        assert_eq!(failures(&meter_log), [], "{mode}: the neighbour's polls failed");
+        assert_eq!(
+            failures(&meter_log),
+            [],
+            "{mode}: the neighbour's polls failed"
+        );
         server.mode(2, "normal").await;
         online(&bridge, "second").await;
     }
