@@ -112,7 +112,11 @@ async fn slow_slave_goes_offline_and_its_late_answers_cost_the_neighbour_nothing
         other => panic!("{other:?}"),
     };
     // Offline after exactly `offline_after` failed polls, not before.
-    let seen = second_log.seen();
+    let seen = second_log
+        .until("offline", |s| {
+            matches!(s.state, DeviceState::Offline { .. })
+        })
+        .await;
     let first_offline = seen
         .iter()
         .position(|s| matches!(s.state, DeviceState::Offline { .. }))
