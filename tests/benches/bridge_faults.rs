@@ -82,9 +82,22 @@ async fn one(fault: &str) -> (f64, f64, f64, bool) {
     let line = PtyPair::new().await;
     let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
     let (bridge, mut rx) = start(&line.a);
+    // Warm up: both slaves answered once before the baseline starts.
+    let mut answered = (false, false);
+    while answered != (true, true) {
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+            Ok(Some(r)) if r.value.is_some() => {
+                answered.0 |= r.device == "neighbour";
+                answered.1 |= r.device == "victim";
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("no first readings: {:?}", bridge.status()),
+        }
+    }
     let base = neighbour_rate(&mut rx, WINDOW).await;
     match fault {
-        "slow" => server.slow(2, 150).await,
+        // Later than twice the timeout: not even a retry can catch it.
+        "slow" => server.slow(2, 250).await,
         mode => server.mode(2, mode).await,
     }
     let onset = neighbour_rate(&mut rx, WINDOW).await;
