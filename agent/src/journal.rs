@@ -55,7 +55,6 @@ pub struct Journal {
     max_bytes: u64,
     segment_bytes: u64,
     segments: VecDeque<Segment>,
-    active: Option<File>,
     /// Records dropped because the journal was full, since it was opened.
     dropped: u64,
     /// Everything at or below this has been acknowledged (trimmed).
@@ -98,7 +97,6 @@ impl Journal {
             // Fine enough that dropping one segment frees little.
             segment_bytes: (max_bytes / 8).clamp(2048, 1024 * 1024),
             segments,
-            active: None,
             dropped: 0,
             acked: 0,
             unsynced: false,
@@ -129,12 +127,11 @@ impl Journal {
         if roll {
             self.sync()?;
             let path = self.dir.join(format!("{seq:020}.seg"));
-            let file = OpenOptions::new()
+            OpenOptions::new()
                 .create(true)
                 .truncate(true)
                 .write(true)
                 .open(&path)?;
-            self.active = Some(file);
             self.segments.push_back(Segment {
                 path,
                 first: seq,
@@ -143,20 +140,23 @@ impl Journal {
                 index: Vec::new(),
             });
             sync_dir(&self.dir)?;
-        } else if self.active.is_none() {
-            if let Some(seg) = self.segments.back() {
-                self.active = Some(OpenOptions::new().append(true).open(&seg.path)?);
-            }
         }
         let mut record = Vec::with_capacity(HEADER + body.len());
         record.extend_from_slice(&(body.len() as u32).to_be_bytes());
         record.extend_from_slice(&seq.to_be_bytes());
         record.extend_from_slice(&checksum(seq, body).to_be_bytes());
         record.extend_from_slice(body);
-        let (Some(file), Some(seg)) = (self.active.as_mut(), self.segments.back_mut()) else {
+        let Some(seg) = self.segments.back_mut() else {
             return Err(io::Error::other("journal has no active segment"));
         };
-        file.write_all(&record)?;
+        // No file handle is kept between appends: a gateway may hold a
+        // queue per (device, subscriber), far more than it should hold
+        // open files. One O_APPEND write per record, so a crash leaves at
+        // most a torn tail, which `open` cuts.
+        OpenOptions::new()
+            .append(true)
+            .open(&seg.path)?
+            .write_all(&record)?;
         seg.index.push((seq, seg.bytes));
         seg.last = seq;
         seg.bytes += size;
@@ -174,13 +174,9 @@ impl Journal {
     pub fn trim_through(&mut self, seq: u64) -> io::Result<()> {
         self.acked = self.acked.max(seq);
         while self.segments.front().is_some_and(|s| s.last <= seq) {
-            let is_active = self.segments.len() == 1;
+            // The sequence floor stays in `acked`, so a journal emptied
+            // this way still refuses sequences it has seen.
             if let Some(old) = self.segments.pop_front() {
-                if is_active {
-                    // Keep the sequence floor: the next append starts a new
-                    // segment above it.
-                    self.active = None;
-                }
                 std::fs::remove_file(&old.path)?;
             }
         }
@@ -223,8 +219,8 @@ impl Journal {
     /// Flushes appended records to the disk.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
-            if let Some(f) = &self.active {
-                f.sync_data()?;
+            if let Some(seg) = self.segments.back() {
+                File::open(&seg.path)?.sync_data()?;
             }
             self.unsynced = false;
         }

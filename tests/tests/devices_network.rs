@@ -28,6 +28,12 @@ fn identity(dir: &Path) -> String {
     stdout(&out)
 }
 
+/// Writes `bridges.d/<name>` of the agent in `dir`.
+fn bridge_file(dir: &Path, name: &str, contents: &str) {
+    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
+    std::fs::write(dir.join("bridges.d").join(name), contents).expect("bridge file");
+}
+
 fn json(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).expect("json")
@@ -87,10 +93,10 @@ fn mqtt_device_read_and_verified_elsewhere_written_only_by_writers() {
     let writer_dir = tmp.path().join("writer");
     let writer_key = identity(&writer_dir);
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/plug.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "plug.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {port}
@@ -106,8 +112,7 @@ points = [
 "#,
             port = broker.port
         ),
-    )
-    .expect("bridge file");
+    );
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let plug = device_key(&gw, "plug");
     let mut reader = AgentProcess::start(&tmp.path().join("reader"), &seeded(&gw));
@@ -196,10 +201,10 @@ fn modbus_register_reaches_another_agent_and_a_writer_sets_one() {
     let writer_dir = tmp.path().join("writer");
     let writer_key = identity(&writer_dir);
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/meter.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "meter.toml",
+        &format!(
             r#"[modbus_rtu]
 port = "{port}"
 baud = 115200
@@ -217,8 +222,7 @@ points = [
 "#,
             port = line.a.display()
         ),
-    )
-    .expect("bridge file");
+    );
     rt.block_on(slave.set(1, "hr", 0, &[42]));
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let meter = device_key(&gw, "meter");
@@ -268,10 +272,10 @@ fn subscriber_away_and_gateway_killed_every_reading_arrives_once_in_order() {
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/counter.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "counter.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {}
@@ -283,8 +287,7 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
 "#,
             broker.port
         ),
-    )
-    .expect("bridge file");
+    );
     // A fixed port: the gateway comes back at the same address.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -358,10 +361,10 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     let port = streembit_tests::ports::free_port();
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/plug.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "plug.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {port}
@@ -372,8 +375,7 @@ name = "plug"
 points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", type = "float" }} ]
 "#
         ),
-    )
-    .expect("bridge file");
+    );
     let gw = AgentProcess::start_with_env(
         &gw_dir,
         &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),
@@ -446,4 +448,90 @@ points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", ty
     assert_eq!(checked["payload"]["value"], 42.5);
     assert!(gw.metric("streembit_mqtt_published_total") >= 1);
     assert_eq!(gw.metric("streembit_mqtt_embedded_broker"), 1);
+}
+
+#[test]
+fn the_demo_shows_signed_reads_refused_and_applied_writes_and_a_summary() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Command::new(binary())
+        .args(["demo", "--duration", "8", "--dir"])
+        .arg(tmp.path().join("demo"))
+        .output()
+        .expect("demo");
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{}", text, stderr(&out));
+    for expected in [
+        "5 agents up on loopback",
+        "agent1 looked meter up in the DHT: device record",
+        "signed by the device, verified",
+        "refused (not_authorized)",
+        "confirmed by the device; the Modbus register now holds 42",
+        "agent4 switched the plug's relay on",
+        "summary after",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let figure = |label: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+    };
+    assert!(figure("remote reads verified") >= 2);
+    assert_eq!(figure("writes refused (not a writer)"), 1);
+    assert_eq!(figure("writes applied (writer)"), 2);
+    assert!(figure("readings signed by the devices") >= 4);
+    // The demo cleans up after itself.
+    assert!(!tmp.path().join("demo").exists());
+}
+
+#[test]
+fn on_a_private_network_the_allowlist_covers_device_keys() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let broker = rt.block_on(Broker::start());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (gw_dir, r1_dir, r2_dir) = (
+        tmp.path().join("gw"),
+        tmp.path().join("r1"),
+        tmp.path().join("r2"),
+    );
+    let (gw_key, r1_key, r2_key) = (identity(&gw_dir), identity(&r1_dir), identity(&r2_dir));
+    // The device's key exists before any allowlist names it.
+    let out = Command::new(binary())
+        .args(["keygen", "--out"])
+        .arg(gw_dir.join(".streembit/devices/plug.pem"))
+        .output()
+        .expect("keygen");
+    let plug = stdout(&out);
+    bridge_file(&gw_dir, "plug.toml", &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-private\"\n\n[[mqtt.devices]]\nname = \"plug\"\npoints = [ {{ name = \"power\", topic = \"p\", type = \"float\" }} ]\n",
+            broker.port
+        ));
+    let private = |allow: &[&str], seeds: &str| {
+        let list: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
+        format!(
+            "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n{seeds}",
+            list.join(", ")
+        )
+    };
+    let everyone = [gw_key.as_str(), &r1_key, &r2_key, &plug];
+    let mut gw = AgentProcess::start(&gw_dir, &private(&everyone, ""));
+    assert_eq!(device_key(&gw, "plug"), plug);
+    let seeds = format!("seeds = [\"{gw_key}@{}\"]\n", gw.addr);
+    let mut r1 = AgentProcess::start(&r1_dir, &private(&everyone, &seeds));
+    // r2 admits the gateway and the other peers, but not the device.
+    let r2 = AgentProcess::start(&r2_dir, &private(&[&gw_key, &r1_key, &r2_key], &seeds));
+    r1.wait_published(1);
+    wait_device_record(&mut gw, &plug);
+    rt.block_on(broker.publish("p", "7.5"));
+    eventually("the reading at r1", || {
+        remote_value(&r1, &plug, "power").filter(|v| v["readings"][0]["value"] == 7.5)
+    });
+    let refused = r2.cli(&["read", &plug]);
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    assert!(
+        r2.metric(r#"streembit_handshakes_refused_total{reason="not_allowlisted"}"#) >= 1,
+        "r2 refused the device's handshake by its own allowlist"
+    );
+    gw.terminate();
 }

@@ -9,12 +9,14 @@
 //!   `metrics`, `devices` — thin clients of the running agent's local API.
 //! - `device_cmds`: `read`, `write` and subscriptions, for devices
 //!   anywhere on the network, through the local API.
+//! - `demo`: `streembit demo`, a local network with simulated devices.
 //!
 //! Exit codes: 0 success, 1 a verification or request failed, 2 bad usage
 //! or config, 3 the agent is not running.
 
 mod agent_client;
 mod agent_cmds;
+mod demo;
 mod device_cmds;
 mod encoding;
 mod envelope;
@@ -86,6 +88,9 @@ pub enum Command {
     Subscriptions(JsonArgs),
     /// Readings received from a subscribed device, oldest first.
     Inbox(InboxArgs),
+    /// A small network on loopback with simulated devices: readings
+    /// signed, looked up, fetched and verified; writes refused and applied.
+    Demo(DemoArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -134,6 +139,22 @@ pub struct WriteArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run for this many seconds, then print the summary (Ctrl-C ends it
+    /// early, with the summary too).
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Where the agents keep their state [default: a new directory in the
+    /// system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the directory (keys, logs, bridge files) afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// A device key and `--config`.
@@ -334,6 +355,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Unsubscribe(a) => device_cmds::subscribe(&a, false, out),
         Command::Subscriptions(a) => device_cmds::subscriptions(&a, out),
         Command::Inbox(a) => device_cmds::inbox(&a, out),
+        Command::Demo(a) => demo::run(&a, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "streembit", out);

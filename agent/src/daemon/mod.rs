@@ -168,7 +168,7 @@ async fn serve(
         queries_tx.clone(),
     ));
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
-    host_devices(&queries_tx, &devices).await;
+    host_devices(&queries_tx, &devices, &gate).await;
     let subscriptions = Subscriptions::start(
         remote.clone(),
         devices.feed().clone(),
@@ -261,7 +261,7 @@ async fn reload(
 ) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let problems = devices.apply(devices::load_dir(bridges_dir)).await;
-    host_devices(node, devices).await;
+    host_devices(node, devices, gate).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
     }
@@ -315,7 +315,16 @@ fn local_mqtt(config: &AgentConfig, stats: &mqtt::MqttStats) -> Option<SocketAdd
 }
 
 /// Tells the node which devices it hosts (TLS identities, device records).
-async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices) {
+/// On a private network every device key must be on the allowlist too
+/// (peers check the device's certificate against theirs): say so if not.
+async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices, gate: &Gate) {
+    if gate.is_private() {
+        for d in devices.list() {
+            if d.key.parse().is_ok_and(|k| !gate.admits(&k)) {
+                tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if node
         .send(control::Query::Host(devices.keypairs(), tx))

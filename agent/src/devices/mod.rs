@@ -35,4 +35,5 @@ pub use outbox::{Outboxes, SYNC_EVERY};
 pub use registry::{DeviceInfo, Devices, Hosted, PointReading};
 pub use remote::{Remote, RemoteError};
 pub use service::DeviceService;
+pub use signing::{next_seq, seal_reading};
 pub use subscriber::{InboxEntry, SubscriptionInfo, Subscriptions};

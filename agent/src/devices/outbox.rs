@@ -37,10 +37,16 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Up to `max` queued readings above `after`.
-    pub(super) fn read_after(&self, after: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
+    /// Up to `max` queued readings above `after`, stopping once past
+    /// `max_bytes`.
+    pub(super) fn read_after(
+        &self,
+        after: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<(u64, Vec<u8>)> {
         match self.journal.lock() {
-            Ok(j) => j.read_after(after, max, 256 * 1024).unwrap_or_else(|e| {
+            Ok(j) => j.read_after(after, max, max_bytes).unwrap_or_else(|e| {
                 tracing::warn!(dir = %j.dir().display(), error = %e, "cannot read a queue");
                 Vec::new()
             }),
@@ -154,6 +160,14 @@ impl Outboxes {
         let outbox = Arc::new(new_outbox(*subscriber, journal));
         list.push(outbox.clone());
         Ok(outbox)
+    }
+
+    /// Makes sure `subscriber` has a queue for `device` (what a first
+    /// `subscribe` does; also for benchmarks and tools).
+    pub fn ensure_queue(&self, device: &PublicKey, subscriber: &PublicKey) -> Result<(), String> {
+        self.subscribe(device, subscriber)
+            .map(drop)
+            .map_err(|(_, message)| message)
     }
 
     /// Forgets `subscriber`'s subscription to `device` and its queue.

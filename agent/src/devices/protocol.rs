@@ -8,7 +8,8 @@
 //! ```text
 //! read      { ? "point": tstr }                 → readings { "readings": [ bstr ] }
 //! command   { "point": tstr, "value": any }     → command_result { "point": tstr, "value": any }
-//! subscribe { "after": uint, ? "cancel": bool } → reading, reading, … (the stream stays open;
+//! subscribe { "after": uint, ? "cancel": bool } → readings, readings, … (the stream stays
+//!                                                 open; each frame a batch in order;
 //!                                                 later `subscribe` frames acknowledge)
 //! any refusal                                   → error { "code": tstr, "message": tstr }
 //! ```
@@ -22,7 +23,7 @@ use coset::cbor::Value;
 
 use crate::identity::PublicKey;
 use crate::wire::payload::value_to_json;
-use crate::wire::{open_published, NetworkId, Opened, WireError};
+use crate::wire::{open_published, open_published_batch, NetworkId, Opened, WireError};
 
 /// Why a device refused: the `code` of an `error` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +276,30 @@ pub fn verify_reading(
 ) -> Result<VerifiedReading, String> {
     let opened =
         open_published(envelope, network, max_len).map_err(|e: WireError| e.to_string())?;
+    reading_from(&opened, envelope, device)
+}
+
+/// [`verify_reading`] for a burst, with one batch signature check (see
+/// [`open_published_batch`]): one result per envelope, in order.
+pub fn verify_readings(
+    envelopes: &[Vec<u8>],
+    device: &PublicKey,
+    network: &NetworkId,
+    max_len: usize,
+) -> Vec<Result<VerifiedReading, String>> {
+    let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+    open_published_batch(&refs, network, max_len)
+        .into_iter()
+        .zip(envelopes)
+        .map(|(opened, env)| reading_from(&opened.map_err(|e| e.to_string())?, env, device))
+        .collect()
+}
+
+fn reading_from(
+    opened: &Opened,
+    envelope: &[u8],
+    device: &PublicKey,
+) -> Result<VerifiedReading, String> {
     if opened.kind() != crate::wire::Kind::Reading {
         return Err(format!("expected a reading, got {}", opened.kind()));
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::protocol::{verify_reading, Answer, Request, VerifiedReading};
+use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
 use crate::daemon::control::{Query, QuerySender};
 use crate::identity::{Keypair, PublicKey};
 use crate::node::Connections;
@@ -210,12 +210,9 @@ impl Remote {
         point: Option<String>,
     ) -> Result<Vec<VerifiedReading>, RemoteError> {
         match self.exchange(device, &Request::Read { point }).await? {
-            Answer::Readings(list) => list
-                .iter()
-                .map(|env| {
-                    verify_reading(env, device, &self.network, self.max_frame)
-                        .map_err(RemoteError::Invalid)
-                })
+            Answer::Readings(list) => verify_readings(&list, device, &self.network, self.max_frame)
+                .into_iter()
+                .map(|r| r.map_err(RemoteError::Invalid))
                 .collect(),
             other => Err(RemoteError::Invalid(format!("unexpected answer {other:?}"))),
         }

@@ -25,12 +25,14 @@ use crate::transport::framing::{read_frame, write_frame};
 use crate::wire::payload::value_to_json;
 use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
 
-/// Device streams handled at once (subscriptions included).
+/// Requests to devices handled at once (subscriptions, once accepted, do
+/// not count: their number is bounded per device).
 const MAX_STREAMS: usize = 512;
 /// A request must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Readings sent to a subscriber per queue read.
-const BATCH: usize = 64;
+/// Readings sent to a subscriber per frame (kept well under the envelope
+/// cap: a reading envelope is a few hundred bytes).
+const BATCH: usize = 128;
 
 /// Answers peers on behalf of the hosted devices.
 pub struct DeviceService {
@@ -71,8 +73,7 @@ impl DeviceService {
             };
             let me = self.clone();
             tokio::spawn(async move {
-                me.handle(stream).await;
-                drop(permit);
+                me.handle(stream, permit).await;
             });
         }
     }
@@ -119,7 +120,10 @@ impl DeviceService {
             .ok()
     }
 
-    async fn handle(&self, mut s: DeviceStream) {
+    /// Handles one stream; `permit` is held while a request is read and
+    /// answered. A subscription gives it back once accepted: those are
+    /// bounded by `max_subscribers_per_device` instead, and last.
+    async fn handle(&self, mut s: DeviceStream, permit: tokio::sync::OwnedSemaphorePermit) {
         let first =
             match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut s.recv, self.max_frame))
                 .await
@@ -164,6 +168,7 @@ impl DeviceService {
                 match self.devices.outboxes().subscribe(&s.device, &caller) {
                     Ok(outbox) => {
                         self.count(kind, "ok");
+                        drop(permit);
                         return self.deliver(s, outbox, after).await;
                     }
                     Err((code, message)) => Answer::error(code, message),
@@ -267,6 +272,9 @@ impl DeviceService {
             mut recv,
         } = s;
         let caller = peer.key();
+        let Some(hosted) = self.devices.by_key(&device) else {
+            return;
+        };
         let acks = async {
             while let Ok(Some(bytes)) = read_frame(&mut recv, self.max_frame).await {
                 if let Some(opened) = self.open(&device, &caller, &bytes) {
@@ -284,7 +292,7 @@ impl DeviceService {
                 if outbox.generation.load(Ordering::SeqCst) != generation {
                     return;
                 }
-                let batch = outbox.read_after(sent, BATCH);
+                let batch = outbox.read_after(sent, BATCH, self.max_frame * 3 / 4);
                 if batch.is_empty() {
                     tokio::select! {
                         _ = outbox.wake.notified() => {}
@@ -294,12 +302,18 @@ impl DeviceService {
                     }
                     continue;
                 }
-                for (seq, env) in batch {
-                    if write_frame(&mut send, &env).await.is_err() {
-                        return;
-                    }
-                    sent = seq;
+                // One frame per batch: the device's own readings inside a
+                // `readings` envelope the device signs for the subscriber,
+                // which verifies the burst in one batch check.
+                let last = batch.last().map_or(sent, |(seq, _)| *seq);
+                let answer = Answer::Readings(batch.into_iter().map(|(_, env)| env).collect());
+                let Some(frame) = self.seal(&hosted, &caller, &answer) else {
+                    return;
+                };
+                if write_frame(&mut send, &frame).await.is_err() {
+                    return;
                 }
+                sent = last;
             }
         };
         tokio::select! {

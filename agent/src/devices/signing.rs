@@ -39,7 +39,7 @@ struct Payload<'a> {
 /// at least the clock in microseconds, so it keeps growing across restarts
 /// without being stored (the gateway also seeds `prev` from its
 /// store-and-forward queues, which covers a clock that steps back).
-pub(super) fn next_seq(prev: u64, now: UnixMillis) -> u64 {
+pub fn next_seq(prev: u64, now: UnixMillis) -> u64 {
     prev.saturating_add(1).max(now.0.saturating_mul(1000))
 }
 
@@ -52,7 +52,7 @@ pub(super) fn quality_text(q: &Quality) -> String {
 }
 
 /// Seals `reading` with `device`'s key.
-pub(super) fn seal_reading(
+pub fn seal_reading(
     sealer: &mut Sealer,
     device: &Keypair,
     reading: &Reading,

@@ -5,7 +5,9 @@
 //! subscription keeps a stream open to the device, saying from which
 //! sequence on it wants readings (the last one in its inbox); the gateway
 //! sends everything after it from its store-and-forward queue, in order.
-//! Each reading is verified with the device key, appended to the inbox
+//! Readings come in batches (`readings` envelopes the device signs for us),
+//! verified with one batch signature check; each reading is checked
+//! against the device key and appended to the inbox
 //! unless its sequence is not above the last one (a duplicate, dropped and
 //! counted), and acknowledged in batches. An inbox is bounded: when full,
 //! its oldest readings are dropped and counted.
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::feed::{Feed, SignedReading};
-use super::protocol::{verify_reading, Request, VerifiedReading};
+use super::protocol::{verify_reading, verify_readings, Answer, Request, VerifiedReading};
 use super::remote::{Remote, RemoteError};
 use crate::identity::PublicKey;
 use crate::journal::Journal;
@@ -277,6 +279,12 @@ impl Subscriptions {
     }
 }
 
+fn bump(sub: &Subscription, f: impl FnOnce(&mut Stats)) {
+    if let Ok(mut st) = sub.stats.lock() {
+        f(&mut st);
+    }
+}
+
 /// Keeps a stream to `device` open until stopped, reconnecting with
 /// backoff.
 async fn follow(
@@ -346,45 +354,44 @@ async fn session(
         match frame {
             None => {}
             Some(Ok(Some(bytes))) => {
-                match verify_reading(&bytes, device, remote.network(), remote.max_frame()) {
-                    Ok(r) if r.seq <= last => {
-                        if let Ok(mut st) = sub.stats.lock() {
-                            st.duplicates += 1;
-                        }
+                // A batch of the device's readings, or its signed refusal.
+                let list = match remote.open_answer(device, &bytes)? {
+                    Answer::Readings(list) => list,
+                    other => {
+                        return Err(RemoteError::Invalid(format!("unexpected {other:?}")));
                     }
-                    Ok(r) => {
-                        let mut body = Vec::with_capacity(8 + bytes.len());
-                        body.extend_from_slice(&UnixMillis::now().0.to_be_bytes());
-                        body.extend_from_slice(&bytes);
-                        sub.journal
-                            .lock()
-                            .map_err(|_| RemoteError::Invalid("inbox poisoned".into()))?
-                            .append(r.seq, &body)
-                            .map_err(|e| RemoteError::Invalid(format!("inbox: {e}")))?;
-                        last = r.seq;
-                        pending += 1;
-                        feed.send(SignedReading {
-                            device: *device,
-                            point: r.point,
-                            envelope: Arc::new(bytes),
-                        });
-                        if let Ok(mut st) = sub.stats.lock() {
-                            st.received += 1;
+                };
+                let checked = verify_readings(&list, device, remote.network(), remote.max_frame());
+                let received_ms = UnixMillis::now().0.to_be_bytes();
+                for (env, r) in list.into_iter().zip(checked) {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(reason) => {
+                            tracing::warn!(device = %device, reason, "reading refused");
+                            bump(sub, |s| s.rejected += 1);
+                            continue;
                         }
+                    };
+                    if r.seq <= last {
+                        bump(sub, |s| s.duplicates += 1);
+                        continue;
                     }
-                    Err(reason) => {
-                        // Not a reading from this device: perhaps the
-                        // device's signed refusal, else a bad frame.
-                        if let Err(RemoteError::Refused { code, message }) =
-                            remote.open_answer(device, &bytes)
-                        {
-                            return Err(RemoteError::Refused { code, message });
-                        }
-                        tracing::warn!(device = %device, reason, "reading refused");
-                        if let Ok(mut st) = sub.stats.lock() {
-                            st.rejected += 1;
-                        }
-                    }
+                    let mut body = Vec::with_capacity(8 + env.len());
+                    body.extend_from_slice(&received_ms);
+                    body.extend_from_slice(&env);
+                    sub.journal
+                        .lock()
+                        .map_err(|_| RemoteError::Invalid("inbox poisoned".into()))?
+                        .append(r.seq, &body)
+                        .map_err(|e| RemoteError::Invalid(format!("inbox: {e}")))?;
+                    last = r.seq;
+                    pending += 1;
+                    bump(sub, |s| s.received += 1);
+                    feed.send(SignedReading {
+                        device: *device,
+                        point: r.point,
+                        envelope: Arc::new(env),
+                    });
                 }
                 if pending < ACK_EVERY {
                     continue;
