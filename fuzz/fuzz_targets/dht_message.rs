@@ -77,6 +77,7 @@ fn message(u: &mut Unstructured<'_>) -> ArbResult<Message> {
                 StoreRefusal::Stale,
                 StoreRefusal::PublisherQuota,
                 StoreRefusal::Full,
+                StoreRefusal::NotClosest,
             ];
             let i = u.int_in_range(0..=refusals.len())?;
             Message::Stored {
