@@ -12,3 +12,6 @@ cargo clippy -p streembit-agent --all-targets --features sim --locked -- -D warn
 # The multi-process tests run the real binary: build it first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# Every fuzz target for 20 s on its saved corpus (about 2.5 min plus the
+# fuzz build); a crash fails CI and leaves the input in fuzz/artifacts/.
+./scripts/fuzz-smoke.sh

@@ -67,6 +67,9 @@ pub mod i2c;
 pub mod modbus;
 pub mod mqtt;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 mod bridge;
 mod clock;
 mod error;

@@ -15,6 +15,10 @@ instead of sleeping:
                                  answers for device ID: as usual, none at all
                                  (a slave that stopped answering), with a
                                  corrupted CRC, or with random bytes
+    mode ID slow MS              -> OK
+                                 answers MS milliseconds late (serial only):
+                                 a slow slave, whose late frame lands on the
+                                 line while the master asks someone else
     quit                         -> (exits)
 Anything else answers ERR <reason>.
 """
@@ -31,7 +35,11 @@ REG_COUNT = 200
 TABLE_FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
 # How each device id answers; see "mode" above.
 MODES = {}
+# Delay of each device in "slow" mode, seconds.
+DELAYS = {}
 SERIAL = True
+# A second descriptor on the serial port, for late answers (serial only).
+LATE_FD = None
 
 
 def trace_packet(sending, packet):
@@ -46,6 +54,12 @@ def trace_packet(sending, packet):
         return packet[:-1] + bytes([packet[-1] ^ 0xFF])
     if mode == "noise":
         return os.urandom(len(packet))
+    if mode == "slow" and LATE_FD is not None:
+        # Swallow the answer now, write it to the line later by hand.
+        asyncio.get_running_loop().call_later(
+            DELAYS.get(dev_id, 0.5), os.write, LATE_FD, bytes(packet)
+        )
+        return b""
     return packet
 
 
@@ -74,6 +88,12 @@ async def handle(server, line):
     if parts[0] == "mode" and len(parts) == 3:
         MODES[int(parts[1])] = parts[2]
         return "OK"
+    if parts[0] == "mode" and len(parts) == 4 and parts[2] == "slow":
+        if LATE_FD is None:
+            return "ERR slow needs a serial port"
+        DELAYS[int(parts[1])] = int(parts[3]) / 1000
+        MODES[int(parts[1])] = "slow"
+        return "OK"
     if parts[0] not in ("set", "get") or len(parts) < 5:
         return f"ERR bad command {line!r}"
     dev_id, table, addr = int(parts[1]), parts[2], int(parts[3])
@@ -98,9 +118,10 @@ async def main():
     ap.add_argument("--ids", default="1")
     args = ap.parse_args()
     devices = [device(int(i)) for i in args.ids.split(",")]
-    global SERIAL
+    global SERIAL, LATE_FD
     SERIAL = bool(args.serial)
     if args.serial:
+        LATE_FD = os.open(args.serial, os.O_WRONLY | os.O_NOCTTY)
         server = ModbusSerialServer(
             devices,
             port=args.serial,

@@ -84,3 +84,55 @@ pub fn tee(mut readings: Readings) -> Readings {
     });
     rx
 }
+
+/// Every distinct status one device goes through, recorded in the
+/// background from the moment this is called.
+#[derive(Debug, Clone)]
+pub struct StatusLog(std::sync::Arc<tokio::sync::watch::Sender<Vec<DeviceStatus>>>);
+
+impl StatusLog {
+    /// Starts recording `device`'s statuses.
+    pub fn start(bridge: &BridgeHandle, device: &str) -> StatusLog {
+        let log = StatusLog(std::sync::Arc::new(tokio::sync::watch::Sender::new(
+            Vec::new(),
+        )));
+        let (mut rx, out, device) = (bridge.watch_status(), log.clone(), device.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let st = rx.borrow_and_update().get(&device).cloned();
+                if let Some(st) = st {
+                    out.0.send_if_modified(|v| {
+                        let new = v.last() != Some(&st);
+                        if new {
+                            v.push(st);
+                        }
+                        new
+                    });
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        log
+    }
+
+    /// The statuses seen so far, oldest first.
+    pub fn seen(&self) -> Vec<DeviceStatus> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits until a recorded status matches `pred`; returns the log.
+    pub async fn until(
+        &self,
+        what: &str,
+        pred: impl Fn(&DeviceStatus) -> bool,
+    ) -> Vec<DeviceStatus> {
+        let mut rx = self.0.subscribe();
+        let waited = tokio::time::timeout(PATIENCE, rx.wait_for(|v| v.iter().any(&pred))).await;
+        match waited {
+            Ok(Ok(v)) => v.clone(),
+            _ => panic!("status log never showed {what}: {:#?}", self.seen()),
+        }
+    }
+}

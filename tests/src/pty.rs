@@ -13,7 +13,7 @@ pub struct PtyPair {
     pub a: PathBuf,
     /// The other end (give it to the peer).
     pub b: PathBuf,
-    _socat: Proc,
+    socat: Proc,
     _dir: tempfile::TempDir,
 }
 
@@ -25,6 +25,29 @@ impl PtyPair {
             Err(e) => panic!("tempdir: {e}"),
         };
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let socat = Self::spawn_socat(&a, &b).await;
+        PtyPair {
+            a,
+            b,
+            socat,
+            _dir: dir,
+        }
+    }
+
+    /// Closes the line: socat exits, both PTYs and their links vanish, as
+    /// when a USB serial adapter is pulled.
+    pub async fn close(&mut self) {
+        self.socat.kill().await;
+        let _ = std::fs::remove_file(&self.a);
+        let _ = std::fs::remove_file(&self.b);
+    }
+
+    /// A new pair of PTYs under the same two paths (the adapter is back).
+    pub async fn reopen(&mut self) {
+        self.socat = Self::spawn_socat(&self.a, &self.b).await;
+    }
+
+    async fn spawn_socat(a: &std::path::Path, b: &std::path::Path) -> Proc {
         let mut socat = Proc::spawn(
             "socat",
             Command::new("socat")
@@ -38,11 +61,6 @@ impl PtyPair {
                 l.contains("starting data transfer loop")
             })
             .await;
-        PtyPair {
-            a,
-            b,
-            _socat: socat,
-            _dir: dir,
-        }
+        socat
     }
 }

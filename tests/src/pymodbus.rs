@@ -78,4 +78,9 @@ impl ModbusServer {
     pub async fn mode(&mut self, id: u8, mode: &str) {
         self.ask(&format!("mode {id} {mode}"), "OK").await;
     }
+
+    /// Device `id` answers `ms` milliseconds late (serial servers only).
+    pub async fn slow(&mut self, id: u8, ms: u64) {
+        self.ask(&format!("mode {id} slow {ms}"), "OK").await;
+    }
 }

@@ -1,10 +1,11 @@
 //! Modbus RTU against a real pymodbus server on the far end of a socat PTY
 //! pair: every data type and order decodes, commands land in the pymodbus
-//! datastore, exceptions are point errors, a silent slave goes offline while
-//! the others keep being polled, and everything recovers by itself.
+//! datastore, exceptions are point errors, a silent, slow or garbling slave
+//! goes offline while the others keep being polled, a line that vanishes
+//! takes its devices offline, and everything recovers by itself.
 
-use streembit_bridges::{DeviceState, Value};
-use streembit_tests::bridge::{point, start, tee};
+use streembit_bridges::{DeviceState, DeviceStatus, Value};
+use streembit_tests::bridge::{point, start, tee, StatusLog};
 use streembit_tests::modbus_checks::{bridge_file, expect_all_types, load, offline, online, Link};
 use streembit_tests::pty::PtyPair;
 use streembit_tests::pymodbus::ModbusServer;
@@ -70,4 +71,147 @@ async fn killed_server_goes_offline_other_line_keeps_polling_then_recovers() {
     .await;
     let st = bridge_a.device_status("meter").expect("status");
     assert!(st.last_success.is_some_and(|t| t > since));
+}
+
+/// Failed polls of `log`'s device that the log shows; a device that never
+/// failed shows none.
+fn failures(log: &StatusLog) -> Vec<DeviceStatus> {
+    log.seen()
+        .into_iter()
+        .filter(|s| s.consecutive_failures > 0 || !s.is_online())
+        .collect()
+}
+
+/// The test file's `offline_after`.
+const OFFLINE_AFTER: u32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_slave_goes_offline_and_its_late_answers_cost_the_neighbour_nothing() {
+    let line = PtyPair::new().await;
+    let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
+    load(&mut server).await;
+    let (bridge, readings) = start(&bridge_file(&Link::Serial(&line.a)));
+    let mut readings = tee(readings);
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+    let (meter_log, second_log) = (
+        StatusLog::start(&bridge, "meter"),
+        StatusLog::start(&bridge, "second"),
+    );
+
+    // 400 ms late with a 250 ms timeout: every answer misses its request
+    // and arrives while the bridge is asking "meter" something.
+    server.slow(2, 400).await;
+    let reason = offline(&bridge, "second").await;
+    assert!(
+        reason.contains("unit 2") && reason.contains("timed out"),
+        "{reason}"
+    );
+    let since = match bridge.device_status("second").map(|s| s.state) {
+        Some(DeviceState::Offline { since, .. }) => since,
+        other => panic!("{other:?}"),
+    };
+    // Offline after exactly `offline_after` failed polls, not before.
+    let seen = second_log
+        .until("offline", |s| {
+            matches!(s.state, DeviceState::Offline { .. })
+        })
+        .await;
+    let first_offline = seen
+        .iter()
+        .position(|s| matches!(s.state, DeviceState::Offline { .. }))
+        .expect("offline seen");
+    assert!(
+        seen[first_offline].consecutive_failures >= OFFLINE_AFTER,
+        "{seen:#?}"
+    );
+    assert!(
+        seen[..first_offline]
+            .iter()
+            .all(|s| s.consecutive_failures < OFFLINE_AFTER),
+        "{seen:#?}"
+    );
+    // The neighbour keeps being polled through several of the slow slave's
+    // retries (backoff ≤ 400 ms), and none of its polls fails.
+    for _ in 0..20 {
+        point(&mut readings, "meter", "u16", |r| {
+            r.timestamp >= since && r.value == Some(Value::Int(65000))
+        })
+        .await;
+    }
+    assert_eq!(failures(&meter_log), [], "the neighbour's polls failed");
+
+    server.mode(2, "normal").await;
+    online(&bridge, "second").await;
+    point(&mut readings, "second", "value", |r| {
+        r.timestamp > since && r.value == Some(Value::Int(42))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbling_slave_goes_offline_while_the_neighbour_keeps_polling() {
+    let line = PtyPair::new().await;
+    let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
+    load(&mut server).await;
+    let (bridge, readings) = start(&bridge_file(&Link::Serial(&line.a)));
+    let mut readings = tee(readings);
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+    for mode in ["noise", "badcrc"] {
+        let meter_log = StatusLog::start(&bridge, "meter");
+        server.mode(2, mode).await;
+        offline(&bridge, "second").await;
+        let since = match bridge.device_status("second").map(|s| s.state) {
+            Some(DeviceState::Offline { since, .. }) => since,
+            other => panic!("{other:?}"),
+        };
+        for _ in 0..10 {
+            point(&mut readings, "meter", "u16", |r| {
+                r.timestamp >= since && r.value == Some(Value::Int(65000))
+            })
+            .await;
+        }
+        assert_eq!(
+            failures(&meter_log),
+            [],
+            "{mode}: the neighbour's polls failed"
+        );
+        server.mode(2, "normal").await;
+        online(&bridge, "second").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_line_takes_its_devices_offline_and_they_return_with_it() {
+    let mut line = PtyPair::new().await;
+    let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
+    load(&mut server).await;
+    let (bridge, readings) = start(&bridge_file(&Link::Serial(&line.a)));
+    let mut readings = tee(readings);
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+
+    // The adapter is pulled: slave and PTY gone, the port cannot be opened.
+    server.proc.kill().await;
+    line.close().await;
+    for device in ["meter", "second"] {
+        offline(&bridge, device).await;
+    }
+    assert!(!bridge.is_finished(), "the bridge task gave up on the line");
+    let since = match bridge.device_status("meter").map(|s| s.state) {
+        Some(DeviceState::Offline { since, .. }) => since,
+        other => panic!("{other:?}"),
+    };
+
+    // Plugged back in, under the same path: both come back by themselves.
+    line.reopen().await;
+    let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
+    load(&mut server).await;
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+    point(&mut readings, "second", "value", |r| {
+        r.timestamp > since && r.value == Some(Value::Int(42))
+    })
+    .await;
 }

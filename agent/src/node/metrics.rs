@@ -21,6 +21,8 @@ pub(crate) struct NodeCounters {
     pub(crate) connections_opened: u64,
     /// Bytes of application frames received (requests and answers).
     pub(crate) app_bytes_received: u64,
+    /// Writes to the state directory that failed (disk full, read-only).
+    pub(crate) state_write_errors: u64,
 }
 
 pub(crate) struct Snapshot<'a> {
@@ -129,6 +131,12 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
             "DHT requests that timed out.",
             Kind::Counter,
             d.timeouts,
+        ),
+        Family::single(
+            "streembit_state_write_errors",
+            "Writes to the state directory that failed (full, read-only); what was stored before is kept.",
+            Kind::Counter,
+            s.node.state_write_errors,
         ),
         Family::single(
             "streembit_replay_window_entries",

@@ -587,10 +587,15 @@ impl Node {
         }
     }
 
-    fn persist(&self) {
+    /// Saves the routing table. A failure (disk full, read-only) is logged
+    /// with its cause and counted, and the node goes on: the previous file
+    /// stays intact (atomic write), only the newer view is not saved.
+    fn persist(&mut self) {
         let path = persist::table_path(&self.cfg.state_dir);
         if let Err(e) = persist::write_atomic(&path, &self.dht.save_table()) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table");
+            self.counters.state_write_errors += 1;
+            let hint = persist::write_error_hint(&e);
+            tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table: {hint}");
         }
     }
 }

@@ -40,6 +40,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// What a failed write of the state directory means for an operator: the
+/// usual causes (disk full, read-only mount, permissions) named in plain
+/// words, so the log line says what to fix and not only an errno.
+pub fn write_error_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "the state directory's file system is full; free space there"
+        }
+        ErrorKind::ReadOnlyFilesystem => {
+            "the state directory is on a read-only file system; remount it read-write"
+        }
+        ErrorKind::PermissionDenied => {
+            "no permission to write in the state directory; check its owner and mode"
+        }
+        _ => "writing in the state directory failed",
+    }
+}
+
 /// Reads the persisted table, if there is a usable one.
 pub fn read(path: &Path) -> Option<Vec<u8>> {
     let meta = fs::metadata(path).ok()?;

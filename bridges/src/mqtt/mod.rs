@@ -14,7 +14,7 @@
 //! QoS 1 message (at-least-once: a redelivered message can repeat a reading).
 
 mod eventloop;
-mod payload;
+pub(crate) mod payload;
 mod state;
 mod tls;
 

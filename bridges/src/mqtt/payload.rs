@@ -296,6 +296,26 @@ mod tests {
         ));
     }
 
+    /// Found by the `mqtt_payload` fuzzer: serde_json's default number
+    /// parser rounded this one ulp away from the nearest f64, so a value
+    /// published as JSON did not read back as itself.
+    #[test]
+    fn json_numbers_parse_to_the_nearest_float() {
+        let text = "66666666666666660000000000000000000000000000000000";
+        let nearest: f64 = text.parse().expect("a float");
+        let p = pt(PayloadType::Float, Some(""));
+        assert_eq!(value(&p, text.as_bytes()), Ok(Value::Float(nearest)));
+        let c = MqttCommand {
+            topic: "c".into(),
+            format: CommandFormat::Json,
+            on: "ON".into(),
+            off: "OFF".into(),
+            retain: false,
+        };
+        let out = command_payload(&p, &c, &Value::Float(nearest)).expect("payload");
+        assert_eq!(value(&p, &out), Ok(Value::Float(nearest)));
+    }
+
     #[test]
     fn commands_become_payloads() {
         let c = MqttCommand {
