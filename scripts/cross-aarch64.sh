@@ -8,7 +8,12 @@
 #      signed on one architecture verified on the other, both ways;
 #   3. a mixed network on loopback: two aarch64 agents (under qemu) and two
 #      x86-64 agents, each joining through an agent of the other
-#      architecture; status and lookups both ways through both CLIs.
+#      architecture; status and lookups both ways through both CLIs;
+#   4. device readings: an aarch64 agent and an x86-64 agent each host a
+#      Modbus TCP device (a pymodbus server, as in the tests); each device's
+#      signed reading is verified by the other architecture's binary, and
+#      each device record is found from the other architecture, naming its
+#      gateway.
 #
 # Needs: scripts/install-test-deps.sh (gcc-aarch64-linux-gnu,
 # qemu-user-static, the rustup target). Both release binaries are left in
@@ -50,9 +55,11 @@ echo "stripped aarch64 binary: $size bytes ($(awk "BEGIN{printf \"%.1f\", $size/
 echo "x86-64 binary: $(stat -c %s "$x86") bytes"
 arm --version
 
+repo="$PWD"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
+    exec 3>&- 2>/dev/null || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -161,6 +168,38 @@ ask() {
         (cd "$work/$name" && "$x86" "$@" --config agent.toml)
     fi
 }
+# Two Modbus devices on one simulated Modbus TCP server (unit ids 1 and 2,
+# input register 0 = 215 and 190): arm-b hosts the first, x86-c the second.
+modbus_port=$((base + 10))
+mkfifo "$work/modbus.in"
+python3 "$repo/tests/py/modbus_server.py" --tcp-port "$modbus_port" --ids 1,2 \
+    < "$work/modbus.in" > "$work/modbus.out" 2> "$work/modbus.err" &
+pids+=($!)
+exec 3> "$work/modbus.in"
+for _ in $(seq 100); do grep -q READY "$work/modbus.out" 2>/dev/null && break; sleep 0.1; done
+grep -q READY "$work/modbus.out" || { cat "$work/modbus.err" >&2; fail "the pymodbus server did not start"; }
+echo "set 1 ir 0 215" >&3
+echo "set 2 ir 0 190" >&3
+# bridge NAME DEVICE UNIT: a bridge file beside NAME's agent.toml.
+bridge() {
+    mkdir -p "$work/$1/bridges.d"
+    cat > "$work/$1/bridges.d/sim.toml" <<TOML
+[modbus_tcp]
+host = "127.0.0.1"
+port = $modbus_port
+
+[[modbus_tcp.devices]]
+name = "$2"
+unit_id = $3
+poll_ms = 500
+points = [
+  { name = "temp", table = "input_register", address = 0, type = "i16", scale = 0.1, unit = "C" },
+]
+TOML
+}
+bridge arm-b arm-meter 1
+bridge x86-c x86-meter 2
+
 # Each agent joins through one of the other architecture, so QUIC
 # handshakes go x86-64 -> aarch64 and aarch64 -> x86-64.
 agent seed-arm aarch64 "$base"
@@ -211,3 +250,64 @@ print(f"{name}: {s['network']} network, {s['table_size']} contacts, {s['connecti
 EOF
 done
 echo "mixed network OK"
+
+step "device readings signed on one architecture, verified on the other"
+# device_key GATEWAY ARCH DEVICE VALUE: waits until GATEWAY's device reads
+# VALUE, prints the device's key.
+device_key() {
+    local out=""
+    for _ in $(seq 100); do
+        out="$(ask "$1" "$2" devices --json 2>&1)" &&
+            python3 - "$3" "$4" "$out" <<'EOF' 2>/dev/null && return 0
+import json, sys
+name, value, devices = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+d = next(d for d in devices if d["name"] == name)
+assert d["points"]["temp"]["value"] == value
+print(d["key"])
+EOF
+        sleep 0.2
+    done
+    fail "$1 ($2 CLI): $3 never read $4: $out"
+}
+arm_dev="$(device_key arm-b aarch64 arm-meter 21.5)"
+x86_dev="$(device_key x86-c x86-64 x86-meter 19)"
+echo "arm-meter $arm_dev on arm-b (aarch64); x86-meter $x86_dev on x86-c (x86-64)"
+# reading GATEWAY DEVICE_KEY FILE: the device's latest signed reading, hex.
+reading() {
+    ask "$1" "$(cat "$work/$1/arch")" read "$2" temp --cose | awk '$1 == "temp" {print $2}' > "$3"
+    [ -s "$3" ] || fail "no signed reading of $2 on $1"
+}
+reading arm-b "$arm_dev" arm-meter.hex
+reading x86-c "$x86_dev" x86-meter.hex
+# check_reading BIN FILE DEVICE_KEY VALUE: valid, signed by the device's own key.
+check_reading() {
+    local out
+    out="$($1 verify --hex --json "$2")" || fail "$1 refused $2: $out"
+    python3 - "$3" "$4" "$out" <<'EOF' || fail "$1 on $2: $out"
+import json, sys
+key, value, r = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3])
+assert r["valid"] and r["kind"] == "reading" and r["sender"] == key, r
+assert r["payload"]["value"] == value, r["payload"]
+EOF
+}
+check_reading "$x86" arm-meter.hex "$arm_dev" 21.5
+check_reading arm x86-meter.hex "$x86_dev" 19
+echo "arm-meter's reading (signed on aarch64) verified by x86-64; x86-meter's by aarch64"
+
+step "device records found from the other architecture, naming their gateway"
+# device_lookup FROM DEVICE_KEY GATEWAY
+device_lookup() {
+    local arch out="" gw
+    arch="$(cat "$work/$1/arch")"
+    gw="$(cat "$work/$3/key")"
+    for _ in $(seq 100); do
+        out="$(ask "$1" "$arch" lookup "$2" --json 2>&1)" &&
+            python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["kind"] == "device" and r["gateway"] == sys.argv[2]' "$out" "$gw" 2>/dev/null &&
+            { echo "$1 ($arch) -> device $2: gateway $3"; return 0; }
+        sleep 0.2
+    done
+    fail "$1 ($arch) did not find device $2 hosted by $3: $out"
+}
+device_lookup x86-a "$arm_dev" arm-b
+device_lookup seed-arm "$x86_dev" x86-c
+echo "device readings OK"
