@@ -20,6 +20,9 @@ cargo test --workspace --locked
 time ./scripts/cross-aarch64.sh
 # .deb for amd64 and arm64 from those binaries; contents checked, lintian:
 time ./scripts/deb.sh
+# ... and the amd64 one installed, reinstalled, removed and purged in a
+# fresh Debian 12 root (debootstrap): the maintainer scripts at work.
+time ./scripts/deb-install-check.sh
 # The Yocto layer's linter. Suppressed: the HOMEPAGE ping (the project's
 # address is a placeholder, and CI has no network to ping it) and the
 # BBCLASSEXTEND suggestion (a target daemon: no native or SDK variant).
