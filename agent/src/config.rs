@@ -49,6 +49,46 @@ pub struct AgentConfig {
     pub allowlist_file: Option<PathBuf>,
     /// Log level when `RUST_LOG` is not set.
     pub log_level: String,
+    /// Store-and-forward: the most each subscriber's queue of a hosted
+    /// device holds on disk, in bytes; when full, the oldest readings are
+    /// dropped (and counted).
+    pub outbox_max_bytes: u64,
+    /// The most subscribers one hosted device accepts.
+    pub max_subscribers_per_device: usize,
+    /// The most each of this agent's subscription inboxes holds on disk,
+    /// in bytes; when full, the oldest readings are dropped (and counted).
+    pub inbox_max_bytes: u64,
+    /// The local MQTT side: the embedded broker and where signed readings
+    /// are published.
+    pub mqtt: MqttConfig,
+}
+
+/// `[mqtt]`: the embedded broker and the publication of signed readings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Run the embedded MQTT broker (rumqttd) for local devices and
+    /// applications.
+    pub embedded: bool,
+    /// Where the embedded broker listens (TCP, MQTT 3.1.1, no TLS: keep it
+    /// on loopback or a trusted LAN).
+    pub listen: String,
+    /// Publish every signed reading (raw COSE) to this broker; default:
+    /// the embedded one, when it runs.
+    pub publish_to: Option<String>,
+    /// Topic prefix: readings go to `<prefix>/<device key>/<point>`.
+    pub topic_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            listen: "127.0.0.1:1883".to_owned(),
+            publish_to: None,
+            topic_prefix: "streembit".to_owned(),
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -63,6 +103,10 @@ impl Default for AgentConfig {
             allowlist: Vec::new(),
             allowlist_file: None,
             log_level: "info".to_owned(),
+            outbox_max_bytes: 8 * 1024 * 1024,
+            max_subscribers_per_device: 16,
+            inbox_max_bytes: 16 * 1024 * 1024,
+            mqtt: MqttConfig::default(),
         }
     }
 }
@@ -184,6 +228,37 @@ impl AgentConfig {
             if let Err(reason) = crate::transport::read_allowlist(f) {
                 err("allowlist_file", reason);
             }
+        }
+        for (key, v) in [
+            ("outbox_max_bytes", self.outbox_max_bytes),
+            ("inbox_max_bytes", self.inbox_max_bytes),
+        ] {
+            if v < 64 * 1024 {
+                err(key, format!("{v} is below the minimum of 65536 bytes"));
+            }
+        }
+        for (key, addr) in [
+            ("mqtt.listen", Some(&self.mqtt.listen)),
+            ("mqtt.publish_to", self.mqtt.publish_to.as_ref()),
+        ] {
+            if let Some(a) = addr {
+                if a.to_socket_addrs()
+                    .map(|mut i| i.next().is_none())
+                    .unwrap_or(true)
+                {
+                    err(key, format!("{a:?} is not a host:port address"));
+                }
+            }
+        }
+        let prefix = &self.mqtt.topic_prefix;
+        if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.ends_with('/') {
+            err(
+                "mqtt.topic_prefix",
+                format!("{prefix:?} must be a non-empty topic without wildcards or a trailing '/'"),
+            );
+        }
+        if self.max_subscribers_per_device == 0 {
+            err("max_subscribers_per_device", "must be at least 1".into());
         }
         if self.is_private() && self.network == "public" {
             err(

@@ -17,6 +17,8 @@
 //!   replay window. Every message on the network is one of these.
 //! - [`dht`]: the Kademlia DHT as a sans-IO core (routing table, lookups,
 //!   self-certifying record store) and its deterministic simulator.
+//! - [`journal`]: a bounded, crash-safe sequence log on disk (the
+//!   store-and-forward queues and subscribers' inboxes).
 //! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
 //!
 //! What this crate does not do: talk to devices. The `streembit-bridges`
@@ -30,6 +32,7 @@ pub mod daemon;
 pub mod devices;
 pub mod dht;
 pub mod identity;
+pub mod journal;
 pub mod metrics;
 pub mod node;
 pub mod transport;

@@ -254,6 +254,35 @@ impl Broker {
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
     }
 
+    /// Publishes each of `payloads` as its own message, in order, from one
+    /// mosquitto_pub connection (`-l`: one message per stdin line).
+    pub async fn publish_lines(&self, topic: &str, payloads: &[String]) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-l",
+            ])
+            .args(self.client_args())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn mosquitto_pub");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut text = payloads.join("\n");
+        text.push('\n');
+        stdin.write_all(text.as_bytes()).await.expect("write lines");
+        drop(stdin);
+        let status = child.wait().await.expect("mosquitto_pub");
+        assert!(status.success(), "mosquitto_pub -l failed: {status}");
+    }
+
     /// Publishes the contents of a file (for payloads too big for argv).
     pub async fn publish_file(&self, topic: &str, file: &std::path::Path) {
         let mut p = Proc::spawn(

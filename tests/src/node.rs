@@ -78,6 +78,9 @@ impl AgentProcess {
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
             .env("RUST_LOG", &self.rust_log)
+            // Many agents run at once: none takes the MQTT port unless a
+            // test asks for it.
+            .env("STREEMBIT_MQTT__EMBEDDED", "false")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -110,8 +110,9 @@ fn devices_readings_and_reloads() {
     let out = agent.cli(&["read", &key, "voltage", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(r["points"]["voltage"]["value"], 230.2);
-    assert_eq!(r["key"], key.as_str());
+    assert_eq!(r["readings"][0]["value"], 230.2);
+    assert_eq!(r["readings"][0]["point"], "voltage");
+    assert_eq!(r["device"], key.as_str());
     // Signed by the device's own key: pycose checks it with that key alone.
     let out = agent.cli(&["read", &key, "voltage", "--cose"]);
     assert!(out.status.success(), "{}", stderr(&out));

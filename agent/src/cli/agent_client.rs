@@ -1,4 +1,4 @@
-//! The CLI side of the local API: one HTTP/1.1 GET over the Unix socket.
+//! The CLI side of the local API: one HTTP/1.1 request over the Unix socket.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +23,11 @@ pub(super) fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> 
 /// `POST path` with a JSON body.
 pub(super) fn post(socket: &Path, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), Failure> {
     call(socket, hyper::Method::POST, path, body)
+}
+
+/// `DELETE path`.
+pub(super) fn delete(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
+    call(socket, hyper::Method::DELETE, path, Vec::new())
 }
 
 fn call(

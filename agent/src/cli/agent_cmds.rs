@@ -1,15 +1,16 @@
-//! `status`, `peers` and `lookup`: thin clients of the running agent's API.
+//! `status`, `peers`, `lookup`, `metrics` and `devices`: thin clients of
+//! the running agent's API.
 //! A readable table by default, the API's JSON as is with `--json`.
 
 use std::io::Write;
 
-use super::agent_client::{get, post};
-use super::{ConfigArg, Failure, ReadArgs, WriteArgs, EXIT_INVALID};
+use super::agent_client::get;
+use super::{ConfigArg, Failure, EXIT_INVALID};
 use crate::config::AgentConfig;
 use crate::daemon::control::{ApiError, LookupAnswer, Peer, Status};
 use crate::devices::DeviceInfo;
 
-fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
+pub(super) fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
     Ok(AgentConfig::load(config.config.as_deref())
         .map_err(Failure::config)?
         .api_socket())
@@ -17,7 +18,7 @@ fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
 
 /// GETs `path` and decodes a 2xx JSON body as `T`; non-2xx is a failure
 /// carrying the API's error message.
-fn fetch<T: serde::de::DeserializeOwned>(
+pub(super) fn fetch<T: serde::de::DeserializeOwned>(
     config: &ConfigArg,
     path: &str,
 ) -> Result<(T, Vec<u8>), Failure> {
@@ -29,7 +30,7 @@ fn fetch<T: serde::de::DeserializeOwned>(
 }
 
 /// A point's value with its unit, or why there is none.
-fn shown(r: &crate::devices::PointReading) -> String {
+pub(super) fn shown(r: &crate::devices::PointReading) -> String {
     match &r.value {
         Some(v) => format!("{v} {}", r.unit.as_deref().unwrap_or(""))
             .trim_end()
@@ -39,7 +40,7 @@ fn shown(r: &crate::devices::PointReading) -> String {
 }
 
 /// A non-2xx answer as a failure carrying the API's error message.
-fn refused(status: u16, body: &[u8]) -> Result<(), Failure> {
+pub(super) fn refused(status: u16, body: &[u8]) -> Result<(), Failure> {
     if (200..300).contains(&status) {
         return Ok(());
     }
@@ -52,7 +53,7 @@ fn refused(status: u16, body: &[u8]) -> Result<(), Failure> {
     })
 }
 
-fn write(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+pub(super) fn write(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
     out.write_all(text.as_bytes()).map_err(Failure::usage)
 }
 
@@ -143,64 +144,4 @@ pub(super) fn devices(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Re
     }
     text.push_str(&format!("{} devices\n", devices.len()));
     write(out, &text)
-}
-
-pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let path = format!("/v1/devices/{}", args.device);
-    let (device, _): (DeviceInfo, _) = fetch(&args.common.config, &path)?;
-    let points: Vec<(&String, &crate::devices::PointReading)> = device
-        .points
-        .iter()
-        .filter(|(name, _)| args.point.as_ref().is_none_or(|p| p == *name))
-        .collect();
-    if let Some(p) = &args.point {
-        if points.is_empty() {
-            return Err(Failure {
-                code: EXIT_INVALID,
-                message: format!("device {} has no reading for point {p:?} yet", device.name),
-            });
-        }
-    }
-    if args.cose {
-        let mut text = String::new();
-        for (name, r) in &points {
-            let cose = r.cose.as_deref().ok_or_else(|| Failure {
-                code: EXIT_INVALID,
-                message: format!("point {name} has no signed reading yet"),
-            })?;
-            text.push_str(&format!("{name} {cose}\n"));
-        }
-        return write(out, &text);
-    }
-    if args.common.json {
-        let map: serde_json::Map<String, serde_json::Value> = points
-            .iter()
-            .map(|(k, v)| ((*k).clone(), serde_json::to_value(v).unwrap_or_default()))
-            .collect();
-        let v = serde_json::json!({"device": device.name, "key": device.key, "state": device.state, "points": map});
-        return write(out, &format!("{v}\n"));
-    }
-    let mut text = format!("{} ({})  {}\n", device.name, device.state, device.key);
-    for (name, r) in points {
-        text.push_str(&format!(
-            "  {name:<16} {}  at {} ms\n",
-            shown(r),
-            r.timestamp_ms
-        ));
-    }
-    write(out, &text)
-}
-
-pub(super) fn write_point(args: &WriteArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    // true/false and numbers as such, anything else as text.
-    let value = serde_json::from_str::<serde_json::Value>(&args.value)
-        .ok()
-        .filter(|v| v.is_boolean() || v.is_number())
-        .unwrap_or_else(|| serde_json::Value::String(args.value.clone()));
-    let body = serde_json::to_vec(&serde_json::json!({ "value": value }))
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let path = format!("/v1/devices/{}/{}", args.device, args.point);
-    let (status, answer) = post(&socket(&args.config)?, &path, body)?;
-    refused(status, &answer)?;
-    write(out, "ok\n")
 }

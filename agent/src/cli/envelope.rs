@@ -6,10 +6,10 @@ use serde_json::json;
 
 use super::encoding::{read_input, Encoding};
 use super::keys::keystore;
-use super::payload::{cbor_to_json, input_to_cbor};
 use super::{ConfigArg, Failure, SignArgs, VerifyArgs, EXIT_INVALID};
 use crate::config::AgentConfig;
 use crate::identity::{KeyFile, PublicKey};
+use crate::wire::payload::{cbor_to_json, input_to_cbor};
 use crate::wire::{
     self, Audience, Kind, NetworkId, Opened, Sealer, UnixMillis, WireError,
     DEFAULT_MAX_ENVELOPE_BYTES, HARD_MAX_ENVELOPE_BYTES,

@@ -4,20 +4,23 @@
 //! - [`keys`]: `keygen` and `id`.
 //! - [`envelope`]: `sign` and `verify`, the operator's tools to make and
 //!   inspect wire traffic.
-//! - [`payload`]: JSON ⇄ CBOR for payloads.
 //! - [`encoding`]: raw / hex / base64 input and output.
-//! - `agent_cmds` / `agent_client`: `status`, `peers`, `lookup` — thin
-//!   clients of the running agent's local API.
+//! - `agent_cmds` / `agent_client`: `status`, `peers`, `lookup`,
+//!   `metrics`, `devices` — thin clients of the running agent's local API.
+//! - `device_cmds`: `read`, `write` and subscriptions, for devices
+//!   anywhere on the network, through the local API.
+//! - `demo`: `streembit demo`, a local network with simulated devices.
 //!
 //! Exit codes: 0 success, 1 a verification or request failed, 2 bad usage
 //! or config, 3 the agent is not running.
 
 mod agent_client;
 mod agent_cmds;
+mod demo;
+mod device_cmds;
 mod encoding;
 mod envelope;
 mod keys;
-pub mod payload;
 
 use std::path::PathBuf;
 
@@ -69,10 +72,25 @@ pub enum Command {
     Metrics(ConfigArg),
     /// Hosted devices: name, bridge, public key, state, latest readings.
     Devices(JsonArgs),
-    /// Latest reading of a device hosted by this agent, by key or name.
+    /// Latest signed readings of a device anywhere on the network (by
+    /// key), verified with its key; or of a device hosted here (by name).
     Read(ReadArgs),
-    /// Send a command to a point of a device hosted by this agent.
+    /// Write a point: by device key, a command signed by this agent that
+    /// the device's gateway checks against the point's `writers`; by name,
+    /// the operator's own write to a device hosted here.
     Write(WriteArgs),
+    /// Subscribe to a device's readings: they are delivered to this agent
+    /// as they are made, and kept for it while it is away.
+    Subscribe(KeyArgs),
+    /// End a subscription (and delete what it received).
+    Unsubscribe(KeyArgs),
+    /// This agent's subscriptions and their counters.
+    Subscriptions(JsonArgs),
+    /// Readings received from a subscribed device, oldest first.
+    Inbox(InboxArgs),
+    /// A small network on loopback with simulated devices: readings
+    /// signed, looked up, fetched and verified; writes refused and applied.
+    Demo(DemoArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -121,6 +139,51 @@ pub struct WriteArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run for this many seconds, then print the summary (Ctrl-C ends it
+    /// early, with the summary too).
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Where the agents keep their state [default: a new directory in the
+    /// system's temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the directory (keys, logs, bridge files) afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A device key and `--config`.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The device's public key (64 hex characters).
+    pub device: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// The device's public key (64 hex characters).
+    pub device: String,
+    /// Only readings with a sequence above this.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// Print `seq point envelope-hex` per reading.
+    #[arg(long)]
+    pub cose: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: JsonArgs,
 }
 
 /// Arguments of `lookup`.
@@ -286,8 +349,13 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
         Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),
-        Command::Read(a) => agent_cmds::read(&a, out),
-        Command::Write(a) => agent_cmds::write_point(&a, out),
+        Command::Read(a) => device_cmds::read(&a, out),
+        Command::Write(a) => device_cmds::write_point(&a, out),
+        Command::Subscribe(a) => device_cmds::subscribe(&a, true, out),
+        Command::Unsubscribe(a) => device_cmds::subscribe(&a, false, out),
+        Command::Subscriptions(a) => device_cmds::subscriptions(&a, out),
+        Command::Inbox(a) => device_cmds::inbox(&a, out),
+        Command::Demo(a) => demo::run(&a, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "streembit", out);

@@ -2,32 +2,47 @@
 //! runtime directory. The CLI is a thin client of it; Prometheus scrapes
 //! `/metrics` through it.
 //!
-//! Routes (documented in `docs/api.md`):
-//! `GET /v1/status`, `GET /v1/peers`, `GET /v1/lookup/{pubkey}`,
-//! `GET /v1/devices`, `GET /v1/devices/{name}`,
-//! `POST /v1/devices/{name}/{point}` (`{"value": …}`), `GET /metrics`.
+//! Routes are parsed in [`super::routes`] and documented in `docs/api.md`.
 
 use std::convert::Infallible;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::UnixListener;
 use tokio::sync::{oneshot, watch};
 
 use super::control::{ApiError, Query, QuerySender};
-use crate::devices::Devices;
+use super::routes::{self, Route, MAX_REQUEST_BODY};
+use crate::devices::protocol::{verify_reading, VerifiedReading};
+use crate::devices::{DeviceService, Devices, Remote, RemoteError, Subscriptions};
 use crate::identity::PublicKey;
+
+/// What the API serves from.
+#[derive(Clone)]
+pub struct Context {
+    /// The node's query channel.
+    pub node: QuerySender,
+    /// Hosted devices.
+    pub devices: Devices,
+    /// The device protocol's server side (metrics).
+    pub service: Arc<DeviceService>,
+    /// This agent as a client of remote devices.
+    pub remote: Arc<Remote>,
+    /// This agent's subscriptions.
+    pub subscriptions: Subscriptions,
+    /// The local MQTT publisher's counters.
+    pub mqtt: Arc<super::mqtt::MqttStats>,
+}
 
 /// How long one API request may wait for the node (a lookup included).
 const NODE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-/// Request bodies are not used yet; anything larger is refused.
-const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Binds the API socket at `path` (replacing a stale one) with mode 0660.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -48,12 +63,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the API until `shutdown` turns true.
-pub async fn serve(
-    listener: UnixListener,
-    node: QuerySender,
-    devices: Devices,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: UnixListener, ctx: Context, mut shutdown: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -65,11 +75,9 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let node = node.clone();
-        let devices = devices.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(req, node.clone(), devices.clone()));
+            let service = hyper::service::service_fn(move |req| handle(req, ctx.clone()));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
@@ -85,11 +93,7 @@ pub fn remove(path: &PathBuf) {
     let _ = std::fs::remove_file(path);
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    node: QuerySender,
-    devices: Devices,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<Incoming>, ctx: Context) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // Read at most the cap, so a client cannot make us buffer without bound.
     let limited = http_body_util::Limited::new(body, MAX_REQUEST_BODY);
@@ -102,34 +106,89 @@ async fn handle(
             ))
         }
     };
-    let path = parts.uri.path().to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let response = match (&parts.method, segments.as_slice()) {
-        (&Method::GET, ["v1", "status"]) => ask(&node, Query::Status).await.map(|mut s| {
+    let route = match routes::parse(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        &body,
+    ) {
+        Ok(r) => r,
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Ok(error(status, &refusal.message));
+        }
+    };
+    let response = answer(route, &ctx).await;
+    Ok(response.unwrap_or_else(|e| e))
+}
+
+async fn answer(
+    route: Route,
+    ctx: &Context,
+) -> Result<Response<Full<Bytes>>, Response<Full<Bytes>>> {
+    let node = &ctx.node;
+    let devices = &ctx.devices;
+    match route {
+        Route::Status => ask(node, Query::Status).await.map(|mut s| {
             s.devices = devices.count();
             json(&s)
         }),
-        (&Method::GET, ["v1", "peers"]) => ask(&node, Query::Peers).await.map(|p| json(&p)),
-        (&Method::GET, ["v1", "lookup", key]) => match key.parse::<PublicKey>() {
-            Err(e) => Ok(error(StatusCode::BAD_REQUEST, &e.to_string())),
-            Ok(key) => ask(&node, |tx| Query::Lookup(key, tx))
-                .await
-                .map(|r| match r {
-                    Ok(Some(answer)) => json(&answer),
-                    Ok(None) => error(StatusCode::NOT_FOUND, "no record for this key"),
-                    Err(e) => error(StatusCode::BAD_GATEWAY, &e),
-                }),
-        },
-        (&Method::GET, ["v1", "devices"]) => Ok(json(&devices.list())),
-        (&Method::GET, ["v1", "devices", name]) => Ok(match devices.get(name) {
+        Route::Peers => ask(node, Query::Peers).await.map(|p| json(&p)),
+        Route::Lookup(key) => ask(node, |tx| Query::Lookup(key, tx))
+            .await
+            .map(|r| match r {
+                Ok(Some(answer)) => json(&answer),
+                Ok(None) => error(StatusCode::NOT_FOUND, "no record for this key"),
+                Err(e) => error(StatusCode::BAD_GATEWAY, &e),
+            }),
+        Route::Devices => Ok(json(&devices.list())),
+        Route::Device(name) => Ok(match devices.get(&name) {
             Some(d) => json(&d),
             None => error(StatusCode::NOT_FOUND, "no such device"),
         }),
-        (&Method::POST, ["v1", "devices", name, point]) => {
-            Ok(write_point(&devices, name, point, &body).await)
-        }
-        (&Method::GET, ["metrics"]) => ask(&node, Query::Metrics).await.map(|mut families| {
+        Route::WriteLocal {
+            device,
+            point,
+            value,
+        } => Ok(match devices.write(&device, &point, &value).await {
+            Ok(()) => json(&serde_json::json!({"ok": true})),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        }),
+        Route::Read { device, point } => Ok(read(ctx, &device, point).await),
+        Route::Write {
+            device,
+            point,
+            value,
+        } => Ok(match ctx.remote.write(&device, &point, &value).await {
+            Ok(applied) => json(
+                &serde_json::json!({"device": device.to_string(), "point": point, "value": applied}),
+            ),
+            Err(e) => remote_error(&e),
+        }),
+        Route::Subscriptions => Ok(json(&ctx.subscriptions.list())),
+        Route::Subscribe(device) => Ok(match ctx.subscriptions.add(&device) {
+            Ok(()) => json(&serde_json::json!({"device": device.to_string(), "subscribed": true})),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        }),
+        Route::Unsubscribe(device) => Ok(if ctx.subscriptions.remove(&device).await {
+            json(&serde_json::json!({"device": device.to_string(), "subscribed": false}))
+        } else {
+            error(StatusCode::NOT_FOUND, "not subscribed to this device")
+        }),
+        Route::Inbox {
+            device,
+            after,
+            limit,
+        } => Ok(match ctx.subscriptions.inbox(&device, after, limit) {
+            Some(entries) => json(&entries),
+            None => error(StatusCode::NOT_FOUND, "not subscribed to this device"),
+        }),
+        Route::Metrics => ask(node, Query::Metrics).await.map(|mut families| {
             families.extend(devices.families());
+            families.extend(devices.outboxes().families());
+            families.extend(ctx.service.families());
+            families.extend(ctx.subscriptions.families());
+            families.extend(ctx.mqtt.families());
             let mut r = Response::new(Full::new(Bytes::from(crate::metrics::encode(families))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -137,34 +196,45 @@ async fn handle(
             );
             r
         }),
-        (_, ["v1", ..]) | (_, ["metrics"]) => {
-            Ok(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"))
-        }
-        _ => Ok(error(StatusCode::NOT_FOUND, "no such route")),
-    };
-    Ok(response.unwrap_or_else(|e| e))
+    }
 }
 
-/// `POST /v1/devices/{name}/{point}` with `{"value": …}`.
-async fn write_point(
-    devices: &Devices,
-    name: &str,
-    point: &str,
-    body: &[u8],
-) -> Response<Full<Bytes>> {
-    #[derive(serde::Deserialize)]
-    struct Write {
-        value: serde_json::Value,
-    }
-    let Ok(w) = serde_json::from_slice::<Write>(body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be {\"value\": <bool|number|string>}",
-        );
+/// A device's latest readings, each verified with the device key: from
+/// the board when the device is hosted here, else over the network.
+async fn read(ctx: &Context, device: &PublicKey, point: Option<String>) -> Response<Full<Bytes>> {
+    let readings: Result<Vec<VerifiedReading>, RemoteError> = match ctx.devices.by_key(device) {
+        Some(hosted) => ctx
+            .devices
+            .latest_sealed(&hosted.name, point.as_deref())
+            .iter()
+            .map(|env| {
+                verify_reading(env, device, ctx.remote.network(), ctx.remote.max_frame())
+                    .map_err(RemoteError::Invalid)
+            })
+            .collect(),
+        None => ctx.remote.read(device, point).await,
     };
-    match devices.write(name, point, &w.value).await {
-        Ok(()) => json(&serde_json::json!({"ok": true})),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    match readings {
+        Ok(list) => json(&serde_json::json!({"device": device.to_string(), "readings": list})),
+        Err(e) => remote_error(&e),
+    }
+}
+
+/// A remote failure as an HTTP answer: refusals keep the device's code.
+fn remote_error(e: &RemoteError) -> Response<Full<Bytes>> {
+    match e {
+        RemoteError::Refused { code, .. } => {
+            let status = match code.as_str() {
+                "not_authorized" => StatusCode::FORBIDDEN,
+                "not_found" => StatusCode::NOT_FOUND,
+                "bad_request" => StatusCode::BAD_REQUEST,
+                "busy" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            error(status, &e.to_string())
+        }
+        RemoteError::Unreachable(_) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+        RemoteError::Invalid(_) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
     }
 }
 

@@ -3,7 +3,10 @@
 //! - `mod.rs`: start-up and shutdown order, signals, systemd notifications.
 //! - [`api`]: the local HTTP API on a Unix socket.
 //! - [`control`]: the API's request and answer types.
+//! - [`routes`]: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
+//! - [`mqtt`]: the embedded MQTT broker and the publication of signed
+//!   readings to local MQTT.
 //!
 //! Start-up: config → logging → identity → endpoint bound → table restored
 //! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
@@ -13,6 +16,8 @@
 pub mod api;
 pub mod control;
 mod logging;
+pub mod mqtt;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::AgentConfig;
-use crate::devices::{self, Devices};
+use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptions};
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent};
 use crate::transport::{Endpoint, Gate, TransportConfig};
@@ -117,7 +122,8 @@ async fn serve(
     }
 
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
+    let wire = node_cfg.wire.clone();
+    let mut node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
     let socket = config.api_socket();
     let listener = api::bind(&socket).map_err(|e| {
         DaemonError::runtime(format!(
@@ -126,7 +132,15 @@ async fn serve(
         ))
     })?;
 
-    let devices = Devices::new(Keystore::new(&state_dir), network.clone());
+    let outboxes = Arc::new(Outboxes::open(
+        &state_dir.join("outbox"),
+        config.outbox_max_bytes,
+        config.max_subscribers_per_device,
+    ));
+    // The broker first: local MQTT devices in the bridge files connect to it.
+    let mqtt_stats = Arc::new(mqtt::MqttStats::default());
+    let publish_to = local_mqtt(&config, &mqtt_stats);
+    let devices = Devices::new(Keystore::new(&state_dir), network.clone(), outboxes.clone());
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
         devices.stop_all().await;
@@ -138,13 +152,61 @@ async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (queries_tx, queries_rx) = mpsc::channel(64);
+    let service = Arc::new(DeviceService::new(
+        devices.clone(),
+        wire.clone(),
+        key.node_id(),
+    ));
+    let (device_streams_tx, device_streams_rx) = mpsc::channel(256);
+    node.serve_devices(device_streams_tx);
+    tokio::spawn(service.clone().run(device_streams_rx));
+    let remote = Arc::new(Remote::new(
+        key.clone(),
+        wire,
+        network.clone(),
+        node.connections(),
+        queries_tx.clone(),
+    ));
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
-    host_devices(&queries_tx, &devices).await;
+    host_devices(&queries_tx, &devices, &gate).await;
+    let subscriptions = Subscriptions::start(
+        remote.clone(),
+        devices.feed().clone(),
+        &state_dir.join("inbox"),
+        config.inbox_max_bytes,
+    );
+    if let Some(broker) = publish_to {
+        let id = key.public().to_string();
+        mqtt::spawn_publisher(
+            broker,
+            config.mqtt.topic_prefix.clone(),
+            format!("streembit-{}", &id[..16]),
+            devices.feed().subscribe(),
+            mqtt_stats.clone(),
+        );
+        tracing::info!(broker = %broker, prefix = %config.mqtt.topic_prefix, "publishing signed readings to local MQTT");
+    }
+    {
+        let outboxes = outboxes.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(devices::SYNC_EVERY);
+            loop {
+                tick.tick().await;
+                outboxes.sync_all();
+            }
+        });
+    }
     let reload_queries = queries_tx.clone();
     let api_task = tokio::spawn(api::serve(
         listener,
-        queries_tx,
-        devices.clone(),
+        api::Context {
+            node: queries_tx,
+            devices: devices.clone(),
+            service,
+            remote,
+            subscriptions: subscriptions.clone(),
+            mqtt: mqtt_stats,
+        },
         shutdown_rx.clone(),
     ));
 
@@ -180,6 +242,8 @@ async fn serve(
         let _ = api_task.await;
     })
     .await;
+    outboxes.sync_all();
+    subscriptions.sync_all();
     api::remove(&socket);
     Ok(())
 }
@@ -197,7 +261,7 @@ async fn reload(
 ) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let problems = devices.apply(devices::load_dir(bridges_dir)).await;
-    host_devices(node, devices).await;
+    host_devices(node, devices, gate).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
     }
@@ -229,8 +293,38 @@ async fn reload(
     ]);
 }
 
+/// Starts the embedded broker if configured; the broker readings are
+/// published to, if any. A broker that cannot start (its port taken) is
+/// reported and the agent runs on without it.
+fn local_mqtt(config: &AgentConfig, stats: &mqtt::MqttStats) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let resolve = |a: &str| a.to_socket_addrs().ok().and_then(|mut i| i.next());
+    let mut publish_to = config.mqtt.publish_to.as_deref().and_then(resolve);
+    if config.mqtt.embedded {
+        match resolve(&config.mqtt.listen).ok_or_else(|| "no address".to_owned()).and_then(|a| {
+            mqtt::start_broker(a, stats).map(|()| a)
+        }) {
+            Ok(addr) => {
+                tracing::info!(listen = %addr, "embedded MQTT broker running");
+                publish_to.get_or_insert(addr);
+            }
+            Err(e) => tracing::warn!("embedded MQTT broker not started: {e}; set [mqtt] embedded = false to silence this"),
+        }
+    }
+    publish_to
+}
+
 /// Tells the node which devices it hosts (TLS identities, device records).
-async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices) {
+/// On a private network every device key must be on the allowlist too
+/// (peers check the device's certificate against theirs): say so if not.
+async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices, gate: &Gate) {
+    if gate.is_private() {
+        for d in devices.list() {
+            if d.key.parse().is_ok_and(|k| !gate.admits(&k)) {
+                tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     if node
         .send(control::Query::Host(devices.keypairs(), tx))

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use streembit_bridges::{BridgeHandle, BridgeOptions, Bus, Command, DeviceState, Quality, Value};
 use tokio::task::JoinHandle;
 
+use super::feed::{Feed, SignedReading};
 use super::files::{Loaded, LoadedBridge};
-use super::signing::{quality_text, seal_reading};
-use crate::identity::{DeviceName, Keypair, Keystore};
+use super::outbox::Outboxes;
+use super::signing::{next_seq, quality_text, seal_reading};
+use crate::identity::{DeviceName, Keypair, Keystore, PublicKey};
 use crate::metrics::{Family, Kind};
 use crate::wire::{NetworkId, Sealer, UnixMillis};
 
@@ -60,6 +62,8 @@ struct DeviceBoard {
     bridge: String,
     key: Option<Arc<Keypair>>,
     points: BTreeMap<String, PointReading>,
+    /// The latest signed reading per point (raw envelope).
+    sealed: BTreeMap<String, Arc<Vec<u8>>>,
     good: u64,
     bad: u64,
 }
@@ -85,17 +89,46 @@ pub struct Devices {
     state: Arc<Mutex<State>>,
     keystore: Keystore,
     network: NetworkId,
+    outboxes: Arc<Outboxes>,
+    feed: Feed,
+}
+
+/// A hosted device's identity, for the network side.
+#[derive(Clone)]
+pub struct Hosted {
+    /// Name from the bridge file.
+    pub name: String,
+    /// Its key.
+    pub key: Arc<Keypair>,
 }
 
 impl Devices {
     /// No bridges yet; device keys come from `keystore`, readings are
-    /// sealed for `network`.
-    pub fn new(keystore: Keystore, network: NetworkId) -> Self {
+    /// sealed for `network` and queued in `outboxes` for subscribers.
+    pub fn new(keystore: Keystore, network: NetworkId, outboxes: Arc<Outboxes>) -> Self {
         Self {
             state: Arc::default(),
             keystore,
             network,
+            outboxes,
+            feed: Feed::default(),
         }
+    }
+
+    /// Every signed reading as it is made (and, through
+    /// [`crate::devices::Subscriptions`], as it is received).
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// The store-and-forward queues.
+    pub fn outboxes(&self) -> &Arc<Outboxes> {
+        &self.outboxes
+    }
+
+    /// The network readings are sealed for.
+    pub fn network(&self) -> &NetworkId {
+        &self.network
     }
 
     /// Applies a loaded `bridges.d/`: starts new and changed bridges, stops
@@ -172,17 +205,37 @@ impl Devices {
         );
         let state = self.state.clone();
         let bridge_name = bridge.name.clone();
-        let signers: BTreeMap<String, Arc<Keypair>> = keys.iter().cloned().collect();
+        let outboxes = self.outboxes.clone();
+        let feed = self.feed.clone();
+        // Each device's sequence resumes above what its queues hold.
+        let mut signers: BTreeMap<String, (Arc<Keypair>, u64)> = keys
+            .iter()
+            .map(|(name, key)| {
+                let last = outboxes.last_seq(&key.public());
+                (name.clone(), (key.clone(), last))
+            })
+            .collect();
         let mut sealer = Sealer::new(self.network.clone());
         let collector = tokio::spawn(async move {
             while let Some(r) = readings.recv().await {
                 let depth = readings.len();
-                // Sign before taking the lock: the board is shared with the API.
-                let cose = signers.get(&r.device).and_then(|key| {
-                    seal_reading(&mut sealer, key, &r, UnixMillis::now())
+                // Sign and queue before taking the lock: the board is
+                // shared with the API.
+                let sealed = signers.get_mut(&r.device).and_then(|(key, last)| {
+                    let now = UnixMillis::now();
+                    let seq = next_seq(*last, now);
+                    let env = seal_reading(&mut sealer, key, &r, seq, now)
                         .map_err(|e| tracing::warn!(device = %r.device, error = %e, "cannot seal a reading"))
-                        .ok()
-                        .map(hex::encode)
+                        .ok()?;
+                    *last = seq;
+                    outboxes.append(&key.public(), seq, &env);
+                    let env = Arc::new(env);
+                    feed.send(SignedReading {
+                        device: key.public(),
+                        point: r.point.clone(),
+                        envelope: env.clone(),
+                    });
+                    Some(env)
                 });
                 let Ok(mut st) = state.lock() else { break };
                 st.queue_depth.insert(bridge_name.clone(), depth);
@@ -191,6 +244,9 @@ impl Devices {
                     Quality::Good => dev.good += 1,
                     _ => dev.bad += 1,
                 }
+                if let Some(env) = sealed {
+                    dev.sealed.insert(r.point.clone(), env);
+                }
                 dev.points.insert(
                     r.point.clone(),
                     PointReading {
@@ -198,7 +254,7 @@ impl Devices {
                         unit: r.unit.clone(),
                         quality: quality_text(&r.quality),
                         timestamp_ms: r.timestamp,
-                        cose,
+                        cose: None,
                     },
                 );
             }
@@ -269,7 +325,15 @@ impl Devices {
                         _ => "starting".to_owned(),
                     },
                     last_success_ms: status.and_then(|s| s.last_success),
-                    points: b.points.clone(),
+                    points: b
+                        .points
+                        .iter()
+                        .map(|(p, r)| {
+                            let mut r = r.clone();
+                            r.cose = b.sealed.get(p).map(|e| hex::encode(e.as_slice()));
+                            (p.clone(), r)
+                        })
+                        .collect(),
                 }
             })
             .collect()
@@ -287,6 +351,51 @@ impl Devices {
         self.state
             .lock()
             .map(|st| st.board.values().filter_map(|b| b.key.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The hosted device with this key.
+    pub fn by_key(&self, key: &PublicKey) -> Option<Hosted> {
+        let st = self.state.lock().ok()?;
+        st.board.iter().find_map(|(name, b)| {
+            b.key
+                .as_ref()
+                .filter(|k| k.public() == *key)
+                .map(|k| Hosted {
+                    name: name.clone(),
+                    key: k.clone(),
+                })
+        })
+    }
+
+    /// The latest signed reading envelopes of `device` (one point's, or
+    /// every point's).
+    pub fn latest_sealed(&self, device: &str, point: Option<&str>) -> Vec<Arc<Vec<u8>>> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        st.board
+            .get(device)
+            .map(|b| {
+                b.sealed
+                    .iter()
+                    .filter(|(p, _)| point.is_none_or(|want| want == p.as_str()))
+                    .map(|(_, e)| e.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The keys allowed to write `point` of `device` (empty: nobody on the
+    /// network may).
+    pub fn writers(&self, device: &str, point: &str) -> Vec<String> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        st.board
+            .get(device)
+            .and_then(|b| st.running.get(&b.bridge))
+            .map(|r| r.bus.writers(device, point))
             .unwrap_or_default()
     }
 

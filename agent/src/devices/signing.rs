@@ -6,8 +6,12 @@
 //!
 //! ```text
 //! { "device": tstr, "point": tstr, ? "value": bool / int / float / tstr / bstr,
-//!   ? "unit": tstr, "quality": "good" / "bad: <reason>", "ts": uint (ms) }
+//!   ? "unit": tstr, "quality": "good" / "bad: <reason>", "ts": uint (ms),
+//!   "seq": uint }
 //! ```
+//!
+//! `seq` grows with every reading of the device (see [`next_seq`]), so a
+//! subscriber orders what it receives and drops duplicates by it.
 //!
 //! Sealing runs in the collector task, behind the bridge's bounded channel:
 //! the bus loop never waits for a signature.
@@ -28,6 +32,15 @@ struct Payload<'a> {
     unit: Option<&'a str>,
     quality: String,
     ts: u64,
+    seq: u64,
+}
+
+/// The sequence of a device's next reading: above the previous one, and
+/// at least the clock in microseconds, so it keeps growing across restarts
+/// without being stored (the gateway also seeds `prev` from its
+/// store-and-forward queues, which covers a clock that steps back).
+pub fn next_seq(prev: u64, now: UnixMillis) -> u64 {
+    prev.saturating_add(1).max(now.0.saturating_mul(1000))
 }
 
 /// The quality as text: `good` or `bad: <reason>`.
@@ -39,10 +52,11 @@ pub(super) fn quality_text(q: &Quality) -> String {
 }
 
 /// Seals `reading` with `device`'s key.
-pub(super) fn seal_reading(
+pub fn seal_reading(
     sealer: &mut Sealer,
     device: &Keypair,
     reading: &Reading,
+    seq: u64,
     now: UnixMillis,
 ) -> Result<Vec<u8>, WireError> {
     let payload = Payload {
@@ -52,6 +66,7 @@ pub(super) fn seal_reading(
         unit: reading.unit.as_deref(),
         quality: quality_text(&reading.quality),
         ts: reading.timestamp,
+        seq,
     };
     let mut cbor = Vec::with_capacity(96);
     ciborium::into_writer(&payload, &mut cbor).map_err(|e| WireError::Encode(e.to_string()))?;
@@ -75,7 +90,8 @@ mod tests {
             quality: Quality::Good,
             timestamp: 1_800_000_000_000,
         };
-        let env = seal_reading(&mut sealer, &key, &r, UnixMillis(1_800_000_000_001)).expect("seal");
+        let env =
+            seal_reading(&mut sealer, &key, &r, 9, UnixMillis(1_800_000_000_001)).expect("seal");
         let opened =
             open_published(&env, &NetworkId::public(), DEFAULT_MAX_ENVELOPE_BYTES).expect("open");
         assert_eq!(opened.sender(), key.public());

@@ -38,10 +38,11 @@ use crate::identity::{Keypair, PublicKey};
 use crate::transport::{Connection, Endpoint, VerifiedPeer};
 use crate::wire::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis, WireConfig};
 
-use connections::Connections;
+pub(crate) use connections::Connections;
 pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
 use metrics::NodeCounters;
 use rpc::Input;
+pub use rpc::{DeviceStream, BUSY};
 
 /// Node settings.
 #[derive(Debug, Clone)]
@@ -151,6 +152,8 @@ pub struct Node {
     published_acks: u32,
     last_publish: Option<Instant>,
     events: mpsc::Sender<NodeEvent>,
+    /// Where streams to hosted devices go (the devices layer).
+    device_streams: Option<mpsc::Sender<DeviceStream>>,
     counters: NodeCounters,
     started: Instant,
 }
@@ -209,9 +212,22 @@ impl Node {
             published_acks: 0,
             last_publish: None,
             events,
+            device_streams: None,
             counters: NodeCounters::default(),
             started: Instant::now(),
         }
+    }
+
+    /// Hands every stream a peer opens to a hosted device to `streams`
+    /// (without it, such connections are closed).
+    pub fn serve_devices(&mut self, streams: mpsc::Sender<DeviceStream>) {
+        self.device_streams = Some(streams);
+    }
+
+    /// The connection cache, shared with the devices layer so that reads
+    /// and subscriptions to remote devices reuse connections.
+    pub(crate) fn connections(&self) -> Connections {
+        self.conns.clone()
     }
 
     /// Runs until `shutdown` turns true, answering `queries` from the
@@ -265,6 +281,7 @@ impl Node {
     fn spawn_accept_loop(&self, mut shutdown: watch::Receiver<bool>) {
         let conns = self.conns.clone();
         let inputs = self.inputs_tx.clone();
+        let device_streams = self.device_streams.clone();
         tokio::spawn(async move {
             loop {
                 let incoming = tokio::select! {
@@ -274,10 +291,20 @@ impl Node {
                 let Some(incoming) = incoming else { break };
                 let conns = conns.clone();
                 let inputs = inputs.clone();
+                let device_streams = device_streams.clone();
                 tokio::spawn(async move {
-                    if let Ok(conn) = conns.endpoint().handshake(incoming).await {
-                        conns.insert(conn.clone());
-                        let _ = inputs.send(Input::Connected(conn)).await;
+                    let Ok(conn) = conns.endpoint().handshake(incoming).await else {
+                        return;
+                    };
+                    match conn.served_as() {
+                        Some(device) if device != conns.endpoint().key() => {
+                            let gate = conns.endpoint().gate().clone();
+                            rpc::serve_device_connection(conn, device, gate, device_streams).await;
+                        }
+                        _ => {
+                            conns.insert(conn.clone());
+                            let _ = inputs.send(Input::Connected(conn)).await;
+                        }
                     }
                 });
             }

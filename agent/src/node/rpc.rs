@@ -102,6 +102,57 @@ pub(crate) async fn serve_connection(
     conns.remove(&conn);
 }
 
+/// A stream a peer opened to a device this gateway hosts: the devices
+/// layer reads, answers and (for subscriptions) keeps it.
+pub struct DeviceStream {
+    /// The hosted device the peer dialed (its TLS identity served it).
+    pub device: PublicKey,
+    /// The peer, proven by its certificate and admitted by the gate.
+    pub peer: VerifiedPeer,
+    /// Our half.
+    pub send: quinn::SendStream,
+    /// The peer's half.
+    pub recv: quinn::RecvStream,
+}
+
+/// Serves a connection a peer made to a hosted device: every stream goes
+/// to the devices layer. These connections never carry DHT traffic (their
+/// proven key is the device's, not the peer's node), so they stay out of
+/// the connection cache.
+pub(crate) async fn serve_device_connection(
+    conn: Connection,
+    device: PublicKey,
+    gate: crate::transport::Gate,
+    streams: Option<mpsc::Sender<DeviceStream>>,
+) {
+    let peer = conn.peer();
+    while let Ok((send, recv)) = conn.quic().accept_bi().await {
+        // Checked per stream: the allowlist may have shrunk since the handshake.
+        if !gate.admits(&peer.key()) {
+            conn.close(super::CLOSE_NOT_ALLOWED, "not on the allowlist");
+            break;
+        }
+        let Some(tx) = &streams else {
+            conn.close(super::CLOSE_NOT_ALLOWED, "this agent serves no devices");
+            break;
+        };
+        let stream = DeviceStream {
+            device,
+            peer,
+            send,
+            recv,
+        };
+        if let Err(mpsc::error::TrySendError::Full(s)) = tx.try_send(stream) {
+            // Busy: refuse the stream rather than queue without bound.
+            let mut s = s;
+            let _ = s.send.reset(BUSY.into());
+        }
+    }
+}
+
+/// Stream reset code when the devices layer has no room for a new stream.
+pub const BUSY: u32 = 0x11;
+
 /// Writes an answer frame and finishes the stream.
 pub(crate) async fn answer(mut reply: quinn::SendStream, envelope: Vec<u8>) {
     if write_frame(&mut reply, &envelope).await.is_ok() {

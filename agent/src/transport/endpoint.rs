@@ -13,7 +13,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 
-use super::cert::{certified_key, key_from_cert, server_name_for};
+use super::cert::{certified_key, key_from_cert, key_from_server_name, server_name_for};
 use super::gate::{Gate, Refusals};
 use super::verify::PeerVerifier;
 use super::TransportError;
@@ -99,6 +99,17 @@ impl Connection {
     pub fn quic(&self) -> &quinn::Connection {
         &self.inner
     }
+    /// On an accepted connection, the key of the identity the client
+    /// dialed (from its server name): the gateway's own or a hosted
+    /// device's. `None` on connections we dialed.
+    pub fn served_as(&self) -> Option<PublicKey> {
+        self.inner
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.server_name)
+            .and_then(|name| key_from_server_name(&name))
+    }
+
     /// Closes with an application code and a short reason.
     pub fn close(&self, code: u32, reason: &str) {
         self.inner.close(code.into(), reason.as_bytes());

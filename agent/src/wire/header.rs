@@ -173,8 +173,13 @@ kinds! {
     CommandResult = "command_result", false;
     /// A signed refusal or failure.
     Error = "error", false;
-    /// Ask for a device's latest readings or to subscribe to them.
+    /// Ask for a device's readings as they are made, from a cursor on
+    /// (also the subscriber's acknowledgement of what it has).
     Subscribe = "subscribe", false;
+    /// Ask for a device's latest signed readings.
+    Read = "read", false;
+    /// A device's latest signed readings, in answer to `read`.
+    Readings = "readings", false;
     /// Free-form operator message (`streembit sign --kind note`), never
     /// acted on by the agent.
     Note = "note", true;

@@ -9,6 +9,7 @@
 //!   network, freshness window and replay window, in that order.
 //! - [`replay`]: [`ReplayWindow`], the bounded memory of recently seen
 //!   `(sender, nonce)` pairs.
+//! - [`payload`]: operator JSON to CBOR payloads and back, for display.
 //!
 //! The exact byte layout, so that anyone can verify our messages with any
 //! COSE library, is in `docs/wire.md`.
@@ -19,9 +20,10 @@
 mod envelope;
 mod header;
 mod opener;
+pub mod payload;
 pub(crate) mod replay;
 
-pub use envelope::{open_published, seal, verify_signature, Opened, Sealer};
+pub use envelope::{open_published, open_published_batch, seal, verify_signature, Opened, Sealer};
 pub use header::{
     Audience, Kind, NetworkId, UnixMillis, BROADCAST_AAD, LABEL_KIND, LABEL_NETWORK, LABEL_NONCE,
     LABEL_TIMESTAMP,

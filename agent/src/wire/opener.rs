@@ -62,12 +62,24 @@ impl Opener {
 
     /// Opens one envelope received at `now`.
     pub fn open(&mut self, bytes: &[u8], now: UnixMillis) -> Result<Opened, WireError> {
+        self.open_to(bytes, now, self.me)
+    }
+
+    /// Opens one envelope addressed to `me` rather than this opener's own
+    /// node: a gateway answers for each device it hosts, and one replay
+    /// window serves all of them (nonces are per sender, not per audience).
+    pub fn open_to(
+        &mut self,
+        bytes: &[u8],
+        now: UnixMillis,
+        me: NodeId,
+    ) -> Result<Opened, WireError> {
         let (envelope, opened) = decode(bytes, self.config.max_envelope_bytes)?;
         check_network(&opened, &self.network)?;
         let audience = if opened.kind().is_broadcast() {
             Audience::Anyone
         } else {
-            Audience::Node(self.me)
+            Audience::Node(me)
         };
         check_signature(&envelope, &opened.sender(), &audience)?;
 

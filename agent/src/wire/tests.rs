@@ -433,3 +433,58 @@ fn replay_window_memory_is_fixed_with_100k_senders() {
         "{default}"
     );
 }
+
+#[test]
+fn a_batch_opens_what_one_by_one_opens_and_refuses_only_the_bad_ones() {
+    let key = Keypair::from_seed(&[7; 32]);
+    let net = NetworkId::public();
+    let mut sealer = Sealer::with_nonce(net.clone(), 1);
+    let mut envs: Vec<Vec<u8>> = (0..40u64)
+        .map(|i| {
+            let payload = [0x18, i as u8 + 24];
+            sealer
+                .seal(
+                    &key,
+                    Kind::Reading,
+                    Audience::Anyone,
+                    &payload,
+                    UnixMillis(i),
+                )
+                .expect("seal")
+        })
+        .collect();
+    let all: Vec<&[u8]> = envs.iter().map(Vec::as_slice).collect();
+    let opened = open_published_batch(&all, &net, DEFAULT_MAX_ENVELOPE_BYTES);
+    assert!(opened.iter().all(Result::is_ok));
+    assert_eq!(
+        opened[3].as_ref().map(|o| o.nonce()).ok(),
+        Some(4),
+        "results stay in order"
+    );
+    // One flipped signature byte, one wrong network, one point-to-point kind.
+    let last = envs[5].len() - 1;
+    envs[5][last] ^= 1;
+    envs[9] = Sealer::with_nonce("acme".parse().expect("net"), 1)
+        .seal(
+            &key,
+            Kind::Reading,
+            Audience::Anyone,
+            &[0x01],
+            UnixMillis(1),
+        )
+        .expect("seal");
+    envs[20] = sealer
+        .seal(
+            &key,
+            Kind::Ping,
+            Audience::Node(key.node_id()),
+            &[0x01],
+            UnixMillis(1),
+        )
+        .expect("seal");
+    let all: Vec<&[u8]> = envs.iter().map(Vec::as_slice).collect();
+    let opened = open_published_batch(&all, &net, DEFAULT_MAX_ENVELOPE_BYTES);
+    let refused: Vec<usize> = (0..envs.len()).filter(|i| opened[*i].is_err()).collect();
+    assert_eq!(refused, vec![5, 9, 20]);
+    assert!(matches!(opened[5], Err(WireError::BadSignature)));
+}

@@ -40,6 +40,11 @@ pub fn cbor_to_json(payload: &[u8]) -> Option<Json> {
 /// while decoding, this keeps the conversion itself bounded too.
 const MAX_DEPTH: usize = 128;
 
+/// One CBOR value as JSON (the same lossy mapping as [`cbor_to_json`]).
+pub fn value_to_json(v: Value) -> Json {
+    to_json(v, 0)
+}
+
 fn to_json(v: Value, depth: usize) -> Json {
     if depth > MAX_DEPTH {
         return Json::Null;

@@ -1,0 +1,267 @@
+//! Store-and-forward: one on-disk queue per (device, subscriber).
+//!
+//! Every signed reading of a device is appended to the journal of each of
+//! its subscribers as it is made, whether the subscriber is connected or
+//! not; a delivery task streams from the journal and the subscriber's
+//! acknowledgements trim it. So a reading is never only in memory: a
+//! SIGKILL loses nothing that `append` returned for, and a power cut at
+//! most what arrived since the last sync (`SYNC_EVERY`). When a queue is
+//! full its oldest readings are dropped and counted.
+//!
+//! Layout: `<state>/outbox/<device key>/<subscriber key>/*.seg`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::protocol::ErrorCode;
+use crate::identity::PublicKey;
+use crate::journal::Journal;
+use crate::metrics::{Family, Kind};
+
+/// How often queues are flushed to the disk: what a power cut can lose.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// One subscriber's queue for one device.
+pub(super) struct Outbox {
+    /// Who it is for.
+    pub(super) subscriber: PublicKey,
+    journal: Mutex<Journal>,
+    /// Wakes the delivery task when a reading is appended.
+    pub(super) wake: Notify,
+    /// Bumped by each new delivery stream, so an older one stops.
+    pub(super) generation: std::sync::atomic::AtomicU64,
+}
+
+impl Outbox {
+    /// Up to `max` queued readings above `after`, stopping once past
+    /// `max_bytes`.
+    pub(super) fn read_after(
+        &self,
+        after: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<(u64, Vec<u8>)> {
+        match self.journal.lock() {
+            Ok(j) => j.read_after(after, max, max_bytes).unwrap_or_else(|e| {
+                tracing::warn!(dir = %j.dir().display(), error = %e, "cannot read a queue");
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The subscriber has everything up to `seq`.
+    pub(super) fn ack(&self, seq: u64) {
+        if let Ok(mut j) = self.journal.lock() {
+            if let Err(e) = j.trim_through(seq) {
+                tracing::warn!(dir = %j.dir().display(), error = %e, "cannot trim a queue");
+            }
+        }
+    }
+}
+
+/// Every store-and-forward queue of this gateway.
+pub struct Outboxes {
+    root: PathBuf,
+    max_bytes: u64,
+    max_per_device: usize,
+    by_device: Mutex<BTreeMap<PublicKey, Vec<Arc<Outbox>>>>,
+}
+
+impl Outboxes {
+    /// Opens the queues under `root`, each holding at most `max_bytes`, at
+    /// most `max_per_device` subscribers per device.
+    pub fn open(root: &Path, max_bytes: u64, max_per_device: usize) -> Self {
+        let mut by_device: BTreeMap<PublicKey, Vec<Arc<Outbox>>> = BTreeMap::new();
+        for (device, subscriber, dir) in subdirs(root) {
+            match Journal::open(&dir, max_bytes) {
+                Ok(journal) => by_device
+                    .entry(device)
+                    .or_default()
+                    .push(Arc::new(new_outbox(subscriber, journal))),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "store-and-forward queue not opened")
+                }
+            }
+        }
+        Self {
+            root: root.to_owned(),
+            max_bytes,
+            max_per_device,
+            by_device: Mutex::new(by_device),
+        }
+    }
+
+    /// Queues `envelope` (sequence `seq`) for every subscriber of `device`.
+    pub fn append(&self, device: &PublicKey, seq: u64, envelope: &[u8]) {
+        let Ok(map) = self.by_device.lock() else {
+            return;
+        };
+        for outbox in map.get(device).into_iter().flatten() {
+            if let Ok(mut j) = outbox.journal.lock() {
+                if let Err(e) = j.append(seq, envelope) {
+                    tracing::warn!(dir = %j.dir().display(), error = %e, "cannot queue a reading");
+                }
+            }
+            outbox.wake.notify_one();
+        }
+    }
+
+    /// The highest sequence queued for `device` (0 if none).
+    pub fn last_seq(&self, device: &PublicKey) -> u64 {
+        self.by_device
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.get(device).map(|list| {
+                    list.iter()
+                        .filter_map(|o| o.journal.lock().ok().map(|j| j.last_seq()))
+                        .max()
+                        .unwrap_or(0)
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// The queue of `subscriber` for `device`, created if new.
+    pub(super) fn subscribe(
+        &self,
+        device: &PublicKey,
+        subscriber: &PublicKey,
+    ) -> Result<Arc<Outbox>, (ErrorCode, String)> {
+        let mut map = self
+            .by_device
+            .lock()
+            .map_err(|_| (ErrorCode::Busy, "queues unavailable".to_owned()))?;
+        let list = map.entry(*device).or_default();
+        if let Some(o) = list.iter().find(|o| o.subscriber == *subscriber) {
+            return Ok(o.clone());
+        }
+        if list.len() >= self.max_per_device {
+            return Err((
+                ErrorCode::Busy,
+                format!("this device has {} subscribers already", list.len()),
+            ));
+        }
+        let dir = self
+            .root
+            .join(device.to_string())
+            .join(subscriber.to_string());
+        let journal = Journal::open(&dir, self.max_bytes).map_err(|e| {
+            (
+                ErrorCode::DeviceError,
+                format!("cannot create the queue: {e}"),
+            )
+        })?;
+        let outbox = Arc::new(new_outbox(*subscriber, journal));
+        list.push(outbox.clone());
+        Ok(outbox)
+    }
+
+    /// Makes sure `subscriber` has a queue for `device` (what a first
+    /// `subscribe` does; also for benchmarks and tools).
+    pub fn ensure_queue(&self, device: &PublicKey, subscriber: &PublicKey) -> Result<(), String> {
+        self.subscribe(device, subscriber)
+            .map(drop)
+            .map_err(|(_, message)| message)
+    }
+
+    /// Forgets `subscriber`'s subscription to `device` and its queue.
+    pub(super) fn cancel(&self, device: &PublicKey, subscriber: &PublicKey) {
+        if let Ok(mut map) = self.by_device.lock() {
+            if let Some(list) = map.get_mut(device) {
+                list.retain(|o| o.subscriber != *subscriber);
+            }
+        }
+        let dir = self
+            .root
+            .join(device.to_string())
+            .join(subscriber.to_string());
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a queue");
+            }
+        }
+    }
+
+    /// Flushes every queue to the disk.
+    pub fn sync_all(&self) {
+        let Ok(map) = self.by_device.lock() else {
+            return;
+        };
+        for o in map.values().flatten() {
+            if let Ok(mut j) = o.journal.lock() {
+                if let Err(e) = j.sync() {
+                    tracing::warn!(dir = %j.dir().display(), error = %e, "cannot sync a queue");
+                }
+            }
+        }
+    }
+
+    /// Queue metric families.
+    pub fn families(&self) -> Vec<Family> {
+        let mut pending = Family::new(
+            "streembit_outbox_readings",
+            "Readings queued for a subscriber and not yet acknowledged.",
+            Kind::Gauge,
+        );
+        let mut dropped = Family::new(
+            "streembit_outbox_dropped",
+            "Readings dropped from a full store-and-forward queue since start.",
+            Kind::Counter,
+        );
+        if let Ok(map) = self.by_device.lock() {
+            for (device, list) in map.iter() {
+                for o in list {
+                    if let Ok(j) = o.journal.lock() {
+                        let labels = [
+                            ("device", device.to_string()),
+                            ("subscriber", o.subscriber.to_string()),
+                        ];
+                        let labels: Vec<(&str, &str)> =
+                            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        pending.push(&labels, j.len());
+                        dropped.push(&labels, j.dropped());
+                    }
+                }
+            }
+        }
+        vec![pending, dropped]
+    }
+}
+
+fn new_outbox(subscriber: PublicKey, journal: Journal) -> Outbox {
+    Outbox {
+        subscriber,
+        journal: Mutex::new(journal),
+        wake: Notify::new(),
+        generation: std::sync::atomic::AtomicU64::new(0),
+    }
+}
+
+/// `(device, subscriber, dir)` of every queue directory under `root`.
+fn subdirs(root: &Path) -> Vec<(PublicKey, PublicKey, PathBuf)> {
+    let keyed = |dir: &Path| -> Vec<(PublicKey, PathBuf)> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let key = p.file_name()?.to_str()?.parse::<PublicKey>().ok()?;
+                Some((key, p))
+            })
+            .collect()
+    };
+    keyed(root)
+        .into_iter()
+        .flat_map(|(device, dir)| {
+            keyed(&dir)
+                .into_iter()
+                .map(move |(sub, path)| (device, sub, path))
+        })
+        .collect()
+}

@@ -1,0 +1,415 @@
+//! The device protocol: what a peer asks a hosted device, and what the
+//! device answers, as CBOR payloads of signed envelopes (docs/wire.md,
+//! "Devices").
+//!
+//! A peer dials the device's key (the gateway answers TLS with the
+//! device's certificate) and opens one stream per request:
+//!
+//! ```text
+//! read      { ? "point": tstr }                 → readings { "readings": [ bstr ] }
+//! command   { "point": tstr, "value": any }     → command_result { "point": tstr, "value": any }
+//! subscribe { "after": uint, ? "cancel": bool } → readings, readings, … (the stream stays
+//!                                                 open; each frame a batch in order;
+//!                                                 later `subscribe` frames acknowledge)
+//! any refusal                                   → error { "code": tstr, "message": tstr }
+//! ```
+//!
+//! Requests are signed by the caller for the device (external_aad = the
+//! device's node id); answers are signed by the device's key for the
+//! caller. A `readings` answer carries the device's own broadcast
+//! `reading` envelopes, which anyone can check with the device key alone.
+
+use coset::cbor::Value;
+
+use crate::identity::PublicKey;
+use crate::wire::payload::value_to_json;
+use crate::wire::{open_published, open_published_batch, NetworkId, Opened, WireError};
+
+/// Why a device refused: the `code` of an `error` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The caller is not in the point's `writers`.
+    NotAuthorized,
+    /// No such point (or device) here.
+    NotFound,
+    /// The request could not be understood.
+    BadRequest,
+    /// The bus refused or failed the command.
+    DeviceError,
+    /// Too many subscriptions or streams at once.
+    Busy,
+}
+
+impl ErrorCode {
+    /// The code on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::NotAuthorized => "not_authorized",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::DeviceError => "device_error",
+            ErrorCode::Busy => "busy",
+        }
+    }
+}
+
+/// A request to a device, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Latest readings, of one point or all.
+    Read {
+        /// Only this point.
+        point: Option<String>,
+    },
+    /// Set a point.
+    Command {
+        /// The point.
+        point: String,
+        /// The value, as sent.
+        value: Value,
+    },
+    /// Readings from `after` on (or cancel the subscription).
+    Subscribe {
+        /// The subscriber has every reading up to this sequence.
+        after: u64,
+        /// Forget the subscription.
+        cancel: bool,
+    },
+}
+
+/// A device's answer, decoded and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// Latest readings (each a device-signed envelope).
+    Readings(Vec<Vec<u8>>),
+    /// A command was applied.
+    CommandResult {
+        /// The point.
+        point: String,
+        /// The value applied.
+        value: Value,
+    },
+    /// A refusal.
+    Error {
+        /// Machine-readable code.
+        code: String,
+        /// Why, for people.
+        message: String,
+    },
+}
+
+fn encode(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail.
+    let _ = coset::cbor::into_writer(v, &mut out);
+    out
+}
+
+fn decode_map(payload: &[u8]) -> Option<Vec<(Value, Value)>> {
+    let mut reader = payload;
+    let v: Value = coset::cbor::from_reader(&mut reader).ok()?;
+    if !reader.is_empty() {
+        return None;
+    }
+    v.into_map().ok()
+}
+
+fn field<'a>(map: &'a [(Value, Value)], name: &str) -> Option<&'a Value> {
+    map.iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .map(|(_, v)| v)
+}
+
+fn text(map: &[(Value, Value)], name: &str) -> Option<String> {
+    field(map, name)?.as_text().map(str::to_owned)
+}
+
+fn uint(map: &[(Value, Value)], name: &str) -> Option<u64> {
+    field(map, name)?
+        .as_integer()
+        .and_then(|i| u64::try_from(i).ok())
+}
+
+impl Request {
+    /// The payload of a `read`, `command` or `subscribe` envelope.
+    pub fn encode(&self) -> Vec<u8> {
+        let t = |s: &str| Value::Text(s.to_owned());
+        let map = match self {
+            Request::Read { point } => point.iter().map(|p| (t("point"), t(p))).collect::<Vec<_>>(),
+            Request::Command { point, value } => {
+                vec![(t("point"), t(point)), (t("value"), value.clone())]
+            }
+            Request::Subscribe { after, cancel } => {
+                let mut m = vec![(t("after"), Value::Integer((*after).into()))];
+                if *cancel {
+                    m.push((t("cancel"), Value::Bool(true)));
+                }
+                m
+            }
+        };
+        encode(&Value::Map(map))
+    }
+
+    /// Decodes the payload of an opened request of `kind`.
+    pub fn decode(kind: crate::wire::Kind, payload: &[u8]) -> Result<Self, String> {
+        use crate::wire::Kind;
+        let map = decode_map(payload).ok_or("the payload is not one CBOR map")?;
+        match kind {
+            Kind::Read => Ok(Request::Read {
+                point: text(&map, "point"),
+            }),
+            Kind::Command => Ok(Request::Command {
+                point: text(&map, "point").ok_or("a command needs a text \"point\"")?,
+                value: field(&map, "value")
+                    .cloned()
+                    .ok_or("a command needs a \"value\"")?,
+            }),
+            Kind::Subscribe => Ok(Request::Subscribe {
+                after: uint(&map, "after").ok_or("subscribe needs \"after\"")?,
+                cancel: field(&map, "cancel").and_then(Value::as_bool) == Some(true),
+            }),
+            other => Err(format!("a device does not answer {other}")),
+        }
+    }
+}
+
+impl Answer {
+    /// The answer's kind and payload.
+    pub fn encode(&self) -> (crate::wire::Kind, Vec<u8>) {
+        use crate::wire::Kind;
+        let t = |s: &str| Value::Text(s.to_owned());
+        match self {
+            Answer::Readings(list) => (
+                Kind::Readings,
+                encode(&Value::Map(vec![(
+                    t("readings"),
+                    Value::Array(list.iter().map(|r| Value::Bytes(r.clone())).collect()),
+                )])),
+            ),
+            Answer::CommandResult { point, value } => (
+                Kind::CommandResult,
+                encode(&Value::Map(vec![
+                    (t("point"), t(point)),
+                    (t("value"), value.clone()),
+                ])),
+            ),
+            Answer::Error { code, message } => (
+                Kind::Error,
+                encode(&Value::Map(vec![
+                    (t("code"), t(code)),
+                    (t("message"), t(message)),
+                ])),
+            ),
+        }
+    }
+
+    /// A refusal.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Answer::Error {
+            code: code.name().to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Decodes an opened answer.
+    pub fn decode(opened: &Opened) -> Result<Self, String> {
+        use crate::wire::Kind;
+        let map = decode_map(opened.payload()).ok_or("the answer is not one CBOR map")?;
+        match opened.kind() {
+            Kind::Readings => {
+                let list = field(&map, "readings")
+                    .and_then(Value::as_array)
+                    .ok_or("readings without a \"readings\" array")?;
+                list.iter()
+                    .map(|v| {
+                        v.as_bytes()
+                            .cloned()
+                            .ok_or("a reading is not a byte string")
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Answer::Readings)
+                    .map_err(str::to_owned)
+            }
+            Kind::CommandResult => Ok(Answer::CommandResult {
+                point: text(&map, "point").ok_or("command_result without \"point\"")?,
+                value: field(&map, "value").cloned().unwrap_or(Value::Null),
+            }),
+            Kind::Error => Ok(Answer::Error {
+                code: text(&map, "code").unwrap_or_default(),
+                message: text(&map, "message").unwrap_or_default(),
+            }),
+            other => Err(format!("unexpected answer kind {other}")),
+        }
+    }
+}
+
+/// A reading checked against the device key it must come from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifiedReading {
+    /// The device's name at its gateway.
+    pub device: String,
+    /// The point.
+    pub point: String,
+    /// The value (absent when the reading carries an error).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<serde_json::Value>,
+    /// Unit.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unit: Option<String>,
+    /// `good` or `bad: <reason>`.
+    pub quality: String,
+    /// When it was read, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The device's reading sequence.
+    pub seq: u64,
+    /// The envelope, hex: verifiable with the device key alone.
+    pub cose: String,
+}
+
+/// Opens a `reading` envelope and checks that `device` signed it: a
+/// reading signed by any other key (the gateway's included) is refused.
+pub fn verify_reading(
+    envelope: &[u8],
+    device: &PublicKey,
+    network: &NetworkId,
+    max_len: usize,
+) -> Result<VerifiedReading, String> {
+    let opened =
+        open_published(envelope, network, max_len).map_err(|e: WireError| e.to_string())?;
+    reading_from(&opened, envelope, device)
+}
+
+/// [`verify_reading`] for a burst, with one batch signature check (see
+/// [`open_published_batch`]): one result per envelope, in order.
+pub fn verify_readings(
+    envelopes: &[Vec<u8>],
+    device: &PublicKey,
+    network: &NetworkId,
+    max_len: usize,
+) -> Vec<Result<VerifiedReading, String>> {
+    let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+    open_published_batch(&refs, network, max_len)
+        .into_iter()
+        .zip(envelopes)
+        .map(|(opened, env)| reading_from(&opened.map_err(|e| e.to_string())?, env, device))
+        .collect()
+}
+
+fn reading_from(
+    opened: &Opened,
+    envelope: &[u8],
+    device: &PublicKey,
+) -> Result<VerifiedReading, String> {
+    if opened.kind() != crate::wire::Kind::Reading {
+        return Err(format!("expected a reading, got {}", opened.kind()));
+    }
+    if opened.sender() != *device {
+        return Err(format!(
+            "reading signed by {}, not by the device {device}",
+            opened.sender()
+        ));
+    }
+    let map = decode_map(opened.payload()).ok_or("the reading is not one CBOR map")?;
+    Ok(VerifiedReading {
+        device: text(&map, "device").ok_or("reading without \"device\"")?,
+        point: text(&map, "point").ok_or("reading without \"point\"")?,
+        value: field(&map, "value").cloned().map(value_to_json),
+        unit: text(&map, "unit"),
+        quality: text(&map, "quality").ok_or("reading without \"quality\"")?,
+        timestamp_ms: uint(&map, "ts").ok_or("reading without \"ts\"")?,
+        seq: uint(&map, "seq").unwrap_or(0),
+        cose: hex::encode(envelope),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Kind;
+
+    #[test]
+    fn requests_round_trip() {
+        for (kind, r) in [
+            (Kind::Read, Request::Read { point: None }),
+            (
+                Kind::Read,
+                Request::Read {
+                    point: Some("temp".into()),
+                },
+            ),
+            (
+                Kind::Command,
+                Request::Command {
+                    point: "setpoint".into(),
+                    value: Value::Integer(42.into()),
+                },
+            ),
+            (
+                Kind::Subscribe,
+                Request::Subscribe {
+                    after: 7,
+                    cancel: true,
+                },
+            ),
+        ] {
+            assert_eq!(Request::decode(kind, &r.encode()), Ok(r));
+        }
+    }
+
+    /// What `read` relies on: a reading is accepted only when the device
+    /// key signed it, so a gateway re-signing with its own key is caught.
+    #[test]
+    fn a_reading_signed_by_anyone_but_the_device_is_refused() {
+        use crate::identity::Keypair;
+        use crate::wire::{Audience, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES};
+        let device = Keypair::from_seed(&[1; 32]);
+        let gateway = Keypair::from_seed(&[2; 32]);
+        let net = NetworkId::public();
+        let payload = Value::Map(vec![
+            (Value::Text("device".into()), Value::Text("meter".into())),
+            (Value::Text("point".into()), Value::Text("temp".into())),
+            (Value::Text("value".into()), Value::Integer(21.into())),
+            (Value::Text("quality".into()), Value::Text("good".into())),
+            (Value::Text("ts".into()), Value::Integer(1.into())),
+            (Value::Text("seq".into()), Value::Integer(5.into())),
+        ]);
+        let payload = encode(&payload);
+        let mut sealer = Sealer::with_nonce(net.clone(), 1);
+        let mut seal = |key: &Keypair, kind| {
+            sealer
+                .seal(key, kind, Audience::Anyone, &payload, UnixMillis(1))
+                .expect("seal")
+        };
+        let good = seal(&device, Kind::Reading);
+        let r = verify_reading(&good, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES)
+            .expect("the device's own reading");
+        assert_eq!((r.seq, r.value), (5, Some(serde_json::json!(21))));
+        let resigned = seal(&gateway, Kind::Reading);
+        let err = verify_reading(
+            &resigned,
+            &device.public(),
+            &net,
+            DEFAULT_MAX_ENVELOPE_BYTES,
+        )
+        .expect_err("re-signed by the gateway");
+        assert!(err.contains("not by the device"), "{err}");
+        let note = seal(&device, Kind::Note);
+        assert!(verify_reading(&note, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err());
+        let mut flipped = good.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(
+            verify_reading(&flipped, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err()
+        );
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_with_a_reason() {
+        assert!(Request::decode(Kind::Command, &[0xa0]).is_err());
+        assert!(Request::decode(Kind::Subscribe, &[0xa0]).is_err());
+        assert!(Request::decode(Kind::Read, &[0xff, 0x00]).is_err());
+        assert!(Request::decode(Kind::Ping, &[0xa0]).is_err());
+        // Trailing bytes after the map.
+        assert!(Request::decode(Kind::Read, &[0xa0, 0x00]).is_err());
+    }
+}

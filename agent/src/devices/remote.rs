@@ -1,0 +1,243 @@
+//! The calling side of the device protocol: read and write devices hosted
+//! by other gateways.
+//!
+//! A device is found by looking its key up in the DHT (its record names
+//! its gateway's addresses), then dialed by its own key: the handshake
+//! proves the device's key, requests are signed by this agent's key for
+//! the device, and answers must be signed by the device's key. Readings
+//! are checked one by one against the device key, so a gateway cannot pass
+//! off readings it signed itself.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
+use crate::daemon::control::{Query, QuerySender};
+use crate::identity::{Keypair, PublicKey};
+use crate::node::Connections;
+use crate::transport::framing::{read_frame, write_frame};
+use crate::transport::Connection;
+use crate::wire::payload::value_to_json;
+use crate::wire::{Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig};
+
+/// A whole request (lookup, dial, answer) may take this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What went wrong with a remote device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteError {
+    /// No device record for the key, or it could not be reached.
+    Unreachable(String),
+    /// The device refused, with its signed `error` answer.
+    Refused {
+        /// Its code (`not_authorized`, …).
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The answer failed a check (signature, signer, format).
+    Invalid(String),
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoteError::Unreachable(e) => write!(f, "device unreachable: {e}"),
+            RemoteError::Refused { code, message } => write!(f, "refused ({code}): {message}"),
+            RemoteError::Invalid(e) => write!(f, "invalid answer: {e}"),
+        }
+    }
+}
+
+/// This agent as a client of remote devices.
+pub struct Remote {
+    key: Arc<Keypair>,
+    network: NetworkId,
+    conns: Connections,
+    node: QuerySender,
+    sealer: Mutex<Sealer>,
+    opener: Mutex<Opener>,
+    max_frame: usize,
+}
+
+impl Remote {
+    /// A client signing with `key`, dialing through the node's connection
+    /// cache and looking devices up through `node`.
+    pub(crate) fn new(
+        key: Arc<Keypair>,
+        wire: WireConfig,
+        network: NetworkId,
+        conns: Connections,
+        node: QuerySender,
+    ) -> Self {
+        Self {
+            max_frame: wire.max_envelope_bytes,
+            opener: Mutex::new(Opener::new(
+                network.clone(),
+                key.node_id(),
+                wire,
+                UnixMillis::now(),
+            )),
+            sealer: Mutex::new(Sealer::new(network.clone())),
+            network,
+            conns,
+            node,
+            key,
+        }
+    }
+
+    /// The network readings must be signed for.
+    pub fn network(&self) -> &NetworkId {
+        &self.network
+    }
+
+    /// The envelope size cap.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Where `device`'s gateway listens, from its device record.
+    async fn locate(&self, device: &PublicKey) -> Result<Vec<SocketAddr>, RemoteError> {
+        let (tx, rx) = oneshot::channel();
+        self.node
+            .send(Query::Lookup(*device, tx))
+            .await
+            .map_err(|_| RemoteError::Unreachable("the agent is shutting down".into()))?;
+        let answer = rx
+            .await
+            .map_err(|_| RemoteError::Unreachable("the agent is shutting down".into()))?
+            .map_err(RemoteError::Invalid)?
+            .ok_or_else(|| RemoteError::Unreachable(format!("no record for {device}")))?;
+        if answer.kind != "device" {
+            return Err(RemoteError::Unreachable(format!(
+                "{device} is a {}, not a device",
+                answer.kind
+            )));
+        }
+        Ok(answer.addrs.iter().filter_map(|a| a.parse().ok()).collect())
+    }
+
+    /// A connection proven by `device`'s key.
+    pub(super) async fn connect(&self, device: &PublicKey) -> Result<Connection, RemoteError> {
+        let addrs = self.locate(device).await?;
+        self.conns
+            .get_or_dial(device, &addrs)
+            .await
+            .map(|(c, _)| c)
+            .map_err(|e| RemoteError::Unreachable(e.to_string()))
+    }
+
+    /// `request` sealed by us for `device`.
+    pub(super) fn seal(
+        &self,
+        device: &PublicKey,
+        request: &Request,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let kind = match request {
+            Request::Read { .. } => Kind::Read,
+            Request::Command { .. } => Kind::Command,
+            Request::Subscribe { .. } => Kind::Subscribe,
+        };
+        self.sealer
+            .lock()
+            .map_err(|_| RemoteError::Invalid("sealer poisoned".into()))?
+            .seal(
+                &self.key,
+                kind,
+                Audience::Node(device.node_id()),
+                &request.encode(),
+                UnixMillis::now(),
+            )
+            .map_err(|e| RemoteError::Invalid(e.to_string()))
+    }
+
+    /// Opens an answer that `device` must have signed for us.
+    pub(super) fn open_answer(
+        &self,
+        device: &PublicKey,
+        bytes: &[u8],
+    ) -> Result<Answer, RemoteError> {
+        let opened = self
+            .opener
+            .lock()
+            .map_err(|_| RemoteError::Invalid("opener poisoned".into()))?
+            .open(bytes, UnixMillis::now())
+            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        if opened.sender() != *device {
+            return Err(RemoteError::Invalid(format!(
+                "answer signed by {}, not by the device",
+                opened.sender()
+            )));
+        }
+        match Answer::decode(&opened).map_err(RemoteError::Invalid)? {
+            Answer::Error { code, message } => Err(RemoteError::Refused { code, message }),
+            answer => Ok(answer),
+        }
+    }
+
+    /// One request, one answer.
+    async fn exchange(&self, device: &PublicKey, request: &Request) -> Result<Answer, RemoteError> {
+        let env = self.seal(device, request)?;
+        let work = async {
+            let conn = self.connect(device).await?;
+            let (mut send, mut recv) = conn
+                .quic()
+                .open_bi()
+                .await
+                .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
+            write_frame(&mut send, &env)
+                .await
+                .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
+            let _ = send.finish();
+            let answer = read_frame(&mut recv, self.max_frame)
+                .await
+                .map_err(|e| RemoteError::Unreachable(e.to_string()))?
+                .ok_or_else(|| RemoteError::Unreachable("the device closed the stream".into()))?;
+            self.open_answer(device, &answer)
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, work)
+            .await
+            .map_err(|_| RemoteError::Unreachable("timed out".into()))?
+    }
+
+    /// The device's latest readings, each verified with its key.
+    pub async fn read(
+        &self,
+        device: &PublicKey,
+        point: Option<String>,
+    ) -> Result<Vec<VerifiedReading>, RemoteError> {
+        match self.exchange(device, &Request::Read { point }).await? {
+            Answer::Readings(list) => verify_readings(&list, device, &self.network, self.max_frame)
+                .into_iter()
+                .map(|r| r.map_err(RemoteError::Invalid))
+                .collect(),
+            other => Err(RemoteError::Invalid(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Sets `point` of `device`; the device's signed confirmation of the
+    /// value it applied.
+    pub async fn write(
+        &self,
+        device: &PublicKey,
+        point: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, RemoteError> {
+        let mut cbor = Vec::new();
+        coset::cbor::into_writer(value, &mut cbor)
+            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let value: coset::cbor::Value = coset::cbor::from_reader(cbor.as_slice())
+            .map_err(|e| RemoteError::Invalid(e.to_string()))?;
+        let request = Request::Command {
+            point: point.to_owned(),
+            value,
+        };
+        match self.exchange(device, &request).await? {
+            Answer::CommandResult { point: p, value } if p == point => Ok(value_to_json(value)),
+            other => Err(RemoteError::Invalid(format!("unexpected answer {other:?}"))),
+        }
+    }
+}

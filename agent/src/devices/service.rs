@@ -1,0 +1,335 @@
+//! The gateway side of the device protocol (see `protocol.rs`): answers
+//! `read`, applies authorized `command`s, and streams subscriptions from
+//! their store-and-forward queues.
+//!
+//! Every stream is handled in its own task behind one bound, so a slow or
+//! hostile peer costs at most its own stream; a subscription's delivery
+//! reads from its queue on disk, so a slow subscriber only falls behind
+//! (its oldest readings dropped and counted when its queue is full) and
+//! never holds up the bus, the sealing, or another subscriber.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::outbox::Outbox;
+use super::protocol::{Answer, ErrorCode, Request};
+use super::registry::{Devices, Hosted};
+use crate::identity::PublicKey;
+use crate::metrics::{Family, Kind as MetricKind};
+use crate::node::{DeviceStream, BUSY};
+use crate::transport::framing::{read_frame, write_frame};
+use crate::wire::payload::value_to_json;
+use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
+
+/// Device streams handled at once (subscriptions included).
+const MAX_STREAMS: usize = 512;
+/// A request must arrive this soon after its stream opens.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readings sent to a subscriber per frame (kept well under the envelope
+/// cap: a reading envelope is a few hundred bytes).
+const BATCH: usize = 128;
+
+/// Answers peers on behalf of the hosted devices.
+pub struct DeviceService {
+    devices: Devices,
+    opener: Mutex<Opener>,
+    sealer: Mutex<Sealer>,
+    max_frame: usize,
+    /// `(request kind, outcome)` → count.
+    counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl DeviceService {
+    /// A service for `devices`, with the node's envelope limits.
+    pub fn new(devices: Devices, wire: WireConfig, own_id: crate::identity::NodeId) -> Self {
+        let network = devices.network().clone();
+        Self {
+            max_frame: wire.max_envelope_bytes,
+            opener: Mutex::new(Opener::new(
+                network.clone(),
+                own_id,
+                wire,
+                UnixMillis::now(),
+            )),
+            sealer: Mutex::new(Sealer::new(network)),
+            devices,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Serves device streams from the node until it stops sending them.
+    pub async fn run(self: Arc<Self>, mut streams: mpsc::Receiver<DeviceStream>) {
+        let limit = Arc::new(Semaphore::new(MAX_STREAMS));
+        while let Some(mut stream) = streams.recv().await {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                self.count("stream", "busy");
+                let _ = stream.send.reset(BUSY.into());
+                continue;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.handle(stream).await;
+                drop(permit);
+            });
+        }
+    }
+
+    fn count(&self, kind: &'static str, outcome: &'static str) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry((kind, outcome)).or_default() += 1;
+        }
+    }
+
+    /// Opens a frame from `peer` to `device`; refusals are counted by
+    /// reason.
+    fn open(&self, device: &PublicKey, peer: &PublicKey, bytes: &[u8]) -> Option<Opened> {
+        let opened = self
+            .opener
+            .lock()
+            .ok()?
+            .open_to(bytes, UnixMillis::now(), device.node_id());
+        match opened {
+            Ok(o) if o.sender() == *peer => Some(o),
+            Ok(_) => {
+                // Signed by someone other than the TLS-proven caller.
+                self.count("envelope", "sender_mismatch");
+                None
+            }
+            Err(e) => {
+                self.count("envelope", e.reason());
+                None
+            }
+        }
+    }
+
+    fn seal(&self, device: &Hosted, to: &PublicKey, answer: &Answer) -> Option<Vec<u8>> {
+        let (kind, payload) = answer.encode();
+        let sealed = self.sealer.lock().ok()?.seal(
+            &device.key,
+            kind,
+            Audience::Node(to.node_id()),
+            &payload,
+            UnixMillis::now(),
+        );
+        sealed
+            .map_err(|e| tracing::warn!(error = %e, "cannot seal a device answer"))
+            .ok()
+    }
+
+    async fn handle(&self, mut s: DeviceStream) {
+        let first =
+            match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut s.recv, self.max_frame))
+                .await
+            {
+                Ok(Ok(Some(bytes))) => bytes,
+                _ => return,
+            };
+        let Some(opened) = self.open(&s.device, &s.peer.key(), &first) else {
+            return;
+        };
+        let kind = opened.kind().name();
+        let Some(device) = self.devices.by_key(&s.device) else {
+            self.count(kind, ErrorCode::NotFound.name());
+            return;
+        };
+        let caller = s.peer.key();
+        let request = match Request::decode(opened.kind(), opened.payload()) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .finish(
+                        &mut s,
+                        &device,
+                        Answer::error(ErrorCode::BadRequest, e),
+                        kind,
+                    )
+                    .await;
+            }
+        };
+        let answer = match request {
+            Request::Read { point } => self.read(&device, point.as_deref()),
+            Request::Command { point, value } => {
+                self.command(&device, &caller, &point, value).await
+            }
+            Request::Subscribe { after, cancel } => {
+                if cancel {
+                    self.devices.outboxes().cancel(&s.device, &caller);
+                    self.count(kind, "cancelled");
+                    let _ = s.send.finish();
+                    return;
+                }
+                match self.devices.outboxes().subscribe(&s.device, &caller) {
+                    Ok(outbox) => {
+                        self.count(kind, "ok");
+                        return self.deliver(s, outbox, after).await;
+                    }
+                    Err((code, message)) => Answer::error(code, message),
+                }
+            }
+        };
+        self.finish(&mut s, &device, answer, kind).await;
+    }
+
+    /// Sends the one answer of a request and counts its outcome.
+    async fn finish(
+        &self,
+        s: &mut DeviceStream,
+        device: &Hosted,
+        answer: Answer,
+        kind: &'static str,
+    ) {
+        let outcome = match &answer {
+            Answer::Error { code, .. } => match code.as_str() {
+                "not_authorized" => "not_authorized",
+                "not_found" => "not_found",
+                "bad_request" => "bad_request",
+                "busy" => "busy",
+                _ => "device_error",
+            },
+            _ => "ok",
+        };
+        self.count(kind, outcome);
+        if let Some(env) = self.seal(device, &s.peer.key(), &answer) {
+            if write_frame(&mut s.send, &env).await.is_ok() {
+                let _ = s.send.finish();
+            }
+        }
+    }
+
+    fn read(&self, device: &Hosted, point: Option<&str>) -> Answer {
+        let mut list = Vec::new();
+        let mut size = 64;
+        for env in self.devices.latest_sealed(&device.name, point) {
+            // Stay under the envelope cap: the caller asks per point for more.
+            size += env.len() + 4;
+            if size > self.max_frame {
+                break;
+            }
+            list.push(env.as_ref().clone());
+        }
+        if list.is_empty() {
+            if let Some(p) = point {
+                return Answer::error(
+                    ErrorCode::NotFound,
+                    format!("no reading of point {p:?} yet"),
+                );
+            }
+        }
+        Answer::Readings(list)
+    }
+
+    async fn command(
+        &self,
+        device: &Hosted,
+        caller: &PublicKey,
+        point: &str,
+        value: coset::cbor::Value,
+    ) -> Answer {
+        let caller_hex = caller.to_string();
+        if !self
+            .devices
+            .writers(&device.name, point)
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(&caller_hex))
+        {
+            tracing::info!(device = %device.name, point, caller = %caller_hex, "command refused: not a writer");
+            return Answer::error(
+                ErrorCode::NotAuthorized,
+                format!("{caller_hex} may not write {}/{point}", device.name),
+            );
+        }
+        let json = value_to_json(value.clone());
+        match self.devices.write(&device.name, point, &json).await {
+            Ok(()) => Answer::CommandResult {
+                point: point.to_owned(),
+                value,
+            },
+            Err(e) => Answer::error(ErrorCode::DeviceError, e),
+        }
+    }
+
+    /// Streams `outbox` from `after` until the subscriber goes away or a
+    /// newer stream of the same subscriber takes over; the subscriber's
+    /// acknowledgements (later `subscribe` frames) trim the queue.
+    async fn deliver(&self, s: DeviceStream, outbox: Arc<Outbox>, after: u64) {
+        outbox.ack(after);
+        let generation = outbox.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        // Wake an older stream of the same subscriber so it sees it is
+        // superseded and ends.
+        outbox.wake.notify_waiters();
+        let DeviceStream {
+            device,
+            peer,
+            mut send,
+            mut recv,
+        } = s;
+        let caller = peer.key();
+        let Some(hosted) = self.devices.by_key(&device) else {
+            return;
+        };
+        let acks = async {
+            while let Ok(Some(bytes)) = read_frame(&mut recv, self.max_frame).await {
+                if let Some(opened) = self.open(&device, &caller, &bytes) {
+                    if let Ok(Request::Subscribe { after, .. }) =
+                        Request::decode(opened.kind(), opened.payload())
+                    {
+                        outbox.ack(after);
+                    }
+                }
+            }
+        };
+        let sending = async {
+            let mut sent = after;
+            loop {
+                if outbox.generation.load(Ordering::SeqCst) != generation {
+                    return;
+                }
+                let batch = outbox.read_after(sent, BATCH, self.max_frame * 3 / 4);
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = outbox.wake.notified() => {}
+                        // A safety net for a wake taken by a stream that
+                        // was just superseded.
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                // One frame per batch: the device's own readings inside a
+                // `readings` envelope the device signs for the subscriber,
+                // which verifies the burst in one batch check.
+                let last = batch.last().map_or(sent, |(seq, _)| *seq);
+                let answer = Answer::Readings(batch.into_iter().map(|(_, env)| env).collect());
+                let Some(frame) = self.seal(&hosted, &caller, &answer) else {
+                    return;
+                };
+                if write_frame(&mut send, &frame).await.is_err() {
+                    return;
+                }
+                sent = last;
+            }
+        };
+        tokio::select! {
+            _ = acks => {}
+            _ = sending => {}
+        }
+    }
+
+    /// Device protocol metric families.
+    pub fn families(&self) -> Vec<Family> {
+        let mut f = Family::new(
+            "streembit_device_requests",
+            "Requests from peers to hosted devices, by kind and outcome.",
+            MetricKind::Counter,
+        );
+        if let Ok(c) = self.counts.lock() {
+            for ((kind, outcome), n) in c.iter() {
+                f.push(&[("kind", kind), ("outcome", outcome)], *n);
+            }
+        }
+        vec![f]
+    }
+}

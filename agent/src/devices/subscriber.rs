@@ -1,0 +1,417 @@
+//! Subscriptions of this agent to remote devices, and their inboxes.
+//!
+//! A subscription is a directory `<state>/inbox/<device key>/` holding a
+//! journal of the readings received, so it survives restarts. One task per
+//! subscription keeps a stream open to the device, saying from which
+//! sequence on it wants readings (the last one in its inbox); the gateway
+//! sends everything after it from its store-and-forward queue, in order.
+//! Readings come in batches (`readings` envelopes the device signs for us),
+//! verified with one batch signature check; each reading is checked
+//! against the device key and appended to the inbox
+//! unless its sequence is not above the last one (a duplicate, dropped and
+//! counted), and acknowledged in batches. An inbox is bounded: when full,
+//! its oldest readings are dropped and counted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::feed::{Feed, SignedReading};
+use super::protocol::{verify_reading, verify_readings, Answer, Request, VerifiedReading};
+use super::remote::{Remote, RemoteError};
+use crate::identity::PublicKey;
+use crate::journal::Journal;
+use crate::metrics::{Family, Kind};
+use crate::transport::framing::{read_frame, write_frame};
+use crate::wire::UnixMillis;
+
+/// Acknowledge after this many new readings, or when the stream goes idle.
+const ACK_EVERY: u64 = 64;
+const ACK_IDLE: Duration = Duration::from_millis(200);
+/// Flush inboxes to the disk this often.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A subscription as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubscriptionInfo {
+    /// The device key.
+    pub device: String,
+    /// Whether a stream to the device is open now.
+    pub connected: bool,
+    /// The last sequence received.
+    pub last_seq: u64,
+    /// Readings in the inbox.
+    pub held: u64,
+    /// Readings received since start.
+    pub received: u64,
+    /// Duplicates dropped since start.
+    pub duplicates: u64,
+    /// Readings refused (bad signature, wrong signer) since start.
+    pub rejected: u64,
+    /// Readings dropped from the full inbox since start.
+    pub dropped: u64,
+    /// Why the last stream ended, if it did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_error: Option<String>,
+}
+
+/// One received reading, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboxEntry {
+    /// When it arrived here, ms since the Unix epoch.
+    pub received_ms: u64,
+    /// The reading, verified again with the device key as it is read.
+    #[serde(flatten)]
+    pub reading: VerifiedReading,
+}
+
+#[derive(Default)]
+struct Stats {
+    connected: bool,
+    received: u64,
+    duplicates: u64,
+    rejected: u64,
+    last_error: Option<String>,
+}
+
+struct Subscription {
+    journal: Mutex<Journal>,
+    stats: Mutex<Stats>,
+    stop: watch::Sender<bool>,
+}
+
+/// Every subscription of this agent.
+#[derive(Clone)]
+pub struct Subscriptions {
+    remote: Arc<Remote>,
+    feed: Feed,
+    root: PathBuf,
+    max_bytes: u64,
+    subs: Arc<Mutex<BTreeMap<PublicKey, Arc<Subscription>>>>,
+}
+
+impl Subscriptions {
+    /// Reopens the subscriptions under `root` and starts their streams.
+    /// Needs a tokio runtime.
+    pub fn start(remote: Arc<Remote>, feed: Feed, root: &Path, max_bytes: u64) -> Self {
+        let me = Self {
+            remote,
+            feed,
+            root: root.to_owned(),
+            max_bytes,
+            subs: Arc::default(),
+        };
+        let existing: Vec<PublicKey> = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        for device in existing {
+            if let Err(e) = me.add(&device) {
+                tracing::warn!(device = %device, error = %e, "subscription not resumed");
+            }
+        }
+        let subs = me.subs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SYNC_EVERY);
+            loop {
+                tick.tick().await;
+                let list: Vec<Arc<Subscription>> = match subs.lock() {
+                    Ok(m) => m.values().cloned().collect(),
+                    Err(_) => break,
+                };
+                for s in list {
+                    if let Ok(mut j) = s.journal.lock() {
+                        if let Err(e) = j.sync() {
+                            tracing::warn!(error = %e, "cannot sync an inbox");
+                        }
+                    }
+                }
+            }
+        });
+        me
+    }
+
+    /// Subscribes to `device` (nothing happens if already subscribed).
+    pub fn add(&self, device: &PublicKey) -> Result<(), String> {
+        let mut subs = self.subs.lock().map_err(|_| "subscriptions poisoned")?;
+        if subs.contains_key(device) {
+            return Ok(());
+        }
+        let journal = Journal::open(&self.root.join(device.to_string()), self.max_bytes)
+            .map_err(|e| format!("cannot open the inbox: {e}"))?;
+        let (stop, stopped) = watch::channel(false);
+        let sub = Arc::new(Subscription {
+            journal: Mutex::new(journal),
+            stats: Mutex::default(),
+            stop,
+        });
+        subs.insert(*device, sub.clone());
+        tokio::spawn(follow(
+            self.remote.clone(),
+            self.feed.clone(),
+            *device,
+            sub,
+            stopped,
+        ));
+        Ok(())
+    }
+
+    /// Ends the subscription to `device`: tells its gateway (best effort)
+    /// and deletes the inbox. `false` if there was none.
+    pub async fn remove(&self, device: &PublicKey) -> bool {
+        let sub = self.subs.lock().ok().and_then(|mut m| m.remove(device));
+        let Some(sub) = sub else {
+            return false;
+        };
+        let _ = sub.stop.send(true);
+        if let Ok(env) = self.remote.seal(
+            device,
+            &Request::Subscribe {
+                after: 0,
+                cancel: true,
+            },
+        ) {
+            if let Ok(conn) = self.remote.connect(device).await {
+                if let Ok((mut send, _recv)) = conn.quic().open_bi().await {
+                    let _ = write_frame(&mut send, &env).await;
+                    let _ = send.finish();
+                }
+            }
+        }
+        let dir = sub.journal.lock().map(|j| j.dir().to_owned());
+        if let Ok(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        true
+    }
+
+    /// Every subscription.
+    pub fn list(&self) -> Vec<SubscriptionInfo> {
+        let Ok(subs) = self.subs.lock() else {
+            return Vec::new();
+        };
+        subs.iter()
+            .map(|(device, s)| {
+                let (last_seq, held, dropped) = s
+                    .journal
+                    .lock()
+                    .map(|j| (j.last_seq(), j.len(), j.dropped()))
+                    .unwrap_or_default();
+                let st = s.stats.lock();
+                let st = st.as_deref();
+                SubscriptionInfo {
+                    device: device.to_string(),
+                    connected: st.is_ok_and(|s| s.connected),
+                    last_seq,
+                    held,
+                    received: st.map_or(0, |s| s.received),
+                    duplicates: st.map_or(0, |s| s.duplicates),
+                    rejected: st.map_or(0, |s| s.rejected),
+                    dropped,
+                    last_error: st.ok().and_then(|s| s.last_error.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Up to `limit` received readings of `device` after sequence `after`;
+    /// `None` if not subscribed.
+    pub fn inbox(&self, device: &PublicKey, after: u64, limit: usize) -> Option<Vec<InboxEntry>> {
+        let sub = self.subs.lock().ok()?.get(device)?.clone();
+        let records = sub
+            .journal
+            .lock()
+            .ok()?
+            .read_after(after, limit, 8 * 1024 * 1024)
+            .ok()?;
+        let network = self.remote.network();
+        Some(
+            records
+                .into_iter()
+                .filter_map(|(_, body)| {
+                    let (ms, env) = body.split_at_checked(8)?;
+                    let received_ms = u64::from_be_bytes(ms.try_into().ok()?);
+                    let reading =
+                        verify_reading(env, device, network, self.remote.max_frame()).ok()?;
+                    Some(InboxEntry {
+                        received_ms,
+                        reading,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Subscription metric families.
+    pub fn families(&self) -> Vec<Family> {
+        let mut received = Family::new(
+            "streembit_subscription_readings",
+            "Readings from subscribed devices, by outcome.",
+            Kind::Counter,
+        );
+        for s in self.list() {
+            for (outcome, n) in [
+                ("received", s.received),
+                ("duplicate", s.duplicates),
+                ("rejected", s.rejected),
+                ("dropped", s.dropped),
+            ] {
+                received.push(&[("device", &s.device), ("outcome", outcome)], n);
+            }
+        }
+        vec![received]
+    }
+
+    /// Flushes every inbox (shutdown).
+    pub fn sync_all(&self) {
+        if let Ok(subs) = self.subs.lock() {
+            for s in subs.values() {
+                if let Ok(mut j) = s.journal.lock() {
+                    let _ = j.sync();
+                }
+            }
+        }
+    }
+}
+
+fn bump(sub: &Subscription, f: impl FnOnce(&mut Stats)) {
+    if let Ok(mut st) = sub.stats.lock() {
+        f(&mut st);
+    }
+}
+
+/// Keeps a stream to `device` open until stopped, reconnecting with
+/// backoff.
+async fn follow(
+    remote: Arc<Remote>,
+    feed: Feed,
+    device: PublicKey,
+    sub: Arc<Subscription>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let result = tokio::select! {
+            r = session(&remote, &feed, &device, &sub) => r,
+            _ = stopped.changed() => return,
+        };
+        if let Ok(mut st) = sub.stats.lock() {
+            st.connected = false;
+            st.last_error = result.err().map(|e| e.to_string());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(15));
+    }
+}
+
+/// One stream: subscribe from the inbox's last sequence, take readings,
+/// acknowledge them.
+async fn session(
+    remote: &Remote,
+    feed: &Feed,
+    device: &PublicKey,
+    sub: &Subscription,
+) -> Result<(), RemoteError> {
+    let unreachable = |e: String| RemoteError::Unreachable(e);
+    let conn = remote.connect(device).await?;
+    let (mut send, mut recv) = conn
+        .quic()
+        .open_bi()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut last = sub.journal.lock().map(|j| j.last_seq()).unwrap_or(0);
+    // Readings received and not yet acknowledged.
+    let mut pending = 0u64;
+    let hello = remote.seal(
+        device,
+        &Request::Subscribe {
+            after: last,
+            cancel: false,
+        },
+    )?;
+    write_frame(&mut send, &hello)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if let Ok(mut st) = sub.stats.lock() {
+        st.connected = true;
+    }
+    loop {
+        let frame = if pending > 0 {
+            tokio::time::timeout(ACK_IDLE, read_frame(&mut recv, remote.max_frame()))
+                .await
+                .ok()
+        } else {
+            Some(read_frame(&mut recv, remote.max_frame()).await)
+        };
+        match frame {
+            None => {}
+            Some(Ok(Some(bytes))) => {
+                // A batch of the device's readings, or its signed refusal.
+                let list = match remote.open_answer(device, &bytes)? {
+                    Answer::Readings(list) => list,
+                    other => {
+                        return Err(RemoteError::Invalid(format!("unexpected {other:?}")));
+                    }
+                };
+                let checked = verify_readings(&list, device, remote.network(), remote.max_frame());
+                let received_ms = UnixMillis::now().0.to_be_bytes();
+                for (env, r) in list.into_iter().zip(checked) {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(reason) => {
+                            tracing::warn!(device = %device, reason, "reading refused");
+                            bump(sub, |s| s.rejected += 1);
+                            continue;
+                        }
+                    };
+                    if r.seq <= last {
+                        bump(sub, |s| s.duplicates += 1);
+                        continue;
+                    }
+                    let mut body = Vec::with_capacity(8 + env.len());
+                    body.extend_from_slice(&received_ms);
+                    body.extend_from_slice(&env);
+                    sub.journal
+                        .lock()
+                        .map_err(|_| RemoteError::Invalid("inbox poisoned".into()))?
+                        .append(r.seq, &body)
+                        .map_err(|e| RemoteError::Invalid(format!("inbox: {e}")))?;
+                    last = r.seq;
+                    pending += 1;
+                    bump(sub, |s| s.received += 1);
+                    feed.send(SignedReading {
+                        device: *device,
+                        point: r.point,
+                        envelope: Arc::new(env),
+                    });
+                }
+                if pending < ACK_EVERY {
+                    continue;
+                }
+            }
+            Some(Ok(None)) => return Err(unreachable("the gateway ended the stream".into())),
+            Some(Err(e)) => return Err(unreachable(e.to_string())),
+        }
+        if pending > 0 {
+            let ack = remote.seal(
+                device,
+                &Request::Subscribe {
+                    after: last,
+                    cancel: false,
+                },
+            )?;
+            write_frame(&mut send, &ack)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            pending = 0;
+        }
+    }
+}
