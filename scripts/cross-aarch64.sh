@@ -13,7 +13,8 @@
 #      Modbus TCP device (a pymodbus server, as in the tests); each device's
 #      signed reading is verified by the other architecture's binary, and
 #      each device record is found from the other architecture, naming its
-#      gateway.
+#      gateway, and each device is read over the network (`streembit read
+#      KEY`) by an agent of the other architecture.
 #
 # Needs: scripts/install-test-deps.sh (gcc-aarch64-linux-gnu,
 # qemu-user-static, the rustup target). Both release binaries are left in
@@ -310,4 +311,21 @@ device_lookup() {
 }
 device_lookup x86-a "$arm_dev" arm-b
 device_lookup seed-arm "$x86_dev" x86-c
+
+step "remote reads: a device read over the network by an agent of the other architecture"
+# remote_read FROM DEVICE_KEY VALUE: FROM's agent fetches the reading from
+# the device's gateway and verifies it with the device key.
+remote_read() {
+    local arch out=""
+    arch="$(cat "$work/$1/arch")"
+    for _ in $(seq 100); do
+        out="$(ask "$1" "$arch" read "$2" temp --json 2>&1)" &&
+            python3 -c 'import json, sys; d = json.loads(sys.argv[1]); assert any(r["point"] == "temp" and float(r["value"]) == float(sys.argv[2]) for r in d["readings"])' "$out" "$3" 2>/dev/null &&
+            { echo "$1 ($arch) read device $2 over the network: temp $3"; return 0; }
+        sleep 0.2
+    done
+    fail "$1 ($arch) could not read device $2 remotely: $out"
+}
+remote_read x86-a "$arm_dev" 21.5
+remote_read seed-arm "$x86_dev" 19
 echo "device readings OK"
