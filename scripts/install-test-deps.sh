@@ -6,6 +6,9 @@ set -euo pipefail
 APT_PACKAGES=(socat mosquitto mosquitto-clients)
 # bridges: openssl makes the test CA and broker certificate for the MQTT TLS test.
 APT_PACKAGES+=(openssl)
+# lossy-network tests: test hosts in network namespaces (ip netns, veth,
+# bridge) and iptables for random loss and partitions.
+APT_PACKAGES+=(iproute2 iptables)
 # pycose 1.1 needs cbor2 5: cbor2 6 decodes tagged arrays as tuples,
 # which pycose refuses ("Bytes cannot be decoded as COSE message").
 PIP_PACKAGES=("pycose==1.1.0" "cbor2==5.6.5")

@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use streembit_agent::dht::sim::hostile;
 use streembit_agent::dht::sim::scenario::{self, Params, Report};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -27,6 +28,8 @@ enum Scenario {
     Flood,
     /// Lookups over 3 disjoint paths (S/Kademlia), otherwise as `lookup`.
     Paths,
+    /// `--liars` of the nodes lie in lookups: 1 path vs `--paths` (≥ 2).
+    Lying,
     /// Every scenario above, in order.
     All,
 }
@@ -62,6 +65,9 @@ struct Args {
     /// Disjoint lookup paths (S/Kademlia); 1 is plain Kademlia.
     #[arg(long, default_value_t = 1)]
     paths: usize,
+    /// Fraction of nodes lying in lookups (lying scenario).
+    #[arg(long, default_value_t = 0.20)]
+    liars: f64,
     /// Which scenario.
     #[arg(long, value_enum, default_value_t = Scenario::Lookup)]
     scenario: Scenario,
@@ -125,6 +131,7 @@ fn main() {
     p.kill = a.kill;
     p.churn = a.churn;
     p.paths = a.paths;
+    p.liars = a.liars;
     if let Some(r) = a.records {
         p.records = r;
     }
@@ -157,5 +164,12 @@ fn main() {
             ..p.clone()
         };
         run("paths", &p3, |p| scenario::lookup(p, p.loss));
+    }
+    if want(Scenario::Lying) {
+        let pd = Params {
+            paths: p.paths.max(3),
+            ..p.clone()
+        };
+        run("lying", &pd, hostile::lying);
     }
 }

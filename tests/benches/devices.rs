@@ -167,21 +167,36 @@ fn memory(rt: &tokio::runtime::Runtime, broker: &Broker, base: &std::path::Path)
             assert!(s.cli(&["subscribe", k]).status.success());
         }
     }
-    wait(
-        "1,000 subscriptions connected",
-        Duration::from_secs(120),
-        || {
-            let connected: usize = subs
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all: Vec<Value> = subs
+            .iter()
+            .flat_map(|s| {
+                json(s, &["subscriptions", "--json"])
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let connected = all.iter().filter(|x| x["connected"] == true).count();
+        if connected == DEVICES * SUBSCRIBERS || Instant::now() > end {
+            let errors: Vec<String> = all
                 .iter()
-                .map(|s| {
-                    json(s, &["subscriptions", "--json"])
-                        .as_array()
-                        .map_or(0, |a| a.iter().filter(|x| x["connected"] == true).count())
-                })
-                .sum();
-            (connected == DEVICES * SUBSCRIBERS).then_some(())
-        },
-    );
+                .filter(|x| x["connected"] != true)
+                .filter_map(|x| x["last_error"].as_str().map(str::to_owned))
+                .collect();
+            println!(
+                "subscriptions connected: {connected} of {}{}",
+                DEVICES * SUBSCRIBERS,
+                errors
+                    .first()
+                    .map(|e| format!(" (e.g. {e})"))
+                    .unwrap_or_default()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let started = Instant::now();
     for round in 1..=LOAD_SECONDS {
         publish_round(round);
@@ -190,8 +205,11 @@ fn memory(rt: &tokio::runtime::Runtime, broker: &Broker, base: &std::path::Path)
             std::thread::sleep(rest);
         }
     }
-    let delivered = wait("deliveries to settle", Duration::from_secs(60), || {
-        let total: u64 = subs
+    let want = (DEVICES * SUBSCRIBERS) as u64 * LOAD_SECONDS;
+    let mut delivered = 0;
+    let end = Instant::now() + Duration::from_secs(60);
+    while delivered < want && Instant::now() < end {
+        delivered = subs
             .iter()
             .flat_map(|s| {
                 json(s, &["subscriptions", "--json"])
@@ -201,8 +219,8 @@ fn memory(rt: &tokio::runtime::Runtime, broker: &Broker, base: &std::path::Path)
             })
             .filter_map(|x| x["received"].as_u64())
             .sum();
-        (total >= (DEVICES * SUBSCRIBERS) as u64 * LOAD_SECONDS).then_some(total)
-    });
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let rss = status_kib(pid, "VmRSS");
     let hwm = status_kib(pid, "VmHWM");
     println!(

@@ -234,43 +234,37 @@ impl Broker {
     async fn publish_with(&self, topic: &str, payload: &str, extra: &[&str]) {
         let mut p = Proc::spawn(
             "mosquitto_pub",
-            Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-q",
-                    "1",
-                    "-t",
-                    topic,
-                    "-m",
-                    payload,
-                ])
-                .args(extra)
-                .args(self.client_args()),
+            self.mosquitto_pub(topic).args(["-m", payload]).args(extra),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
+    }
+
+    /// `mosquitto_pub` at QoS 1 on `topic` of this broker (with its TLS
+    /// and credentials, if any); the caller adds the message.
+    fn mosquitto_pub(&self, topic: &str) -> Command {
+        let mut c = Command::new("mosquitto_pub");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+        ])
+        .args(self.client_args());
+        c
     }
 
     /// Publishes each of `payloads` as its own message, in order, from one
     /// mosquitto_pub connection (`-l`: one message per stdin line).
     pub async fn publish_lines(&self, topic: &str, payloads: &[String]) {
         use tokio::io::AsyncWriteExt;
-        let mut child = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-l",
-            ])
-            .args(self.client_args())
+        let mut child = self
+            .mosquitto_pub(topic)
+            .arg("-l")
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("spawn mosquitto_pub");
@@ -287,20 +281,7 @@ impl Broker {
     pub async fn publish_file(&self, topic: &str, file: &std::path::Path) {
         let mut p = Proc::spawn(
             "mosquitto_pub",
-            Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-q",
-                    "1",
-                    "-t",
-                    topic,
-                    "-f",
-                ])
-                .arg(file)
-                .args(self.client_args()),
+            self.mosquitto_pub(topic).arg("-f").arg(file),
         );
         let code = p.wait().await;
         assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);

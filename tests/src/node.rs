@@ -28,6 +28,8 @@ pub struct AgentProcess {
     rust_log: String,
     /// Its public key.
     pub key: String,
+    /// A command the agent runs under (e.g. `ip netns exec NS`), or empty.
+    wrapper: Vec<String>,
 }
 
 impl AgentProcess {
@@ -62,6 +64,31 @@ impl AgentProcess {
             addr: String::new(),
             rust_log: "info,streembit_agent=debug".to_owned(),
             key: String::new(),
+            wrapper: Vec::new(),
+        };
+        me.spawn();
+        me
+    }
+
+    /// [`AgentProcess::start_with_log`] with the agent run under `wrapper`
+    /// (a command prefix such as `ip netns exec NS`, which execs it in
+    /// place, so the pid and notify socket stay the agent's).
+    pub fn start_wrapped(dir: &Path, config: &str, rust_log: &str, wrapper: Vec<String>) -> Self {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        std::fs::write(dir.join("agent.toml"), config).expect("write config");
+        let sock = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
+        let mut me = Self {
+            dir: dir.to_owned(),
+            child: None,
+            notify,
+            env: vec![("RUST_LOG".to_owned(), rust_log.to_owned())],
+            seen: Vec::new(),
+            addr: String::new(),
+            rust_log: rust_log.to_owned(),
+            key: String::new(),
+            wrapper,
         };
         me.spawn();
         me
@@ -73,7 +100,15 @@ impl AgentProcess {
             .append(true)
             .open(self.dir.join("agent.log"))
             .expect("log file");
-        let child = Command::new(binary())
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = cmd
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
@@ -145,6 +180,41 @@ impl AgentProcess {
                 }
             }
         }
+    }
+
+    /// Every notification that arrives within `window` (also kept in
+    /// [`AgentProcess::seen`]). For checks that something does *not*
+    /// happen: a watchdog's silence is only defined over a period.
+    pub fn notifications_within(&mut self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return got;
+            }
+            self.notify.set_read_timeout(Some(left)).expect("timeout");
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.seen.push(msg.clone());
+                got.push(msg);
+            }
+        }
+    }
+
+    /// Notifications already queued on the socket, without waiting.
+    pub fn drain_notifications(&mut self) -> Vec<String> {
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        self.notify.set_nonblocking(true).expect("nonblocking");
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.seen.push(msg.clone());
+            got.push(msg);
+        }
+        self.notify.set_nonblocking(false).expect("blocking");
+        got
     }
 
     /// Waits until its peer record is stored at `acks` nodes or more.

@@ -28,6 +28,12 @@ fn identity(dir: &Path) -> String {
     stdout(&out)
 }
 
+/// Writes `bridges.d/<name>` of the agent in `dir`.
+fn bridge_file(dir: &Path, name: &str, contents: &str) {
+    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
+    std::fs::write(dir.join("bridges.d").join(name), contents).expect("bridge file");
+}
+
 fn json(out: &std::process::Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).expect("json")
@@ -87,10 +93,10 @@ fn mqtt_device_read_and_verified_elsewhere_written_only_by_writers() {
     let writer_dir = tmp.path().join("writer");
     let writer_key = identity(&writer_dir);
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/plug.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "plug.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {port}
@@ -106,8 +112,7 @@ points = [
 "#,
             port = broker.port
         ),
-    )
-    .expect("bridge file");
+    );
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let plug = device_key(&gw, "plug");
     let mut reader = AgentProcess::start(&tmp.path().join("reader"), &seeded(&gw));
@@ -196,10 +201,10 @@ fn modbus_register_reaches_another_agent_and_a_writer_sets_one() {
     let writer_dir = tmp.path().join("writer");
     let writer_key = identity(&writer_dir);
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/meter.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "meter.toml",
+        &format!(
             r#"[modbus_rtu]
 port = "{port}"
 baud = 115200
@@ -217,8 +222,7 @@ points = [
 "#,
             port = line.a.display()
         ),
-    )
-    .expect("bridge file");
+    );
     rt.block_on(slave.set(1, "hr", 0, &[42]));
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let meter = device_key(&gw, "meter");
@@ -268,10 +272,10 @@ fn subscriber_away_and_gateway_killed_every_reading_arrives_once_in_order() {
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/counter.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "counter.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {}
@@ -283,8 +287,7 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
 "#,
             broker.port
         ),
-    )
-    .expect("bridge file");
+    );
     // A fixed port: the gateway comes back at the same address.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -358,10 +361,10 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     let port = streembit_tests::ports::free_port();
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/plug.toml"),
-        format!(
+    bridge_file(
+        &gw_dir,
+        "plug.toml",
+        &format!(
             r#"[mqtt]
 host = "127.0.0.1"
 port = {port}
@@ -372,8 +375,7 @@ name = "plug"
 points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", type = "float" }} ]
 "#
         ),
-    )
-    .expect("bridge file");
+    );
     let gw = AgentProcess::start_with_env(
         &gw_dir,
         &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),
@@ -501,15 +503,10 @@ fn on_a_private_network_the_allowlist_covers_device_keys() {
         .output()
         .expect("keygen");
     let plug = stdout(&out);
-    std::fs::create_dir_all(gw_dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        gw_dir.join("bridges.d/plug.toml"),
-        format!(
+    bridge_file(&gw_dir, "plug.toml", &format!(
             "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"gw-private\"\n\n[[mqtt.devices]]\nname = \"plug\"\npoints = [ {{ name = \"power\", topic = \"p\", type = \"float\" }} ]\n",
             broker.port
-        ),
-    )
-    .expect("bridge file");
+        ));
     let private = |allow: &[&str], seeds: &str| {
         let list: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
         format!(

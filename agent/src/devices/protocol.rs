@@ -14,9 +14,12 @@
 //! any refusal                                   → error { "code": tstr, "message": tstr }
 //! ```
 //!
-//! Requests are signed by the caller for the device (external_aad = the
-//! device's node id); answers are signed by the device's key for the
-//! caller. A `readings` answer carries the device's own broadcast
+//! Every request also names its device, `"device": bstr(32)`, so it can
+//! travel on a connection to the gateway as well: a subscriber following
+//! many devices of one gateway uses one connection (one per device would
+//! cost the gateway some 50 KiB each). Requests are signed by the caller
+//! for the device (external_aad = the device's node id); answers are
+//! signed by the device's key for the caller. A `readings` answer carries the device's own broadcast
 //! `reading` envelopes, which anyone can check with the device key alone.
 
 use coset::cbor::Value;
@@ -130,11 +133,22 @@ fn uint(map: &[(Value, Value)], name: &str) -> Option<u64> {
         .and_then(|i| u64::try_from(i).ok())
 }
 
+/// The device a request names (`"device": bstr(32)`), read from the
+/// **unverified** envelope: only to choose which device's id to open it
+/// for, which then checks the signature against exactly that.
+pub fn target_device(envelope: &[u8], max_len: usize) -> Option<PublicKey> {
+    let (_, payload) = crate::wire::peek_unverified(envelope, max_len)?;
+    let map = decode_map(&payload)?;
+    PublicKey::from_bytes(field(&map, "device")?.as_bytes()?).ok()
+}
+
 impl Request {
-    /// The payload of a `read`, `command` or `subscribe` envelope.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The payload of a `read`, `command` or `subscribe` envelope for
+    /// `device` (named in it, so the request can also travel on a
+    /// connection to the device's gateway).
+    pub fn encode(&self, device: &PublicKey) -> Vec<u8> {
         let t = |s: &str| Value::Text(s.to_owned());
-        let map = match self {
+        let mut map = match self {
             Request::Read { point } => point.iter().map(|p| (t("point"), t(p))).collect::<Vec<_>>(),
             Request::Command { point, value } => {
                 vec![(t("point"), t(point)), (t("value"), value.clone())]
@@ -147,6 +161,7 @@ impl Request {
                 m
             }
         };
+        map.push((t("device"), Value::Bytes(device.as_bytes().to_vec())));
         encode(&Value::Map(map))
     }
 
@@ -352,7 +367,8 @@ mod tests {
                 },
             ),
         ] {
-            assert_eq!(Request::decode(kind, &r.encode()), Ok(r));
+            let device = crate::identity::Keypair::from_seed(&[3; 32]).public();
+            assert_eq!(Request::decode(kind, &r.encode(&device)), Ok(r));
         }
     }
 

@@ -99,8 +99,11 @@ impl Remote {
         self.max_frame
     }
 
-    /// Where `device`'s gateway listens, from its device record.
-    async fn locate(&self, device: &PublicKey) -> Result<Vec<SocketAddr>, RemoteError> {
+    /// `device`'s gateway and where it listens, from its device record.
+    async fn locate(
+        &self,
+        device: &PublicKey,
+    ) -> Result<(PublicKey, Vec<SocketAddr>), RemoteError> {
         let (tx, rx) = oneshot::channel();
         self.node
             .send(Query::Lookup(*device, tx))
@@ -117,17 +120,46 @@ impl Remote {
                 answer.kind
             )));
         }
-        Ok(answer.addrs.iter().filter_map(|a| a.parse().ok()).collect())
+        let gateway = answer
+            .gateway
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .ok_or_else(|| RemoteError::Invalid("device record without a gateway".into()))?;
+        Ok((
+            gateway,
+            answer.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        ))
     }
 
     /// A connection proven by `device`'s key.
     pub(super) async fn connect(&self, device: &PublicKey) -> Result<Connection, RemoteError> {
-        let addrs = self.locate(device).await?;
+        let (_, addrs) = self.locate(device).await?;
         self.conns
             .get_or_dial(device, &addrs)
             .await
             .map(|(c, _)| c)
             .map_err(|e| RemoteError::Unreachable(e.to_string()))
+    }
+
+    /// A connection to `device`'s gateway (proven by the gateway's key),
+    /// shared with the DHT and with every other device of that gateway:
+    /// what long-lived subscriptions use. Answers are still signed by the
+    /// device, and the device record (counter-signed) names this gateway.
+    pub(super) async fn connect_gateway(
+        &self,
+        device: &PublicKey,
+    ) -> Result<Connection, RemoteError> {
+        let (gateway, addrs) = self.locate(device).await?;
+        let (conn, fresh) = self
+            .conns
+            .get_or_dial(&gateway, &addrs)
+            .await
+            .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
+        if fresh {
+            // The gateway may send DHT requests on it: the node serves them.
+            let _ = self.node.send(Query::Adopt(conn.clone())).await;
+        }
+        Ok(conn)
     }
 
     /// `request` sealed by us for `device`.
@@ -148,7 +180,7 @@ impl Remote {
                 &self.key,
                 kind,
                 Audience::Node(device.node_id()),
-                &request.encode(),
+                &request.encode(device),
                 UnixMillis::now(),
             )
             .map_err(|e| RemoteError::Invalid(e.to_string()))

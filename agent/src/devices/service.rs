@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::outbox::Outbox;
-use super::protocol::{Answer, ErrorCode, Request};
+use super::protocol::{target_device, Answer, ErrorCode, Request};
 use super::registry::{Devices, Hosted};
 use crate::identity::PublicKey;
 use crate::metrics::{Family, Kind as MetricKind};
@@ -25,7 +25,8 @@ use crate::transport::framing::{read_frame, write_frame};
 use crate::wire::payload::value_to_json;
 use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
 
-/// Device streams handled at once (subscriptions included).
+/// Requests to devices handled at once (subscriptions, once accepted, do
+/// not count: their number is bounded per device).
 const MAX_STREAMS: usize = 512;
 /// A request must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,8 +73,7 @@ impl DeviceService {
             };
             let me = self.clone();
             tokio::spawn(async move {
-                me.handle(stream).await;
-                drop(permit);
+                me.handle(stream, permit).await;
             });
         }
     }
@@ -120,19 +120,33 @@ impl DeviceService {
             .ok()
     }
 
-    async fn handle(&self, mut s: DeviceStream) {
-        let first =
-            match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut s.recv, self.max_frame))
-                .await
-            {
-                Ok(Ok(Some(bytes))) => bytes,
-                _ => return,
-            };
-        let Some(opened) = self.open(&s.device, &s.peer.key(), &first) else {
+    /// Handles one stream; `permit` is held while a request is read and
+    /// answered. A subscription gives it back once accepted: those are
+    /// bounded by `max_subscribers_per_device` instead, and last.
+    async fn handle(&self, mut s: DeviceStream, permit: tokio::sync::OwnedSemaphorePermit) {
+        let first = match s.first.take() {
+            Some(bytes) => bytes,
+            None => {
+                match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut s.recv, self.max_frame))
+                    .await
+                {
+                    Ok(Ok(Some(bytes))) => bytes,
+                    _ => return,
+                }
+            }
+        };
+        // On a connection to the gateway, the request names its device;
+        // opening it then checks that it was signed for that device.
+        let Some(target) = s.device.or_else(|| target_device(&first, self.max_frame)) else {
+            self.count("envelope", "no_device");
+            return;
+        };
+        s.device = Some(target);
+        let Some(opened) = self.open(&target, &s.peer.key(), &first) else {
             return;
         };
         let kind = opened.kind().name();
-        let Some(device) = self.devices.by_key(&s.device) else {
+        let Some(device) = self.devices.by_key(&target) else {
             self.count(kind, ErrorCode::NotFound.name());
             return;
         };
@@ -157,14 +171,15 @@ impl DeviceService {
             }
             Request::Subscribe { after, cancel } => {
                 if cancel {
-                    self.devices.outboxes().cancel(&s.device, &caller);
+                    self.devices.outboxes().cancel(&target, &caller);
                     self.count(kind, "cancelled");
                     let _ = s.send.finish();
                     return;
                 }
-                match self.devices.outboxes().subscribe(&s.device, &caller) {
+                match self.devices.outboxes().subscribe(&target, &caller) {
                     Ok(outbox) => {
                         self.count(kind, "ok");
+                        drop(permit);
                         return self.deliver(s, outbox, after).await;
                     }
                     Err((code, message)) => Answer::error(code, message),
@@ -266,7 +281,11 @@ impl DeviceService {
             peer,
             mut send,
             mut recv,
+            ..
         } = s;
+        let Some(device) = device else {
+            return;
+        };
         let caller = peer.key();
         let Some(hosted) = self.devices.by_key(&device) else {
             return;

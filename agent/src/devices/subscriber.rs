@@ -321,7 +321,7 @@ async fn session(
     sub: &Subscription,
 ) -> Result<(), RemoteError> {
     let unreachable = |e: String| RemoteError::Unreachable(e);
-    let conn = remote.connect(device).await?;
+    let conn = remote.connect_gateway(device).await?;
     let (mut send, mut recv) = conn
         .quic()
         .open_bi()

@@ -108,6 +108,9 @@ pub enum StoreRefusal {
     PublisherQuota,
     /// The node holds `max_records` records or `max_total_bytes` bytes.
     Full,
+    /// The node knows k or more nodes closer to the record's key than
+    /// itself, so the key is not its to hold.
+    NotClosest,
 }
 
 impl StoreRefusal {
@@ -118,6 +121,7 @@ impl StoreRefusal {
             Self::Stale => 3,
             Self::PublisherQuota => 4,
             Self::Full => 5,
+            Self::NotClosest => 6,
         }
     }
 
@@ -128,6 +132,7 @@ impl StoreRefusal {
             3 => Self::Stale,
             4 => Self::PublisherQuota,
             5 => Self::Full,
+            6 => Self::NotClosest,
             _ => return None,
         })
     }

@@ -57,7 +57,7 @@ pub use self::message::{Message, MessageKind, StoreRefusal, MAX_CONTACTS, MAX_RE
 pub use self::output::{Action, Counters, Event, Outcome, QueryId};
 pub use self::peer_record::{PeerRecord, WireRecordVerifier};
 pub use self::record::{RecordError, RecordVerifier, VerifiedRecord, DEFAULT_TTL, MAX_TTL};
-pub use self::store::{Inserted, RecordStore, StoreConfig};
+pub use self::store::{Inserted, RecordStore, StoreConfig, DEFAULT_MAX_PER_PUBLISHER};
 pub use self::table::RoutingTable;
 pub use self::timer::Time;
 

@@ -14,17 +14,32 @@ use super::message::StoreRefusal;
 use super::record::VerifiedRecord;
 use super::timer::Time;
 
+/// Records one peer may have us hold by default: a gateway's own record
+/// plus up to 255 device records. 16 proved too few: a gateway with 100
+/// devices had most of them unfindable (the devices bench).
+pub const DEFAULT_MAX_PER_PUBLISHER: usize = 256;
+
 /// Limits of the record store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Records held at most.
     pub max_records: usize,
-    /// Records held at most per publishing peer.
+    /// Records held at most per publishing peer. A gateway publishes its
+    /// own record and one per hosted device (each device record is sent by
+    /// the gateway), so this also caps the devices one gateway can make
+    /// findable: [`DEFAULT_MAX_PER_PUBLISHER`] - 1 by default.
     pub max_per_publisher: usize,
     /// Largest record accepted, in bytes.
     pub max_record_bytes: usize,
     /// Bytes of record data held at most.
     pub max_total_bytes: usize,
+    /// Refuse a STORE for a key this node is not responsible for: when its
+    /// routing table knows k or more nodes strictly closer to the key than
+    /// itself. Without it, any peer could park up to its quota of records
+    /// under keys no lookup ever asks this node for. Checked by the `Dht`
+    /// (the store does not see the table); off only where a test measures
+    /// the quotas alone.
+    pub closest_only: bool,
 }
 
 impl Default for StoreConfig {
@@ -32,9 +47,10 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_records: 4096,
-            max_per_publisher: 16,
+            max_per_publisher: DEFAULT_MAX_PER_PUBLISHER,
             max_record_bytes: 1024,
             max_total_bytes: 4 << 20,
+            closest_only: true,
         }
     }
 }
@@ -232,6 +248,7 @@ mod tests {
             max_per_publisher: 2,
             max_record_bytes: 10,
             max_total_bytes: 25,
+            closest_only: true,
         };
         let mut s = RecordStore::new(cfg);
         let p = NodeId([1; 32]);

@@ -146,5 +146,6 @@ fn refusal_name(r: StoreRefusal) -> &'static str {
         StoreRefusal::Stale => "stale",
         StoreRefusal::PublisherQuota => "publisher_quota",
         StoreRefusal::Full => "full",
+        StoreRefusal::NotClosest => "not_closest",
     }
 }

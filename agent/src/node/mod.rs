@@ -326,7 +326,7 @@ impl Node {
         }
     }
 
-    fn on_connected(&mut self, conn: Connection) {
+    pub(super) fn on_connected(&mut self, conn: Connection) {
         self.counters.connections_opened += 1;
         let max = self.cfg.wire.max_envelope_bytes;
         tokio::spawn(rpc::serve_connection(
@@ -334,6 +334,7 @@ impl Node {
             conn,
             max,
             self.inputs_tx.clone(),
+            self.device_streams.clone(),
         ));
     }
 

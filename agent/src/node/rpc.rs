@@ -67,23 +67,45 @@ pub(crate) async fn send_request(
 /// Serves the streams a peer opens on `conn` until it closes: each stream
 /// carries one request frame, handed to the node loop with the stream to
 /// answer on.
+/// Device requests may also come on a connection to the gateway itself
+/// (a subscriber following many devices of one gateway uses one
+/// connection): those streams go to `devices`.
 pub(crate) async fn serve_connection(
     conns: Connections,
     conn: Connection,
     max_frame: usize,
     inputs: mpsc::Sender<Input>,
+    devices: Option<mpsc::Sender<DeviceStream>>,
 ) {
     let peer = conn.peer();
     loop {
-        let (send, mut recv) = match conn.quic().accept_bi().await {
+        let (mut send, mut recv) = match conn.quic().accept_bi().await {
             Ok(s) => s,
             Err(_) => break,
         };
         let inputs = inputs.clone();
+        let devices = devices.clone();
+        let gate = conns.endpoint().gate().clone();
         tokio::spawn(async move {
             match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv, max_frame))
                 .await
             {
+                Ok(Ok(Some(bytes))) if is_device_request(&bytes, max_frame) => {
+                    let Some(tx) = devices.filter(|_| gate.admits(&peer.key())) else {
+                        let _ = send.reset(BUSY.into());
+                        return;
+                    };
+                    let stream = DeviceStream {
+                        device: None,
+                        first: Some(bytes),
+                        peer,
+                        send,
+                        recv,
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(mut s)) = tx.try_send(stream) {
+                        let _ = s.send.reset(BUSY.into());
+                    }
+                }
                 Ok(Ok(Some(bytes))) => {
                     let _ = inputs
                         .send(Input::Request {
@@ -105,8 +127,12 @@ pub(crate) async fn serve_connection(
 /// A stream a peer opened to a device this gateway hosts: the devices
 /// layer reads, answers and (for subscriptions) keeps it.
 pub struct DeviceStream {
-    /// The hosted device the peer dialed (its TLS identity served it).
-    pub device: PublicKey,
+    /// The hosted device the peer dialed (its TLS identity served it);
+    /// `None` on a connection to the gateway itself, where the request
+    /// names the device.
+    pub device: Option<PublicKey>,
+    /// The first frame, when the node already read it to route the stream.
+    pub first: Option<Vec<u8>>,
     /// The peer, proven by its certificate and admitted by the gate.
     pub peer: VerifiedPeer,
     /// Our half.
@@ -137,7 +163,8 @@ pub(crate) async fn serve_device_connection(
             break;
         };
         let stream = DeviceStream {
-            device,
+            device: Some(device),
+            first: None,
             peer,
             send,
             recv,
@@ -148,6 +175,12 @@ pub(crate) async fn serve_device_connection(
             let _ = s.send.reset(BUSY.into());
         }
     }
+}
+
+fn is_device_request(bytes: &[u8], max: usize) -> bool {
+    use crate::wire::Kind;
+    crate::wire::peek_unverified(bytes, max)
+        .is_some_and(|(k, _)| matches!(k, Kind::Read | Kind::Command | Kind::Subscribe))
 }
 
 /// Stream reset code when the devices layer has no room for a new stream.

@@ -47,6 +47,10 @@ pub struct TransportConfig {
     pub max_streams_per_connection: u32,
     /// Handshakes in progress at once; more are refused (handshake floods).
     pub max_incoming: usize,
+    /// Handshakes this endpoint works on at once. Past half of it, a client
+    /// must first prove its address with a stateless Retry; past all of
+    /// it, even proven ones are refused (see [`Endpoint::handshake`]).
+    pub max_handshakes: usize,
 }
 
 impl TransportConfig {
@@ -59,6 +63,7 @@ impl TransportConfig {
             keep_alive: Duration::from_secs(10),
             max_streams_per_connection: 32,
             max_incoming: 256,
+            max_handshakes: 64,
         }
     }
 }
@@ -180,6 +185,8 @@ pub struct Endpoint {
     identities: Arc<Identities>,
     gate: Gate,
     own: PublicKey,
+    handshakes: Arc<tokio::sync::Semaphore>,
+    max_handshakes: usize,
 }
 
 impl fmt::Debug for Endpoint {
@@ -256,11 +263,14 @@ impl Endpoint {
             }
         })?;
         quic.set_default_client_config(client);
+        let max_handshakes = config.max_handshakes.max(2);
         Ok(Self {
             quic,
             identities,
             gate,
             own,
+            handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
+            max_handshakes,
         })
     }
 
@@ -346,7 +356,34 @@ impl Endpoint {
 
     /// Completes the handshake of an incoming connection; failures are
     /// counted by reason.
+    ///
+    /// Handshake floods: every accepted attempt costs a certificate
+    /// signature and connection state until it completes or times out, and
+    /// replayed or spoofed Initial packets cost the sender nothing. So at
+    /// most `max_handshakes` run at once. Once half of them are taken, a
+    /// client whose address is not yet proven gets a stateless Retry (one
+    /// packet, no state kept): a real client answers it at once, a replayed
+    /// Initial never does, and since unproven clients can never hold more
+    /// than half the slots, proven ones always find room. With every slot
+    /// taken, even a proven client is refused; both are counted as `busy`.
     pub async fn handshake(&self, incoming: quinn::Incoming) -> Result<Connection, TransportError> {
+        let proven = incoming.remote_address_validated();
+        let free = self.handshakes.available_permits();
+        let permit = if !proven && free <= self.max_handshakes / 2 {
+            None
+        } else {
+            self.handshakes.clone().try_acquire_owned().ok()
+        };
+        let Some(_permit) = permit else {
+            Refusals::bump(&self.gate.refusals().busy);
+            if !proven && incoming.may_retry() {
+                // Err: Retry impossible for this packet; dropped, as refused.
+                let _ = incoming.retry();
+            } else {
+                incoming.refuse();
+            }
+            return Err(TransportError::Handshake("busy".into()));
+        };
         // The ClientHello arrives in the first packet, so ALPN and other
         // early failures already surface from `accept()`.
         let result = match incoming.accept() {

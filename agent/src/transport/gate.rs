@@ -85,6 +85,9 @@ pub struct Refusals {
     pub wrong_network: AtomicU64,
     /// Any other failed incoming handshake (timeouts, TLS errors).
     pub handshake_failed: AtomicU64,
+    /// Too many handshakes in progress: an unproven address was sent a
+    /// stateless Retry, or a proven one was refused (handshake floods).
+    pub busy: AtomicU64,
 }
 
 impl Refusals {
@@ -93,7 +96,7 @@ impl Refusals {
     }
 
     /// `(reason, count)` pairs, for metrics and status.
-    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("not_allowlisted", g(&self.not_allowlisted)),
@@ -102,6 +105,7 @@ impl Refusals {
             ("unknown_server_name", g(&self.unknown_server_name)),
             ("wrong_network", g(&self.wrong_network)),
             ("handshake_failed", g(&self.handshake_failed)),
+            ("busy", g(&self.busy)),
         ]
     }
 

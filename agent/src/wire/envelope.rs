@@ -261,6 +261,14 @@ pub fn open_published_batch(
     results
 }
 
+/// The kind and payload of an envelope, **unverified**: only for routing
+/// a frame to the layer that will open it (which checks everything).
+pub fn peek_unverified(bytes: &[u8], max_len: usize) -> Option<(Kind, Vec<u8>)> {
+    decode(bytes, max_len)
+        .ok()
+        .map(|(_, opened)| (opened.kind, opened.payload))
+}
+
 pub(super) fn check_network(opened: &Opened, network: &NetworkId) -> Result<(), WireError> {
     if &opened.network == network {
         Ok(())

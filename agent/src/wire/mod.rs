@@ -23,7 +23,9 @@ mod opener;
 pub mod payload;
 pub(crate) mod replay;
 
-pub use envelope::{open_published, open_published_batch, seal, verify_signature, Opened, Sealer};
+pub use envelope::{
+    open_published, open_published_batch, peek_unverified, seal, verify_signature, Opened, Sealer,
+};
 pub use header::{
     Audience, Kind, NetworkId, UnixMillis, BROADCAST_AAD, LABEL_KIND, LABEL_NETWORK, LABEL_NONCE,
     LABEL_TIMESTAMP,

@@ -2,6 +2,7 @@
 //! timers behind one input/output interface.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use rand_core::RngCore;
 
@@ -57,8 +58,13 @@ pub struct Dht {
     owned: BTreeMap<NodeId, Time>,
     /// Seeds of the last bootstrap (at most k), for a rejoin.
     seeds: Vec<Contact>,
-    /// When to bootstrap again (the last one found nobody).
+    /// When to bootstrap again (the last one found nobody, or missed a
+    /// seed).
     rejoin_at: Option<Time>,
+    /// Wait before the next retry of a seed that did not answer; doubles
+    /// per retry up to `refresh_interval`, back to `rejoin_after` once
+    /// every seed is known.
+    seed_backoff: Duration,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     next_rid: u64,
@@ -70,6 +76,7 @@ impl Dht {
     /// A node for `key` reachable at `addrs`.
     pub fn new(cfg: Config, key: &PublicKey, addrs: Addrs, rng: &mut impl RngCore) -> Self {
         let local = Contact::from_verified(key, addrs);
+        let seed_backoff = cfg.rejoin_after;
         Self {
             table: RoutingTable::new(*local.id(), cfg.k, cfg.replacement_cache, cfg.ping_after),
             store: RecordStore::new(cfg.store.clone()),
@@ -82,6 +89,7 @@ impl Dht {
             owned: BTreeMap::new(),
             seeds: Vec::new(),
             rejoin_at: None,
+            seed_backoff,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             // Unpredictable request ids: a reply must guess one to be taken.
@@ -116,6 +124,12 @@ impl Dht {
     /// stay; the new limits apply to the next STORE.
     pub fn set_store_config(&mut self, cfg: super::StoreConfig) {
         self.store.set_config(cfg);
+    }
+
+    /// Sets the number of disjoint lookup paths (1 to 8) for lookups
+    /// started from now on; running ones keep theirs.
+    pub fn set_lookup_paths(&mut self, paths: usize) {
+        self.cfg.paths = paths.clamp(1, super::lookup::MAX_PATHS);
     }
 
     /// Rejection and refusal counters.
@@ -312,7 +326,7 @@ impl Dht {
         }
         if self.timers.is_due(Timer::Rejoin, now) {
             self.rejoin_at = None;
-            if self.table.is_empty() {
+            if self.table.is_empty() || self.seed_missing() {
                 let _ = self.bootstrap(self.seeds.clone(), now);
             }
         }
@@ -380,7 +394,58 @@ impl Dht {
             return Err(StoreRefusal::TooLarge);
         }
         let v = record::check(verifier, bytes, None, now).map_err(|_| StoreRefusal::Invalid)?;
+        if self.store.config().closest_only && !self.is_among_closest(&v.key()) {
+            return Err(StoreRefusal::NotClosest);
+        }
         self.store.insert(&v, bytes, *publisher).map(|_| ())
+    }
+
+    /// Whether this node may be among the k closest to `key`: false once the
+    /// table knows k nodes strictly closer to it than we are. A young node
+    /// with a small table accepts (it cannot tell yet), which is what
+    /// Kademlia's publishers expect while the network forms; a publisher that
+    /// ran a lookup sends its STOREs to the k closest it found, so a correct
+    /// node refuses only keys that lookups would never bring to it.
+    ///
+    /// The record's owner does not count: its node id *is* the key (the
+    /// closest node of all), yet it publishes its record rather than
+    /// storing it, so its publisher's k STOREs go to the k closest others.
+    fn is_among_closest(&self, key: &NodeId) -> bool {
+        let k = self.cfg.k;
+        let ours = self.local.id().distance(key);
+        let closer = self
+            .table
+            .closest(key, k + 1)
+            .iter()
+            .filter(|c| c.id() != key && c.id().distance(key) < ours)
+            .count();
+        closer < k
+    }
+
+    /// Whether a seed is neither in the table nor kept out by a full bucket:
+    /// it did not answer (down, or cut off by a partition).
+    fn seed_missing(&self) -> bool {
+        let sizes = self.table.bucket_sizes();
+        self.seeds.iter().any(|s| {
+            !self.table.contains(s.id())
+                && self
+                    .table
+                    .bucket_index(s.id())
+                    .is_some_and(|i| sizes.get(i).copied().unwrap_or(0) < self.cfg.k)
+        })
+    }
+
+    /// After a bootstrap that reached somebody: if a seed is missing, try
+    /// the seeds again later, backing off. Without this, the two halves of
+    /// a network that formed while partitioned would never merge: each
+    /// half's tables know only that half, and nothing asks across.
+    pub(super) fn schedule_seed_retry(&mut self, now: Time) {
+        if self.seed_missing() {
+            self.rejoin_at = Some(now + self.seed_backoff);
+            self.seed_backoff = (self.seed_backoff * 2).min(self.cfg.refresh_interval);
+        } else {
+            self.seed_backoff = self.cfg.rejoin_after;
+        }
     }
 
     fn send(&mut self, to: Contact, message: Message) {

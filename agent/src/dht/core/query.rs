@@ -175,8 +175,13 @@ impl Dht {
             Origin::Bootstrap if self.table.is_empty() => {
                 self.rejoin_at = Some(now + self.cfg.rejoin_after)
             }
-            Origin::Bootstrap if self.cfg.refresh_on_join => self.table.mark_join_refresh(now),
-            Origin::Bootstrap | Origin::User => {}
+            Origin::Bootstrap => {
+                if self.cfg.refresh_on_join {
+                    self.table.mark_join_refresh(now);
+                }
+                self.schedule_seed_retry(now);
+            }
+            Origin::User => {}
         }
         let outcome = match (q.kind, q.storing) {
             (Kind::Put(_), Some(s)) => Outcome::Stored {

@@ -12,7 +12,7 @@
 //! verifying the envelope.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::dht::{Action, Addrs, Config, Contact, Dht, Event, Message, QueryId, Time};
@@ -124,6 +124,11 @@ pub struct Net {
     pub auto_republish: bool,
     /// Traffic counters.
     pub stats: NetStats,
+    /// Nodes that lie in lookups (see [`Net::set_liar`]), by id, so the
+    /// colluding liars can name those of them closest to any target.
+    liars: BTreeMap<NodeId, u32>,
+    /// The same nodes by index, for the check on every delivery.
+    liar_index: HashSet<u32>,
 }
 
 impl Net {
@@ -142,6 +147,8 @@ impl Net {
             results: HashMap::new(),
             auto_republish: false,
             stats: NetStats::default(),
+            liars: BTreeMap::new(),
+            liar_index: HashSet::new(),
         }
     }
 
@@ -212,6 +219,70 @@ impl Net {
     /// Changes node `i`'s store limits (as a config reload would).
     pub fn set_store_config(&mut self, i: usize, cfg: crate::dht::StoreConfig) {
         self.nodes[i].dht.set_store_config(cfg);
+    }
+
+    /// Node `i` turns hostile in lookups: it answers every FIND_NODE and
+    /// FIND_VALUE at once (so it looks live and useful) with the k liars
+    /// whose ids are closest to the target — never an honest node, never a
+    /// record. Liars collude and know each other: the classic eclipse
+    /// attack S/Kademlia's disjoint paths are meant to survive. PINGs and
+    /// STOREs still go to its core, so it stays in routing tables.
+    pub fn set_liar(&mut self, i: usize) {
+        self.liars.insert(*self.contact(i).id(), i as u32);
+        self.liar_index.insert(i as u32);
+    }
+
+    /// Whether node `i` lies.
+    pub fn is_liar(&self, i: usize) -> bool {
+        self.liar_index.contains(&(i as u32))
+    }
+
+    /// Every node's lookups from now on use `paths` disjoint paths.
+    pub fn set_lookup_paths(&mut self, paths: usize) {
+        for n in &mut self.nodes {
+            n.dht.set_lookup_paths(paths);
+        }
+    }
+
+    /// The lie node `liar` tells `asker` in reply to `msg`, if it is a
+    /// lookup request: the liars closest to the target. Ids close to a
+    /// target in XOR distance share its prefix, so they sit around it in
+    /// id order: 2k neighbours on each side, sorted by distance, cover the
+    /// closest k.
+    fn lie(&self, liar: u32, asker: u32, msg: &Message) -> Option<Message> {
+        if !self.liar_index.contains(&liar) {
+            return None;
+        }
+        let (rid, target, value) = match msg {
+            Message::FindNode { rid, target } => (*rid, *target, false),
+            Message::FindValue { rid, key } => (*rid, *key, true),
+            _ => return None,
+        };
+        let k = self.cfg.dht.k;
+        let mut near: Vec<(NodeId, u32)> = self
+            .liars
+            .range(..target)
+            .rev()
+            .take(2 * k)
+            .chain(self.liars.range(target..).take(2 * k))
+            .map(|(id, &i)| (*id, i))
+            .filter(|&(_, i)| i != liar && i != asker && self.nodes[i as usize].alive)
+            .collect();
+        near.sort_by_key(|(id, _)| id.distance(&target));
+        let nodes: Vec<Contact> = near
+            .into_iter()
+            .take(k)
+            .map(|(_, i)| self.contact(i as usize))
+            .collect();
+        Some(if value {
+            Message::Value {
+                rid,
+                record: None,
+                nodes,
+            }
+        } else {
+            Message::Nodes { rid, nodes }
+        })
     }
 
     /// Node `i` leaves without warning.
@@ -301,6 +372,20 @@ impl Net {
                     return true;
                 }
                 self.stats.delivered += 1;
+                if let Some(lie) = self.lie(to, from, &msg) {
+                    if !self.rng.chance(self.cfg.loss) {
+                        let at = self.now + self.latency(to, from);
+                        self.push(
+                            at,
+                            Ev::Deliver {
+                                from: to,
+                                to: from,
+                                msg: lie,
+                            },
+                        );
+                    }
+                    return true;
+                }
                 let key = self.nodes[f].key;
                 let now = self.now;
                 self.nodes[t].dht.handle_message(

@@ -35,6 +35,8 @@ pub struct Params {
     pub flood_per_peer: usize,
     /// Disjoint lookup paths.
     pub paths: usize,
+    /// Fraction of nodes that lie in lookups (lying scenario).
+    pub liars: f64,
 }
 
 impl Params {
@@ -51,6 +53,7 @@ impl Params {
             flooders: 100.min(nodes / 4),
             flood_per_peer: 20,
             paths: 1,
+            liars: 0.20,
         }
     }
 }
@@ -90,12 +93,12 @@ impl Report {
         self.rates.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
     }
 
-    fn line(&mut self, s: impl AsRef<str>) {
+    pub(super) fn line(&mut self, s: impl AsRef<str>) {
         self.text.push_str(s.as_ref());
         self.text.push('\n');
     }
 
-    fn rate_line(&mut self, name: &'static str, r: Rate) {
+    pub(super) fn rate_line(&mut self, name: &'static str, r: Rate) {
         self.line(format!(
             "{name}: {}/{} ({:.2}%)",
             r.ok,
@@ -195,12 +198,23 @@ fn pick_alive(net: &mut Net, alive: &[usize]) -> usize {
 /// apart; reports the found rate and the cost distributions.
 fn lookups(net: &mut Net, count: usize, r: &mut Report, name: &'static str) {
     let alive = net.alive();
+    lookups_among(net, &alive, count, r, name);
+}
+
+/// [`lookups`] with requesters and targets drawn from `alive` only.
+pub(super) fn lookups_among(
+    net: &mut Net,
+    alive: &[usize],
+    count: usize,
+    r: &mut Report,
+    name: &'static str,
+) {
     let mut qs = Vec::with_capacity(count);
     for _ in 0..count {
-        let from = pick_alive(net, &alive);
-        let mut to = pick_alive(net, &alive);
+        let from = pick_alive(net, alive);
+        let mut to = pick_alive(net, alive);
         while to == from && alive.len() > 1 {
-            to = pick_alive(net, &alive);
+            to = pick_alive(net, alive);
         }
         let target = *net.contact(to).id();
         qs.push((from, net.find_node(from, target), target));
@@ -281,7 +295,7 @@ fn find_records(net: &mut Net, owners: &[usize], r: &mut Report, name: &'static 
 }
 
 /// Distinct random nodes (never node 0 unless n is tiny).
-fn sample(net: &mut Net, from: &[usize], n: usize) -> Vec<usize> {
+pub(super) fn sample(net: &mut Net, from: &[usize], n: usize) -> Vec<usize> {
     let mut pool = from.to_vec();
     let mut out = Vec::with_capacity(n);
     while out.len() < n && !pool.is_empty() {
@@ -320,7 +334,7 @@ fn publish_all(net: &mut Net, owners: &[usize], ttl: Duration, r: &mut Report) {
     ));
 }
 
-fn footer(net: &Net, r: &mut Report) {
+pub(super) fn footer(net: &Net, r: &mut Report) {
     let alive = net.alive();
     let mut heap: Vec<u32> = alive
         .iter()
@@ -464,6 +478,10 @@ pub fn flood_on(b: Built, p: &Params) -> Report {
         max_per_publisher: 8,
         max_record_bytes: 1024,
         max_total_bytes: 1 << 20,
+        // The quotas alone, as if every hostile key were the victim's to
+        // hold: the closeness check would refuse most of them first (the
+        // `lying` scenario measures that).
+        closest_only: false,
     };
     r.line(format!(
         "== flood: {} nodes, {} hostile peers x {} STOREs at one node, seed {}; limits {} records, {} per peer, {} B per record, {} B total ==",

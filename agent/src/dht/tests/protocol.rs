@@ -480,3 +480,74 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_seed_that_did_not_answer_is_tried_again_with_backoff() {
+    // Two halves that formed apart merge only if someone asks across: a
+    // node keeps retrying a silent seed, less and less often.
+    let mut v = SimVerifier::default();
+    let mut rng = crate::dht::sim::SimRng::new(5);
+    let cfg = Config {
+        refresh_on_join: false,
+        ..Config::default()
+    };
+    let rejoin = cfg.rejoin_after;
+    let mut a = dht(1, cfg);
+    let _ = a.bootstrap(vec![contact(2), contact(3)], Time(0));
+    let mut t = Time(0);
+    let answer = |a: &mut crate::dht::Dht, t: Time, v: &mut SimVerifier| {
+        let mut to_silent = 0;
+        for (to, m) in sends(a) {
+            if to.id() == contact(2).id() {
+                let reply = Message::Nodes {
+                    rid: m.rid(),
+                    nodes: vec![],
+                };
+                a.handle_message(t, &key(2), Addrs::empty(), reply, v);
+            } else if to.id() == contact(3).id() {
+                to_silent += 1;
+                a.handle_unreachable(t, m.rid());
+            }
+        }
+        to_silent
+    };
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        // Until the lookup is over: seed 2 answers, seed 3 never does.
+        let mut asked_silent = 0;
+        loop {
+            let n = answer(&mut a, t, &mut v);
+            asked_silent += n;
+            if n == 0 && a.active_queries() == 0 {
+                break;
+            }
+        }
+        assert!(asked_silent > 0, "the silent seed was not asked");
+        assert!(a.table().contains(contact(2).id()));
+        assert!(!a.table().contains(contact(3).id()));
+        let next = a.poll_timeout().expect("a retry is scheduled");
+        waits.push(next.since(t));
+        t = next;
+        a.handle_timeout(t, &mut rng);
+    }
+    assert_eq!(waits, vec![rejoin, rejoin * 2, rejoin * 4]);
+    // Once the seed answers, no more retries.
+    loop {
+        let out = sends(&mut a);
+        if out.is_empty() {
+            break;
+        }
+        for (to, m) in out {
+            let k = if to.id() == contact(2).id() { 2 } else { 3 };
+            let reply = Message::Nodes {
+                rid: m.rid(),
+                nodes: vec![],
+            };
+            a.handle_message(t, &key(k), Addrs::empty(), reply, &mut v);
+        }
+    }
+    assert!(a.table().contains(contact(3).id()));
+    assert!(a
+        .poll_timeout()
+        .is_none_or(|d| d.since(t) >= Duration::from_secs(3000)));
+}

@@ -120,3 +120,17 @@ fn disjoint_paths_find_every_live_node() {
     );
     assert_rate(&r, "live node found", 1.0);
 }
+
+#[test]
+fn disjoint_paths_survive_twenty_percent_liars() {
+    use crate::dht::sim::hostile;
+    let p = Params {
+        lookups: 500,
+        paths: 3,
+        ..params()
+    };
+    let r = hostile::lying_on(joined(), &p);
+    assert_rate(&r, hostile::rate_name(3), 0.95);
+    // Most random keys are some other node's to hold.
+    assert_rate(&r, "random-key STOREs refused as not closest", 0.9);
+}

@@ -1,0 +1,310 @@
+//! A hostile peer built from the agent's own library parts: a real QUIC
+//! endpoint with a real Ed25519 key that seals real envelopes, then
+//! misuses them (replays, flipped bits, wrong network or key, stale
+//! stamps, STORE floods) against a running `streembit run` process.
+//!
+//! Shared by `tests/tests/hostile.rs` (counts that keep `cargo test` short)
+//! and `benches/hostile.rs` (the full counts, with RSS figures).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streembit_agent::dht::{Addrs, Message, MessageKind, PeerRecord};
+use streembit_agent::identity::{Keypair, PublicKey};
+use streembit_agent::transport::framing::request;
+use streembit_agent::transport::{Connection, Endpoint, Gate, TransportConfig, TransportError};
+use streembit_agent::wire::{
+    self, Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig,
+};
+
+/// How long one request may wait for its answer.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(30);
+
+/// Largest answer accepted (a NODES reply with 20 contacts fits easily).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// What became of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The agent answered (envelope bytes).
+    Answered(Vec<u8>),
+    /// The agent closed the stream without answering: refused.
+    Refused,
+    /// The stream or connection failed.
+    Failed(String),
+}
+
+/// A peer with its own key and endpoint, driving its own tokio runtime so
+/// tests stay synchronous.
+pub struct HostilePeer {
+    rt: tokio::runtime::Runtime,
+    /// Its key pair.
+    pub key: Arc<Keypair>,
+    network: NetworkId,
+    endpoint: Endpoint,
+    sealer: Sealer,
+    opener: Opener,
+}
+
+impl HostilePeer {
+    /// A peer on `network` with a fresh key; `trust` limits whom it will
+    /// talk to (the agents it attacks), like any agent's allowlist.
+    pub fn new(network: &str, trust: &[PublicKey]) -> Self {
+        Self::with_key(Arc::new(Keypair::generate()), network, trust)
+    }
+
+    /// [`HostilePeer::new`] with a given key.
+    pub fn with_key(key: Arc<Keypair>, network: &str, trust: &[PublicKey]) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let network: NetworkId = network.parse().expect("network id");
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let gate = if trust.is_empty() {
+            Gate::public()
+        } else {
+            Gate::private(trust.iter().copied())
+        };
+        let endpoint = {
+            let _guard = rt.enter();
+            Endpoint::bind(
+                key.clone(),
+                gate,
+                &TransportConfig::new(loopback, network.clone()),
+            )
+            .expect("bind hostile endpoint")
+        };
+        let opener = Opener::new(
+            network.clone(),
+            key.node_id(),
+            WireConfig::default(),
+            UnixMillis(0),
+        );
+        Self {
+            rt,
+            sealer: Sealer::new(network.clone()),
+            key,
+            network,
+            endpoint,
+            opener,
+        }
+    }
+
+    /// Dials `to` at `addr` (a full TLS handshake).
+    pub fn dial(&self, to: &PublicKey, addr: SocketAddr) -> Result<Connection, TransportError> {
+        self.rt.block_on(self.endpoint.dial(to, addr))
+    }
+
+    /// Seals a DHT message for `to`, signed by this peer, stamped `now`.
+    pub fn seal(&mut self, to: &PublicKey, msg: &Message) -> Vec<u8> {
+        self.seal_at(to, msg, UnixMillis::now())
+    }
+
+    /// [`HostilePeer::seal`] with a chosen timestamp.
+    pub fn seal_at(&mut self, to: &PublicKey, msg: &Message, at: UnixMillis) -> Vec<u8> {
+        let kind: Kind = msg.kind().name().parse().expect("DHT kinds are wire kinds");
+        self.sealer
+            .seal(
+                &self.key,
+                kind,
+                Audience::Node(to.node_id()),
+                &msg.encode(),
+                at,
+            )
+            .expect("seal")
+    }
+
+    /// Seals `msg` for `to` as another network or another key would: the
+    /// envelope is valid, just not for this agent or not from this peer.
+    pub fn seal_foreign(
+        &mut self,
+        signer: &Keypair,
+        network: &NetworkId,
+        to: &PublicKey,
+        msg: &Message,
+        nonce: u64,
+    ) -> Vec<u8> {
+        let kind: Kind = msg.kind().name().parse().expect("DHT kinds are wire kinds");
+        wire::seal(
+            signer,
+            network,
+            kind,
+            Audience::Node(to.node_id()),
+            &msg.encode(),
+            UnixMillis::now(),
+            nonce,
+        )
+        .expect("seal")
+    }
+
+    /// Sends each envelope on its own stream, `parallel` at a time, and
+    /// returns what became of each, in order.
+    pub fn send_all(
+        &self,
+        conn: &Connection,
+        envelopes: Vec<Vec<u8>>,
+        parallel: usize,
+    ) -> Vec<Answer> {
+        self.rt.block_on(async {
+            let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+            let mut tasks = Vec::with_capacity(envelopes.len());
+            for env in envelopes {
+                let conn = conn.clone();
+                let permit = sem.clone().acquire_owned().await.expect("semaphore");
+                tasks.push(tokio::spawn(async move {
+                    let _permit = permit;
+                    match request(&conn, &env, MAX_ANSWER, REQUEST_WAIT).await {
+                        Ok(Some(bytes)) => Answer::Answered(bytes),
+                        Ok(None) => Answer::Refused,
+                        Err(e) => Answer::Failed(e.to_string()),
+                    }
+                }));
+            }
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(t.await.unwrap_or_else(|e| Answer::Failed(e.to_string())));
+            }
+            out
+        })
+    }
+
+    /// Opens an answer from the agent and decodes its DHT message.
+    pub fn open_answer(&mut self, bytes: &[u8]) -> Option<Message> {
+        let opened = self.opener.open(bytes, UnixMillis::now()).ok()?;
+        let kind = MessageKind::from_name(opened.kind().name())?;
+        Message::decode(kind, opened.payload()).ok()
+    }
+
+    /// Captures `n` QUIC Initial datagrams of dials to `to`, each a fresh
+    /// ClientHello under its own connection id, by dialing a UDP socket
+    /// that never answers. Replayed from many source ports, each one is a
+    /// new handshake for the server to start, at no cost to the sender.
+    pub fn capture_initials(&self, to: &PublicKey, n: usize) -> Vec<Vec<u8>> {
+        self.rt.block_on(async {
+            let sink = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind sink");
+            let addr = sink.local_addr().expect("sink addr");
+            let mut out = Vec::with_capacity(n);
+            let mut buf = vec![0u8; 4096];
+            // Every dial stays pending until the end: a dropped one would
+            // send a CONNECTION_CLOSE to the sink, which is no attempt.
+            let mut pending = Vec::with_capacity(n);
+            let mut seen = std::collections::HashSet::new();
+            while out.len() < n {
+                let mut dial = Box::pin(self.endpoint.dial(to, addr));
+                tokio::select! {
+                    r = sink.recv(&mut buf) => {
+                        // Skip a retransmission of an earlier dial's Initial.
+                        if let Ok(len) = r {
+                            if seen.insert(buf[..len].to_vec()) {
+                                out.push(buf[..len].to_vec());
+                            }
+                        }
+                    }
+                    _ = &mut dial => {}
+                }
+                pending.push(dial);
+            }
+            drop(pending);
+            out
+        })
+    }
+
+    /// The network this peer speaks.
+    pub fn network(&self) -> &NetworkId {
+        &self.network
+    }
+
+    /// Closes the endpoint.
+    pub fn close(&self) {
+        self.endpoint.close(0, "done");
+    }
+}
+
+/// A valid peer record for `owner`, sequence `seq`, one address.
+pub fn peer_record(owner: &Keypair, network: &NetworkId, seq: u64) -> Vec<u8> {
+    PeerRecord {
+        seq,
+        ttl_secs: 3600,
+        addrs: Addrs::new(&["127.0.0.1:9"]).expect("addr"),
+    }
+    .seal(owner, network, UnixMillis::now(), seq)
+    .expect("seal record")
+}
+
+/// A signed `peer_record` envelope padded past the store's 1,024-byte
+/// limit (the payload is a byte string: it would not verify as a record
+/// either, but size is checked first).
+pub fn oversize_record(owner: &Keypair, network: &NetworkId) -> Vec<u8> {
+    let mut payload = Vec::new();
+    ciborium::into_writer(&ciborium::Value::Bytes(vec![0x55; 2000]), &mut payload).expect("cbor");
+    wire::seal(
+        owner,
+        network,
+        Kind::PeerRecord,
+        Audience::Anyone,
+        &payload,
+        UnixMillis::now(),
+        1,
+    )
+    .expect("seal")
+}
+
+/// Sends `initials` to `target` from `sockets` UDP sockets until `stop`
+/// is set, at most `per_sec` datagrams a second; returns how many were
+/// sent. Datagram t is initial t mod I from socket (t / I) mod S. A QUIC
+/// server knows an attempt by its destination connection id, so the first
+/// I datagrams are I distinct connection attempts; after that they repeat
+/// (retransmissions, as far as the server can tell). `warm` is told once
+/// `warmup` were sent.
+pub fn flood(
+    target: SocketAddr,
+    initials: &[Vec<u8>],
+    sockets: usize,
+    per_sec: u64,
+    stop: &std::sync::atomic::AtomicBool,
+    warmup: u64,
+    warm: std::sync::mpsc::Sender<()>,
+) -> u64 {
+    let socks: Vec<std::net::UdpSocket> = (0..sockets.max(1))
+        .filter_map(|_| std::net::UdpSocket::bind("127.0.0.1:0").ok())
+        .collect();
+    if socks.is_empty() || initials.is_empty() {
+        return 0;
+    }
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let t = sent as usize;
+        let pkt = &initials[t % initials.len()];
+        let sock = &socks[(t / initials.len()) % socks.len()];
+        if sock.send_to(pkt, target).is_ok() {
+            sent += 1;
+            if sent == warmup {
+                let _ = warm.send(());
+            }
+        }
+        // Pacing, not synchronisation: hold the rate at `per_sec`.
+        let due = Duration::from_secs_f64(sent as f64 / per_sec.max(1) as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
+    sent
+}
+
+/// Resident set size of process `pid` in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

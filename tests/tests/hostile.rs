@@ -1,0 +1,344 @@
+//! Hostile peers against a real `streembit run` on loopback (issue 10,
+//! item 2). The attacker is [`HostilePeer`]: the agent's own library parts
+//! with a real key, misused. Counts here keep `cargo test` short; the
+//! `hostile` bench runs the issue's full counts and reports memory.
+
+use std::net::SocketAddr;
+
+use streembit_agent::dht::{Addrs, Contact, Message, MessageKind};
+use streembit_agent::identity::{Keypair, PublicKey};
+use streembit_agent::wire::{NetworkId, UnixMillis};
+use streembit_tests::hostile::{self, Answer, HostilePeer};
+use streembit_tests::node::AgentProcess;
+
+/// These tests measure one agent's counters exactly; one at a time keeps
+/// a 2-core machine from turning them into timeout tests.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn key_of(a: &AgentProcess) -> PublicKey {
+    let bytes = hex::decode(&a.key).expect("hex key");
+    PublicKey::from_bytes(&bytes).expect("key")
+}
+
+fn addr_of(a: &AgentProcess) -> SocketAddr {
+    a.addr.parse().expect("agent address")
+}
+
+/// A private network `acme` whose allowlist is `allow` plus the agent.
+fn private_agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
+    std::fs::create_dir_all(dir).expect("dir");
+    let out = std::process::Command::new(streembit_tests::agent::binary())
+        .arg("keygen")
+        .current_dir(dir)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .expect("keygen");
+    let me = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut keys: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
+    keys.push(format!("\"{me}\""));
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
+        keys.join(", ")
+    );
+    AgentProcess::start_with_log(dir, &cfg, "warn")
+}
+
+fn ping(rid: u64) -> Message {
+    Message::Ping { rid }
+}
+
+#[test]
+fn an_outsider_dialing_1000_times_gets_no_stream_no_byte_no_table_entry() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = private_agent(&tmp.path().join("a"), &[]);
+    let target = key_of(&agent);
+    let mut outsider = HostilePeer::new("acme", &[target]);
+    const DIALS: u64 = 1000;
+    let mut completed = 0;
+    for i in 0..DIALS {
+        // Should the client side ever see a connection, it tries to use it.
+        if let Ok(conn) = outsider.dial(&target, addr_of(&agent)) {
+            completed += 1;
+            let env = outsider.seal(&target, &ping(i));
+            let answers = outsider.send_all(&conn, vec![env], 1);
+            assert!(
+                !matches!(answers[0], Answer::Answered(_)),
+                "the agent answered an outsider"
+            );
+        }
+    }
+    let refused = agent.metric("streembit_handshakes_refused_total{reason=\"not_allowlisted\"}");
+    assert_eq!(
+        refused, DIALS,
+        "every dial refused and counted ({completed} looked complete client-side)"
+    );
+    assert_eq!(agent.metric("streembit_connections_opened_total"), 0);
+    assert_eq!(agent.metric("streembit_app_bytes_received_total"), 0);
+    assert_eq!(agent.metric("streembit_envelopes_accepted_total"), 0);
+    assert_eq!(agent.metric("streembit_dht_table_size"), 0);
+    assert!(agent.peers().is_empty());
+}
+
+#[test]
+fn captured_envelopes_replayed_are_refused_also_after_a_restart() {
+    let _serial = serial();
+    const N: u64 = 1000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let peer_key = std::sync::Arc::new(Keypair::generate());
+    let peer_hex = hex::encode(peer_key.public().as_bytes());
+    let mut agent = private_agent(&tmp.path().join("a"), &[peer_hex]);
+    let target = key_of(&agent);
+    let mut peer = HostilePeer::with_key(peer_key, "acme", &[target]);
+
+    let conn = peer
+        .dial(&target, addr_of(&agent))
+        .expect("allowlisted dial");
+    let captured: Vec<Vec<u8>> = (0..N).map(|i| peer.seal(&target, &ping(i))).collect();
+    let first = peer.send_all(&conn, captured.clone(), 32);
+    let pongs = first
+        .iter()
+        .filter_map(|a| match a {
+            Answer::Answered(b) => peer.open_answer(b),
+            _ => None,
+        })
+        .filter(|m| m.kind() == MessageKind::Pong)
+        .count() as u64;
+    assert_eq!(pongs, N, "every original answered");
+    assert_eq!(agent.metric("streembit_envelopes_accepted_total"), N);
+
+    let again = peer.send_all(&conn, captured.clone(), 32);
+    assert!(again.iter().all(|a| *a == Answer::Refused), "{again:?}");
+    assert_eq!(agent.metric("streembit_envelopes_accepted_total"), N);
+    assert_eq!(
+        agent.metric("streembit_envelopes_rejected_total{reason=\"replayed\"}"),
+        N
+    );
+
+    // A restart empties the replay window; the start-time floor still
+    // refuses everything stamped before it.
+    agent.restart(None);
+    let conn = peer
+        .dial(&target, addr_of(&agent))
+        .expect("dial after restart");
+    let after = peer.send_all(&conn, captured, 32);
+    assert!(after.iter().all(|a| *a == Answer::Refused), "{after:?}");
+    assert_eq!(agent.metric("streembit_envelopes_accepted_total"), 0);
+    assert_eq!(
+        agent.metric("streembit_envelopes_rejected_total{reason=\"replayed\"}"),
+        N
+    );
+}
+
+/// Every way a valid envelope can be spoiled, `n` of each kind in turn.
+fn spoiled(peer: &mut HostilePeer, target: &PublicKey, n: u64) -> Vec<Vec<u8>> {
+    let other_net: NetworkId = "other".parse().expect("id");
+    let stranger = Keypair::generate();
+    let elsewhere = Keypair::generate().public();
+    let now = UnixMillis::now().0;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut flipped = peer.seal(target, &ping(i));
+        let bit = (i as usize * 7919) % (flipped.len() * 8);
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        out.push(flipped);
+        out.push(peer.seal_foreign(&peer.key.clone(), &other_net, target, &ping(i), i));
+        let net = peer.network().clone();
+        out.push(peer.seal_foreign(&stranger, &net, target, &ping(i), i));
+        out.push(peer.seal(&elsewhere, &ping(i)));
+        out.push(peer.seal_at(target, &ping(i), UnixMillis(now - 600_000)));
+        out.push(peer.seal_at(target, &ping(i), UnixMillis(now + 600_000)));
+    }
+    out
+}
+
+#[test]
+fn spoiled_envelopes_are_never_accepted() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let peer_key = std::sync::Arc::new(Keypair::generate());
+    let peer_hex = hex::encode(peer_key.public().as_bytes());
+    let agent = private_agent(&tmp.path().join("a"), &[peer_hex]);
+    let target = key_of(&agent);
+    let mut peer = HostilePeer::with_key(peer_key, "acme", &[target]);
+    let conn = peer.dial(&target, addr_of(&agent)).expect("dial");
+    let bad = spoiled(&mut peer, &target, 300);
+    let total = bad.len() as u64;
+    let answers = peer.send_all(&conn, bad, 32);
+    let answered = answers
+        .iter()
+        .filter(|a| matches!(a, Answer::Answered(_)))
+        .count();
+    assert_eq!(answered, 0, "a spoiled envelope was answered");
+    assert_eq!(agent.metric("streembit_envelopes_accepted_total"), 0);
+    let rejected: u64 = [
+        "malformed",
+        "bad_header",
+        "missing_header",
+        "duplicate_header",
+        "wrong_alg",
+        "bad_sender_key",
+        "bad_signature",
+        "wrong_network",
+        "stale",
+        "replayed",
+        "unknown_kind",
+        "wrong_audience",
+        "oversize",
+        "sender_mismatch",
+    ]
+    .iter()
+    .map(|r| {
+        agent.metric(&format!(
+            "streembit_envelopes_rejected_total{{reason=\"{r}\"}}"
+        ))
+    })
+    .sum();
+    assert_eq!(rejected, total, "every refusal counted");
+    assert_eq!(agent.metric("streembit_dht_table_size"), 0);
+}
+
+#[test]
+fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence_wins() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let peer_key = std::sync::Arc::new(Keypair::generate());
+    let peer_hex = hex::encode(peer_key.public().as_bytes());
+    let agent = private_agent(&tmp.path().join("a"), &[peer_hex]);
+    let target = key_of(&agent);
+    let mut peer = HostilePeer::with_key(peer_key, "acme", &[target]);
+    let net = peer.network().clone();
+    let conn = peer.dial(&target, addr_of(&agent)).expect("dial");
+
+    // One owner's record, sequences 1..=60 in a scrambled order: only a
+    // higher sequence may replace what is held.
+    let owner = Keypair::generate();
+    let mut seqs: Vec<u64> = (1..=60).collect();
+    seqs.sort_by_key(|s| (s * 37) % 61);
+    let mut envs: Vec<Vec<u8>> = seqs
+        .iter()
+        .map(|&s| {
+            let record = hostile::peer_record(&owner, &net, s);
+            peer.seal(&target, &Message::Store { rid: s, record })
+        })
+        .collect();
+    let answers = peer.send_all(&conn, std::mem::take(&mut envs), 1);
+    assert!(answers.iter().all(|a| matches!(a, Answer::Answered(_))));
+    // Then a flood: records of 1,000 fresh owners, oversize records, and
+    // bogus NODES "replies" listing made-up closer nodes.
+    for i in 0..1000u64 {
+        let record = if i % 10 == 9 {
+            hostile::oversize_record(&Keypair::generate(), &net)
+        } else {
+            hostile::peer_record(&Keypair::generate(), &net, 1)
+        };
+        envs.push(peer.seal(
+            &target,
+            &Message::Store {
+                rid: 1000 + i,
+                record,
+            },
+        ));
+    }
+    for i in 0..300u64 {
+        let nodes: Vec<Contact> = (0..20)
+            .map(|_| Contact::from_verified(&Keypair::generate().public(), Addrs::empty()))
+            .collect();
+        envs.push(peer.seal(&target, &Message::Nodes { rid: i, nodes }));
+    }
+    let _ = peer.send_all(&conn, envs, 32);
+
+    let held = agent.metric("streembit_records_stored");
+    let quota = streembit_agent::dht::DEFAULT_MAX_PER_PUBLISHER as u64;
+    assert!(
+        held <= quota,
+        "{held} records held for one peer (quota {quota})"
+    );
+    assert!(agent.metric("streembit_dht_stores_total{result=\"refused_publisher_quota\"}") > 0);
+    assert_eq!(
+        agent.metric("streembit_dht_stores_total{result=\"refused_too_large\"}"),
+        100
+    );
+    assert!(agent.metric("streembit_dht_stores_total{result=\"refused_stale\"}") > 0);
+    assert_eq!(
+        agent.metric("streembit_dht_messages_rejected_total{reason=\"unsolicited_reply\"}"),
+        300
+    );
+    // None of the made-up nodes entered the table: only the peer itself.
+    assert_eq!(
+        agent.peers(),
+        vec![hex::encode(peer.key.public().as_bytes())]
+    );
+
+    // The held record is the highest sequence.
+    let ask = peer.seal(
+        &target,
+        &Message::FindValue {
+            rid: 9,
+            key: owner.public().node_id(),
+        },
+    );
+    let got = match peer.send_all(&conn, vec![ask], 1).pop() {
+        Some(Answer::Answered(b)) => peer.open_answer(&b),
+        other => panic!("FIND_VALUE: {other:?}"),
+    };
+    let Some(Message::Value {
+        record: Some(record),
+        ..
+    }) = got
+    else {
+        panic!("no record: {got:?}")
+    };
+    let opened =
+        streembit_agent::wire::open_published(&record, &net, 4096).expect("held record opens");
+    let rec: streembit_agent::dht::PeerRecord =
+        ciborium::from_reader(opened.payload()).expect("peer record");
+    assert_eq!(rec.seq, 60);
+}
+
+#[test]
+fn a_legitimate_peer_connects_through_a_handshake_flood() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let legit_key = std::sync::Arc::new(Keypair::generate());
+    let legit_hex = hex::encode(legit_key.public().as_bytes());
+    let agent = private_agent(&tmp.path().join("a"), &[legit_hex]);
+    let target = key_of(&agent);
+    let addr = addr_of(&agent);
+    // The flooder's Initials carry an outsider's ClientHello, each under
+    // its own connection id (a server knows an attempt by that id, so a
+    // replay of one Initial from many ports is one attempt).
+    let outsider = HostilePeer::new("acme", &[target]);
+    let initials = outsider.capture_initials(&target, 300);
+    let stop = AtomicBool::new(false);
+    let (warm_tx, warm_rx) = std::sync::mpsc::channel();
+    let sent = std::thread::scope(|s| {
+        let flooder = s.spawn(|| hostile::flood(addr, &initials, 64, 3000, &stop, 1000, warm_tx));
+        warm_rx.recv().expect("flood started");
+        let mut peer = HostilePeer::with_key(legit_key, "acme", &[target]);
+        let conn = peer.dial(&target, addr);
+        let answer = conn.map(|c| {
+            let env = peer.seal(&target, &ping(1));
+            peer.send_all(&c, vec![env], 1).pop()
+        });
+        stop.store(true, Ordering::Relaxed);
+        let sent = flooder.join().expect("flooder");
+        match answer {
+            Ok(Some(Answer::Answered(b))) => {
+                assert_eq!(peer.open_answer(&b), Some(Message::Pong { rid: 1 }));
+            }
+            other => panic!("legitimate peer during the flood: {other:?}"),
+        }
+        sent
+    });
+    assert!(sent >= 1000);
+    // The flood hit the handshake cap: unproven attempts past half of it
+    // were sent a stateless Retry instead of taking a slot.
+    assert!(agent.metric("streembit_handshakes_refused_total{reason=\"busy\"}") > 0);
+    // The agent is still whole and answers its API.
+    assert!(agent.cli(&["status", "--json"]).status.success());
+}
