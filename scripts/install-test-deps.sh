@@ -12,9 +12,16 @@ APT_PACKAGES+=(iproute2 iptables)
 # pycose 1.1 needs cbor2 5: cbor2 6 decodes tagged arrays as tuples,
 # which pycose refuses ("Bytes cannot be decoded as COSE message").
 PIP_PACKAGES=("pycose==1.1.0" "cbor2==5.6.5")
+# deploy (issue 9): the aarch64 cross linker and qemu to run its binary,
+# lintian for the .deb packages, systemd for `systemd-analyze verify`.
+APT_PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static lintian systemd)
+# deploy: a minimal Debian root to install the amd64 .deb into.
+APT_PACKAGES+=(debootstrap)
 # bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
 # PTY pair, TCP on loopback); pyserial is its serial transport.
 PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
+# deploy: the Yocto layer's linter.
+PIP_PACKAGES+=("oelint-adv==9.11.2")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -29,7 +36,7 @@ fi
 pip_missing=()
 for p in "${PIP_PACKAGES[@]}"; do
     name="${p%%==*}" want="${p#*==}"
-    have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
+    have="$(python3 -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
     [ -n "$have" ] && { [ "$want" = "$p" ] || [ "$have" = "$want" ]; } || pip_missing+=("$p")
 done
 if ((${#pip_missing[@]})); then
@@ -37,3 +44,11 @@ if ((${#pip_missing[@]})); then
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# deploy: the aarch64 standard library for the cross build, and cargo-deb
+# (pinned; installed once, from source, with its own lock file).
+rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
+    rustup target add aarch64-unknown-linux-gnu
+CARGO_DEB_VERSION=3.8.0
+cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION" ||
+    cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
