@@ -330,30 +330,31 @@ async fn session(
     let mut last = sub.journal.lock().map(|j| j.last_seq()).unwrap_or(0);
     // Readings received and not yet acknowledged.
     let mut pending = 0u64;
-    let hello = remote.seal(
-        device,
-        &Request::Subscribe {
-            after: last,
-            cancel: false,
-        },
-    )?;
-    write_frame(&mut send, &hello)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    // The first `subscribe` is the same message as an acknowledgement: "I
+    // hold everything up to `last`".
+    acknowledge(remote, device, &mut send, last).await?;
     if let Ok(mut st) = sub.stats.lock() {
         st.connected = true;
     }
     loop {
-        let frame = if pending > 0 {
-            tokio::time::timeout(ACK_IDLE, read_frame(&mut recv, remote.max_frame()))
-                .await
-                .ok()
-        } else {
-            Some(read_frame(&mut recv, remote.max_frame()).await)
+        // The read stays alive while an idle acknowledgement goes out: a
+        // frame read is not cancel-safe (a half-read frame would be lost).
+        let read = read_frame(&mut recv, remote.max_frame());
+        tokio::pin!(read);
+        let frame = loop {
+            if pending == 0 {
+                break (&mut read).await;
+            }
+            tokio::select! {
+                f = &mut read => break f,
+                _ = tokio::time::sleep(ACK_IDLE) => {
+                    acknowledge(remote, device, &mut send, last).await?;
+                    pending = 0;
+                }
+            }
         };
         match frame {
-            None => {}
-            Some(Ok(Some(bytes))) => {
+            Ok(Some(bytes)) => {
                 // A batch of the device's readings, or its signed refusal.
                 let list = match remote.open_answer(device, &bytes)? {
                     Answer::Readings(list) => list,
@@ -393,25 +394,32 @@ async fn session(
                         envelope: Arc::new(env),
                     });
                 }
-                if pending < ACK_EVERY {
-                    continue;
+                if pending >= ACK_EVERY {
+                    acknowledge(remote, device, &mut send, last).await?;
+                    pending = 0;
                 }
             }
-            Some(Ok(None)) => return Err(unreachable("the gateway ended the stream".into())),
-            Some(Err(e)) => return Err(unreachable(e.to_string())),
-        }
-        if pending > 0 {
-            let ack = remote.seal(
-                device,
-                &Request::Subscribe {
-                    after: last,
-                    cancel: false,
-                },
-            )?;
-            write_frame(&mut send, &ack)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            pending = 0;
+            Ok(None) => return Err(unreachable("the gateway ended the stream".into())),
+            Err(e) => return Err(unreachable(e.to_string())),
         }
     }
+}
+
+/// Tells the gateway we hold every reading up to `last`.
+async fn acknowledge(
+    remote: &Remote,
+    device: &PublicKey,
+    send: &mut quinn::SendStream,
+    last: u64,
+) -> Result<(), RemoteError> {
+    let ack = remote.seal(
+        device,
+        &Request::Subscribe {
+            after: last,
+            cancel: false,
+        },
+    )?;
+    write_frame(send, &ack)
+        .await
+        .map_err(|e| RemoteError::Unreachable(e.to_string()))
 }
