@@ -61,6 +61,60 @@ pub struct AgentConfig {
     /// The local MQTT side: the embedded broker and where signed readings
     /// are published.
     pub mqtt: MqttConfig,
+    /// `[nat]`: reachability, relaying for others, hole punching.
+    pub nat: NatSection,
+}
+
+/// `[nat]`: how this agent is reached behind NAT, and whether it relays
+/// for others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatSection {
+    /// `auto` (find out with dial-backs), `public` (trust `announce`), or
+    /// `private` (always through relays).
+    pub reachability: String,
+    /// Relay for peers behind NAT (only on a reachable node).
+    pub relay: bool,
+    /// Relayed sessions at once, all peers together.
+    pub relay_max_sessions: usize,
+    /// Sustained bytes per second per relayed session.
+    pub relay_bytes_per_sec: u64,
+    /// Relays to hold a reservation at when behind NAT.
+    pub max_relays: usize,
+}
+
+impl Default for NatSection {
+    fn default() -> Self {
+        let limits = crate::transport::relay::RelayLimits::default();
+        Self {
+            reachability: "auto".to_owned(),
+            relay: false,
+            relay_max_sessions: limits.max_sessions,
+            relay_bytes_per_sec: limits.bytes_per_sec,
+            max_relays: 2,
+        }
+    }
+}
+
+impl NatSection {
+    /// The node's NAT settings (validated at load).
+    pub fn node_config(&self) -> Result<crate::node::nat::NatConfig, ConfigError> {
+        let mode = self
+            .reachability
+            .parse()
+            .map_err(|e| ConfigError::one(format!("key `nat.reachability`: {e}")))?;
+        let relay = self.relay.then(|| crate::transport::relay::RelayLimits {
+            max_sessions: self.relay_max_sessions,
+            bytes_per_sec: self.relay_bytes_per_sec,
+            burst_bytes: self.relay_bytes_per_sec.max(64 * 1024),
+            ..Default::default()
+        });
+        Ok(crate::node::nat::NatConfig {
+            mode,
+            relay,
+            max_relays: self.max_relays.max(1),
+        })
+    }
 }
 
 /// `[mqtt]`: the embedded broker and the publication of signed readings.
@@ -107,6 +161,7 @@ impl Default for AgentConfig {
             max_subscribers_per_device: 16,
             inbox_max_bytes: 16 * 1024 * 1024,
             mqtt: MqttConfig::default(),
+            nat: NatSection::default(),
         }
     }
 }
@@ -266,6 +321,9 @@ impl AgentConfig {
                     format!("{a:?} is not an ip:port address"),
                 );
             }
+        }
+        if let Err(e) = self.nat.reachability.parse::<crate::node::nat::ReachMode>() {
+            err("nat.reachability", e);
         }
         for (i, s) in self.seeds.iter().enumerate() {
             if let Err(reason) = Seed::parse(s) {

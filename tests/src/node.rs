@@ -74,6 +74,17 @@ impl AgentProcess {
     /// (a command prefix such as `ip netns exec NS`, which execs it in
     /// place, so the pid and notify socket stay the agent's).
     pub fn start_wrapped(dir: &Path, config: &str, rust_log: &str, wrapper: Vec<String>) -> Self {
+        Self::start_wrapped_with_env(dir, config, &[("RUST_LOG", rust_log)], wrapper)
+    }
+
+    /// [`AgentProcess::start_wrapped`] with extra environment variables
+    /// (`RUST_LOG` among them sets the log level).
+    pub fn start_wrapped_with_env(
+        dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        wrapper: Vec<String>,
+    ) -> Self {
         std::fs::create_dir_all(dir).expect("agent dir");
         std::fs::write(dir.join("agent.toml"), config).expect("write config");
         let sock = dir.join("notify.sock");
@@ -83,10 +94,17 @@ impl AgentProcess {
             dir: dir.to_owned(),
             child: None,
             notify,
-            env: vec![("RUST_LOG".to_owned(), rust_log.to_owned())],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             seen: Vec::new(),
             addr: String::new(),
-            rust_log: rust_log.to_owned(),
+            rust_log: env
+                .iter()
+                .find(|(k, _)| *k == "RUST_LOG")
+                .map_or("info,streembit_agent=debug", |(_, v)| v)
+                .to_owned(),
             key: String::new(),
             wrapper,
         };
@@ -116,6 +134,9 @@ impl AgentProcess {
             // Many agents run at once: none takes the MQTT port unless a
             // test asks for it.
             .env("STREEMBIT_MQTT__EMBEDDED", "false")
+            // Nor does any test dial-back unless it is about NAT: their
+            // loopback agents are reachable as announced.
+            .env("STREEMBIT_NAT__REACHABILITY", "public")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

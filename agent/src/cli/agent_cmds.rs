@@ -65,7 +65,7 @@ pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Res
     write(
         out,
         &format!(
-            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\n",
+            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\nreachability: {}\nannounced:    {}\n",
             s.network,
             s.network_kind,
             s.key,
@@ -75,7 +75,9 @@ pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Res
             s.connections,
             s.table_size,
             s.records_stored,
-            s.devices
+            s.devices,
+            s.reachability,
+            s.addrs.join(", ")
         ),
     )
 }

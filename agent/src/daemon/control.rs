@@ -30,6 +30,28 @@ pub struct Status {
     pub records_stored: usize,
     /// Hosted devices.
     pub devices: usize,
+    /// `unknown`, `public` (a third peer dialed us back) or `private`
+    /// (behind NAT: reached through relays).
+    #[serde(default)]
+    pub reachability: String,
+    /// The addresses our records announce now (`relay:<key>@<ip:port>`
+    /// for a relay).
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// Open connections and how they reach their peer.
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// One open connection, in [`Status::links`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Link {
+    /// The key its handshake proved (a node's or a device's).
+    pub key: String,
+    /// `direct` or `relayed`.
+    pub path: String,
+    /// The peer's UDP address (direct), or the relay's (relayed).
+    pub addr: String,
 }
 
 /// One routing-table contact, `GET /v1/peers`.

@@ -101,18 +101,17 @@ async fn serve(
         Gate::public()
     };
     let listen = config.listen_addr().map_err(DaemonError::config)?;
+    let nat = config.nat.node_config().map_err(DaemonError::config)?;
+    let mut transport = TransportConfig::new(listen, network.clone());
+    transport.relay = nat.relay.clone();
     let endpoint = Arc::new(
-        Endpoint::bind(
-            key.clone(),
-            gate.clone(),
-            &TransportConfig::new(listen, network.clone()),
-        )
-        .map_err(DaemonError::runtime)?,
+        Endpoint::bind(key.clone(), gate.clone(), &transport).map_err(DaemonError::runtime)?,
     );
     let bound = endpoint.local_addr().map_err(DaemonError::runtime)?;
 
     let mut node_cfg = NodeConfig::new(network.clone(), state_dir.clone());
     node_cfg.announce = announce_addrs(&config, bound);
+    node_cfg.nat = nat;
     for seed in config.seeds() {
         match seed.resolve() {
             Ok(addr) if seed.key != key.public() => node_cfg.seeds.push((seed.key, addr)),
@@ -164,7 +163,7 @@ async fn serve(
         key.clone(),
         wire,
         network.clone(),
-        node.connections(),
+        node.dialer(),
         queries_tx.clone(),
     ));
     let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
@@ -340,6 +339,7 @@ fn report(event: &NodeEvent) {
         NodeEvent::Restored { contacts } => format!("restored {contacts} contacts"),
         NodeEvent::Joined { contacts } => format!("joined: {contacts} contacts"),
         NodeEvent::Published { seq, acks } => format!("published seq={seq} acks={acks}"),
+        NodeEvent::Announcing { addrs } => format!("announcing {}", addrs.join(" ")),
         NodeEvent::DevicePublished { device, acks } => {
             format!("device {device} record stored at {acks} nodes")
         }

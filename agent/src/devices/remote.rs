@@ -8,7 +8,6 @@
 //! are checked one by one against the device key, so a gateway cannot pass
 //! off readings it signed itself.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +16,8 @@ use tokio::sync::oneshot;
 use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
 use crate::daemon::control::{Query, QuerySender};
 use crate::identity::{Keypair, PublicKey};
-use crate::node::Connections;
+use crate::node::nat::{parse_addrs, PeerAddr};
+use crate::node::Nat;
 use crate::transport::framing::{read_frame, write_frame};
 use crate::transport::Connection;
 use crate::wire::payload::value_to_json;
@@ -56,7 +56,7 @@ impl std::fmt::Display for RemoteError {
 pub struct Remote {
     key: Arc<Keypair>,
     network: NetworkId,
-    conns: Connections,
+    dialer: Arc<Nat>,
     node: QuerySender,
     sealer: Mutex<Sealer>,
     opener: Mutex<Opener>,
@@ -70,7 +70,7 @@ impl Remote {
         key: Arc<Keypair>,
         wire: WireConfig,
         network: NetworkId,
-        conns: Connections,
+        dialer: Arc<Nat>,
         node: QuerySender,
     ) -> Self {
         Self {
@@ -83,7 +83,7 @@ impl Remote {
             )),
             sealer: Mutex::new(Sealer::new(network.clone())),
             network,
-            conns,
+            dialer,
             node,
             key,
         }
@@ -100,10 +100,7 @@ impl Remote {
     }
 
     /// `device`'s gateway and where it listens, from its device record.
-    async fn locate(
-        &self,
-        device: &PublicKey,
-    ) -> Result<(PublicKey, Vec<SocketAddr>), RemoteError> {
+    async fn locate(&self, device: &PublicKey) -> Result<(PublicKey, Vec<PeerAddr>), RemoteError> {
         let (tx, rx) = oneshot::channel();
         self.node
             .send(Query::Lookup(*device, tx))
@@ -127,15 +124,15 @@ impl Remote {
             .ok_or_else(|| RemoteError::Invalid("device record without a gateway".into()))?;
         Ok((
             gateway,
-            answer.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+            parse_addrs(answer.addrs.iter().map(String::as_str)),
         ))
     }
 
     /// A connection proven by `device`'s key.
     pub(super) async fn connect(&self, device: &PublicKey) -> Result<Connection, RemoteError> {
-        let (_, addrs) = self.locate(device).await?;
-        self.conns
-            .get_or_dial(device, &addrs)
+        let (gateway, addrs) = self.locate(device).await?;
+        self.dialer
+            .get_or_dial(device, &gateway, &addrs)
             .await
             .map(|(c, _)| c)
             .map_err(|e| RemoteError::Unreachable(e.to_string()))
@@ -150,16 +147,13 @@ impl Remote {
         device: &PublicKey,
     ) -> Result<Connection, RemoteError> {
         let (gateway, addrs) = self.locate(device).await?;
-        let (conn, fresh) = self
-            .conns
-            .get_or_dial(&gateway, &addrs)
+        // A new connection is served by the node too: the gateway may
+        // send DHT requests on it.
+        self.dialer
+            .get_or_dial(&gateway, &gateway, &addrs)
             .await
-            .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
-        if fresh {
-            // The gateway may send DHT requests on it: the node serves them.
-            let _ = self.node.send(Query::Adopt(conn.clone())).await;
-        }
-        Ok(conn)
+            .map(|(c, _)| c)
+            .map_err(|e| RemoteError::Unreachable(e.to_string()))
     }
 
     /// `request` sealed by us for `device`.

@@ -19,8 +19,9 @@ use super::DhtError;
 
 /// At most this many addresses per contact, on the wire and in the table.
 pub const MAX_ADDRS: usize = 4;
-/// At most this many bytes per address.
-pub const MAX_ADDR_LEN: usize = 96;
+/// At most this many bytes per address (a relayed one,
+/// `relay:<64 hex>@[IPv6]:port`, takes up to 118).
+pub const MAX_ADDR_LEN: usize = 128;
 
 /// A peer's transport addresses, opaque to the DHT (the node shell puts
 /// QUIC socket addresses here). Bounded: [`MAX_ADDRS`] entries of at most

@@ -3,11 +3,11 @@
 //! first.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::identity::PublicKey;
-use crate::transport::{Connection, Endpoint, TransportError};
+use crate::transport::socket::Path;
+use crate::transport::{Connection, Endpoint};
 
 /// Application close code: evicted from a full cache.
 pub(crate) const CLOSE_EVICTED: u32 = 2;
@@ -61,8 +61,22 @@ impl Connections {
         self.inner.lock().map(|i| i.by_peer.len()).unwrap_or(0)
     }
 
+    /// The cached live connections.
+    pub(crate) fn live(&self) -> Vec<Connection> {
+        self.inner
+            .lock()
+            .map(|i| {
+                i.by_peer
+                    .values()
+                    .filter(|e| e.conn.quic().close_reason().is_none())
+                    .map(|e| e.conn.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A live connection to `peer`, if cached.
-    fn cached(&self, peer: &PublicKey) -> Option<Connection> {
+    pub(crate) fn cached(&self, peer: &PublicKey) -> Option<Connection> {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;
@@ -87,7 +101,14 @@ impl Connections {
         let tick = inner.tick;
         let key = conn.peer().key();
         if let Some(old) = inner.by_peer.get(&key) {
-            if old.conn.quic().close_reason().is_none()
+            // A direct path replaces a relayed one (hole punching worked);
+            // the relayed one then serves what is in flight on it.
+            let upgrade = self.endpoint.path_of(&conn) == Path::Direct
+                && self.endpoint.path_of(&old.conn) != Path::Direct;
+            if upgrade {
+                let old = old.conn.clone();
+                inner.extra.entry(key).or_default().push(old);
+            } else if old.conn.quic().close_reason().is_none()
                 && old.conn.quic().stable_id() != conn.quic().stable_id()
             {
                 // Keep the older live one in the cache; the new one serves
@@ -153,29 +174,6 @@ impl Connections {
                 c.close(code, reason);
             }
         }
-    }
-
-    /// A connection to `peer`: the cached one, or a new dial to the first of
-    /// `addrs` that answers. The bool is true for a new connection.
-    pub(crate) async fn get_or_dial(
-        &self,
-        peer: &PublicKey,
-        addrs: &[SocketAddr],
-    ) -> Result<(Connection, bool), TransportError> {
-        if let Some(c) = self.cached(peer) {
-            return Ok((c, false));
-        }
-        let mut last = TransportError::Local(format!("no address known for {peer}"));
-        for addr in addrs {
-            match self.endpoint.dial(peer, *addr).await {
-                Ok(conn) => {
-                    self.insert(conn.clone());
-                    return Ok((conn, true));
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
     }
 
     /// Closes everything (shutdown).

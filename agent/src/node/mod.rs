@@ -8,6 +8,8 @@
 //! - `queries.rs`: what the local API asks (status, peers, lookup, metrics).
 //! - `persist.rs`: the routing table on disk.
 //! - `hosting.rs`: hosted devices' TLS identities and device records.
+//! - `nat/`: reachability, relays and hole punching; every dial goes
+//!   through it.
 //! - `metrics.rs`: counters in Prometheus text.
 //!
 //! Every envelope is opened and sealed here in the loop, which owns the
@@ -17,6 +19,7 @@
 mod connections;
 mod hosting;
 mod metrics;
+pub mod nat;
 pub mod persist;
 mod queries;
 mod rpc;
@@ -41,6 +44,8 @@ use crate::wire::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis,
 pub(crate) use connections::Connections;
 pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
 use metrics::NodeCounters;
+pub(crate) use nat::Nat;
+use nat::{NatConfig, ReachMode};
 use rpc::Input;
 pub use rpc::{DeviceStream, BUSY};
 
@@ -65,6 +70,8 @@ pub struct NodeConfig {
     pub persist_every: Duration,
     /// Lifetime of our peer record.
     pub record_ttl: Duration,
+    /// Reachability, relaying and hole punching.
+    pub nat: NatConfig,
 }
 
 impl NodeConfig {
@@ -80,6 +87,11 @@ impl NodeConfig {
             max_connections: 256,
             persist_every: Duration::from_secs(60),
             record_ttl: dht::DEFAULT_TTL,
+            nat: NatConfig {
+                mode: ReachMode::Auto,
+                relay: None,
+                max_relays: 2,
+            },
         }
     }
 }
@@ -109,6 +121,12 @@ pub enum NodeEvent {
         /// Nodes that kept it.
         acks: u32,
     },
+    /// Our records announce these addresses from now on (reachability or
+    /// relays changed).
+    Announcing {
+        /// The addresses (`relay:<key>@<ip:port>` for a relay).
+        addrs: Vec<String>,
+    },
     /// Our peer record was stored at `acks` nodes.
     Published {
         /// Record sequence.
@@ -133,6 +151,7 @@ pub struct Node {
     sealer: Sealer,
     opener: Opener,
     conns: Connections,
+    nat: Arc<Nat>,
     inputs_tx: mpsc::Sender<Input>,
     inputs_rx: mpsc::Receiver<Input>,
     /// Streams of requests being handled, to answer on (empty between
@@ -186,6 +205,15 @@ impl Node {
             }
         }
         let (inputs_tx, inputs_rx) = mpsc::channel(1024);
+        let conns = Connections::new(endpoint, cfg.max_connections);
+        let nat = Arc::new(Nat::new(
+            key.clone(),
+            cfg.network.clone(),
+            cfg.wire.clone(),
+            cfg.nat.clone(),
+            conns.clone(),
+            inputs_tx.clone(),
+        ));
         Self {
             verifier: WireRecordVerifier::new(cfg.network.clone()),
             sealer: Sealer::new(cfg.network.clone()),
@@ -195,7 +223,8 @@ impl Node {
                 cfg.wire.clone(),
                 started_ms,
             ),
-            conns: Connections::new(endpoint, cfg.max_connections),
+            conns,
+            nat,
             key,
             dht,
             cfg,
@@ -224,10 +253,11 @@ impl Node {
         self.device_streams = Some(streams);
     }
 
-    /// The connection cache, shared with the devices layer so that reads
-    /// and subscriptions to remote devices reuse connections.
-    pub(crate) fn connections(&self) -> Connections {
-        self.conns.clone()
+    /// The dialer (over the connection cache), shared with the devices
+    /// layer so that reads and subscriptions to remote devices reuse
+    /// connections and reach gateways behind NAT.
+    pub(crate) fn dialer(&self) -> Arc<Nat> {
+        self.nat.clone()
     }
 
     /// Runs until `shutdown` turns true, answering `queries` from the
@@ -251,6 +281,12 @@ impl Node {
             })
             .collect();
         self.bootstrap = Some(self.dht.bootstrap(seeds, now()));
+        nat::spawn_reachability(
+            self.nat.clone(),
+            self.cfg.announce.clone(),
+            self.cfg.seeds.clone(),
+            shutdown.clone(),
+        );
         self.drain();
         let mut persist_tick = tokio::time::interval(self.cfg.persist_every);
         persist_tick.tick().await;
@@ -314,6 +350,7 @@ impl Node {
     fn handle_input(&mut self, input: Input) {
         match input {
             Input::Connected(conn) => self.on_connected(conn),
+            Input::SetAddrs(addrs) => self.set_addrs(&addrs),
             Input::Unreachable { rid } => self.dht.handle_unreachable(now(), rid),
             Input::Request { peer, bytes, reply } => {
                 self.counters.app_bytes_received += bytes.len() as u64;
@@ -335,6 +372,7 @@ impl Node {
             max,
             self.inputs_tx.clone(),
             self.device_streams.clone(),
+            self.nat.clone(),
         ));
     }
 
@@ -462,17 +500,16 @@ impl Node {
             }
             return;
         }
-        let addrs: Vec<SocketAddr> = to.addrs().iter().filter_map(|a| a.parse().ok()).collect();
+        let addrs = nat::parse_addrs(to.addrs().iter());
         let timeout = self.cfg.dht.request_timeout + Duration::from_millis(500);
         tokio::spawn(rpc::send_request(
-            self.conns.clone(),
+            self.nat.clone(),
             key,
             addrs,
             rid,
             env,
             self.cfg.wire.max_envelope_bytes,
             timeout,
-            self.inputs_tx.clone(),
         ));
     }
 
@@ -570,6 +607,26 @@ impl Node {
         }
     }
 
+    /// Our addresses changed (found behind NAT, relays changed): records
+    /// with the new ones replace the old at once.
+    fn set_addrs(&mut self, addrs: &[String]) {
+        let Ok(addrs) = Addrs::new(addrs) else {
+            tracing::warn!(?addrs, "addresses over the record's limits ignored");
+            return;
+        };
+        if addrs == *self.dht.local().addrs() {
+            return;
+        }
+        tracing::info!(?addrs, "announcing new addresses");
+        let text = addrs.iter().map(str::to_owned).collect();
+        let _ = self.events.try_send(NodeEvent::Announcing { addrs: text });
+        self.dht.set_local_addrs(addrs);
+        // A publish in flight carries the old addresses: start over.
+        self.publishing = None;
+        self.publish_record();
+        self.publish_all_devices();
+    }
+
     /// Until our record is held by as many nodes as we know (up to k),
     /// publish again as the table grows.
     fn maybe_republish(&mut self) {
@@ -608,8 +665,12 @@ fn is_answer(kind: MessageKind) -> bool {
 }
 
 /// Where the shell saw a peer: one UDP socket serves both directions, so
-/// this is also where the peer listens (unless it sits behind NAT).
+/// this is also where the peer listens (unless it sits behind NAT). A peer
+/// reached through a relay has no address of its own to tell others.
 fn seen_at(peer: &VerifiedPeer) -> Addrs {
+    if crate::transport::socket::is_virtual(&peer.addr()) {
+        return Addrs::empty();
+    }
     Addrs::new(&[peer.addr().to_string()]).unwrap_or_else(|_| Addrs::empty())
 }
 

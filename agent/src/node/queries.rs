@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::daemon::control::{LookupAnswer, Peer, Query, Status};
+use crate::daemon::control::{Link, LookupAnswer, Peer, Query, Status};
 use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
+use crate::transport::socket::Path;
 use crate::wire::{self, Kind, NetworkId};
 
 use super::metrics::{families, Snapshot};
@@ -76,7 +77,7 @@ impl Node {
                 let _ = reply.send(known);
             }
             Query::Metrics(reply) => {
-                let families = families(&Snapshot {
+                let mut families = families(&Snapshot {
                     node: &self.counters,
                     dht: self.dht.counters(),
                     refusals: self.conns.endpoint().gate().refusals(),
@@ -85,6 +86,7 @@ impl Node {
                     records_stored: self.dht.store().len(),
                     replay_entries: self.opener.replay_window().len(),
                 });
+                families.extend(self.nat.families());
                 let _ = reply.send(families);
             }
         }
@@ -111,6 +113,24 @@ impl Node {
             table_size: self.dht.table().len(),
             records_stored: self.dht.store().len(),
             devices: 0,
+            reachability: self.nat.reachability().name().to_owned(),
+            addrs: self.dht.local().addrs().iter().map(str::to_owned).collect(),
+            links: self
+                .conns
+                .live()
+                .iter()
+                .map(|c| {
+                    let (path, addr) = match endpoint.path_of(c) {
+                        Path::Direct => ("direct", c.peer().addr()),
+                        Path::Relayed { relay } => ("relayed", relay),
+                    };
+                    Link {
+                        key: c.peer().key().to_string(),
+                        path: path.to_owned(),
+                        addr: addr.to_string(),
+                    }
+                })
+                .collect(),
         }
     }
 }

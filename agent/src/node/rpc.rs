@@ -4,15 +4,17 @@
 //! These tasks only move bytes. Every envelope is opened (and every answer
 //! sealed) by the node loop, which owns the keys, the opener and the core.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::connections::Connections;
+use super::nat::{Nat, PeerAddr};
 use crate::identity::PublicKey;
 use crate::transport::framing::{read_frame, request, write_frame};
 use crate::transport::{Connection, VerifiedPeer};
+use crate::wire::Kind;
 
 /// What the I/O tasks tell the node loop.
 pub(crate) enum Input {
@@ -32,28 +34,26 @@ pub(crate) enum Input {
     Unreachable { rid: u64 },
     /// A new connection is up (dialed or accepted).
     Connected(Connection),
+    /// Our addresses changed (reachability, relays): republish records.
+    SetAddrs(Vec<String>),
 }
 
 /// Sends one sealed request and reports the answer (or its absence).
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send_request(
-    conns: Connections,
+    nat: Arc<Nat>,
     to: PublicKey,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<PeerAddr>,
     rid: u64,
     envelope: Vec<u8>,
     max_answer: usize,
     timeout: Duration,
-    inputs: mpsc::Sender<Input>,
 ) {
+    let inputs = nat.inputs.clone();
     let result = async {
-        let (conn, fresh) = conns.get_or_dial(&to, &addrs).await?;
-        if fresh {
-            let _ = inputs.send(Input::Connected(conn.clone())).await;
-        }
+        let (conn, _) = nat.get_or_dial(&to, &to, &addrs).await?;
         let answer = request(&conn, &envelope, max_answer, timeout).await;
         if answer.is_err() && conn.quic().close_reason().is_some() {
-            conns.remove(&conn);
+            nat.conns.remove(&conn);
         }
         answer.map(|a| (conn.peer(), a))
     };
@@ -76,6 +76,7 @@ pub(crate) async fn serve_connection(
     max_frame: usize,
     inputs: mpsc::Sender<Input>,
     devices: Option<mpsc::Sender<DeviceStream>>,
+    nat: Arc<Nat>,
 ) {
     let peer = conn.peer();
     loop {
@@ -86,6 +87,8 @@ pub(crate) async fn serve_connection(
         let inputs = inputs.clone();
         let devices = devices.clone();
         let gate = conns.endpoint().gate().clone();
+        let nat = nat.clone();
+        let conn = conn.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv, max_frame))
                 .await
@@ -104,6 +107,11 @@ pub(crate) async fn serve_connection(
                     };
                     if let Err(mpsc::error::TrySendError::Full(mut s)) = tx.try_send(stream) {
                         let _ = s.send.reset(BUSY.into());
+                    }
+                }
+                Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Nat]) => {
+                    if gate.admits(&peer.key()) {
+                        nat.serve(conn, bytes, send).await;
                     }
                 }
                 Ok(Ok(Some(bytes))) => {
@@ -178,9 +186,13 @@ pub(crate) async fn serve_device_connection(
 }
 
 fn is_device_request(bytes: &[u8], max: usize) -> bool {
-    use crate::wire::Kind;
-    crate::wire::peek_unverified(bytes, max)
-        .is_some_and(|(k, _)| matches!(k, Kind::Read | Kind::Command | Kind::Subscribe))
+    is_kind(bytes, max, &[Kind::Read, Kind::Command, Kind::Subscribe])
+}
+
+/// Whether the (unverified) kind of an envelope is one of `kinds`: only to
+/// route the stream; whoever it goes to opens and checks it.
+fn is_kind(bytes: &[u8], max: usize, kinds: &[Kind]) -> bool {
+    crate::wire::peek_unverified(bytes, max).is_some_and(|(k, _)| kinds.contains(&k))
 }
 
 /// Stream reset code when the devices layer has no room for a new stream.

@@ -15,6 +15,8 @@ use rustls::SignatureScheme;
 
 use super::cert::{certified_key, key_from_cert, key_from_server_name, server_name_for};
 use super::gate::{Gate, Refusals};
+use super::relay::{Forwarder, RelayLimits};
+use super::socket::{Path, PathSocket, Paths};
 use super::verify::PeerVerifier;
 use super::TransportError;
 use crate::identity::{Keypair, PublicKey};
@@ -53,6 +55,8 @@ pub struct TransportConfig {
     /// must first prove its address with a stateless Retry; past all of
     /// it, even proven ones are refused (see [`Endpoint::handshake`]).
     pub max_handshakes: usize,
+    /// Relay for peers behind NAT, within these limits (`None`: no relay).
+    pub relay: Option<RelayLimits>,
 }
 
 impl TransportConfig {
@@ -66,6 +70,7 @@ impl TransportConfig {
             max_streams_per_connection: 256,
             max_incoming: 256,
             max_handshakes: 64,
+            relay: None,
         }
     }
 }
@@ -189,6 +194,7 @@ pub struct Endpoint {
     own: PublicKey,
     handshakes: Arc<tokio::sync::Semaphore>,
     max_handshakes: usize,
+    paths: Arc<Paths>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -258,12 +264,25 @@ impl Endpoint {
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
 
-        let mut quic = quinn::Endpoint::server(server, config.listen).map_err(|source| {
-            TransportError::Bind {
-                addr: config.listen,
-                source,
-            }
-        })?;
+        let bind_err = |source| TransportError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+        let (socket, paths) =
+            PathSocket::new(socket, config.relay.clone().map(Forwarder::new)).map_err(bind_err)?;
+        // No greasing of the fixed bit: a datagram with both high bits
+        // clear is then never QUIC, which is how relay frames share the
+        // socket (socket.rs).
+        let mut endpoint_cfg = quinn::EndpointConfig::default();
+        endpoint_cfg.grease_quic_bit(false);
+        let mut quic = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_cfg,
+            Some(server),
+            Arc::new(socket),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
         quic.set_default_client_config(client);
         let max_handshakes = config.max_handshakes.max(2);
         Ok(Self {
@@ -273,6 +292,7 @@ impl Endpoint {
             own,
             handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
             max_handshakes,
+            paths,
         })
     }
 
@@ -289,6 +309,16 @@ impl Endpoint {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source,
             })
+    }
+
+    /// The socket's paths: relayed sessions, the relay table, probes.
+    pub fn paths(&self) -> &Arc<Paths> {
+        &self.paths
+    }
+
+    /// How `conn` reaches its peer.
+    pub fn path_of(&self, conn: &Connection) -> Path {
+        self.paths.path_of(&conn.quic().remote_address())
     }
 
     /// The gate (allowlist and refusal counters).

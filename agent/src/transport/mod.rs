@@ -6,6 +6,9 @@
 //! - [`gate`]: public or private (allowlist) networks, and refusal counts.
 //! - [`endpoint`]: the quinn endpoint: bind, dial by key, accept.
 //! - [`framing`]: length-prefixed envelopes on streams, request/response.
+//! - [`socket`]: the UDP socket under QUIC, which also carries relayed
+//!   paths (virtual peer addresses) and hole-punching probes.
+//! - [`relay`]: what a relay forwards, for whom, within which limits.
 //!
 //! A handshake only completes when the peer proves an Ed25519 key (TLS 1.3
 //! CertificateVerify), that key is the one dialed, the gate admits it, and
@@ -19,6 +22,8 @@ pub mod cert;
 mod endpoint;
 pub mod framing;
 mod gate;
+pub mod relay;
+pub mod socket;
 mod verify;
 
 use std::net::SocketAddr;

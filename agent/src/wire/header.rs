@@ -180,6 +180,11 @@ kinds! {
     Read = "read", false;
     /// A device's latest signed readings, in answer to `read`.
     Readings = "readings", false;
+    /// A NAT-traversal request: observe, dial back, reserve or connect
+    /// through a relay, a relayed session's announcement.
+    Nat = "nat", false;
+    /// The answer to a `nat` request.
+    NatAnswer = "nat_answer", false;
     /// Free-form operator message (`streembit sign --kind note`), never
     /// acted on by the agent.
     Note = "note", true;

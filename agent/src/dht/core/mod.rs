@@ -104,6 +104,12 @@ impl Dht {
         &self.local
     }
 
+    /// Changes the addresses our records announce (the shell found out it
+    /// sits behind NAT, or its relays changed).
+    pub fn set_local_addrs(&mut self, addrs: Addrs) {
+        self.local = Contact::from_claimed(*self.local.key_bytes(), addrs);
+    }
+
     /// The routing table.
     pub fn table(&self) -> &RoutingTable {
         &self.table

@@ -1,0 +1,157 @@
+//! Dialing a peer by the addresses of its record: directly, or through
+//! one of its relays, then trying to upgrade a relayed connection to a
+//! hole-punched direct one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::protocol::{NatAnswer, NatRequest};
+use super::service::{bump, Nat};
+use super::PeerAddr;
+use crate::identity::PublicKey;
+use crate::node::rpc::Input;
+use crate::transport::socket::is_virtual;
+use crate::transport::{Connection, TransportError};
+
+/// The relay's answer to `connect` may take this long (it asks the target).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(12);
+/// The end-to-end handshake through the relay may take this long.
+const RELAYED_HANDSHAKE: Duration = Duration::from_secs(15);
+/// How long the direct dial of a hole punch may try: a few of QUIC's
+/// Initial retransmissions, while the target's probes open its NAT.
+const PUNCH_WINDOW: Duration = Duration::from_secs(8);
+/// After an upgrade, the relayed connection serves what is in flight on
+/// it this long before it is closed.
+const RELAYED_GRACE: Duration = Duration::from_secs(10);
+/// Application close code: replaced by a direct connection.
+pub(crate) const CLOSE_UPGRADED: u32 = 6;
+
+impl Nat {
+    /// A connection proven by `peer`'s key: the cached one, or a new one to
+    /// the first of `addrs` that answers. `host` is the node that serves
+    /// `peer` (itself, or a device's gateway): relays know nodes, not
+    /// devices. The bool is true for a new connection, which the node
+    /// serves from then on like an accepted one.
+    pub(crate) async fn get_or_dial(
+        self: &Arc<Self>,
+        peer: &PublicKey,
+        host: &PublicKey,
+        addrs: &[PeerAddr],
+    ) -> Result<(Connection, bool), TransportError> {
+        if let Some(c) = self.conns.cached(peer) {
+            return Ok((c, false));
+        }
+        let mut last = TransportError::Local(format!("no address known for {peer}"));
+        for addr in addrs {
+            let dialed = match *addr {
+                PeerAddr::Direct(a) => self.endpoint.dial(peer, a).await,
+                PeerAddr::Relay { relay, addr } => self.dial_relayed(peer, host, relay, addr).await,
+            };
+            match dialed {
+                Ok(conn) => {
+                    self.conns.insert(conn.clone());
+                    let _ = self.inputs.send(Input::Connected(conn.clone())).await;
+                    return Ok((conn, true));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The relayed connection to `peer`, hosted by `host`, which holds a
+    /// reservation at `relay`; starts the hole punch beside it.
+    async fn dial_relayed(
+        self: &Arc<Self>,
+        peer: &PublicKey,
+        host: &PublicKey,
+        relay: PublicKey,
+        relay_addr: SocketAddr,
+    ) -> Result<Connection, TransportError> {
+        if relay == self.endpoint.key() {
+            return Err(TransportError::Local("the relay is this node".into()));
+        }
+        bump(&self.counters.relayed_dials);
+        let result = self.relayed(peer, host, relay, relay_addr).await;
+        if result.is_err() {
+            bump(&self.counters.relayed_dial_failures);
+        }
+        result
+    }
+
+    async fn relayed(
+        self: &Arc<Self>,
+        peer: &PublicKey,
+        host: &PublicKey,
+        relay: PublicKey,
+        relay_addr: SocketAddr,
+    ) -> Result<Connection, TransportError> {
+        let (to_relay, _) =
+            Box::pin(self.get_or_dial(&relay, &relay, &[PeerAddr::Direct(relay_addr)])).await?;
+        let ask = NatRequest::Connect {
+            target: host.to_string(),
+        };
+        let (sid, target_seen) = match self.ask(&to_relay, &ask, CONNECT_TIMEOUT).await {
+            Ok(NatAnswer::Session { sid, addr }) => (sid, addr.parse::<SocketAddr>().ok()),
+            Ok(NatAnswer::Error { code, message }) => {
+                return Err(TransportError::Handshake(format!(
+                    "relay {relay} refused ({code}): {message}"
+                )))
+            }
+            Ok(other) => {
+                return Err(TransportError::Handshake(format!(
+                    "relay {relay} answered {other:?}"
+                )))
+            }
+            Err(e) => return Err(TransportError::Handshake(format!("relay {relay}: {e}"))),
+        };
+        let paths = self.endpoint.paths().clone();
+        let virt = paths.add_session(to_relay.quic().remote_address(), sid);
+        let conn =
+            match tokio::time::timeout(RELAYED_HANDSHAKE, self.endpoint.dial(peer, virt)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    paths.remove_session(&virt);
+                    return Err(e);
+                }
+                Err(_) => {
+                    paths.remove_session(&virt);
+                    return Err(TransportError::TimedOut);
+                }
+            };
+        tracing::info!(peer = %peer, relay = %relay, "connected through relay");
+        let watched = conn.clone();
+        tokio::spawn(async move {
+            watched.quic().closed().await;
+            paths.remove_session(&virt);
+        });
+        if let Some(target) = target_seen.filter(|a| !is_virtual(a)) {
+            tokio::spawn(self.clone().upgrade(*peer, target, conn.clone()));
+        }
+        Ok(conn)
+    }
+
+    /// The hole punch: dials `peer` at the address the relay sees its host
+    /// at, while the host's probes open its NAT towards us. A direct
+    /// connection then replaces the relayed one in the cache; otherwise the
+    /// relayed one stays (a symmetric NAT maps each destination apart, so
+    /// the relay's view is no use to us).
+    async fn upgrade(self: Arc<Self>, peer: PublicKey, target: SocketAddr, relayed: Connection) {
+        let direct = tokio::time::timeout(PUNCH_WINDOW, self.endpoint.dial(&peer, target)).await;
+        match direct {
+            Ok(Ok(conn)) => {
+                bump(&self.counters.holepunch_direct);
+                tracing::info!(peer = %peer, addr = %target, "hole punched: direct connection");
+                self.conns.insert(conn.clone());
+                let _ = self.inputs.send(Input::Connected(conn)).await;
+                tokio::time::sleep(RELAYED_GRACE).await;
+                relayed.close(CLOSE_UPGRADED, "direct path found");
+            }
+            _ => {
+                bump(&self.counters.holepunch_failed);
+                tracing::info!(peer = %peer, addr = %target, "hole punch failed: staying relayed");
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! [`Nat`]: this node's side of every NAT-traversal exchange, as the one
+//! asking and as the one answering (observer, dial-back tester, relay,
+//! relayed target).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::protocol::{decode, encode, NatAnswer, NatRequest};
+use super::{NatConfig, Reachability};
+use crate::identity::{Keypair, PublicKey};
+use crate::node::connections::Connections;
+use crate::node::rpc::{self, Input};
+use crate::transport::framing::request;
+use crate::transport::socket::{is_virtual, Path};
+use crate::transport::{Connection, Endpoint};
+use crate::wire::{Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig};
+
+/// A dial-back's own handshake may take this long.
+const DIAL_BACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Dial-backs this node runs for others at once.
+const MAX_DIALS: usize = 4;
+/// Hole-punching probes the target of a relayed session sends, and their
+/// spacing: they cover the dialer's first handshake attempts.
+const PUNCHES: u32 = 12;
+const PUNCH_SPACING: Duration = Duration::from_millis(250);
+/// Application close code: a dial-back test is done.
+pub(crate) const CLOSE_DIAL_BACK: u32 = 5;
+
+/// Counters of NAT traversal (monotonic unless noted).
+#[derive(Debug, Default)]
+pub struct NatCounters {
+    /// Dial-back outcomes of our own tests: reachable.
+    pub dial_back_reachable: AtomicU64,
+    /// … unreachable.
+    pub dial_back_unreachable: AtomicU64,
+    /// Dial-backs we ran for others.
+    pub dials_for_others: AtomicU64,
+    /// Relayed connections we dialed.
+    pub relayed_dials: AtomicU64,
+    /// Relayed dials that failed.
+    pub relayed_dial_failures: AtomicU64,
+    /// Relayed connections upgraded to a hole-punched direct one.
+    pub holepunch_direct: AtomicU64,
+    /// Hole-punching attempts that failed (the connection stays relayed).
+    pub holepunch_failed: AtomicU64,
+    /// Relayed sessions announced to us as a target.
+    pub incoming_sessions: AtomicU64,
+    /// Requests refused, as a relay or otherwise.
+    pub refused: AtomicU64,
+}
+
+pub(super) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This node's NAT traversal: shared by the node loop (serving `nat`
+/// streams), the dialer and the reachability task.
+pub(crate) struct Nat {
+    key: Arc<Keypair>,
+    pub(super) cfg: NatConfig,
+    pub(super) endpoint: Arc<Endpoint>,
+    pub(crate) conns: Connections,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    sealer: Mutex<Sealer>,
+    opener: Mutex<Opener>,
+    max_frame: usize,
+    /// As a relay: who holds a reservation, on which connection.
+    reservations: Mutex<HashMap<PublicKey, Connection>>,
+    /// Behind NAT: the relays holding a reservation for us.
+    pub(super) relays: Mutex<Vec<(PublicKey, SocketAddr)>>,
+    pub(super) state: Mutex<Reachability>,
+    dials: Arc<Semaphore>,
+    pub(super) counters: NatCounters,
+}
+
+impl Nat {
+    pub(crate) fn new(
+        key: Arc<Keypair>,
+        network: NetworkId,
+        wire: WireConfig,
+        cfg: NatConfig,
+        conns: Connections,
+        inputs: mpsc::Sender<Input>,
+    ) -> Self {
+        Self {
+            max_frame: wire.max_envelope_bytes,
+            opener: Mutex::new(Opener::new(
+                network.clone(),
+                key.node_id(),
+                wire,
+                UnixMillis::now(),
+            )),
+            sealer: Mutex::new(Sealer::new(network)),
+            key,
+            cfg,
+            endpoint: conns.endpoint().clone(),
+            conns,
+            inputs,
+            reservations: Mutex::new(HashMap::new()),
+            relays: Mutex::new(Vec::new()),
+            state: Mutex::new(Reachability::Unknown),
+            dials: Arc::new(Semaphore::new(MAX_DIALS)),
+            counters: NatCounters::default(),
+        }
+    }
+
+    /// What this node found out about itself.
+    pub(crate) fn reachability(&self) -> Reachability {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The relays holding a reservation for us.
+    pub(crate) fn relays(&self) -> Vec<(PublicKey, SocketAddr)> {
+        self.relays.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Peers holding a reservation here (as a relay).
+    pub(crate) fn reservations(&self) -> usize {
+        self.reservations.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn seal(&self, kind: Kind, to: &PublicKey, payload: &[u8]) -> Result<Vec<u8>, String> {
+        self.sealer
+            .lock()
+            .map_err(|_| "sealer poisoned".to_owned())?
+            .seal(
+                &self.key,
+                kind,
+                Audience::Node(to.node_id()),
+                payload,
+                UnixMillis::now(),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// Opens a `kind` envelope that `from` (the connection's proven peer)
+    /// must have signed for us.
+    fn open(&self, bytes: &[u8], from: &PublicKey, kind: Kind) -> Result<Vec<u8>, String> {
+        let opened = self
+            .opener
+            .lock()
+            .map_err(|_| "opener poisoned".to_owned())?
+            .open(bytes, UnixMillis::now())
+            .map_err(|e| e.to_string())?;
+        if opened.sender() != *from || opened.kind() != kind {
+            return Err(format!(
+                "expected {kind} signed by {from}, got {} by {}",
+                opened.kind(),
+                opened.sender()
+            ));
+        }
+        Ok(opened.payload().to_vec())
+    }
+
+    /// Sends `req` to the peer of `conn` and waits for its answer.
+    pub(crate) async fn ask(
+        &self,
+        conn: &Connection,
+        req: &NatRequest,
+        timeout: Duration,
+    ) -> Result<NatAnswer, String> {
+        let peer = conn.peer().key();
+        let env = self.seal(Kind::Nat, &peer, &encode(req))?;
+        let bytes = request(conn, &env, self.max_frame, timeout)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{peer} closed the stream without answering"))?;
+        decode(&self.open(&bytes, &peer, Kind::NatAnswer)?)
+    }
+
+    /// Answers one `nat` stream a peer opened on `conn`.
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        conn: Connection,
+        first: Vec<u8>,
+        reply: quinn::SendStream,
+    ) {
+        let peer = conn.peer().key();
+        let req = match self
+            .open(&first, &peer, Kind::Nat)
+            .and_then(|p| decode::<NatRequest>(&p))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(peer = %peer, error = %e, "nat request refused");
+                bump(&self.counters.refused);
+                return;
+            }
+        };
+        let answer = self.handle(&conn, req).await;
+        if matches!(answer, NatAnswer::Error { .. }) {
+            bump(&self.counters.refused);
+        }
+        if let Ok(env) = self.seal(Kind::NatAnswer, &peer, &encode(&answer)) {
+            rpc::answer(reply, env).await;
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, conn: &Connection, req: NatRequest) -> NatAnswer {
+        let seen = conn.peer().addr();
+        let relayed = is_virtual(&seen);
+        match req {
+            NatRequest::Observe if relayed => NatAnswer::error("bad_request", "relayed peer"),
+            NatRequest::Observe => NatAnswer::Observed {
+                addr: seen.to_string(),
+            },
+            NatRequest::DialBack { addr } => self.dial_back(conn, &addr).await,
+            NatRequest::Dial { peer, addr } => self.dial_for(&peer, &addr).await,
+            NatRequest::Reserve => self.reserve(conn),
+            NatRequest::Connect { target } => self.connect(conn, &target).await,
+            NatRequest::Incoming { sid, peer, addr } => self.incoming(conn, sid, &peer, &addr),
+        }
+    }
+
+    /// A third peer dials the requester at `addr`: only a dial that did
+    /// not ride on an existing NAT mapping proves reachability.
+    async fn dial_back(&self, conn: &Connection, addr: &str) -> NatAnswer {
+        let requester = conn.peer();
+        let Ok(target) = addr.parse::<SocketAddr>() else {
+            return NatAnswer::error("bad_request", "not an ip:port address");
+        };
+        if target.ip() != requester.addr().ip() || is_virtual(&target) {
+            // Otherwise anyone could have our peers dial a victim.
+            return NatAnswer::error("bad_request", "the address must have the IP we see you at");
+        }
+        let thirds = self.conns.live().into_iter().filter(|c| {
+            c.peer().key() != requester.key() && self.endpoint.path_of(c) == Path::Direct
+        });
+        let req = NatRequest::Dial {
+            peer: requester.key().to_string(),
+            addr: target.to_string(),
+        };
+        for third in thirds.take(2) {
+            if let Ok(NatAnswer::Dialed { reachable }) =
+                self.ask(&third, &req, DIAL_BACK_TIMEOUT * 2).await
+            {
+                return NatAnswer::DialBack {
+                    reachable: Some(reachable),
+                };
+            }
+        }
+        NatAnswer::DialBack { reachable: None }
+    }
+
+    /// Dials `peer` at `addr` with a fresh handshake, for a dial-back.
+    async fn dial_for(&self, peer: &str, addr: &str) -> NatAnswer {
+        let (Ok(peer), Ok(addr)) = (peer.parse::<PublicKey>(), addr.parse::<SocketAddr>()) else {
+            return NatAnswer::error("bad_request", "bad key or address");
+        };
+        let Ok(_permit) = self.dials.clone().try_acquire_owned() else {
+            return NatAnswer::error("busy", "too many dial-backs at once");
+        };
+        bump(&self.counters.dials_for_others);
+        let dialed = tokio::time::timeout(DIAL_BACK_TIMEOUT, self.endpoint.dial(&peer, addr)).await;
+        let reachable = match dialed {
+            Ok(Ok(c)) => {
+                c.close(CLOSE_DIAL_BACK, "dial-back done");
+                true
+            }
+            _ => false,
+        };
+        NatAnswer::Dialed { reachable }
+    }
+
+    /// As a relay: holds a reservation for the requester while `conn` lasts.
+    fn reserve(self: &Arc<Self>, conn: &Connection) -> NatAnswer {
+        let Some(limits) = &self.cfg.relay else {
+            return NatAnswer::error("relay_disabled", "this node does not relay");
+        };
+        let peer = conn.peer();
+        if is_virtual(&peer.addr()) {
+            return NatAnswer::error("bad_request", "no reservations over a relay");
+        }
+        {
+            let Ok(mut held) = self.reservations.lock() else {
+                return NatAnswer::error("busy", "relay state unavailable");
+            };
+            held.retain(|_, c| c.quic().close_reason().is_none());
+            if !held.contains_key(&peer.key()) && held.len() >= limits.max_sessions {
+                return NatAnswer::error("busy", "this relay holds as many reservations as it may");
+            }
+            held.insert(peer.key(), conn.clone());
+        }
+        let me = self.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.quic().closed().await;
+            let key = conn.peer().key();
+            if let Ok(mut held) = me.reservations.lock() {
+                if held
+                    .get(&key)
+                    .is_some_and(|c| c.quic().stable_id() == conn.quic().stable_id())
+                {
+                    held.remove(&key);
+                }
+            }
+            if let Some(f) = me.endpoint.paths().forwarder() {
+                f.close_peer(&key);
+            }
+            tracing::debug!(peer = %key, "relay reservation ended");
+        });
+        tracing::info!(peer = %peer.key(), seen = %peer.addr(), "relay reservation held");
+        NatAnswer::Reserved {
+            addr: peer.addr().to_string(),
+        }
+    }
+
+    /// As a relay: opens a session from the requester to `target`.
+    async fn connect(&self, conn: &Connection, target: &str) -> NatAnswer {
+        let Some(forwarder) = self.endpoint.paths().forwarder() else {
+            return NatAnswer::error("relay_disabled", "this node does not relay");
+        };
+        let client = conn.peer();
+        let Ok(target) = target.parse::<PublicKey>() else {
+            return NatAnswer::error("bad_request", "bad target key");
+        };
+        if is_virtual(&client.addr()) {
+            return NatAnswer::error("bad_request", "no relaying over a relay");
+        }
+        let reservation = self.reservations.lock().ok().and_then(|held| {
+            held.get(&target)
+                .filter(|c| c.quic().close_reason().is_none())
+                .cloned()
+        });
+        let Some(reservation) = reservation else {
+            return NatAnswer::error(
+                "no_reservation",
+                format!("{target} holds no reservation here"),
+            );
+        };
+        let target_addr = reservation.quic().remote_address();
+        let sid = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+        if let Err(r) = forwarder.open(
+            sid,
+            (client.key(), client.addr()),
+            (target, target_addr),
+            Instant::now(),
+        ) {
+            return NatAnswer::error("busy", format!("relay limit reached ({})", r.reason()));
+        }
+        let announce = NatRequest::Incoming {
+            sid,
+            peer: client.key().to_string(),
+            addr: client.addr().to_string(),
+        };
+        match self.ask(&reservation, &announce, DIAL_BACK_TIMEOUT).await {
+            Ok(NatAnswer::Ok) => NatAnswer::Session {
+                sid,
+                addr: target_addr.to_string(),
+            },
+            other => {
+                forwarder.close(sid);
+                let why = match other {
+                    Ok(NatAnswer::Error { code, .. }) => code,
+                    Ok(_) => "unexpected answer".to_owned(),
+                    Err(e) => e,
+                };
+                NatAnswer::error(
+                    "unreachable",
+                    format!("{target} did not take the session: {why}"),
+                )
+            }
+        }
+    }
+
+    /// As the target of a relayed session: accept its frames, and punch
+    /// our NAT towards the dialer so that its direct dial can get in.
+    fn incoming(&self, conn: &Connection, sid: u64, peer: &str, addr: &str) -> NatAnswer {
+        let relay = conn.peer().key();
+        let ours = self
+            .relays
+            .lock()
+            .is_ok_and(|r| r.iter().any(|(k, _)| *k == relay));
+        if !ours {
+            return NatAnswer::error("not_my_relay", "no reservation of ours at this peer");
+        }
+        match peer.parse::<PublicKey>() {
+            Ok(k) if self.endpoint.gate().admits(&k) => {}
+            Ok(_) => return NatAnswer::error("not_allowed", "not on our allowlist"),
+            Err(_) => return NatAnswer::error("bad_request", "bad peer key"),
+        }
+        let paths = self.endpoint.paths().clone();
+        paths.add_session(conn.quic().remote_address(), sid);
+        bump(&self.counters.incoming_sessions);
+        if let Ok(to) = addr.parse::<SocketAddr>() {
+            if !is_virtual(&to) {
+                tokio::spawn(async move { paths.punch(to, PUNCHES, PUNCH_SPACING).await });
+            }
+        }
+        NatAnswer::Ok
+    }
+}
