@@ -13,6 +13,8 @@
 //!   awaited (the tests never sleep to synchronise).
 //! - [`netns`]: test hosts in network namespaces on a bridge, with
 //!   iptables loss and partitions (root only; skips otherwise).
+//! - [`natlab`]: hosts behind endpoint-independent or symmetric NAT routers
+//!   on a public bridge, all in namespaces (root only; skips otherwise).
 //! - [`ports`]: free loopback ports.
 //! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
 //!   loopback (no `netem` on this kernel).
@@ -28,6 +30,7 @@ pub mod bridge;
 pub mod hostile;
 pub mod modbus_checks;
 pub mod mosquitto;
+pub mod natlab;
 pub mod netns;
 pub mod node;
 pub mod ports;

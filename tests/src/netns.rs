@@ -29,7 +29,9 @@ pub struct Host {
     pub high: bool,
 }
 
-fn run(args: &[&str]) -> Result<(), String> {
+/// Runs a command to completion; its stderr is the error (shared with
+/// [`crate::natlab`]).
+pub(crate) fn run(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -45,7 +47,8 @@ fn run(args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
+/// Runs a command inside namespace `ns`.
+pub(crate) fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
     let mut all = vec!["ip", "netns", "exec", ns];
     all.extend_from_slice(args);
     run(&all)
