@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::protocol::{NatAnswer, NatRequest};
 use super::service::{bump, Nat};
@@ -44,12 +44,15 @@ impl Nat {
         }
         let mut last = TransportError::Local(format!("no address known for {peer}"));
         for addr in addrs {
+            let started = Instant::now();
             let dialed = match *addr {
                 PeerAddr::Direct(a) => self.endpoint.dial(peer, a).await,
                 PeerAddr::Relay { relay, addr } => self.dial_relayed(peer, host, relay, addr).await,
             };
             match dialed {
                 Ok(conn) => {
+                    // Set-up times, for the NAT bench (tests/benches/nat.rs).
+                    tracing::debug!(peer = %peer, addr = %addr, elapsed_us = started.elapsed().as_micros() as u64, "connected");
                     self.conns.insert(conn.clone());
                     let _ = self.inputs.send(Input::Connected(conn.clone())).await;
                     return Ok((conn, true));
@@ -127,7 +130,10 @@ impl Nat {
             paths.remove_session(&virt);
         });
         if let Some(target) = target_seen.filter(|a| !is_virtual(a)) {
-            tokio::spawn(self.clone().upgrade(*peer, target, conn.clone()));
+            tokio::spawn(
+                self.clone()
+                    .upgrade(*peer, target, conn.clone(), Instant::now()),
+            );
         }
         Ok(conn)
     }
@@ -137,12 +143,19 @@ impl Nat {
     /// connection then replaces the relayed one in the cache; otherwise the
     /// relayed one stays (a symmetric NAT maps each destination apart, so
     /// the relay's view is no use to us).
-    async fn upgrade(self: Arc<Self>, peer: PublicKey, target: SocketAddr, relayed: Connection) {
+    async fn upgrade(
+        self: Arc<Self>,
+        peer: PublicKey,
+        target: SocketAddr,
+        relayed: Connection,
+        started: Instant,
+    ) {
         let direct = tokio::time::timeout(PUNCH_WINDOW, self.endpoint.dial(&peer, target)).await;
         match direct {
             Ok(Ok(conn)) => {
                 bump(&self.counters.holepunch_direct);
-                tracing::info!(peer = %peer, addr = %target, "hole punched: direct connection");
+                let elapsed_us = started.elapsed().as_micros() as u64;
+                tracing::info!(peer = %peer, addr = %target, elapsed_us, "hole punched: direct connection");
                 self.conns.insert(conn.clone());
                 let _ = self.inputs.send(Input::Connected(conn)).await;
                 tokio::time::sleep(RELAYED_GRACE).await;
