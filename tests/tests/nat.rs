@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use streembit_tests::natlab::{NatKind, NatLab};
+use streembit_tests::netns::Host;
 use streembit_tests::node::{AgentProcess, WAIT};
 
 fn json(out: &std::process::Output) -> Value {
@@ -159,4 +161,140 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     assert_eq!(read_plug(&reader, &plug), 42.5);
     let status = json(&gw.cli(&["status", "--json"]));
     assert_eq!(status["reachability"], "private");
+}
+
+/// The namespace tests each build a lab and start agents: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+const PORT: u16 = 7470;
+/// The embedded broker, on each gateway namespace's own loopback.
+const BROKER: u16 = 1883;
+
+/// A public relay, a gateway with a plug behind NAT 0, and a reader behind
+/// NAT 1, all deciding reachability for themselves.
+struct NatNetwork {
+    lab: NatLab,
+    relay: AgentProcess,
+    gw: AgentProcess,
+    reader: AgentProcess,
+    plug: String,
+}
+
+fn agent_in(dir: &Path, lab_host: &Host, extra: &str, env: &[(&str, &str)]) -> AgentProcess {
+    let cfg = format!(
+        "listen = \"{ip}:{PORT}\"\nannounce = [\"{ip}:{PORT}\"]\n{extra}",
+        ip = lab_host.ip
+    );
+    let mut all = vec![("RUST_LOG", "info,streembit_agent::node::nat=debug")];
+    all.extend_from_slice(env);
+    AgentProcess::start_wrapped_with_env(
+        &dir.join(&lab_host.ns),
+        &cfg,
+        &all,
+        NatLab::exec_prefix(lab_host),
+    )
+}
+
+fn nat_network(dir: &Path, kinds: [NatKind; 2]) -> Option<NatNetwork> {
+    let lab = NatLab::new(1, &kinds)?;
+    let relay = agent_in(dir, lab.public(0), "[nat]\nrelay = true\n", &[]);
+    let seeds = format!("seeds = [\"{}@{}\"]\n", relay.key, relay.addr);
+    let auto = ("STREEMBIT_NAT__REACHABILITY", "auto");
+    let gw_host = lab.behind(0).clone();
+    std::fs::create_dir_all(dir.join(&gw_host.ns)).expect("dir");
+    plug_bridge(&dir.join(&gw_host.ns), BROKER);
+    let mut gw = agent_in(
+        dir,
+        &gw_host,
+        &seeds,
+        &[auto, ("STREEMBIT_MQTT__EMBEDDED", "true")],
+    );
+    let reader = agent_in(dir, lab.behind(1), &seeds, &[auto]);
+    // The gateway finds out it cannot be dialed (the reader's dial-back
+    // fails at its NAT) and takes a reservation at the relay. (The reader
+    // has no third peer left to test it once the two talk directly.)
+    let relayed = format!("relay:{}@{}", relay.key, relay.addr);
+    assert_eq!(wait_relayed(&mut gw), relayed);
+    let status = json(&gw.cli(&["status", "--json"]));
+    assert_eq!(status["reachability"], "private");
+    assert!(gw.metric("streembit_dial_backs_total{outcome=\"unreachable\"}") >= 1);
+    let plug = feed_plug(&gw, BROKER, &NatLab::exec_prefix(&gw_host));
+    // Both the gateway's peer record and its device's record lead to the relay.
+    for key in [&gw.key, &plug] {
+        eventually("a record with the relay", || {
+            let out = reader.cli(&["lookup", key, "--json"]);
+            out.status.success() && json(&out)["addrs"][0] == relayed.as_str()
+        });
+    }
+    Some(NatNetwork {
+        lab,
+        relay,
+        gw,
+        reader,
+        plug,
+    })
+}
+
+#[test]
+fn behind_two_endpoint_independent_nats_a_relayed_read_upgrades_to_direct() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kinds = [NatKind::EndpointIndependent, NatKind::EndpointIndependent];
+    let Some(net) = nat_network(tmp.path(), kinds) else {
+        return;
+    };
+    assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
+    assert!(net.relay.metric("streembit_relay_packets_total") > 0);
+    eventually("the hole-punched path", || {
+        path_to(&net.reader, &net.plug).as_deref() == Some("direct")
+    });
+    assert_eq!(
+        net.reader
+            .metric("streembit_holepunch_total{outcome=\"direct\"}"),
+        1
+    );
+    // The direct path goes to the gateway's NAT, not to the relay.
+    let status = json(&net.reader.cli(&["status", "--json"]));
+    let link = status["links"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["key"] == net.plug.as_str()))
+        .cloned()
+        .expect("a link to the plug");
+    assert_eq!(link["addr"], format!("{}:{PORT}", net.lab.router_wan_ip(0)));
+    assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
+    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("direct"));
+}
+
+#[test]
+fn through_a_symmetric_nat_the_read_stays_relayed_and_keeps_working() {
+    let _one = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kinds = [NatKind::EndpointIndependent, NatKind::Symmetric];
+    let Some(net) = nat_network(tmp.path(), kinds) else {
+        return;
+    };
+    assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
+    eventually("the failed hole punch", || {
+        net.reader
+            .metric("streembit_holepunch_total{outcome=\"failed\"}")
+            >= 1
+    });
+    assert_eq!(
+        net.reader
+            .metric("streembit_holepunch_total{outcome=\"direct\"}"),
+        0
+    );
+    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("relayed"));
+    let relayed_before = net.relay.metric("streembit_relay_packets_total");
+    for _ in 0..3 {
+        assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
+    }
+    assert!(
+        net.relay.metric("streembit_relay_packets_total") > relayed_before,
+        "later reads went through the relay"
+    );
+    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("relayed"));
 }

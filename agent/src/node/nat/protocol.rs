@@ -16,6 +16,10 @@ pub enum NatRequest {
     DialBack {
         /// The address to test.
         addr: String,
+        /// Keys the requester holds a connection to: a dial from one of
+        /// them may ride on the NAT mapping that connection keeps open.
+        #[serde(default)]
+        exclude: Vec<String>,
     },
     /// Dial `peer` at `addr` with a fresh handshake and say if it worked
     /// (asked by the peer serving a `dial_back`).
@@ -121,6 +125,7 @@ mod tests {
             NatRequest::Observe,
             NatRequest::DialBack {
                 addr: "192.0.2.1:7470".into(),
+                exclude: vec!["ab".repeat(32)],
             },
             NatRequest::Incoming {
                 sid: u64::MAX,

@@ -23,8 +23,9 @@ const DIAL_BACK_ASK: Duration = Duration::from_secs(15);
 const FIRST_TEST: Duration = Duration::from_secs(2);
 /// Re-test this often once the answer is known.
 const RETEST: Duration = Duration::from_secs(600);
-/// Retry at most this far apart while the answer is unknown.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Retry at most this far apart while the answer is unknown (a few small
+/// requests to at most four peers each time).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Starts the task that decides reachability and keeps our published
 /// addresses in line with it. `announce`: the configured addresses;
@@ -47,12 +48,19 @@ pub(crate) fn spawn_reachability(
                 ReachMode::Private => Reachability::Private,
                 ReachMode::Auto => nat.detect(&announce).await,
             };
-            if let Ok(mut s) = nat.state.lock() {
-                if *s != state {
-                    tracing::info!(reachability = state.name(), "reachability");
+            let state = match nat.state.lock() {
+                Ok(mut s) => {
+                    // An inconclusive re-test keeps what was found before.
+                    if state != Reachability::Unknown || *s == Reachability::Unknown {
+                        if *s != state {
+                            tracing::info!(reachability = state.name(), "reachability");
+                        }
+                        *s = state;
+                    }
+                    s.clone()
                 }
-                *s = state.clone();
-            }
+                Err(_) => state,
+            };
             wait = match state {
                 Reachability::Public(addrs) => {
                     if nat.cfg.mode == ReachMode::Public {
@@ -62,7 +70,11 @@ pub(crate) fn spawn_reachability(
                         .await;
                     RETEST
                 }
-                Reachability::Unknown => (wait * 2).min(MAX_BACKOFF),
+                // Jittered, so that peers testing each other drift apart.
+                Reachability::Unknown => {
+                    let jitter = rand_core::RngCore::next_u32(&mut rand_core::OsRng) % 1000;
+                    (wait * 2).min(MAX_BACKOFF) + Duration::from_millis(jitter.into())
+                }
                 Reachability::Private => {
                     let held = nat.reserve_relays(&seeds).await;
                     if held.is_empty() {
@@ -155,10 +167,18 @@ impl Nat {
             }
         }
         candidates.truncate(2);
+        let exclude: Vec<String> = self
+            .conns
+            .live()
+            .iter()
+            .map(|c| c.peer().key().to_string())
+            .take(64)
+            .collect();
         let (mut confirmed, mut failed) = (Vec::new(), false);
         for cand in candidates {
             let ask = NatRequest::DialBack {
                 addr: cand.to_string(),
+                exclude: exclude.clone(),
             };
             for p in &peers {
                 match self.ask(p, &ask, DIAL_BACK_ASK).await {

@@ -28,6 +28,11 @@ const MAX_DIALS: usize = 4;
 /// spacing: they cover the dialer's first handshake attempts.
 const PUNCHES: u32 = 12;
 const PUNCH_SPACING: Duration = Duration::from_millis(250);
+/// After this node has had A dial C for C's test, C dialing A does not
+/// count for A's test for this long: A's packets to C opened A's NAT
+/// towards C (unreplied UDP mappings live 30 s on Linux), and a dial
+/// riding on that mapping proves nothing.
+const REVERSE_DIAL_QUARANTINE: Duration = Duration::from_secs(40);
 /// Application close code: a dial-back test is done.
 pub(crate) const CLOSE_DIAL_BACK: u32 = 5;
 
@@ -75,6 +80,8 @@ pub(crate) struct Nat {
     pub(super) relays: Mutex<Vec<(PublicKey, SocketAddr)>>,
     pub(super) state: Mutex<Reachability>,
     dials: Arc<Semaphore>,
+    /// Dial-backs this node arranged: (dialer, dialed) and when.
+    arranged: Mutex<HashMap<(PublicKey, PublicKey), Instant>>,
     pub(super) counters: NatCounters,
 }
 
@@ -105,6 +112,7 @@ impl Nat {
             relays: Mutex::new(Vec::new()),
             state: Mutex::new(Reachability::Unknown),
             dials: Arc::new(Semaphore::new(MAX_DIALS)),
+            arranged: Mutex::new(HashMap::new()),
             counters: NatCounters::default(),
         }
     }
@@ -209,7 +217,7 @@ impl Nat {
             NatRequest::Observe => NatAnswer::Observed {
                 addr: seen.to_string(),
             },
-            NatRequest::DialBack { addr } => self.dial_back(conn, &addr).await,
+            NatRequest::DialBack { addr, exclude } => self.dial_back(conn, &addr, &exclude).await,
             NatRequest::Dial { peer, addr } => self.dial_for(&peer, &addr).await,
             NatRequest::Reserve => self.reserve(conn),
             NatRequest::Connect { target } => self.connect(conn, &target).await,
@@ -219,7 +227,7 @@ impl Nat {
 
     /// A third peer dials the requester at `addr`: only a dial that did
     /// not ride on an existing NAT mapping proves reachability.
-    async fn dial_back(&self, conn: &Connection, addr: &str) -> NatAnswer {
+    async fn dial_back(&self, conn: &Connection, addr: &str, exclude: &[String]) -> NatAnswer {
         let requester = conn.peer();
         let Ok(target) = addr.parse::<SocketAddr>() else {
             return NatAnswer::error("bad_request", "not an ip:port address");
@@ -229,13 +237,19 @@ impl Nat {
             return NatAnswer::error("bad_request", "the address must have the IP we see you at");
         }
         let thirds = self.conns.live().into_iter().filter(|c| {
-            c.peer().key() != requester.key() && self.endpoint.path_of(c) == Path::Direct
+            let key = c.peer().key();
+            key != requester.key()
+                && self.endpoint.path_of(c) == Path::Direct
+                && !exclude.iter().take(64).any(|e| *e == key.to_string())
         });
         let req = NatRequest::Dial {
             peer: requester.key().to_string(),
             addr: target.to_string(),
         };
         for third in thirds.take(2) {
+            if !self.arrange(third.peer().key(), requester.key()) {
+                continue;
+            }
             if let Ok(NatAnswer::Dialed { reachable }) =
                 self.ask(&third, &req, DIAL_BACK_TIMEOUT * 2).await
             {
@@ -245,6 +259,21 @@ impl Nat {
             }
         }
         NatAnswer::DialBack { reachable: None }
+    }
+
+    /// Records that `dialer` will dial `dialed`, unless `dialed` dialed
+    /// `dialer` too recently for the test to mean anything.
+    fn arrange(&self, dialer: PublicKey, dialed: PublicKey) -> bool {
+        let Ok(mut arranged) = self.arranged.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        arranged.retain(|_, t| now.saturating_duration_since(*t) < REVERSE_DIAL_QUARANTINE);
+        if arranged.contains_key(&(dialed, dialer)) {
+            return false;
+        }
+        arranged.insert((dialer, dialed), now);
+        true
     }
 
     /// Dials `peer` at `addr` with a fresh handshake, for a dial-back.
