@@ -248,6 +248,7 @@ fn behind_two_endpoint_independent_nats_a_relayed_read_upgrades_to_direct() {
     };
     assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
     assert!(net.relay.metric("streembit_relay_packets_total") > 0);
+    assert!(net.gw.metric("streembit_relayed_sessions_incoming_total") >= 1);
     eventually("the hole-punched path", || {
         path_to(&net.reader, &net.plug).as_deref() == Some("direct")
     });
@@ -277,6 +278,7 @@ fn through_a_symmetric_nat_the_read_stays_relayed_and_keeps_working() {
         return;
     };
     assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
+    assert!(net.gw.metric("streembit_relayed_sessions_incoming_total") >= 1);
     eventually("the failed hole punch", || {
         net.reader
             .metric("streembit_holepunch_total{outcome=\"failed\"}")
