@@ -114,9 +114,6 @@ pub enum Query {
         Vec<std::sync::Arc<crate::identity::Keypair>>,
         oneshot::Sender<()>,
     ),
-    /// A connection another layer dialed to a peer (through the shared
-    /// cache): serve the peer's requests on it too.
-    Adopt(crate::transport::Connection),
     /// A peer left the allowlist: close its connection and drop it from
     /// the routing table; answers whether it was known.
     Forget(PublicKey, oneshot::Sender<bool>),

@@ -363,7 +363,7 @@ impl Node {
         }
     }
 
-    pub(super) fn on_connected(&mut self, conn: Connection) {
+    fn on_connected(&mut self, conn: Connection) {
         self.counters.connections_opened += 1;
         let max = self.cfg.wire.max_envelope_bytes;
         tokio::spawn(rpc::serve_connection(

@@ -65,7 +65,6 @@ impl Node {
                 let qid = self.dht.find_value(key.node_id(), now());
                 self.lookups.insert(qid, (key, reply, started));
             }
-            Query::Adopt(conn) => self.on_connected(conn),
             Query::Host(devices, reply) => {
                 self.host(devices);
                 let _ = reply.send(());
