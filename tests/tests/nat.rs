@@ -163,6 +163,77 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     assert_eq!(status["reachability"], "private");
 }
 
+/// A key at `path` (an identity or a device key made before first start).
+fn keygen(path: &Path) -> String {
+    let out = std::process::Command::new(streembit_tests::agent::binary())
+        .args(["keygen", "--out"])
+        .arg(path)
+        .output()
+        .expect("keygen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    streembit_tests::agent::stdout(&out)
+}
+
+#[test]
+fn on_a_private_network_the_relayed_target_still_checks_its_allowlist() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = |n: &str| tmp.path().join(n);
+    let id = |n: &str| keygen(&dir(n).join(".streembit/identity.pem"));
+    let (relay_key, gw_key, ok_key, out_key) = (id("relay"), id("gw"), id("ok"), id("out"));
+    let plug = keygen(&dir("gw").join(".streembit/devices/plug.pem"));
+    let private = |allow: &[&str], extra: &str| {
+        let list: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
+        format!(
+            "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n{extra}",
+            list.join(", ")
+        )
+    };
+    let everyone = [relay_key.as_str(), &gw_key, &ok_key, &out_key, &plug];
+    let relay = AgentProcess::start(&dir("relay"), &private(&everyone, "[nat]\nrelay = true\n"));
+    let seeds = format!("seeds = [\"{relay_key}@{}\"]\n", relay.addr);
+    let broker = streembit_tests::ports::free_port();
+    plug_bridge(&dir("gw"), broker);
+    // The gateway admits the relay and one reader, not the other.
+    let mut gw = AgentProcess::start_with_env(
+        &dir("gw"),
+        &private(
+            &[&relay_key, &gw_key, &ok_key, &plug],
+            &format!("{seeds}[mqtt]\nlisten = \"127.0.0.1:{broker}\"\n"),
+        ),
+        &[
+            ("STREEMBIT_MQTT__EMBEDDED", "true"),
+            ("STREEMBIT_NAT__REACHABILITY", "private"),
+        ],
+    );
+    let announced = wait_relayed(&mut gw);
+    assert_eq!(feed_plug(&gw, broker, &[]), plug);
+    let ok = AgentProcess::start(&dir("ok"), &private(&everyone, &seeds));
+    let out = AgentProcess::start(&dir("out"), &private(&everyone, &seeds));
+    for reader in [&ok, &out] {
+        eventually("the device record with the relay", || {
+            let found = reader.cli(&["lookup", &plug, "--json"]);
+            found.status.success() && json(&found)["addrs"][0] == announced.as_str()
+        });
+    }
+    assert_eq!(read_plug(&ok, &plug), 42.5);
+    // The relay admits `out`, but the gateway does not: refused, counted.
+    let refused = out.cli(&["read", &plug, "power"]);
+    assert!(!refused.status.success());
+    assert!(gw.metric("streembit_nat_requests_refused_total") >= 1);
+    assert_eq!(
+        out.metric("streembit_relayed_dials_total{outcome=\"failed\"}"),
+        1
+    );
+    assert_eq!(
+        out.metric("streembit_relayed_dials_total{outcome=\"ok\"}"),
+        0
+    );
+}
+
 /// The namespace tests each build a lab and start agents: one at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

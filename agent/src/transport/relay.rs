@@ -221,9 +221,18 @@ impl Forwarder {
         }
     }
 
-    /// Sessions open now.
+    /// Sessions open now (idle ones are forgotten first: a relay is not
+    /// told when the connection inside a session ends).
     pub fn sessions(&self) -> usize {
-        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+        let idle = self.limits.idle;
+        let now = Instant::now();
+        self.sessions
+            .lock()
+            .map(|mut m| {
+                m.retain(|_, s| now.saturating_duration_since(s.last_packet) < idle);
+                m.len()
+            })
+            .unwrap_or(0)
     }
 
     /// The counters.
