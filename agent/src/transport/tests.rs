@@ -223,3 +223,89 @@ async fn oversize_frames_are_refused_before_reading_the_body() {
         matches!(got, Err(TransportError::FrameTooLarge { len, max: 100 }) if len == u32::MAX as usize)
     );
 }
+
+/// A relay between A and B, with the session set up by hand (the NAT
+/// service does this over QUIC): A reaches B's echo through the relay,
+/// the handshake still proves B's key, and garbage or strangers' frames
+/// sent to the relay are counted and dropped without disturbing it.
+#[tokio::test]
+async fn a_relay_carries_one_session_and_drops_everything_else() {
+    let net: NetworkId = "public".parse().expect("network id");
+    let mut cfg = TransportConfig::new(loopback(), net);
+    cfg.relay = Some(relay::RelayLimits::default());
+    let relay_key = Arc::new(Keypair::from_seed(&[30; 32]));
+    let relay = Endpoint::bind(relay_key, Gate::public(), &cfg).expect("bind relay");
+    let (_, a) = node(31, Gate::public(), "public");
+    let (b_key, b) = node(32, Gate::public(), "public");
+    let b = Arc::new(b);
+    let echo = serve_echo(b.clone());
+    let (ra, aa, ba) = (
+        relay.local_addr().expect("addr"),
+        a.local_addr().expect("addr"),
+        b.local_addr().expect("addr"),
+    );
+    let sid = 0x5eb_0001;
+    relay
+        .paths()
+        .forwarder()
+        .expect("a relay")
+        .open(
+            sid,
+            (a.key(), aa),
+            (b_key.public(), ba),
+            std::time::Instant::now(),
+        )
+        .expect("session");
+    let virt_b = a.paths().add_session(ra, sid);
+    b.paths().add_session(ra, sid);
+    assert!(socket::is_virtual(&virt_b));
+
+    // Garbage, an unknown session, and a stranger using the real one.
+    let stranger = std::net::UdpSocket::bind(loopback()).expect("bind");
+    let mut known = vec![socket::FRAME_RELAY];
+    known.extend_from_slice(&sid.to_be_bytes());
+    known.extend_from_slice(&[0xC0; 40]);
+    let mut unknown = known.clone();
+    unknown[1] ^= 0xFF;
+    for d in [
+        &[][..],
+        &[0x00],
+        &[0x00; 5],
+        &[0x3f, 1, 2],
+        &unknown,
+        &known,
+    ] {
+        stranger.send_to(d, ra).expect("send");
+    }
+
+    let conn = tokio::time::timeout(WAIT, a.dial(&b_key.public(), virt_b))
+        .await
+        .expect("in time")
+        .expect("relayed handshake");
+    assert_eq!(conn.peer().key(), b_key.public());
+    assert_eq!(
+        a.path_of(&conn),
+        socket::Path::Relayed { relay: ra },
+        "A sees the relayed path"
+    );
+    let answer = tokio::time::timeout(WAIT, request(&conn, b"through", 1024, WAIT))
+        .await
+        .expect("in time")
+        .expect("request")
+        .expect("answer");
+    assert_eq!(&answer[32..], b"through");
+
+    let f = relay.paths().forwarder().expect("a relay").counters();
+    assert!(
+        f.packets.load(Ordering::Relaxed) >= 4,
+        "handshake + request"
+    );
+    assert_eq!(f.dropped_unknown.load(Ordering::Relaxed), 1);
+    assert_eq!(f.dropped_wrong_source.load(Ordering::Relaxed), 1);
+    assert_eq!(relay.paths().counters().dropped.load(Ordering::Relaxed), 4);
+    assert!(a.paths().counters().relayed_out.load(Ordering::Relaxed) > 0);
+    assert!(b.paths().counters().relayed_in.load(Ordering::Relaxed) > 0);
+    conn.close(0, "done");
+    b.close(0, "done");
+    let _ = echo.await;
+}
