@@ -26,7 +26,7 @@
 
 mod dial;
 mod metrics;
-mod protocol;
+pub mod protocol;
 mod reach;
 mod service;
 

@@ -103,7 +103,7 @@ impl NatAnswer {
 }
 
 /// CBOR of a request or answer.
-pub(super) fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(96);
     // Writing these types into a Vec cannot fail.
     let _ = ciborium::into_writer(msg, &mut out);
@@ -111,7 +111,7 @@ pub(super) fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Decodes a payload the envelope layer already bounded in size.
-pub(super) fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
+pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
     ciborium::from_reader(payload).map_err(|e| format!("bad nat payload: {e}"))
 }
 
