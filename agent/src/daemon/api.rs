@@ -20,7 +20,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::control::{ApiError, Query, QuerySender};
 use super::routes::{self, Route, MAX_REQUEST_BODY};
-use crate::devices::protocol::{verify_reading, VerifiedReading};
+use crate::devices::protocol::{verify_readings, VerifiedReading};
 use crate::devices::{DeviceService, Devices, Remote, RemoteError, Subscriptions};
 use crate::identity::PublicKey;
 
@@ -203,15 +203,19 @@ async fn answer(
 /// the board when the device is hosted here, else over the network.
 async fn read(ctx: &Context, device: &PublicKey, point: Option<String>) -> Response<Full<Bytes>> {
     let readings: Result<Vec<VerifiedReading>, RemoteError> = match ctx.devices.by_key(device) {
-        Some(hosted) => ctx
-            .devices
-            .latest_sealed(&hosted.name, point.as_deref())
-            .iter()
-            .map(|env| {
-                verify_reading(env, device, ctx.remote.network(), ctx.remote.max_frame())
-                    .map_err(RemoteError::Invalid)
-            })
-            .collect(),
+        Some(hosted) => {
+            let sealed = ctx.devices.latest_sealed(&hosted.name, point.as_deref());
+            let sealed: Vec<&[u8]> = sealed.iter().map(|e| e.as_slice()).collect();
+            verify_readings(
+                &sealed,
+                device,
+                ctx.remote.network(),
+                ctx.remote.max_frame(),
+            )
+            .into_iter()
+            .map(|r| r.map_err(RemoteError::Invalid))
+            .collect()
+        }
         None => ctx.remote.read(device, point).await,
     };
     match readings {

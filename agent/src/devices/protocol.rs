@@ -54,6 +54,20 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
         }
     }
+
+    /// The code named `name`, if it is one of ours (a remote device may
+    /// send any text).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ErrorCode::NotAuthorized,
+            ErrorCode::NotFound,
+            ErrorCode::BadRequest,
+            ErrorCode::DeviceError,
+            ErrorCode::Busy,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
 }
 
 /// A request to a device, decoded.
@@ -296,16 +310,16 @@ pub fn verify_reading(
 
 /// [`verify_reading`] for a burst, with one batch signature check (see
 /// [`open_published_batch`]): one result per envelope, in order.
-pub fn verify_readings(
-    envelopes: &[Vec<u8>],
+pub fn verify_readings<E: AsRef<[u8]>>(
+    envelopes: &[E],
     device: &PublicKey,
     network: &NetworkId,
     max_len: usize,
 ) -> Vec<Result<VerifiedReading, String>> {
-    let refs: Vec<&[u8]> = envelopes.iter().map(Vec::as_slice).collect();
+    let refs: Vec<&[u8]> = envelopes.iter().map(AsRef::as_ref).collect();
     open_published_batch(&refs, network, max_len)
         .into_iter()
-        .zip(envelopes)
+        .zip(&refs)
         .map(|(opened, env)| reading_from(&opened.map_err(|e| e.to_string())?, env, device))
         .collect()
 }

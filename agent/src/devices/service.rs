@@ -198,13 +198,9 @@ impl DeviceService {
         kind: &'static str,
     ) {
         let outcome = match &answer {
-            Answer::Error { code, .. } => match code.as_str() {
-                "not_authorized" => "not_authorized",
-                "not_found" => "not_found",
-                "bad_request" => "bad_request",
-                "busy" => "busy",
-                _ => "device_error",
-            },
+            Answer::Error { code, .. } => ErrorCode::from_name(code)
+                .unwrap_or(ErrorCode::DeviceError)
+                .name(),
             _ => "ok",
         };
         self.count(kind, outcome);

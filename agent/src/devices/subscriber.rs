@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::feed::{Feed, SignedReading};
-use super::protocol::{verify_reading, verify_readings, Answer, Request, VerifiedReading};
+use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
 use super::remote::{Remote, RemoteError};
 use crate::identity::PublicKey;
 use crate::journal::Journal;
@@ -229,18 +229,29 @@ impl Subscriptions {
             .ok()?
             .read_after(after, limit, 8 * 1024 * 1024)
             .ok()?;
-        let network = self.remote.network();
+        // Each record: 8 bytes of arrival time, then the envelope. All of a
+        // page's envelopes are checked with one batch verification.
+        let (times, envelopes): (Vec<u64>, Vec<Vec<u8>>) = records
+            .into_iter()
+            .filter_map(|(_, body)| {
+                let (ms, env) = body.split_at_checked(8)?;
+                Some((u64::from_be_bytes(ms.try_into().ok()?), env.to_vec()))
+            })
+            .unzip();
+        let checked = verify_readings(
+            &envelopes,
+            device,
+            self.remote.network(),
+            self.remote.max_frame(),
+        );
         Some(
-            records
+            times
                 .into_iter()
-                .filter_map(|(_, body)| {
-                    let (ms, env) = body.split_at_checked(8)?;
-                    let received_ms = u64::from_be_bytes(ms.try_into().ok()?);
-                    let reading =
-                        verify_reading(env, device, network, self.remote.max_frame()).ok()?;
+                .zip(checked)
+                .filter_map(|(received_ms, reading)| {
                     Some(InboxEntry {
                         received_ms,
-                        reading,
+                        reading: reading.ok()?,
                     })
                 })
                 .collect(),
