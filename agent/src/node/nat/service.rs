@@ -22,8 +22,10 @@ use crate::wire::{Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireCon
 
 /// A dial-back's own handshake may take this long.
 const DIAL_BACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Dial-backs this node runs for others at once.
+/// Dial-backs this node runs for others at once, and dial-back tests it
+/// arranges at once (each asks a third peer and waits for it).
 const MAX_DIALS: usize = 4;
+const MAX_ARRANGING: usize = 8;
 /// Hole-punching probes the target of a relayed session sends, and their
 /// spacing: they cover the dialer's first handshake attempts.
 const PUNCHES: u32 = 12;
@@ -80,6 +82,7 @@ pub(crate) struct Nat {
     pub(super) relays: Mutex<Vec<(PublicKey, SocketAddr)>>,
     pub(super) state: Mutex<Reachability>,
     dials: Arc<Semaphore>,
+    arranging: Arc<Semaphore>,
     /// Dial-backs this node arranged: (dialer, dialed) and when.
     arranged: Mutex<HashMap<(PublicKey, PublicKey), Instant>>,
     pub(super) counters: NatCounters,
@@ -112,6 +115,7 @@ impl Nat {
             relays: Mutex::new(Vec::new()),
             state: Mutex::new(Reachability::Unknown),
             dials: Arc::new(Semaphore::new(MAX_DIALS)),
+            arranging: Arc::new(Semaphore::new(MAX_ARRANGING)),
             arranged: Mutex::new(HashMap::new()),
             counters: NatCounters::default(),
         }
@@ -236,6 +240,9 @@ impl Nat {
             // Otherwise anyone could have our peers dial a victim.
             return NatAnswer::error("bad_request", "the address must have the IP we see you at");
         }
+        let Ok(_permit) = self.arranging.clone().try_acquire_owned() else {
+            return NatAnswer::error("busy", "too many dial-back tests at once");
+        };
         let thirds = self.conns.live().into_iter().filter(|c| {
             let key = c.peer().key();
             key != requester.key()
