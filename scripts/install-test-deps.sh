@@ -9,6 +9,8 @@ APT_PACKAGES+=(openssl)
 # lossy-network tests: test hosts in network namespaces (ip netns, veth,
 # bridge) and iptables for random loss and partitions.
 APT_PACKAGES+=(iproute2 iptables)
+# NAT tests (issue 11): routers in namespaces turn forwarding on with sysctl.
+APT_PACKAGES+=(procps)
 # pycose 1.1 needs cbor2 5: cbor2 6 decodes tagged arrays as tuples,
 # which pycose refuses ("Bytes cannot be decoded as COSE message").
 PIP_PACKAGES=("pycose==1.1.0" "cbor2==5.6.5")
