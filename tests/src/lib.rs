@@ -15,6 +15,8 @@
 //!   iptables loss and partitions (root only; skips otherwise).
 //! - [`natlab`]: hosts behind endpoint-independent or symmetric NAT routers
 //!   on a public bridge, all in namespaces (root only; skips otherwise).
+//! - [`plug`]: an MQTT plug on a gateway's embedded broker, fed with
+//!   `mosquitto_pub` and read from another agent (NAT test and bench).
 //! - [`ports`]: free loopback ports.
 //! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
 //!   loopback (no `netem` on this kernel).
@@ -33,6 +35,7 @@ pub mod mosquitto;
 pub mod natlab;
 pub mod netns;
 pub mod node;
+pub mod plug;
 pub mod ports;
 pub mod process;
 pub mod pty;
