@@ -13,7 +13,7 @@
 //! |------------|----------------------------------------------------------------|
 //! | public 0   | relay R (`[nat] relay = true`); public gateway P with a plug   |
 //! | public 1   | public reader                                                  |
-//! | behind 0/1 | gateways G0, G1 with a plug, `reachability = private` (EIM)   |
+//! | behind 0/1 | gateways G0, G1 with a plug, `reachability = auto` (EIM)      |
 //! | behind 2   | reader behind an endpoint-independent NAT (`private`)          |
 //! | behind 3   | reader behind a symmetric NAT (`private`)                      |
 //!
@@ -35,11 +35,11 @@
 //! - hole-punched: reader behind the EIM NAT → G0/G1's plug: the relayed
 //!   set-up, then the `hole punched` line's time after it.
 //!
-//! The NATed gateways are told they are private: with `auto`, on a bed
-//! this small every dial-back comes from a peer the gateway has already
-//! sent to (all three public nodes are its contacts after joining), so
-//! the port-restricted NAT lets it in and detection rightly answers
-//! "public" for those peers; the relayed path would never be used.
+//! The NATed gateways find out for themselves (`auto`): on a bed this
+//! small every peer is one they already talk to, so no dial-back can be
+//! trusted, and being seen at an address that is not theirs decides it.
+//! The readers are told they are private (their own reachability is not
+//! what is measured).
 //!
 //! NATed samples alternate between G0 and G1: a relay admits at most 8
 //! sessions per key at once (sessions of killed readers linger until
@@ -232,8 +232,8 @@ fn main() {
     let seeds = format!("seeds = [\"{}@{}\"]\n", relay.key, relay.addr);
     let (_gw_pub, plug_pub) = gateway(dir, lab.public(0), PORT + 1, &seeds, "public");
     let mut pub_reader = start(dir, lab.public(1), PORT, &seeds, &[]);
-    let (_gw0, plug0) = gateway(dir, lab.behind(0), PORT, &seeds, "private");
-    let (_gw1, plug1) = gateway(dir, lab.behind(1), PORT, &seeds, "private");
+    let (_gw0, plug0) = gateway(dir, lab.behind(0), PORT, &seeds, "auto");
+    let (_gw1, plug1) = gateway(dir, lab.behind(1), PORT, &seeds, "auto");
     let private = [("STREEMBIT_NAT__REACHABILITY", "private")];
     let mut eim_reader = start(dir, lab.behind(2), PORT, &seeds, &private);
     let mut sym_reader = start(dir, lab.behind(3), PORT, &seeds, &private);

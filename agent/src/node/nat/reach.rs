@@ -201,9 +201,18 @@ impl Nat {
                 }
             }
         }
+        // No test possible (every peer is one we talk to, whose dial could
+        // ride on our NAT's mapping): peers seeing us at an address that is
+        // none of ours is evidence enough of a NAT.
+        let mut own: Vec<_> = announce.iter().map(|a| a.ip()).collect();
+        own.extend(self.endpoint.local_addr().ok().map(|a| a.ip()));
+        let translated = !seen_ips.is_empty() && !seen_ips.iter().any(|ip| own.contains(ip));
         if !confirmed.is_empty() {
             Reachability::Public(confirmed)
         } else if failed {
+            Reachability::Private
+        } else if translated {
+            tracing::info!(seen = ?seen_ips, "seen at an address not ours, no third peer to test it: behind NAT");
             Reachability::Private
         } else {
             Reachability::Unknown
