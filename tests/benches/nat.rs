@@ -104,30 +104,10 @@ fn gateway(
     (gw, plug)
 }
 
-/// `text` without ANSI colour sequences (`ESC [ ... m`): the agent's log
-/// file is coloured.
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// `elapsed_us` and `addr` of the first line of `log` with `marker` and
 /// `peer=<peer>`.
 fn logged(log: &str, marker: &str, peer: &str) -> Option<(u64, String)> {
     let peer = format!("peer={peer}");
-    let log = plain(log);
     let line = log
         .lines()
         .find(|l| l.contains(marker) && l.split_whitespace().any(|w| w == peer))?;

@@ -1,7 +1,8 @@
 //! Logging set-up.
 //!
 //! Under systemd (`JOURNAL_STREAM` set) lines carry no timestamp or colour:
-//! journald adds its own. `RUST_LOG` overrides the configured level. Keys
+//! journald adds its own. Colour only on a terminal, so log files and
+//! pipes stay plain text. `RUST_LOG` overrides the configured level. Keys
 //! are never logged: types holding secrets print as `<redacted>`.
 
 use tracing_subscriber::EnvFilter;
@@ -21,7 +22,10 @@ pub(super) fn init(level: &str) {
             .with_target(false)
             .try_init()
     } else {
-        builder.try_init()
+        use std::io::IsTerminal;
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     let _ = result;
 }
