@@ -295,9 +295,7 @@ fn main() {
             each.join(", ")
         );
     }
-    let failed_punches = plain(&sym_reader.log())
-        .matches("hole punch failed")
-        .count();
+    let failed_punches = sym_reader.log().matches("hole punch failed").count();
     println!(
         "symmetric-NAT reader: {failed_punches} hole punches failed (expected), relay refused {} sessions",
         relay.metric("streembit_relay_sessions_refused_total{reason=\"peer_limit\"}")
