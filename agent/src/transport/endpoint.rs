@@ -354,6 +354,7 @@ impl Endpoint {
         peer: &PublicKey,
         addr: SocketAddr,
     ) -> Result<Connection, TransportError> {
+        self.paths.note_contact(addr);
         let connecting = self
             .quic
             .connect(addr, &server_name_for(peer))
@@ -423,7 +424,10 @@ impl Endpoint {
             Err(e) => Err(e),
         };
         match result {
-            Ok(conn) => Connection::from_quic(conn),
+            Ok(conn) => {
+                self.paths.note_contact(conn.remote_address());
+                Connection::from_quic(conn)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "incoming handshake failed");
                 self.count_failure(&e);

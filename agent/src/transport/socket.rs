@@ -50,6 +50,8 @@ pub const RELAY_HEADER: usize = 9;
 /// Relayed sessions this node keeps as an end at once; the least recently
 /// used goes first.
 const MAX_SESSIONS: usize = 1024;
+/// Addresses remembered as contacted (see [`Paths::contacted_within`]).
+const MAX_CONTACTED: usize = 4096;
 /// Non-QUIC datagrams handled in one receive call before yielding, so a
 /// flood of relay traffic cannot starve the endpoint's own work.
 const MAX_FRAMES_PER_POLL: usize = 64;
@@ -101,6 +103,8 @@ pub struct Paths {
     sessions: Mutex<Sessions>,
     forwarder: Option<Forwarder>,
     counters: SocketCounters,
+    /// Addresses this node dialed, accepted or probed, and when.
+    contacted: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 impl fmt::Debug for Paths {
@@ -135,7 +139,37 @@ impl Paths {
             sessions: Mutex::new(Sessions::default()),
             forwarder,
             counters: SocketCounters::default(),
+            contacted: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Remembers that this node sent to `addr` (a dial, an accepted
+    /// connection, a probe): its NAT, if any, now lets `addr` in for a
+    /// while, so a dial-back from there proves nothing.
+    pub fn note_contact(&self, addr: SocketAddr) {
+        if is_virtual(&addr) {
+            return;
+        }
+        let addr = self.canonical(addr);
+        if let Ok(mut c) = self.contacted.lock() {
+            if c.len() >= MAX_CONTACTED && !c.contains_key(&addr) {
+                let oldest = c.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a);
+                if let Some(a) = oldest {
+                    c.remove(&a);
+                }
+            }
+            c.insert(addr, Instant::now());
+        }
+    }
+
+    /// Whether this node sent to `addr` within `window`.
+    pub fn contacted_within(&self, addr: SocketAddr, window: Duration) -> bool {
+        let addr = self.canonical(addr);
+        self.contacted
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&addr).copied())
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     /// Registers session `sid` through the relay at `relay` and returns the
@@ -213,6 +247,7 @@ impl Paths {
     /// QUIC packets to us get through.
     pub async fn punch(&self, to: SocketAddr, count: u32, spacing: Duration) {
         let to = self.canonical(to);
+        self.note_contact(to);
         for i in 0..count {
             let mut probe = [FRAME_PUNCH; 9];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut probe[1..]);

@@ -62,6 +62,10 @@ pub enum NatAnswer {
     DialBack {
         /// The outcome, if there was a test.
         reachable: Option<bool>,
+        /// Where the serving peer sees the dialer: a requester that sent
+        /// to that address lately learns nothing from a success.
+        #[serde(default)]
+        by: Option<String>,
     },
     /// To `dial`: whether the handshake completed.
     Dialed {
@@ -136,7 +140,10 @@ mod tests {
         for r in reqs {
             assert_eq!(decode::<NatRequest>(&encode(&r)), Ok(r));
         }
-        let a = NatAnswer::DialBack { reachable: None };
+        let a = NatAnswer::DialBack {
+            reachable: None,
+            by: None,
+        };
         assert_eq!(decode::<NatAnswer>(&encode(&a)), Ok(a));
         assert!(decode::<NatRequest>(&encode(&NatAnswer::Ok)).is_err());
         assert!(decode::<NatRequest>(b"\xff").is_err());

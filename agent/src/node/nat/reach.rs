@@ -19,6 +19,9 @@ use crate::transport::Connection;
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// A `dial_back` may take this long (the third peer's dial within it).
 const DIAL_BACK_ASK: Duration = Duration::from_secs(15);
+/// How long a NAT may keep a mapping open after we sent to an address
+/// (Linux: 30 s unanswered, 120 s once answered; routers vary).
+const CONTACT_MEMORY: Duration = Duration::from_secs(180);
 /// First test shortly after start (joining opens the first connections).
 const FIRST_TEST: Duration = Duration::from_secs(2);
 /// Re-test this often once the answer is known.
@@ -182,8 +185,18 @@ impl Nat {
             };
             for p in &peers {
                 match self.ask(p, &ask, DIAL_BACK_ASK).await {
+                    // We sent to the dialer lately (DHT traffic, a dial
+                    // for someone else): its dial may have ridden on the
+                    // mapping that opened in our NAT. Ask another.
                     Ok(NatAnswer::DialBack {
                         reachable: Some(true),
+                        by: Some(by),
+                    }) if by.parse().is_ok_and(|a| {
+                        self.endpoint.paths().contacted_within(a, CONTACT_MEMORY)
+                    }) => {}
+                    Ok(NatAnswer::DialBack {
+                        reachable: Some(true),
+                        ..
                     }) => {
                         bump(&self.counters.dial_back_reachable);
                         confirmed.push(cand);
@@ -191,6 +204,7 @@ impl Nat {
                     }
                     Ok(NatAnswer::DialBack {
                         reachable: Some(false),
+                        ..
                     }) => {
                         bump(&self.counters.dial_back_unreachable);
                         failed = true;

@@ -262,10 +262,14 @@ impl Nat {
             {
                 return NatAnswer::DialBack {
                     reachable: Some(reachable),
+                    by: Some(third.peer().addr().to_string()),
                 };
             }
         }
-        NatAnswer::DialBack { reachable: None }
+        NatAnswer::DialBack {
+            reachable: None,
+            by: None,
+        }
     }
 
     /// Records that `dialer` will dial `dialed`, unless `dialed` dialed
