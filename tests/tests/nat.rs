@@ -270,4 +270,8 @@ fn through_a_symmetric_nat_the_read_stays_relayed_and_keeps_working() {
         "later reads went through the relay"
     );
     assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("relayed"));
+    // The relay itself reaches the gateway through the mapping its
+    // reservation keeps open in the gateway's NAT.
+    assert_eq!(read_plug(&net.relay, &net.plug), 42.5);
+    assert_eq!(path_to(&net.relay, &net.plug).as_deref(), Some("direct"));
 }

@@ -73,7 +73,16 @@ impl Nat {
         relay_addr: SocketAddr,
     ) -> Result<Connection, TransportError> {
         if relay == self.endpoint.key() {
-            return Err(TransportError::Local("the relay is this node".into()));
+            // We are its relay: its reservation keeps a mapping open in its
+            // NAT towards us, so a dial to where that connection comes from
+            // gets in.
+            let held = self.reservation(host).ok_or_else(|| {
+                TransportError::Local(format!("{host} holds no reservation here"))
+            })?;
+            let addr = held.quic().remote_address();
+            return tokio::time::timeout(CONNECT_TIMEOUT, self.endpoint.dial(peer, addr))
+                .await
+                .map_err(|_| TransportError::TimedOut)?;
         }
         bump(&self.counters.relayed_dials);
         let result = self.relayed(peer, host, relay, relay_addr).await;

@@ -131,6 +131,15 @@ impl Nat {
         self.relays.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The live connection `key` holds its reservation here on.
+    pub(super) fn reservation(&self, key: &PublicKey) -> Option<Connection> {
+        self.reservations.lock().ok().and_then(|held| {
+            held.get(key)
+                .filter(|c| c.quic().close_reason().is_none())
+                .cloned()
+        })
+    }
+
     /// Peers holding a reservation here (as a relay).
     pub(crate) fn reservations(&self) -> usize {
         self.reservations.lock().map(|r| r.len()).unwrap_or(0)
@@ -362,12 +371,7 @@ impl Nat {
         if is_virtual(&client.addr()) {
             return NatAnswer::error("bad_request", "no relaying over a relay");
         }
-        let reservation = self.reservations.lock().ok().and_then(|held| {
-            held.get(&target)
-                .filter(|c| c.quic().close_reason().is_none())
-                .cloned()
-        });
-        let Some(reservation) = reservation else {
+        let Some(reservation) = self.reservation(&target) else {
             return NatAnswer::error(
                 "no_reservation",
                 format!("{target} holds no reservation here"),
