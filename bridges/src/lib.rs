@@ -52,6 +52,7 @@
 //! - [`mqtt`]: rumqttc, topics and JSON pointers mapped to points; protocol
 //!   state (`mqtt::state`) split from its event loop.
 //! - `health`, `schedule`, `clock`: pure helpers that take `now`.
+//! - `scaling`: raw bus numbers to engineering values (scale, offset).
 //!
 //! # What this crate does not do
 //!
@@ -75,6 +76,7 @@ mod clock;
 mod error;
 mod health;
 mod reading;
+mod scaling;
 mod schedule;
 mod status;
 mod value;

@@ -63,7 +63,7 @@ fn scaled(p: &ModbusPoint, raw: f64) -> Result<Value, PointError> {
     if p.scale.is_none() && p.offset.is_none() {
         return Ok(Value::Float(raw));
     }
-    let v = raw * p.scale.unwrap_or(1.0) + p.offset.unwrap_or(0.0);
+    let v = crate::scaling::apply(raw, p.scale, p.offset);
     if v.is_finite() {
         Ok(Value::Float(v))
     } else {
@@ -298,10 +298,7 @@ mod tests {
         let mut p = point(DataType::I16, WordOrder::Big, ByteOrder::Big);
         p.scale = Some(0.1);
         p.offset = Some(-40.0);
-        assert_eq!(
-            decode_registers(&p, &[650]),
-            Ok(Value::Float(650.0 * 0.1 - 40.0))
-        );
+        assert_eq!(decode_registers(&p, &[650]), Ok(Value::Float(25.0)));
         assert_eq!(encode_registers(&p, &Value::Float(25.0)), Ok(vec![650]));
         assert!(matches!(
             encode_registers(&p, &Value::Float(4000.0)),

@@ -56,7 +56,7 @@ fn scale(p: &MqttPoint, v: Value) -> Result<Value, PointError> {
     let x = v
         .as_f64()
         .ok_or_else(|| PointError::Type(format!("cannot scale {v}")))?;
-    let y = x * p.scale.unwrap_or(1.0) + p.offset.unwrap_or(0.0);
+    let y = crate::scaling::apply(x, p.scale, p.offset);
     if y.is_finite() {
         Ok(Value::Float(y))
     } else {
