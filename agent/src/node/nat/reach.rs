@@ -194,9 +194,10 @@ impl Nat {
                     }) if by.parse().is_ok_and(|a| {
                         self.endpoint.paths().contacted_within(a, CONTACT_MEMORY)
                     }) => {}
+                    // A success must say who dialed, or it cannot be checked.
                     Ok(NatAnswer::DialBack {
                         reachable: Some(true),
-                        ..
+                        by: Some(_),
                     }) => {
                         bump(&self.counters.dial_back_reachable);
                         confirmed.push(cand);
