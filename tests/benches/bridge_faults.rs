@@ -20,8 +20,8 @@
 use std::time::{Duration, Instant};
 
 use streembit_bridges::{BridgeFile, BridgeHandle, BridgeOptions, Readings};
-use streembit_tests::pty::PtyPair;
-use streembit_tests::pymodbus::ModbusServer;
+use streembit_tests::peers::pty::PtyPair;
+use streembit_tests::peers::pymodbus::ModbusServer;
 
 const POLL_MS: u64 = 100;
 const WINDOW: Duration = Duration::from_secs(10);

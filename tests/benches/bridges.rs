@@ -20,10 +20,10 @@
 use std::time::{Duration, Instant};
 
 use streembit_bridges::{BridgeFile, BridgeHandle, BridgeOptions, Readings};
-use streembit_tests::mosquitto::Broker;
-use streembit_tests::process::Proc;
-use streembit_tests::pty::PtyPair;
-use streembit_tests::pymodbus::{script, ModbusServer};
+use streembit_tests::harness::process::Proc;
+use streembit_tests::peers::mosquitto::Broker;
+use streembit_tests::peers::pty::PtyPair;
+use streembit_tests::peers::pymodbus::{script, ModbusServer};
 use tokio::process::Command;
 
 const ROUNDS: usize = 5;

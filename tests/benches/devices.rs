@@ -22,9 +22,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::bench::{quantile, status_kib};
-use streembit_tests::mosquitto::Broker;
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::bench::{quantile, status_kib};
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::peers::mosquitto::Broker;
 
 const LATENCY_READINGS: usize = 400;
 const DEVICES: usize = 100;

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use streembit_agent::dht::Message;
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::wire::{NetworkId, ReplayWindow, UnixMillis};
-use streembit_tests::hostile::{self, Answer, HostilePeer};
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::labs::hostile::{self, Answer, HostilePeer};
 
 fn agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
     std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
         .arg("keygen")
         .current_dir(dir)
         .output()

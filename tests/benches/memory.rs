@@ -27,8 +27,8 @@ use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::transport::framing::request;
 use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
 use streembit_agent::wire::{Audience, Kind, NetworkId, Sealer, UnixMillis};
-use streembit_tests::bench::{api_get, context_switches, cpu_time, status_kib, threads};
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::bench::{api_get, context_switches, cpu_time, status_kib, threads};
+use streembit_tests::harness::node::AgentProcess;
 
 const CONNECTIONS: usize = 100;
 const CONTACTS: usize = 1000;

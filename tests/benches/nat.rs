@@ -48,10 +48,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use streembit_tests::natlab::{NatKind, NatLab};
-use streembit_tests::netns::Host;
-use streembit_tests::node::AgentProcess;
-use streembit_tests::plug::{eventually, feed_plug, json, plug_bridge, wait_relayed};
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::labs::natlab::{NatKind, NatLab};
+use streembit_tests::labs::netns::Host;
+use streembit_tests::peers::plug::{eventually, feed_plug, json, plug_bridge, wait_relayed};
 
 /// Fresh connections per case.
 const SAMPLES: usize = 6;

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::bench::{api_get, quantile};
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::bench::{api_get, quantile};
+use streembit_tests::harness::node::AgentProcess;
 
 /// Random numbers without a dependency: xorshift seeded from the clock.
 struct Rng(u64);

@@ -1,44 +1,31 @@
-//! Shared harness for the multi-process and real-peer tests in `tests/tests/`.
+//! Shared harness for the multi-process and real-peer tests in `tests/tests/`
+//! and the bench binaries in `tests/benches/`.
 //!
-//! - [`agent`]: find the built `streembit` binary and run it in a sandbox
-//!   directory with a clean environment.
-//! - [`node`]: `streembit run` processes, awaited through their systemd
-//!   notifications.
-//! - [`bench`]: the local API without the CLI, and `/proc` readings, for
-//!   the bench binaries in `tests/benches/`.
-//! - [`hostile`]: a hostile peer made of the agent's library parts
-//!   (replays, forgeries, STORE floods, handshake floods).
-//! - [`python`]: run the third-party Python peers in `tests/py/`.
-//! - [`process`]: a child process killed on drop, whose output lines can be
-//!   awaited (the tests never sleep to synchronise).
-//! - [`netns`]: test hosts in network namespaces on a bridge, with
-//!   iptables loss and partitions (root only; skips otherwise).
-//! - [`natlab`]: hosts behind endpoint-independent or symmetric NAT routers
-//!   on a public bridge, all in namespaces (root only; skips otherwise).
-//! - [`plug`]: an MQTT plug on a gateway's embedded broker, fed with
-//!   `mosquitto_pub` and read from another agent (NAT test and bench).
-//! - [`ports`]: free loopback ports.
-//! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
-//!   loopback (no `netem` on this kernel).
-//! - [`pty`]: a `socat` pseudo-terminal pair (a serial line in software).
-//! - [`pymodbus`]: the pymodbus server of `tests/py/modbus_server.py`.
-//! - [`mosquitto`]: a real mosquitto broker, `mosquitto_pub` and `mosquitto_sub`.
-//! - [`bridge`]: helpers to start a bridge and await readings and status.
-//! - [`modbus_checks`]: the Modbus assertions shared by the RTU and TCP tests.
+//! The crate is grouped by what a test talks to:
+//!
+//! - [`harness`]: our own code under test, run for real: `streembit`
+//!   commands in a sandbox, `streembit run` processes awaited through
+//!   their systemd notifications, bridges started in-process, child
+//!   processes killed on drop, free ports, bench readings from `/proc`.
+//! - [`peers`]: the third-party peers we test against: mosquitto and its
+//!   clients, pymodbus, the Python COSE peer, a `socat` serial line, an
+//!   MQTT plug, and the Modbus checks run against pymodbus.
+//! - [`labs`]: the network a test runs in: namespace hosts with loss and
+//!   partitions, namespace NAT routers, a lossy UDP proxy on loopback, and
+//!   a hostile peer made of the agent's own parts.
+//!
+//! Tests import items by their full path (`streembit_tests::harness::...`),
+//! so a reader sees which of the three a test leans on; there are no
+//! re-exports at the root.
+//!
+//! What this crate does not do: it asserts nothing about the agent beyond
+//! what a helper needs to go on (the tests in `tests/tests/` do that); it
+//! does not sleep to synchronise (a wait ends on an event where there is
+//! one, and polls state visible only from outside against a deadline that
+//! only fails a hung test); and it skips nothing silently: a missing tool
+//! is a failure naming `scripts/install-test-deps.sh`, except the
+//! root-only namespace labs, which print `SKIPPED:` and the reason.
 
-pub mod agent;
-pub mod bench;
-pub mod bridge;
-pub mod hostile;
-pub mod modbus_checks;
-pub mod mosquitto;
-pub mod natlab;
-pub mod netns;
-pub mod node;
-pub mod plug;
-pub mod ports;
-pub mod process;
-pub mod pty;
-pub mod pymodbus;
-pub mod python;
-pub mod relay;
+pub mod harness;
+pub mod labs;
+pub mod peers;

@@ -5,10 +5,12 @@
 //! takes its devices offline, and everything recovers by itself.
 
 use streembit_bridges::{DeviceState, DeviceStatus, Value};
-use streembit_tests::bridge::{point, start, tee, StatusLog};
-use streembit_tests::modbus_checks::{bridge_file, expect_all_types, load, offline, online, Link};
-use streembit_tests::pty::PtyPair;
-use streembit_tests::pymodbus::ModbusServer;
+use streembit_tests::harness::bridge::{point, start, tee, StatusLog};
+use streembit_tests::peers::modbus_checks::{
+    bridge_file, expect_all_types, load, offline, online, Link,
+};
+use streembit_tests::peers::pty::PtyPair;
+use streembit_tests::peers::pymodbus::ModbusServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtu_types_commands_exceptions_garbage_and_silent_slave() {
@@ -18,10 +20,14 @@ async fn rtu_types_commands_exceptions_garbage_and_silent_slave() {
     let (bridge, readings) = start(&bridge_file(&Link::Serial(&line.a)));
     let mut readings = tee(readings);
     expect_all_types(&mut readings).await;
-    streembit_tests::modbus_checks::exceptions_and_commands(&bridge, &mut readings, &mut server)
-        .await;
-    streembit_tests::modbus_checks::silent_slave(&bridge, &mut readings, &mut server).await;
-    streembit_tests::modbus_checks::garbage(
+    streembit_tests::peers::modbus_checks::exceptions_and_commands(
+        &bridge,
+        &mut readings,
+        &mut server,
+    )
+    .await;
+    streembit_tests::peers::modbus_checks::silent_slave(&bridge, &mut readings, &mut server).await;
+    streembit_tests::peers::modbus_checks::garbage(
         &bridge,
         &mut readings,
         &mut server,

@@ -3,13 +3,13 @@
 //! plus a killed and restarted server.
 
 use streembit_bridges::{DeviceState, Value};
-use streembit_tests::bridge::{point, start, tee};
-use streembit_tests::modbus_checks::{
+use streembit_tests::harness::bridge::{point, start, tee};
+use streembit_tests::harness::ports::free_port;
+use streembit_tests::peers::modbus_checks::{
     bridge_file, exceptions_and_commands, expect_all_types, garbage, load, offline, online,
     silent_slave, Link,
 };
-use streembit_tests::ports::free_port;
-use streembit_tests::pymodbus::ModbusServer;
+use streembit_tests::peers::pymodbus::ModbusServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_types_commands_exceptions_garbage_and_silent_unit() {

@@ -3,9 +3,9 @@
 //! errors, and a broker restart that loses no QoS 1 message either way.
 
 use streembit_bridges::{Command, CommandError, DeviceState, PointError, Value};
-use streembit_tests::bridge::{point, start, status, tee};
-use streembit_tests::modbus_checks::KEY;
-use streembit_tests::mosquitto::Broker;
+use streembit_tests::harness::bridge::{point, start, status, tee};
+use streembit_tests::peers::modbus_checks::KEY;
+use streembit_tests::peers::mosquitto::Broker;
 
 fn bridge_file(port: u16, client_id: &str) -> String {
     format!(
@@ -224,7 +224,7 @@ async fn broker_restart_reconnects_and_loses_no_qos1_message() {
             }
         }
     }
-    let acked = tokio::time::timeout(streembit_tests::process::PATIENCE, pending).await;
+    let acked = tokio::time::timeout(streembit_tests::harness::process::PATIENCE, pending).await;
     assert!(matches!(acked, Ok(Ok(Ok(())))), "{acked:?}");
     let mut sub = broker
         .subscribe("cmnd/plug/POWER", Some("cmd-watcher"))

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::agent::stderr;
-use streembit_tests::mosquitto::Broker;
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::agent::stderr;
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::peers::mosquitto::Broker;
 
 const KILLS: u64 = 100;
 

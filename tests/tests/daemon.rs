@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::node::AgentProcess;
 
 #[test]
 fn notifications_come_in_order_ready_status_watchdog_stopping() {

@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::agent::stderr;
-use streembit_tests::mosquitto::Broker;
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::agent::stderr;
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::peers::mosquitto::Broker;
 
 fn plug(port: u16, points: &[&str]) -> String {
     let mut s = format!(
@@ -118,7 +118,7 @@ fn devices_readings_and_reloads() {
     assert!(out.status.success(), "{}", stderr(&out));
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     let envelope = hex::decode(line.split_whitespace().nth(1).expect("hex")).expect("hex");
-    let checked = streembit_tests::python::run(
+    let checked = streembit_tests::peers::python::run(
         "cose_peer.py",
         &["verify", "--pubkey", &key],
         &["pycose", "cbor2"],
@@ -130,7 +130,7 @@ fn devices_readings_and_reloads() {
     assert_eq!(v["payload"]["device"], "plug");
     assert_eq!(v["payload"]["value"], 230.2);
     // …and not with the gateway's key.
-    let other = streembit_tests::python::run(
+    let other = streembit_tests::peers::python::run(
         "cose_peer.py",
         &["verify", "--pubkey", &agent.key],
         &["pycose", "cbor2"],
@@ -163,7 +163,7 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         "[modbus_rtu]\nport = \"/dev/ttyNOPE0\"\nbaud = 9600\n\n[[modbus_rtu.devices]]\nname = \"meter\"\nunit_id = 1\npoints = [ { name = \"v\", table = \"input_register\", address = 0, type = \"f32\" } ]\n",
     )
     .expect("write");
-    let out = std::process::Command::new(streembit_tests::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
         .args(["check-config", "--config", "agent.toml"])
         .current_dir(dir)
         .output()
@@ -179,7 +179,7 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         "{err}"
     );
     // `run` refuses to start on the same files.
-    let out = std::process::Command::new(streembit_tests::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
         .args(["run", "--config", "agent.toml"])
         .current_dir(dir)
         .output()

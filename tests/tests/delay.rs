@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use streembit_tests::node::AgentProcess;
-use streembit_tests::ports::free_port;
-use streembit_tests::relay::{Link, Relay};
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::ports::free_port;
+use streembit_tests::labs::relay::{Link, Relay};
 
 #[test]
 fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {

@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::agent::{binary, stderr, stdout};
-use streembit_tests::mosquitto::Broker;
-use streembit_tests::node::AgentProcess;
-use streembit_tests::pty::PtyPair;
-use streembit_tests::pymodbus::ModbusServer;
-use streembit_tests::python;
+use streembit_tests::harness::agent::{binary, stderr, stdout};
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::peers::mosquitto::Broker;
+use streembit_tests::peers::pty::PtyPair;
+use streembit_tests::peers::pymodbus::ModbusServer;
+use streembit_tests::peers::python;
 
 /// Creates the identity of an agent that will run in `dir` (so its key can
 /// go into a bridge file before it starts) and returns its key.
@@ -358,7 +358,7 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
 #[test]
 fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let port = streembit_tests::ports::free_port();
+    let port = streembit_tests::harness::ports::free_port();
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
     bridge_file(
@@ -385,7 +385,7 @@ points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", ty
     let topic = format!("streembit/{plug}/power");
     // A local application on the embedded broker: topic and hex payload.
     let mut app = rt.block_on(async {
-        let mut p = streembit_tests::process::Proc::spawn(
+        let mut p = streembit_tests::harness::process::Proc::spawn(
             "mosquitto_sub",
             tokio::process::Command::new("stdbuf").args([
                 "-oL",

@@ -5,8 +5,8 @@
 
 use std::thread;
 
-use streembit_tests::netns::{Host, Lab};
-use streembit_tests::node::AgentProcess;
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::labs::netns::{Host, Lab};
 
 /// The namespace tests each build a lab and start 20 agents: one at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {

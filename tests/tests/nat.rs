@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use streembit_tests::natlab::{NatKind, NatLab};
-use streembit_tests::netns::Host;
-use streembit_tests::node::AgentProcess;
-use streembit_tests::plug::{
+use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::labs::natlab::{NatKind, NatLab};
+use streembit_tests::labs::netns::Host;
+use streembit_tests::peers::plug::{
     eventually, feed_plug, json, path_to, plug_bridge, read_plug, wait_relayed,
 };
 
@@ -22,7 +22,7 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
         "listen = \"127.0.0.1:0\"\n[nat]\nrelay = true\n",
     );
     let seeds = format!("seeds = [\"{}@{}\"]\n", relay.key, relay.addr);
-    let broker = streembit_tests::ports::free_port();
+    let broker = streembit_tests::harness::ports::free_port();
     let gw_dir = tmp.path().join("gw");
     plug_bridge(&gw_dir, broker);
     let mut gw = AgentProcess::start_with_env(
@@ -65,7 +65,7 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
 
 /// A key at `path` (an identity or a device key made before first start).
 fn keygen(path: &Path) -> String {
-    let out = std::process::Command::new(streembit_tests::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
         .args(["keygen", "--out"])
         .arg(path)
         .output()
@@ -75,7 +75,7 @@ fn keygen(path: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    streembit_tests::agent::stdout(&out)
+    streembit_tests::harness::agent::stdout(&out)
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn on_a_private_network_the_relayed_target_still_checks_its_allowlist() {
     let everyone = [relay_key.as_str(), &gw_key, &ok_key, &out_key, &plug];
     let relay = AgentProcess::start(&dir("relay"), &private(&everyone, "[nat]\nrelay = true\n"));
     let seeds = format!("seeds = [\"{relay_key}@{}\"]\n", relay.addr);
-    let broker = streembit_tests::ports::free_port();
+    let broker = streembit_tests::harness::ports::free_port();
     plug_bridge(&dir("gw"), broker);
     // The gateway admits the relay and one reader, not the other.
     let mut gw = AgentProcess::start_with_env(

@@ -1,4 +1,4 @@
-//! The NAT lab (`streembit_tests::natlab`) behaves as its NAT kinds claim,
+//! The NAT lab (`streembit_tests::labs::natlab`) behaves as its NAT kinds claim,
 //! checked with real UDP sockets inside its namespaces: masquerading to the
 //! router's address, endpoint-independent versus symmetric port mapping,
 //! a stateful firewall, and UDP hole punching that works through two
@@ -9,9 +9,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use streembit_tests::natlab::{NatKind, NatLab};
-use streembit_tests::netns::Host;
-use streembit_tests::python;
+use streembit_tests::labs::natlab::{NatKind, NatLab};
+use streembit_tests::labs::netns::Host;
+use streembit_tests::peers::python;
 
 use NatKind::{EndpointIndependent as Eim, Symmetric};
 

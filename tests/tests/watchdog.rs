@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use streembit_tests::node::{AgentProcess, WAIT};
+use streembit_tests::harness::node::{AgentProcess, WAIT};
 
 /// WatchdogSec of the fake systemd: pings every half of it.
 const WATCHDOG: Duration = Duration::from_millis(400);

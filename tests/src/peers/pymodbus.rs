@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-use crate::process::Proc;
+use crate::harness::process::Proc;
 
 /// Path of a helper script in `tests/py/`.
 pub fn script(name: &str) -> PathBuf {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tokio::process::Command;
 
-use crate::process::Proc;
+use crate::harness::process::Proc;
 
 /// Two PTYs whose data `socat` copies both ways. Killed on drop.
 #[derive(Debug)]

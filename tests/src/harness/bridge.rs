@@ -2,7 +2,7 @@
 
 use streembit_bridges::{BridgeFile, BridgeHandle, BridgeOptions, DeviceStatus, Reading, Readings};
 
-use crate::process::PATIENCE;
+use crate::harness::process::PATIENCE;
 
 /// Parses, validates and starts a bridge file on the current runtime.
 pub fn start(toml: &str) -> (BridgeHandle, Readings) {

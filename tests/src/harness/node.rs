@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::agent::binary;
+use crate::harness::agent::binary;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -153,7 +153,7 @@ impl AgentProcess {
             .and_then(|rest| rest.split(',').next())
             .expect("READY carries the listen address")
             .to_owned();
-        self.key = crate::agent::stdout(&self.cli(&["id"]));
+        self.key = crate::harness::agent::stdout(&self.cli(&["id"]));
     }
 
     /// The process id, while it runs.

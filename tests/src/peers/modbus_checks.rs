@@ -8,8 +8,8 @@ use streembit_bridges::{
     BridgeHandle, Command, CommandError, DeviceState, PointError, Reading, Readings, Value,
 };
 
-use crate::bridge::{point, status};
-use crate::pymodbus::ModbusServer;
+use crate::harness::bridge::{point, status};
+use crate::peers::pymodbus::ModbusServer;
 
 /// A writer key for the rw points (the bridge only checks its format).
 pub const KEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";

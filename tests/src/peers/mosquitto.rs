@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use tokio::process::Command;
 
-use crate::ports::free_port;
-use crate::process::Proc;
+use crate::harness::ports::free_port;
+use crate::harness::process::Proc;
 
 /// A mosquitto broker with persistence, so a restart keeps QoS 1 sessions.
 #[derive(Debug)]

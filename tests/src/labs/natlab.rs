@@ -3,7 +3,7 @@
 //! private host each, so NAT traversal can be tested with real kernels'
 //! NAT instead of a model of one.
 //!
-//! Like [`crate::netns`], everything lives in namespaces of its own (the
+//! Like [`crate::labs::netns`], everything lives in namespaces of its own (the
 //! bridge too, and every veth is created directly between two lab
 //! namespaces), so nothing touches the machine's own interfaces or
 //! firewall. Needs root, `ip`, `iptables` and `sysctl`; [`NatLab::new`]
@@ -25,7 +25,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::netns::{in_ns, run, unavailable, Host, Lab};
+use crate::labs::netns::{in_ns, run, unavailable, Host, Lab};
 
 /// How a router maps and filters: the two behaviours NAT traversal has
 /// to tell apart.

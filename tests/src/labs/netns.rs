@@ -30,7 +30,7 @@ pub struct Host {
 }
 
 /// Runs a command to completion; its stderr is the error (shared with
-/// [`crate::natlab`]).
+/// [`crate::labs::natlab`]).
 pub(crate) fn run(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0])
         .args(&args[1..])

@@ -1,0 +1,20 @@
+//! The networks tests run in: hosts in namespaces, NAT routers, a lossy
+//! link on loopback, and a hostile peer loose in them.
+//!
+//! - [`netns`]: test hosts in network namespaces on a bridge, with
+//!   iptables loss and partitions (root only; skips otherwise).
+//! - [`natlab`]: hosts behind endpoint-independent or symmetric NAT routers
+//!   on a public bridge, all in namespaces (root only; skips otherwise).
+//! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
+//!   loopback (no `netem` on this kernel).
+//! - [`hostile`]: a hostile peer made of the agent's library parts
+//!   (replays, forgeries, STORE floods, handshake floods).
+//!
+//! Not here: the agents placed in a lab (see [`crate::harness`]). A lab
+//! never touches the machine's own interfaces or firewall: everything it
+//! builds lives in namespaces or sockets of its own and goes with it.
+
+pub mod hostile;
+pub mod natlab;
+pub mod netns;
+pub mod relay;
