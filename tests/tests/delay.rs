@@ -1,12 +1,12 @@
-//! 20 agents on loopback whose every datagram crosses a userspace relay
+//! 20 agents on loopback whose every datagram crosses a lossy UDP proxy
 //! adding 100 ± 20 ms one way and dropping 20% (issue 10, item 3). No root
-//! needed: the relay stands in for `netem`, which this kernel lacks.
+//! needed: the proxy stands in for `netem`, which this kernel lacks.
 
 use std::time::Duration;
 
 use streembit_tests::harness::node::AgentProcess;
 use streembit_tests::harness::ports::free_port;
-use streembit_tests::labs::relay::{Link, Relay};
+use streembit_tests::labs::lossy_proxy::{Link, LossyProxy};
 
 #[test]
 fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
@@ -15,7 +15,7 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
     let backends: Vec<std::net::SocketAddr> = (0..N)
         .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())))
         .collect();
-    let relay = Relay::new(
+    let proxy = LossyProxy::new(
         &backends,
         Link {
             delay: Duration::from_millis(100),
@@ -24,9 +24,9 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
         },
     );
     let mut nodes: Vec<AgentProcess> = Vec::new();
-    for (i, (backend, front)) in backends.iter().zip(&relay.fronts).enumerate() {
+    for (i, (backend, front)) in backends.iter().zip(&proxy.fronts).enumerate() {
         let seeds = match nodes.first() {
-            Some(s) => format!("\"{}@{}\"", s.key, relay.fronts[0]),
+            Some(s) => format!("\"{}@{}\"", s.key, proxy.fronts[0]),
             None => String::new(),
         };
         let cfg = format!("listen = \"{backend}\"\nannounce = [\"{front}\"]\nseeds = [{seeds}]\n");
@@ -39,7 +39,7 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
     for n in nodes.iter_mut() {
         n.wait_published(5);
     }
-    let fronts = &relay.fronts;
+    let fronts = &proxy.fronts;
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..N)
             .map(|i| {
@@ -69,12 +69,12 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
     });
     let total = N * (N - 1);
     let ok = total - failures.len();
-    let (forwarded, dropped) = relay.counts();
+    let (forwarded, dropped) = proxy.counts();
     eprintln!(
-        "FIGURE delay: {ok}/{total} lookups ({:.2}%) with 100 ± 20 ms one way and 20% loss through the relay ({forwarded} datagrams forwarded, {dropped} dropped)",
+        "FIGURE delay: {ok}/{total} lookups ({:.2}%) with 100 ± 20 ms one way and 20% loss through the proxy ({forwarded} datagrams forwarded, {dropped} dropped)",
         100.0 * ok as f64 / total as f64
     );
-    assert!(dropped > 0, "the relay dropped nothing");
+    assert!(dropped > 0, "the proxy dropped nothing");
     assert!(
         ok * 100 >= total * 99,
         "{} of {total} lookups failed: {failures:?}",

@@ -5,8 +5,8 @@
 //!   iptables loss and partitions (root only; skips otherwise).
 //! - [`natlab`]: hosts behind endpoint-independent or symmetric NAT routers
 //!   on a public bridge, all in namespaces (root only; skips otherwise).
-//! - [`relay`]: a userspace UDP relay adding delay, jitter and loss on
-//!   loopback (no `netem` on this kernel).
+//! - [`lossy_proxy`]: a userspace UDP proxy adding delay, jitter and loss
+//!   on loopback (no `netem` on this kernel).
 //! - [`hostile`]: a hostile peer made of the agent's library parts
 //!   (replays, forgeries, STORE floods, handshake floods).
 //!
@@ -15,6 +15,6 @@
 //! builds lives in namespaces or sockets of its own and goes with it.
 
 pub mod hostile;
+pub mod lossy_proxy;
 pub mod natlab;
 pub mod netns;
-pub mod relay;

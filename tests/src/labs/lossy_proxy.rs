@@ -1,9 +1,13 @@
-//! A userspace UDP relay that delays and drops datagrams: latency and
-//! jitter for agents on loopback, where this kernel offers no `netem`.
+//! A lossy UDP proxy that delays and drops datagrams: latency and jitter
+//! for agents on loopback, where this kernel offers no `netem`.
+//!
+//! It is not a relay in the agent's sense (`[nat] relay`): the agents do
+//! not know it is there, nothing is reserved or authenticated, and it only
+//! shapes a link that looks direct to both ends.
 //!
 //! Each backend (an agent's real UDP port) gets a front address; agents
 //! announce their front, so every datagram between two agents crosses the
-//! relay once, in each direction. A datagram from agent x to front i is
+//! proxy once, in each direction. A datagram from agent x to front i is
 //! sent on to agent i from front x, so each agent sees the others at their
 //! announced addresses, as on a real network. Each datagram is held for `delay ±
 //! jitter` (uniform) and dropped with probability `loss`, independently.
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-/// Link behaviour of the relay.
+/// Link behaviour of the proxy.
 #[derive(Clone, Copy, Debug)]
 pub struct Link {
     /// Mean one-way delay added.
@@ -26,8 +30,8 @@ pub struct Link {
     pub loss: f64,
 }
 
-/// A running relay (stops when dropped, with its runtime).
-pub struct Relay {
+/// A running proxy (stops when dropped, with its runtime).
+pub struct LossyProxy {
     _rt: tokio::runtime::Runtime,
     /// Front address of each backend, in order.
     pub fronts: Vec<SocketAddr>,
@@ -35,7 +39,7 @@ pub struct Relay {
     pub counts: Arc<[AtomicU64; 2]>,
 }
 
-/// A tiny shared RNG (splitmix64 over an atomic counter): the relay needs
+/// A tiny shared RNG (splitmix64 over an atomic counter): the proxy needs
 /// independent coin flips, not reproducibility.
 struct Coin(AtomicU64);
 
@@ -78,14 +82,14 @@ impl Shared {
     }
 }
 
-impl Relay {
-    /// Starts a relay with one front per backend.
-    pub fn new(backends: &[SocketAddr], link: Link) -> Relay {
+impl LossyProxy {
+    /// Starts a proxy with one front per backend.
+    pub fn new(backends: &[SocketAddr], link: Link) -> LossyProxy {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .expect("relay runtime");
+            .expect("lossy proxy runtime");
         let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -118,7 +122,7 @@ impl Relay {
             }
             addrs
         });
-        Relay {
+        LossyProxy {
             _rt: rt,
             fronts,
             counts,
@@ -148,7 +152,7 @@ async fn serve_front(
         let Ok((n, from)) = fronts[i].recv_from(&mut buf).await else {
             continue;
         };
-        // Only agents of this relay are relayed.
+        // Only this proxy's own agents are forwarded.
         let Some(x) = backends.iter().position(|b| *b == from) else {
             continue;
         };
