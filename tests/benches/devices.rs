@@ -22,8 +22,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::bench::{quantile, status_kib};
-use streembit_tests::harness::node::AgentProcess;
 use streembit_tests::peers::mosquitto::Broker;
 
 const LATENCY_READINGS: usize = 400;
@@ -60,7 +60,9 @@ fn bridge(port: u16, devices: usize) -> String {
 fn gateway(dir: &std::path::Path, port: u16, devices: usize) -> AgentProcess {
     std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
     std::fs::write(dir.join("bridges.d/devices.toml"), bridge(port, devices)).expect("bridge");
-    AgentProcess::start_with_log(dir, "listen = \"127.0.0.1:0\"\n", "warn")
+    AgentProcess::builder(dir, "listen = \"127.0.0.1:0\"\n")
+        .log("warn")
+        .spawn()
 }
 
 fn subscriber(dir: &std::path::Path, gw: &AgentProcess) -> AgentProcess {
@@ -68,7 +70,7 @@ fn subscriber(dir: &std::path::Path, gw: &AgentProcess) -> AgentProcess {
         "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
         gw.key, gw.addr
     );
-    let mut a = AgentProcess::start_with_log(dir, &cfg, "warn");
+    let mut a = AgentProcess::builder(dir, &cfg).log("warn").spawn();
     a.wait_published(1);
     a
 }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use streembit_agent::dht::Message;
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::wire::{NetworkId, ReplayWindow, UnixMillis};
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::hostile::{self, Answer, HostilePeer};
 
 fn agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
     std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .arg("keygen")
         .current_dir(dir)
         .output()
@@ -33,7 +33,7 @@ fn agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
         "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
         keys.join(", ")
     );
-    AgentProcess::start_with_log(dir, &cfg, "warn")
+    AgentProcess::builder(dir, &cfg).log("warn").spawn()
 }
 
 fn key_of(a: &AgentProcess) -> PublicKey {

@@ -27,8 +27,8 @@ use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::transport::framing::request;
 use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
 use streembit_agent::wire::{Audience, Kind, NetworkId, Sealer, UnixMillis};
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::bench::{api_get, context_switches, cpu_time, status_kib, threads};
-use streembit_tests::harness::node::AgentProcess;
 
 const CONNECTIONS: usize = 100;
 const CONTACTS: usize = 1000;
@@ -87,7 +87,9 @@ fn main() {
     let tmp = tempfile::tempdir().expect("tmp");
 
     // 1. Alone and idle.
-    let node = AgentProcess::start_with_log(&tmp.path().join("idle"), config(), "warn");
+    let node = AgentProcess::builder(&tmp.path().join("idle"), config())
+        .log("warn")
+        .spawn();
     let pid = node.pid().expect("pid");
     std::thread::sleep(SETTLE);
     let rss_idle = rss(pid);
@@ -186,7 +188,7 @@ fn main() {
     let mut bytes = Vec::new();
     ciborium::into_writer(&Persisted { v: 1, c: contacts }, &mut bytes).expect("cbor");
     std::fs::write(state.join("routing-table.bin"), &bytes).expect("write table");
-    let mut node = AgentProcess::start_with_log(&dir, config(), "warn");
+    let mut node = AgentProcess::builder(&dir, config()).log("warn").spawn();
     let restored = node.wait_for("restored", |m| m.contains("restored"));
     let pid = node.pid().expect("pid");
     let rss_start = rss(pid);

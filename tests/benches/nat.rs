@@ -48,7 +48,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::natlab::{NatKind, NatLab};
 use streembit_tests::labs::netns::Host;
 use streembit_tests::peers::plug::{eventually, feed_plug, json, plug_bridge, wait_relayed};
@@ -66,14 +66,11 @@ fn start(dir: &Path, host: &Host, port: u16, extra: &str, env: &[(&str, &str)]) 
         "listen = \"{ip}:{port}\"\nannounce = [\"{ip}:{port}\"]\n{extra}",
         ip = host.ip
     );
-    let mut all = vec![("RUST_LOG", LOG)];
-    all.extend_from_slice(env);
-    AgentProcess::start_wrapped_with_env(
-        &dir.join(format!("{}-{port}", host.ns)),
-        &cfg,
-        &all,
-        NatLab::exec_prefix(host),
-    )
+    AgentProcess::builder(&dir.join(format!("{}-{port}", host.ns)), &cfg)
+        .log(LOG)
+        .envs(env)
+        .wrapper(NatLab::exec_prefix(host))
+        .spawn()
 }
 
 /// A gateway with a plug on its embedded broker; returns it and the

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::bench::{api_get, quantile};
-use streembit_tests::harness::node::AgentProcess;
 
 /// Random numbers without a dependency: xorshift seeded from the clock.
 struct Rng(u64);
@@ -97,18 +97,16 @@ fn main() {
 
     let tmp = tempfile::tempdir().expect("tmp");
     let started = Instant::now();
-    let mut nodes = vec![AgentProcess::start_with_log(
-        &tmp.path().join("n0"),
-        &config(None),
-        "warn",
-    )];
+    let mut nodes = vec![AgentProcess::builder(&tmp.path().join("n0"), &config(None))
+        .log("warn")
+        .spawn()];
     for i in 1..n {
         let cfg = config(Some(&nodes[0]));
-        nodes.push(AgentProcess::start_with_log(
-            &tmp.path().join(format!("n{i}")),
-            &cfg,
-            "warn",
-        ));
+        nodes.push(
+            AgentProcess::builder(&tmp.path().join(format!("n{i}")), &cfg)
+                .log("warn")
+                .spawn(),
+        );
     }
     println!(
         "{n} nodes started in {:.1} s",

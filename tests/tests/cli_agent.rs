@@ -2,8 +2,8 @@
 //! JSON.
 
 use serde_json::Value;
-use streembit_tests::harness::agent::{stderr, stdout};
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::cli::{stderr, stdout};
 
 #[test]
 fn status_peers_lookup_devices_metrics_human_and_json() {

@@ -1,6 +1,6 @@
 //! Completions and the man page are generated from the clap definition.
 
-use streembit_tests::harness::agent::{stdout, Sandbox};
+use streembit_tests::harness::cli::{stdout, Sandbox};
 
 #[test]
 fn man_page_and_completions_cover_every_command() {

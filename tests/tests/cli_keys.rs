@@ -3,7 +3,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use streembit_tests::harness::agent::{stderr, stdout, Sandbox};
+use streembit_tests::harness::cli::{stderr, stdout, Sandbox};
 
 fn mode(p: &std::path::Path) -> u32 {
     fs::metadata(p).expect("stat").permissions().mode() & 0o777

@@ -2,7 +2,7 @@
 //! the real binary.
 
 use serde_json::Value;
-use streembit_tests::harness::agent::{stderr, stdout, Sandbox};
+use streembit_tests::harness::cli::{stderr, stdout, Sandbox};
 
 fn with_key() -> (Sandbox, String) {
     let sb = Sandbox::new();

@@ -1,7 +1,7 @@
 //! Broken configs: each one is refused by `check-config` and by `run` with
 //! exit code 2 and a message naming the file, the key and the reason.
 
-use streembit_tests::harness::agent::{stderr, Sandbox};
+use streembit_tests::harness::cli::{stderr, Sandbox};
 
 const KEY: &str = "3ba7e8827665da61863cdca2792d9314838cbf2becdfa1e0c0069d92df8e0513";
 

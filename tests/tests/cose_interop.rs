@@ -2,7 +2,7 @@
 //! both directions, using only public keys and docs/wire.md.
 
 use serde_json::Value;
-use streembit_tests::harness::agent::{stderr, stdout, Sandbox};
+use streembit_tests::harness::cli::{stderr, stdout, Sandbox};
 use streembit_tests::peers::python;
 
 const MODULES: &[&str] = &["pycose", "cbor2"];

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::harness::agent::stderr;
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::cli::stderr;
 use streembit_tests::peers::mosquitto::Broker;
 
 const KILLS: u64 = 100;
@@ -47,7 +47,9 @@ fn start_gateway(dir: &Path, port: u16, broker: u16) -> AgentProcess {
         ),
     )
     .expect("bridge file");
-    AgentProcess::start_with_log(dir, &format!("listen = \"127.0.0.1:{port}\"\n"), "warn")
+    AgentProcess::builder(dir, &format!("listen = \"127.0.0.1:{port}\"\n"))
+        .log("warn")
+        .spawn()
 }
 
 #[test]
@@ -67,14 +69,15 @@ fn a_hundred_sigkills_leave_identity_state_and_delivery_intact() {
         .as_str()
         .expect("device key")
         .to_owned();
-    let mut sub = AgentProcess::start_with_log(
+    let mut sub = AgentProcess::builder(
         &tmp.path().join("sub"),
         &format!(
             "listen = \"127.0.0.1:0\"\nseeds = [\"{key}@{}\"]\n",
             gw.addr
         ),
-        "warn",
-    );
+    )
+    .log("warn")
+    .spawn();
     sub.wait_published(1);
     gw.wait_for("device record", |m| {
         m.contains("record stored at") && !m.contains("at 0 nodes")

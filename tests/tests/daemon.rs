@@ -3,17 +3,15 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 
 #[test]
 fn notifications_come_in_order_ready_status_watchdog_stopping() {
     let tmp = tempfile::tempdir().expect("tmp");
     // A 200 ms WatchdogSec: pings every 100 ms.
-    let mut a = AgentProcess::start_with_env(
-        &tmp.path().join("a"),
-        "listen = \"127.0.0.1:0\"\n",
-        &[("WATCHDOG_USEC", "200000")],
-    );
+    let mut a = AgentProcess::builder(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n")
+        .env("WATCHDOG_USEC", "200000")
+        .spawn();
     a.wait_for("WATCHDOG=1", |m| m.contains("WATCHDOG=1"));
     a.terminate();
     a.wait_for("STOPPING=1", |m| m.contains("STOPPING=1"));
@@ -58,16 +56,19 @@ fn the_api_socket_is_0660_and_the_state_dir_0700() {
 #[test]
 fn no_secret_key_material_appears_in_the_logs() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut a = AgentProcess::start_with_env(
+    let mut a = AgentProcess::builder(
         &tmp.path().join("a"),
         "listen = \"127.0.0.1:0\"\nlog_level = \"trace\"\n",
-        &[("RUST_LOG", "trace")],
-    );
+    )
+    .log("trace")
+    .spawn();
     let cfg = format!(
         "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\nlog_level = \"trace\"\n",
         a.key, a.addr
     );
-    let mut b = AgentProcess::start_with_env(&tmp.path().join("b"), &cfg, &[("RUST_LOG", "trace")]);
+    let mut b = AgentProcess::builder(&tmp.path().join("b"), &cfg)
+        .log("trace")
+        .spawn();
     b.wait_published(1);
     a.wait_published(1);
     let out = a.cli(&["lookup", &b.key]);

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::harness::agent::stderr;
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::cli::stderr;
 use streembit_tests::peers::mosquitto::Broker;
 
 fn plug(port: u16, points: &[&str]) -> String {
@@ -163,7 +163,7 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         "[modbus_rtu]\nport = \"/dev/ttyNOPE0\"\nbaud = 9600\n\n[[modbus_rtu.devices]]\nname = \"meter\"\nunit_id = 1\npoints = [ { name = \"v\", table = \"input_register\", address = 0, type = \"f32\" } ]\n",
     )
     .expect("write");
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .args(["check-config", "--config", "agent.toml"])
         .current_dir(dir)
         .output()
@@ -179,7 +179,7 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         "{err}"
     );
     // `run` refuses to start on the same files.
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .args(["run", "--config", "agent.toml"])
         .current_dir(dir)
         .output()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::ports::free_port;
 use streembit_tests::labs::lossy_proxy::{Link, LossyProxy};
 
@@ -30,11 +30,11 @@ fn twenty_agents_behind_100ms_delay_and_twenty_percent_loss_find_each_other() {
             None => String::new(),
         };
         let cfg = format!("listen = \"{backend}\"\nannounce = [\"{front}\"]\nseeds = [{seeds}]\n");
-        nodes.push(AgentProcess::start_with_log(
-            &tmp.path().join(format!("n{i}")),
-            &cfg,
-            "warn,streembit_agent=info",
-        ));
+        nodes.push(
+            AgentProcess::builder(&tmp.path().join(format!("n{i}")), &cfg)
+                .log("warn,streembit_agent=info")
+                .spawn(),
+        );
     }
     for n in nodes.iter_mut() {
         n.wait_published(5);

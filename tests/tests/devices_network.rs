@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::harness::agent::{binary, stderr, stdout};
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::cli::{binary, stderr, stdout};
 use streembit_tests::peers::mosquitto::Broker;
 use streembit_tests::peers::pty::PtyPair;
 use streembit_tests::peers::pymodbus::ModbusServer;
@@ -376,11 +376,12 @@ points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", ty
 "#
         ),
     );
-    let gw = AgentProcess::start_with_env(
+    let gw = AgentProcess::builder(
         &gw_dir,
         &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),
-        &[("STREEMBIT_MQTT__EMBEDDED", "true")],
-    );
+    )
+    .env("STREEMBIT_MQTT__EMBEDDED", "true")
+    .spawn();
     let plug = device_key(&gw, "plug");
     let topic = format!("streembit/{plug}/power");
     // A local application on the embedded broker: topic and hex payload.

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 
 const METRIC: &str = "streembit_state_write_errors_total";
 

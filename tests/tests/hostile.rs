@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use streembit_agent::dht::{Addrs, Contact, Message, MessageKind};
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::wire::{NetworkId, UnixMillis};
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::hostile::{self, Answer, HostilePeer};
 
 /// These tests measure one agent's counters exactly; one at a time keeps
@@ -30,7 +30,7 @@ fn addr_of(a: &AgentProcess) -> SocketAddr {
 /// A private network `acme` whose allowlist is `allow` plus the agent.
 fn private_agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
     std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .arg("keygen")
         .current_dir(dir)
         .env_remove("STATE_DIRECTORY")
@@ -43,7 +43,7 @@ fn private_agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
         "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
         keys.join(", ")
     );
-    AgentProcess::start_with_log(dir, &cfg, "warn")
+    AgentProcess::builder(dir, &cfg).log("warn").spawn()
 }
 
 fn ping(rid: u64) -> Message {

@@ -14,7 +14,7 @@ use rustls::sign::CertifiedKey;
 use streembit_agent::identity::Keypair;
 use streembit_agent::transport::{alpn_for, cert::certified_key};
 use streembit_agent::wire::NetworkId;
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 
 #[derive(Debug)]
 struct AlwaysX(Arc<CertifiedKey>);

@@ -5,7 +5,7 @@
 
 use std::thread;
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::netns::{Host, Lab};
 
 /// The namespace tests each build a lab and start 20 agents: one at a time.
@@ -26,12 +26,10 @@ fn start(dir: &std::path::Path, host: &Host, seeds: &[&AgentProcess]) -> AgentPr
         seeds.join(", "),
         ip = host.ip
     );
-    AgentProcess::start_wrapped(
-        &dir.join(&host.ns),
-        &cfg,
-        "warn,streembit_agent=info",
-        Lab::exec_prefix(host),
-    )
+    AgentProcess::builder(&dir.join(&host.ns), &cfg)
+        .log("warn,streembit_agent=info")
+        .wrapper(Lab::exec_prefix(host))
+        .spawn()
 }
 
 /// Every node looks up every other (one thread per node); returns the

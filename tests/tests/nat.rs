@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::natlab::{NatKind, NatLab};
 use streembit_tests::labs::netns::Host;
 use streembit_tests::peers::plug::{
@@ -25,14 +25,13 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     let broker = streembit_tests::harness::ports::free_port();
     let gw_dir = tmp.path().join("gw");
     plug_bridge(&gw_dir, broker);
-    let mut gw = AgentProcess::start_with_env(
+    let mut gw = AgentProcess::builder(
         &gw_dir,
         &format!("listen = \"127.0.0.1:0\"\n{seeds}[mqtt]\nlisten = \"127.0.0.1:{broker}\"\n"),
-        &[
-            ("STREEMBIT_MQTT__EMBEDDED", "true"),
-            ("STREEMBIT_NAT__REACHABILITY", "private"),
-        ],
-    );
+    )
+    .env("STREEMBIT_MQTT__EMBEDDED", "true")
+    .env("STREEMBIT_NAT__REACHABILITY", "private")
+    .spawn();
     let announced = wait_relayed(&mut gw);
     assert_eq!(announced, format!("relay:{}@{}", relay.key, relay.addr));
     let plug = feed_plug(&gw, broker, &[]);
@@ -65,7 +64,7 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
 
 /// A key at `path` (an identity or a device key made before first start).
 fn keygen(path: &Path) -> String {
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .args(["keygen", "--out"])
         .arg(path)
         .output()
@@ -75,7 +74,7 @@ fn keygen(path: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    streembit_tests::harness::agent::stdout(&out)
+    streembit_tests::harness::cli::stdout(&out)
 }
 
 #[test]
@@ -98,17 +97,16 @@ fn on_a_private_network_the_relayed_target_still_checks_its_allowlist() {
     let broker = streembit_tests::harness::ports::free_port();
     plug_bridge(&dir("gw"), broker);
     // The gateway admits the relay and one reader, not the other.
-    let mut gw = AgentProcess::start_with_env(
+    let mut gw = AgentProcess::builder(
         &dir("gw"),
         &private(
             &[&relay_key, &gw_key, &ok_key, &plug],
             &format!("{seeds}[mqtt]\nlisten = \"127.0.0.1:{broker}\"\n"),
         ),
-        &[
-            ("STREEMBIT_MQTT__EMBEDDED", "true"),
-            ("STREEMBIT_NAT__REACHABILITY", "private"),
-        ],
-    );
+    )
+    .env("STREEMBIT_MQTT__EMBEDDED", "true")
+    .env("STREEMBIT_NAT__REACHABILITY", "private")
+    .spawn();
     let announced = wait_relayed(&mut gw);
     assert_eq!(feed_plug(&gw, broker, &[]), plug);
     let ok = AgentProcess::start(&dir("ok"), &private(&everyone, &seeds));
@@ -159,14 +157,11 @@ fn agent_in(dir: &Path, lab_host: &Host, extra: &str, env: &[(&str, &str)]) -> A
         "listen = \"{ip}:{PORT}\"\nannounce = [\"{ip}:{PORT}\"]\n{extra}",
         ip = lab_host.ip
     );
-    let mut all = vec![("RUST_LOG", "info,streembit_agent::node::nat=debug")];
-    all.extend_from_slice(env);
-    AgentProcess::start_wrapped_with_env(
-        &dir.join(&lab_host.ns),
-        &cfg,
-        &all,
-        NatLab::exec_prefix(lab_host),
-    )
+    AgentProcess::builder(&dir.join(&lab_host.ns), &cfg)
+        .log("info,streembit_agent::node::nat=debug")
+        .envs(env)
+        .wrapper(NatLab::exec_prefix(lab_host))
+        .spawn()
 }
 
 fn nat_network(dir: &Path, kinds: [NatKind; 2]) -> Option<NatNetwork> {

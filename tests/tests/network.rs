@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use streembit_tests::harness::agent::{stderr, stdout};
-use streembit_tests::harness::node::AgentProcess;
+use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::cli::{stderr, stdout};
 
 /// The tests of this file start up to 30 agent processes each; run them one
 /// at a time so a loaded 2-core CI machine does not turn into a timeout test.
@@ -38,7 +38,7 @@ fn lookup(from: &AgentProcess, key: &str) -> Option<Value> {
 /// Keys are made before the agents start (the allowlist needs them all).
 fn keygen(dir: &std::path::Path) -> String {
     std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::harness::agent::binary())
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
         .args(["keygen"])
         .current_dir(dir)
         .env_remove("STATE_DIRECTORY")

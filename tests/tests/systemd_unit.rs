@@ -69,7 +69,7 @@ fn systemd_analyze_verify_accepts_the_unit() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit = unit_copy(dir.path(), &streembit_tests::harness::agent::binary());
+    let unit = unit_copy(dir.path(), &streembit_tests::harness::cli::binary());
     // --man=no: Documentation=man:streembit(1) exists only once installed.
     let out = Command::new(analyze)
         .args(["verify", "--man=no"])

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use streembit_tests::harness::node::{AgentProcess, WAIT};
+use streembit_tests::harness::agent_process::{AgentProcess, WAIT};
 
 /// WatchdogSec of the fake systemd: pings every half of it.
 const WATCHDOG: Duration = Duration::from_millis(400);
@@ -40,11 +40,7 @@ fn await_state(pid: u32, stopped: bool) {
 fn a_stopped_agent_stops_petting_the_watchdog_and_resumes_after_sigcont() {
     let tmp = tempfile::tempdir().expect("tmp");
     let usec = WATCHDOG.as_micros().to_string();
-    let mut a = AgentProcess::start_with_env(
-        &tmp.path().join("a"),
-        "listen = \"127.0.0.1:0\"\n",
-        &[("WATCHDOG_USEC", usec.as_str())],
-    );
+    let mut a = AgentProcess::builder(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n").spawn();
     let pid = a.pid().expect("running");
 
     // Alive: pings arrive, one after another.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::node::{AgentProcess, WAIT};
+use crate::harness::agent_process::{AgentProcess, WAIT};
 
 /// The command's standard output as JSON; panics (with its stderr) when
 /// the command failed.

@@ -33,5 +33,5 @@ pub fn command(name: &str, args: &[&str], modules: &[&str]) -> Command {
 
 /// Runs a Python peer with `stdin` as input.
 pub fn run(name: &str, args: &[&str], modules: &[&str], stdin: &[u8]) -> Output {
-    crate::harness::agent::run_with_input(command(name, args, modules), stdin)
+    crate::harness::cli::run_with_input(command(name, args, modules), stdin)
 }

@@ -1,4 +1,5 @@
-//! Running the real `streembit` binary.
+//! One-shot `streembit` commands: the built binary, a sandbox to run it
+//! in, and its output as text.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -9,110 +9,128 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::agent::binary;
+use crate::harness::cli::binary;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(90);
 
+/// `RUST_LOG` unless a test sets its own: debug for the agent, so a failed
+/// test's `agent.log` says what the agent was doing.
+const DEFAULT_LOG: &str = "info,streembit_agent=debug";
+
 /// One agent process with its own directory, config and notify socket.
+///
+/// Start one with [`AgentProcess::start`] (the harness defaults) or, for
+/// anything else, [`AgentProcess::builder`].
 pub struct AgentProcess {
     dir: PathBuf,
     child: Option<Child>,
     notify: UnixDatagram,
+    /// Variables set on top of the harness defaults, kept for restarts.
     env: Vec<(String, String)>,
     /// Every notification received, in order.
     pub seen: Vec<String>,
     /// The UDP address it listens on (from its READY status).
     pub addr: String,
-    /// `RUST_LOG` for the process.
-    rust_log: String,
     /// Its public key.
     pub key: String,
     /// A command the agent runs under (e.g. `ip netns exec NS`), or empty.
     wrapper: Vec<String>,
 }
 
+/// What to start an agent with: its directory and `agent.toml`, and what
+/// differs from the harness defaults. Made by [`AgentProcess::builder`];
+/// nothing runs until [`spawn`](Self::spawn).
+///
+/// The defaults, which `env` overrides:
+/// - `RUST_LOG=info,streembit_agent=debug`, logged to `agent.log`;
+/// - `STREEMBIT_MQTT__EMBEDDED=false`: many agents run at once, so none
+///   takes the MQTT port unless a test asks for it;
+/// - `STREEMBIT_NAT__REACHABILITY=public`: no dial-backs unless a test is
+///   about NAT, as loopback agents are reachable as announced;
+/// - no inherited `STATE_DIRECTORY` or `RUNTIME_DIRECTORY`, so the state
+///   stays in the agent's directory; its own `NOTIFY_SOCKET`.
+#[must_use = "nothing runs until spawn()"]
+pub struct AgentBuilder {
+    dir: PathBuf,
+    config: String,
+    env: Vec<(String, String)>,
+    wrapper: Vec<String>,
+}
+
+impl AgentBuilder {
+    /// `RUST_LOG` for the process (benchmarks run with `warn` so logging
+    /// does not weigh on figures).
+    pub fn log(self, rust_log: &str) -> Self {
+        self.env("RUST_LOG", rust_log)
+    }
+
+    /// One environment variable, set after the defaults so it overrides
+    /// them; a later call for the same key wins.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// [`env`](Self::env) for each pair, in order.
+    pub fn envs(self, vars: &[(&str, &str)]) -> Self {
+        vars.iter().fold(self, |b, (k, v)| b.env(k, v))
+    }
+
+    /// Runs the agent under `prefix` (a command such as `ip netns exec
+    /// NS`, which execs it in place, so the pid and notify socket stay the
+    /// agent's).
+    pub fn wrapper(mut self, prefix: Vec<String>) -> Self {
+        self.wrapper = prefix;
+        self
+    }
+
+    /// Creates the directory, writes `agent.toml`, binds the notify
+    /// socket, starts `streembit run` and waits for READY=1; the address
+    /// and key are known when this returns.
+    pub fn spawn(self) -> AgentProcess {
+        std::fs::create_dir_all(&self.dir).expect("agent dir");
+        std::fs::write(self.dir.join("agent.toml"), &self.config).expect("write config");
+        let sock = self.dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
+        let mut me = AgentProcess {
+            dir: self.dir,
+            child: None,
+            notify,
+            env: self.env,
+            seen: Vec::new(),
+            addr: String::new(),
+            key: String::new(),
+            wrapper: self.wrapper,
+        };
+        me.launch();
+        me
+    }
+}
+
 impl AgentProcess {
-    /// Starts an agent in `dir` (created) with `config` as its agent.toml
-    /// and waits for READY=1. Logs at debug level to `agent.log`.
-    pub fn start(dir: &Path, config: &str) -> Self {
-        Self::start_with_env(dir, config, &[])
-    }
-
-    /// As [`AgentProcess::start`] with `RUST_LOG` set to `rust_log`
-    /// (benchmarks run with `warn` so logging does not weigh on figures).
-    pub fn start_with_log(dir: &Path, config: &str, rust_log: &str) -> Self {
-        Self::start_with_env(dir, config, &[("RUST_LOG", rust_log)])
-    }
-
-    /// [`AgentProcess::start`] with extra environment variables.
-    pub fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
-        std::fs::create_dir_all(dir).expect("agent dir");
-        std::fs::write(dir.join("agent.toml"), config).expect("write config");
-        let sock = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&sock);
-        let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
-        let mut me = Self {
+    /// An agent in `dir` (created) with `config` as its `agent.toml`, to be
+    /// adjusted and then [spawned](AgentBuilder::spawn).
+    pub fn builder(dir: &Path, config: &str) -> AgentBuilder {
+        AgentBuilder {
             dir: dir.to_owned(),
-            child: None,
-            notify,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            seen: Vec::new(),
-            addr: String::new(),
-            rust_log: "info,streembit_agent=debug".to_owned(),
-            key: String::new(),
+            config: config.to_owned(),
+            env: Vec::new(),
             wrapper: Vec::new(),
-        };
-        me.spawn();
-        me
+        }
     }
 
-    /// [`AgentProcess::start_with_log`] with the agent run under `wrapper`
-    /// (a command prefix such as `ip netns exec NS`, which execs it in
-    /// place, so the pid and notify socket stay the agent's).
-    pub fn start_wrapped(dir: &Path, config: &str, rust_log: &str, wrapper: Vec<String>) -> Self {
-        Self::start_wrapped_with_env(dir, config, &[("RUST_LOG", rust_log)], wrapper)
+    /// Starts an agent with the harness defaults (see [`AgentBuilder`])
+    /// and waits for READY=1.
+    pub fn start(dir: &Path, config: &str) -> Self {
+        Self::builder(dir, config).spawn()
     }
 
-    /// [`AgentProcess::start_wrapped`] with extra environment variables
-    /// (`RUST_LOG` among them sets the log level).
-    pub fn start_wrapped_with_env(
-        dir: &Path,
-        config: &str,
-        env: &[(&str, &str)],
-        wrapper: Vec<String>,
-    ) -> Self {
-        std::fs::create_dir_all(dir).expect("agent dir");
-        std::fs::write(dir.join("agent.toml"), config).expect("write config");
-        let sock = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&sock);
-        let notify = UnixDatagram::bind(&sock).expect("bind notify socket");
-        let mut me = Self {
-            dir: dir.to_owned(),
-            child: None,
-            notify,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            seen: Vec::new(),
-            addr: String::new(),
-            rust_log: env
-                .iter()
-                .find(|(k, _)| *k == "RUST_LOG")
-                .map_or("info,streembit_agent=debug", |(_, v)| v)
-                .to_owned(),
-            key: String::new(),
-            wrapper,
-        };
-        me.spawn();
-        me
-    }
-
-    fn spawn(&mut self) {
+    /// Starts the process (again) with the kept settings and waits for
+    /// READY=1; reads its address from the READY status and its key
+    /// through the CLI.
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -130,12 +148,8 @@ impl AgentProcess {
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
-            .env("RUST_LOG", &self.rust_log)
-            // Many agents run at once: none takes the MQTT port unless a
-            // test asks for it.
+            .env("RUST_LOG", DEFAULT_LOG)
             .env("STREEMBIT_MQTT__EMBEDDED", "false")
-            // Nor does any test dial-back unless it is about NAT: their
-            // loopback agents are reachable as announced.
             .env("STREEMBIT_NAT__REACHABILITY", "public")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
@@ -153,7 +167,7 @@ impl AgentProcess {
             .and_then(|rest| rest.split(',').next())
             .expect("READY carries the listen address")
             .to_owned();
-        self.key = crate::harness::agent::stdout(&self.cli(&["id"]));
+        self.key = crate::harness::cli::stdout(&self.cli(&["id"]));
     }
 
     /// The process id, while it runs.
@@ -325,7 +339,7 @@ impl AgentProcess {
             std::fs::write(self.dir.join("agent.toml"), c).expect("write config");
         }
         self.seen.clear();
-        self.spawn();
+        self.launch();
     }
 }
 
