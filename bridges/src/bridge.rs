@@ -6,14 +6,12 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::bus::{BusIo, CommandRequest};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Bus;
 use crate::error::{BridgeError, CommandError};
 use crate::reading::{Command, Reading};
 use crate::status::{DeviceStatus, StatusBoard, StatusMap};
-
-/// A command and where its result goes.
-pub(crate) type CommandRequest = (Command, oneshot::Sender<Result<(), CommandError>>);
 
 /// Channel sizes and the clock of a bridge.
 #[derive(Clone)]
@@ -66,16 +64,17 @@ impl BridgeHandle {
         let (ctx, crx) = mpsc::channel(options.commands_capacity.max(1));
         let board = StatusBoard::new(bus.device_names());
         let status = board.subscribe();
-        let clock = options.clock;
+        let io = BusIo {
+            readings: rtx,
+            commands: crx,
+            status: board,
+            clock: options.clock,
+        };
         let task = match bus {
-            Bus::ModbusRtu(b) => {
-                runtime.spawn(crate::modbus::line::Line::rtu(b).run(rtx, crx, board, clock))
-            }
-            Bus::ModbusTcp(b) => {
-                runtime.spawn(crate::modbus::line::Line::tcp(b).run(rtx, crx, board, clock))
-            }
-            Bus::I2c(b) => runtime.spawn(crate::i2c::run_linux(b, rtx, crx, board, clock)),
-            Bus::Mqtt(b) => runtime.spawn(crate::mqtt::run(b, rtx, crx, board, clock)),
+            Bus::ModbusRtu(b) => runtime.spawn(crate::modbus::line::Line::rtu(b).run(io)),
+            Bus::ModbusTcp(b) => runtime.spawn(crate::modbus::line::Line::tcp(b).run(io)),
+            Bus::I2c(b) => runtime.spawn(crate::i2c::run_linux(b, io)),
+            Bus::Mqtt(b) => runtime.spawn(crate::mqtt::run(b, io)),
         };
         (
             BridgeHandle {

@@ -72,6 +72,7 @@ pub mod mqtt;
 pub mod fuzzing;
 
 mod bridge;
+mod bus;
 mod clock;
 mod error;
 mod health;

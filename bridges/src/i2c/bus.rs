@@ -3,25 +3,21 @@
 //! Bus transfers block, so each poll moves the bus into tokio's blocking
 //! pool and takes it back; one task per bus means one transfer at a time.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
-use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::addr::I2cAddr;
 use super::sensor::Sample;
 use super::{Ads1115, Bme280, Sht3x};
-use crate::bridge::CommandRequest;
-use crate::clock::Clock;
+use crate::bus::BusIo;
 use crate::config::{I2cBus, I2cDevice, SensorKind};
 use crate::error::{BridgeError, PointError};
 use crate::health::{Health, HealthPolicy};
 use crate::reading::Reading;
 use crate::schedule::Schedule;
-use crate::status::StatusBoard;
 
 enum Driver {
     Bme280(Bme280),
@@ -63,45 +59,30 @@ impl Driver {
 
 /// Opens the Linux bus and runs the loop; if the bus cannot be opened,
 /// every sensor is offline with the reason and the open is retried.
-pub(crate) async fn run_linux(
-    bus: I2cBus,
-    readings: mpsc::Sender<Reading>,
-    mut commands: mpsc::Receiver<CommandRequest>,
-    board: StatusBoard,
-    clock: Arc<dyn Clock>,
-) {
+pub(crate) async fn run_linux(bus: I2cBus, mut io: BusIo) {
     let mut retry = Duration::from_secs(1);
     loop {
         match linux_embedded_hal::I2cdev::new(&bus.bus) {
             Ok(dev) => {
-                return run_with(
-                    bus,
-                    dev,
-                    linux_embedded_hal::Delay,
-                    readings,
-                    commands,
-                    board,
-                    clock,
-                )
-                .await;
+                return run_with(bus, dev, linux_embedded_hal::Delay, io).await;
             }
             Err(e) => {
-                let now = clock.now();
+                let now = io.clock.now();
                 for d in &bus.devices {
                     let mut h = Health::new(policy(&bus, d));
                     let _ = h.on_failure(&format!("{}: {e}", bus.bus), now);
                     for _ in 1..bus.offline_after {
                         let _ = h.on_failure(&format!("{}: {e}", bus.bus), now);
                     }
-                    board.set(&d.name, h.status().clone());
+                    io.status.set(&d.name, h.status().clone());
                 }
                 let until = now.instant + retry;
                 retry = (retry * 2).min(Duration::from_millis(bus.backoff_max_ms.max(1000)));
                 loop {
                     tokio::select! {
                         () = sleep_until(until) => break,
-                        () = readings.closed() => return,
-                        req = commands.recv() => match req {
+                        () = io.readings.closed() => return,
+                        req = io.commands.recv() => match req {
                             Some((_, reply)) => { let _ = reply.send(Err(PointError::ReadOnly.into())); }
                             None => return,
                         },
@@ -122,18 +103,17 @@ fn policy(bus: &I2cBus, d: &I2cDevice) -> HealthPolicy {
 
 /// Runs the bus loop over any embedded-hal 1.0 bus and delay (a mock in
 /// tests, another HAL elsewhere) until the readings receiver is dropped.
-pub(crate) async fn run_with<I, D>(
-    bus: I2cBus,
-    i2c: I,
-    delay: D,
-    readings: mpsc::Sender<Reading>,
-    mut commands: mpsc::Receiver<CommandRequest>,
-    board: StatusBoard,
-    clock: Arc<dyn Clock>,
-) where
+pub(crate) async fn run_with<I, D>(bus: I2cBus, i2c: I, delay: D, io: BusIo)
+where
     I: I2c + Send + 'static,
     D: DelayNs + Send + 'static,
 {
+    let BusIo {
+        readings,
+        mut commands,
+        status: board,
+        clock,
+    } = io;
     let mut sensors = Vec::new();
     for d in &bus.devices {
         match Driver::new(d) {
@@ -202,10 +182,13 @@ mod tests {
     use crate::clock::SystemClock;
     use crate::config::BridgeFile;
     use crate::status::DeviceState;
+    use crate::status::StatusBoard;
     use crate::value::Value;
     use embedded_hal::i2c::{ErrorKind, NoAcknowledgeSource};
     use embedded_hal_mock::eh1::delay::NoopDelay;
     use embedded_hal_mock::eh1::i2c::{Mock, Transaction as T};
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
 
     fn good() -> Vec<T> {
         let w = [0x66, 0x66];
@@ -260,15 +243,13 @@ poll_ms = 1
         let (ctx, crx) = mpsc::channel(4);
         let board = StatusBoard::new(["sht"]);
         let mut status = board.subscribe();
-        let task = tokio::spawn(run_with(
-            bus,
-            i2c,
-            NoopDelay::new(),
-            rtx,
-            crx,
-            board,
-            Arc::new(SystemClock),
-        ));
+        let io = BusIo {
+            readings: rtx,
+            commands: crx,
+            status: board,
+            clock: Arc::new(SystemClock),
+        };
+        let task = tokio::spawn(run_with(bus, i2c, NoopDelay::new(), io));
         let limit = std::time::Duration::from_secs(30);
 
         let first = tokio::time::timeout(limit, rrx.recv())

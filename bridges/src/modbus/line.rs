@@ -29,7 +29,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
@@ -39,7 +38,7 @@ use tokio_serial::SerialPort;
 use super::codec::{decode_registers, encode_bit, encode_registers};
 use super::plan::{plan, split, Block};
 use super::{exception, UnitId};
-use crate::bridge::CommandRequest;
+use crate::bus::BusIo;
 use crate::clock::{Clock, Now};
 use crate::config::{Access, ModbusDevice, Parity, RtuBus, Table, TcpBus};
 use crate::error::{BridgeError, CommandError, PointError};
@@ -109,13 +108,13 @@ impl Line {
     }
 
     /// Runs until the reading receiver is dropped.
-    pub(crate) async fn run(
-        mut self,
-        readings: mpsc::Sender<Reading>,
-        mut commands: mpsc::Receiver<CommandRequest>,
-        status: StatusBoard,
-        clock: Arc<dyn Clock>,
-    ) {
+    pub(crate) async fn run(mut self, io: BusIo) {
+        let BusIo {
+            readings,
+            mut commands,
+            status,
+            clock,
+        } = io;
         let mut schedule = Schedule::new(self.devices.len(), clock.now().instant);
         let mut commands_open = true;
         loop {

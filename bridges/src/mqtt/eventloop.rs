@@ -1,22 +1,18 @@
 //! The MQTT event loop: owns the rumqttc `EventLoop`, feeds [`MqttState`],
 //! and reconnects with exponential backoff.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing as Out, Packet, QoS, Transport,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::state::{MqttState, Outgoing};
 use super::tls::client_config;
-use crate::bridge::CommandRequest;
-use crate::clock::Clock;
+use crate::bus::BusIo;
 use crate::config::MqttBus;
 use crate::error::BridgeError;
-use crate::reading::Reading;
 use crate::status::StatusBoard;
 
 /// Largest packet rumqttc accepts. A bigger one would drop the connection
@@ -58,13 +54,13 @@ fn push_status(state: &MqttState, board: &StatusBoard) {
 }
 
 /// Runs the bridge until the readings receiver is dropped.
-pub(crate) async fn run(
-    bus: MqttBus,
-    readings: mpsc::Sender<Reading>,
-    mut commands: mpsc::Receiver<CommandRequest>,
-    board: StatusBoard,
-    clock: Arc<dyn Clock>,
-) {
+pub(crate) async fn run(bus: MqttBus, io: BusIo) {
+    let BusIo {
+        readings,
+        mut commands,
+        status: board,
+        clock,
+    } = io;
     let mut state = MqttState::new(&bus);
     let opts = match options(&bus) {
         Ok(o) => o,

@@ -11,12 +11,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use tokio::sync::oneshot;
-
 use super::payload::{command_payload, parse, point_value};
+use crate::bus::Reply;
 use crate::clock::Now;
 use crate::config::{Access, MqttBus, MqttDevice};
-use crate::error::{BridgeError, CommandError, PointError};
+use crate::error::{BridgeError, PointError};
 use crate::reading::{Command, Reading};
 use crate::status::{DeviceState, DeviceStatus};
 
@@ -27,8 +26,6 @@ pub(crate) struct Outgoing {
     pub(crate) payload: Vec<u8>,
     pub(crate) retain: bool,
 }
-
-type Reply = oneshot::Sender<Result<(), CommandError>>;
 
 struct Waiting {
     out: Outgoing,
@@ -296,7 +293,9 @@ impl MqttState {
 mod tests {
     use super::*;
     use crate::config::BridgeFile;
+    use crate::error::CommandError;
     use crate::value::Value;
+    use tokio::sync::oneshot;
     use tokio::time::Instant;
 
     fn now(ms: u64) -> Now {
