@@ -26,8 +26,9 @@
 //! signing.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cli;
-pub mod config;
+pub mod clock;
 pub mod daemon;
 pub mod devices;
 pub mod dht;

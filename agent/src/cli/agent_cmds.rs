@@ -6,9 +6,8 @@ use std::io::Write;
 
 use super::agent_client::get;
 use super::{ConfigArg, Failure, EXIT_INVALID};
-use crate::config::AgentConfig;
-use crate::daemon::control::{ApiError, LookupAnswer, Peer, Status};
-use crate::devices::DeviceInfo;
+use crate::api::{ApiError, DeviceInfo, LookupAnswer, Peer, Status};
+use crate::daemon::config::AgentConfig;
 
 pub(super) fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
     Ok(AgentConfig::load(config.config.as_deref())
@@ -27,16 +26,6 @@ pub(super) fn fetch<T: serde::de::DeserializeOwned>(
     let value = serde_json::from_slice(&body)
         .map_err(|e| Failure::usage(format!("unexpected answer from the agent: {e}")))?;
     Ok((value, body))
-}
-
-/// A point's value with its unit, or why there is none.
-pub(super) fn shown(r: &crate::devices::PointReading) -> String {
-    match &r.value {
-        Some(v) => format!("{v} {}", r.unit.as_deref().unwrap_or(""))
-            .trim_end()
-            .to_owned(),
-        None => r.quality.clone(),
-    }
 }
 
 /// A non-2xx answer as a failure carrying the API's error message.
@@ -141,7 +130,7 @@ pub(super) fn devices(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Re
             d.name, d.bridge, d.state, d.key
         ));
         for (point, r) in &d.points {
-            text.push_str(&format!("  {point:<16} {}\n", shown(r)));
+            text.push_str(&format!("  {point:<16} {}\n", r.shown()));
         }
     }
     text.push_str(&format!("{} devices\n", devices.len()));

@@ -11,26 +11,10 @@
 use std::io::Write;
 
 use super::agent_client::{delete, post};
-use super::agent_cmds::{fetch, refused, shown, socket, write};
+use super::agent_cmds::{fetch, refused, socket, write};
 use super::{Failure, InboxArgs, JsonArgs, KeyArgs, ReadArgs, WriteArgs, EXIT_INVALID};
-use crate::devices::protocol::VerifiedReading;
-use crate::devices::{DeviceInfo, InboxEntry, SubscriptionInfo};
+use crate::api::{DeviceInfo, InboxEntry, ReadAnswer, ReadingView, SubscriptionInfo};
 use crate::identity::PublicKey;
-
-#[derive(serde::Deserialize)]
-struct ReadAnswer {
-    device: String,
-    readings: Vec<VerifiedReading>,
-}
-
-fn value_text(r: &VerifiedReading) -> String {
-    match &r.value {
-        Some(v) => format!("{v} {}", r.unit.as_deref().unwrap_or(""))
-            .trim_end()
-            .to_owned(),
-        None => r.quality.clone(),
-    }
-}
 
 pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let Ok(key) = args.device.parse::<PublicKey>() else {
@@ -45,7 +29,7 @@ pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> 
         let text: String = answer
             .readings
             .iter()
-            .map(|r| format!("{} {}\n", r.point, r.cose))
+            .map(|r| format!("{} {}\n", r.point, r.cose.as_deref().unwrap_or("")))
             .collect();
         return write(out, &text);
     }
@@ -57,7 +41,7 @@ pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> 
         text.push_str(&format!(
             "  {:<16} {}  at {} ms  ({}, seq {})\n",
             r.point,
-            value_text(r),
+            r.shown(),
             r.timestamp_ms,
             r.device,
             r.seq
@@ -70,7 +54,7 @@ pub(super) fn read(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> 
 fn read_local(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let path = format!("/v1/devices/{}", args.device);
     let (device, _): (DeviceInfo, _) = fetch(&args.common.config, &path)?;
-    let points: Vec<(&String, &crate::devices::PointReading)> = device
+    let points: Vec<(&String, &ReadingView)> = device
         .points
         .iter()
         .filter(|(name, _)| args.point.as_ref().is_none_or(|p| p == *name))
@@ -106,7 +90,7 @@ fn read_local(args: &ReadArgs, out: &mut dyn Write) -> Result<(), Failure> {
     for (name, r) in points {
         text.push_str(&format!(
             "  {name:<16} {}  at {} ms\n",
-            shown(r),
+            r.shown(),
             r.timestamp_ms
         ));
     }
@@ -203,13 +187,18 @@ pub(super) fn inbox(args: &InboxArgs, out: &mut dyn Write) -> Result<(), Failure
         .map(|e| {
             let r = &e.reading;
             if args.cose {
-                format!("{} {} {}\n", r.seq, r.point, r.cose)
+                format!(
+                    "{} {} {}\n",
+                    r.seq,
+                    r.point,
+                    r.cose.as_deref().unwrap_or("")
+                )
             } else {
                 format!(
                     "{} {:<16} {}  at {} ms\n",
                     r.seq,
                     r.point,
-                    value_text(r),
+                    r.shown(),
                     r.timestamp_ms
                 )
             }

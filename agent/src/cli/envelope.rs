@@ -7,11 +7,11 @@ use serde_json::json;
 use super::encoding::{read_input, Encoding};
 use super::keys::keystore;
 use super::{ConfigArg, Failure, SignArgs, VerifyArgs, EXIT_INVALID};
-use crate::config::AgentConfig;
+use crate::daemon::config::AgentConfig;
 use crate::identity::{KeyFile, PublicKey};
 use crate::wire::payload::{cbor_to_json, input_to_cbor};
 use crate::wire::{
-    self, Audience, Kind, NetworkId, Opened, Sealer, UnixMillis, WireError,
+    self, Audience, Kind, NetworkId, Opened, Sealer, WireError,
     DEFAULT_MAX_ENVELOPE_BYTES, HARD_MAX_ENVELOPE_BYTES,
 };
 
@@ -32,7 +32,7 @@ pub(super) fn sign(args: &SignArgs, out: &mut dyn Write) -> Result<(), Failure> 
     };
     let payload = input_to_cbor(&read_input(&args.input, DEFAULT_MAX_ENVELOPE_BYTES)?);
     let bytes = Sealer::new(network)
-        .seal(&key, kind, audience, &payload, UnixMillis::now())
+        .seal(&key, kind, audience, &payload, crate::clock::Clock::system().wall())
         .map_err(|e| match e {
             WireError::WrongAudience { .. } if args.to.is_none() => {
                 Failure::usage(format!("{e}: pass --to <recipient public key>"))
@@ -83,7 +83,7 @@ fn check(
         });
     }
     if let Some(secs) = fresh {
-        let now = UnixMillis::now();
+        let now = crate::clock::Clock::system().wall();
         let skew_ms = secs.saturating_mul(1000);
         if opened.timestamp().0.abs_diff(now.0) > skew_ms {
             return Err(WireError::Stale {

@@ -3,7 +3,7 @@
 use std::io::{ErrorKind, Write};
 
 use super::{ConfigArg, Failure, KeygenArgs};
-use crate::config::AgentConfig;
+use crate::daemon::config::AgentConfig;
 use crate::identity::{IdentityError, KeyFile, Keypair, Keystore};
 
 pub(super) fn keygen(args: &KeygenArgs, out: &mut dyn Write) -> Result<(), Failure> {

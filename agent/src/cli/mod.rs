@@ -301,7 +301,7 @@ impl Failure {
     }
 
     /// A config error: every problem on its own line, exit code 2.
-    pub(crate) fn config(e: crate::config::ConfigError) -> Self {
+    pub(crate) fn config(e: crate::daemon::config::ConfigError) -> Self {
         Self::usage(e)
     }
 }
@@ -311,25 +311,8 @@ fn check_config(
     path: Option<&std::path::Path>,
     out: &mut dyn std::io::Write,
 ) -> Result<(), Failure> {
-    let mut problems = Vec::new();
-    if let Err(e) = crate::config::AgentConfig::load(path) {
-        problems.extend(e.0);
-    }
-    let dir = crate::devices::bridges_dir(path);
-    let loaded = crate::devices::load_dir(&dir);
-    problems.extend(loaded.errors());
-    if problems.is_empty() {
-        let devices: usize = loaded.good.iter().map(|b| b.bus.device_names().len()).sum();
-        writeln!(
-            out,
-            "config OK ({} bridge files, {devices} devices in {})",
-            loaded.good.len(),
-            dir.display()
-        )
-        .map_err(Failure::usage)
-    } else {
-        Err(Failure::usage(problems.join("\n")))
-    }
+    let summary = crate::daemon::check_config(path).map_err(|p| Failure::usage(p.join("\n")))?;
+    writeln!(out, "{summary}").map_err(Failure::usage)
 }
 
 /// Runs an offline command, writing its output to `out`.

@@ -1,23 +1,25 @@
 //! `streembit run`: the agent as a long-running service.
 //!
 //! - `mod.rs`: start-up and shutdown order, signals, systemd notifications.
-//! - [`api`]: the local HTTP API on a Unix socket.
-//! - [`control`]: the API's request and answer types.
-//! - [`routes`]: the API's routes, parsed from method, path and body.
+//! - `config.rs`: `agent.toml` and `STREEMBIT_*` environment variables
+//!   (figment), and where the bridge files are: the daemon's input.
+//! - `server.rs`: the local HTTP API on a Unix socket (its JSON shapes
+//!   are [`crate::api`]).
+//! - `routes.rs`: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
-//! - [`mqtt`]: the embedded MQTT broker and the publication of signed
-//!   readings to local MQTT.
+//! - `local_mqtt/`: the embedded MQTT broker and the publication of
+//!   signed readings to local MQTT.
 //!
 //! Start-up: config → logging → identity → endpoint bound → table restored
 //! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
 //! persists its table and closes every connection with a code, all within
 //! 5 s.
 
-pub mod api;
-pub mod control;
+pub mod config;
+mod local_mqtt;
 mod logging;
-pub mod mqtt;
 pub mod routes;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,11 +27,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::AgentConfig;
+use crate::clock::Clock;
 use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptions};
 use crate::identity::Keystore;
-use crate::node::{Node, NodeConfig, NodeEvent};
-use crate::transport::{Endpoint, Gate, TransportConfig};
+use crate::node::{Node, NodeConfig, NodeEvent, NodeHandle};
+use crate::transport::{Endpoint, Membership, TransportConfig};
+use crate::wire::Session;
+use config::{bridges_dir, AgentConfig};
 
 /// Exit code for a config or identity problem (the operator's to fix).
 pub const EXIT_CONFIG: u8 = 2;
@@ -76,14 +80,37 @@ pub fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
     runtime.block_on(serve(config, config_path.map(|p| p.to_owned())))
 }
 
+/// What `streembit check-config` checks: the agent config and every
+/// bridge file. A summary when all is well, else every problem, each
+/// naming its file, key and reason.
+pub fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec<String>> {
+    let mut problems = Vec::new();
+    if let Err(e) = AgentConfig::load(path) {
+        problems.extend(e.0);
+    }
+    let dir = bridges_dir(path);
+    let loaded = devices::load_dir(&dir);
+    problems.extend(loaded.errors());
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let devices: usize = loaded.good.iter().map(|b| b.bus.device_names().len()).sum();
+    Ok(format!(
+        "config OK ({} bridge files, {devices} devices in {})",
+        loaded.good.len(),
+        dir.display()
+    ))
+}
+
 async fn serve(
     config: AgentConfig,
     config_path: Option<std::path::PathBuf>,
 ) -> Result<(), DaemonError> {
     let state_dir = config.state_dir();
+    let clock = Clock::system();
     // Bridge files are config too: a broken one stops the start (exit 2);
     // on reload it only keeps its previous version running.
-    let bridges_dir = devices::bridges_dir(config_path.as_deref());
+    let bridges_dir = bridges_dir(config_path.as_deref());
     let loaded_bridges = devices::load_dir(&bridges_dir);
     let problems = loaded_bridges.errors();
     if !problems.is_empty() {
@@ -95,23 +122,26 @@ async fn serve(
             .map_err(DaemonError::config)?,
     );
     let network = config.network_id().map_err(DaemonError::config)?;
-    let gate = if config.is_private() {
-        Gate::private(config.allowlist().map_err(DaemonError::config)?)
+    let membership = if config.is_private() {
+        Membership::allowlist(config.allowlist().map_err(DaemonError::config)?)
     } else {
-        Gate::public()
+        Membership::public()
     };
     let listen = config.listen_addr().map_err(DaemonError::config)?;
     let nat = config.nat.node_config().map_err(DaemonError::config)?;
     let mut transport = TransportConfig::new(listen, network.clone());
     transport.relay = nat.relay.clone();
+    transport.clock = clock.clone();
     let endpoint = Arc::new(
-        Endpoint::bind(key.clone(), gate.clone(), &transport).map_err(DaemonError::runtime)?,
+        Endpoint::bind(key.clone(), membership.clone(), &transport)
+            .map_err(DaemonError::runtime)?,
     );
     let bound = endpoint.local_addr().map_err(DaemonError::runtime)?;
 
     let mut node_cfg = NodeConfig::new(network.clone(), state_dir.clone());
     node_cfg.announce = announce_addrs(&config, bound);
     node_cfg.nat = nat;
+    node_cfg.clock = clock.clone();
     for seed in config.seeds() {
         match seed.resolve() {
             Ok(addr) if seed.key != key.public() => node_cfg.seeds.push((seed.key, addr)),
@@ -123,8 +153,9 @@ async fn serve(
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let wire = node_cfg.wire.clone();
     let mut node = Node::new(key.clone(), endpoint.clone(), node_cfg, events_tx);
+    let handle = node.handle();
     let socket = config.api_socket();
-    let listener = api::bind(&socket).map_err(|e| {
+    let listener = server::bind(&socket).map_err(|e| {
         DaemonError::runtime(format!(
             "cannot bind the API socket {}: {e}",
             socket.display()
@@ -137,9 +168,14 @@ async fn serve(
         config.max_subscribers_per_device,
     ));
     // The broker first: local MQTT devices in the bridge files connect to it.
-    let mqtt_stats = Arc::new(mqtt::MqttStats::default());
+    let mqtt_stats = Arc::new(local_mqtt::MqttStats::default());
     let publish_to = local_mqtt(&config, &mqtt_stats);
-    let devices = Devices::new(Keystore::new(&state_dir), network.clone(), outboxes.clone());
+    let devices = Devices::new(
+        Keystore::new(&state_dir),
+        network.clone(),
+        outboxes.clone(),
+        clock.clone(),
+    );
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
         devices.stop_all().await;
@@ -150,33 +186,35 @@ async fn serve(
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (queries_tx, queries_rx) = mpsc::channel(64);
+    // One session per protocol, each with its own replay window.
+    let session = || Session::new(key.clone(), network.clone(), wire.clone(), clock.wall());
     let service = Arc::new(DeviceService::new(
         devices.clone(),
-        wire.clone(),
-        key.node_id(),
+        session(),
+        clock.clone(),
     ));
     let (device_streams_tx, device_streams_rx) = mpsc::channel(256);
     node.serve_devices(device_streams_tx);
     tokio::spawn(service.clone().run(device_streams_rx));
     let remote = Arc::new(Remote::new(
-        key.clone(),
-        wire,
+        session(),
         network.clone(),
         node.dialer(),
-        queries_tx.clone(),
+        handle.clone(),
+        clock.clone(),
     ));
-    let node_task = tokio::spawn(node.run(queries_rx, shutdown_rx.clone()));
-    host_devices(&queries_tx, &devices, &gate).await;
+    let node_task = tokio::spawn(node.run(shutdown_rx.clone()));
+    host_devices(&handle, &devices, &membership, &clock).await;
     let subscriptions = Subscriptions::start(
         remote.clone(),
         devices.feed().clone(),
         &state_dir.join("inbox"),
         config.inbox_max_bytes,
+        clock.clone(),
     );
     if let Some(broker) = publish_to {
         let id = key.public().to_string();
-        mqtt::spawn_publisher(
+        local_mqtt::spawn_publisher(
             broker,
             config.mqtt.topic_prefix.clone(),
             format!("streembit-{}", &id[..16]),
@@ -195,11 +233,10 @@ async fn serve(
             }
         });
     }
-    let reload_queries = queries_tx.clone();
-    let api_task = tokio::spawn(api::serve(
+    let api_task = tokio::spawn(server::serve(
         listener,
-        api::Context {
-            node: queries_tx,
+        server::Context {
+            node: handle.clone(),
             devices: devices.clone(),
             service,
             remote,
@@ -218,7 +255,7 @@ async fn serve(
     // Pets start only once READY=1 went out: systemd (and the tests) see
     // READY, STATUS, then WATCHDOG, in that order.
     if let Some(period) = watchdog_period() {
-        tokio::spawn(watchdog(period, reload_queries.clone(), shutdown_rx));
+        tokio::spawn(watchdog(period, handle.clone(), shutdown_rx));
     }
     let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -227,7 +264,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &gate, &reload_queries, &devices, &bridges_dir).await,
+            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &bridges_dir, &clock).await,
             Some(event) = events_rx.recv() => report(&event),
         }
     }
@@ -243,7 +280,7 @@ async fn serve(
     .await;
     outboxes.sync_all();
     subscriptions.sync_all();
-    api::remove(&socket);
+    server::remove(&socket);
     Ok(())
 }
 
@@ -253,14 +290,15 @@ async fn serve(
 /// config keeps the old allowlist.
 async fn reload(
     path: Option<&std::path::Path>,
-    gate: &Gate,
-    node: &mpsc::Sender<control::Query>,
+    membership: &Membership,
+    node: &NodeHandle,
     devices: &Devices,
     bridges_dir: &std::path::Path,
+    clock: &Clock,
 ) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let problems = devices.apply(devices::load_dir(bridges_dir)).await;
-    host_devices(node, devices, gate).await;
+    host_devices(node, devices, membership, clock).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
     }
@@ -273,13 +311,10 @@ async fn reload(
         )
     };
     match AgentConfig::load(path).and_then(|c| c.allowlist()) {
-        Ok(keys) if gate.is_private() => {
-            let removed = gate.replace_allowlist(keys);
+        Ok(keys) if membership.is_private() => {
+            let removed = membership.replace_allowlist(keys);
             for k in &removed {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if node.send(control::Query::Forget(*k, tx)).await.is_ok() {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-                }
+                let _ = tokio::time::timeout(NODE_ANSWER, node.forget(*k)).await;
             }
             tracing::info!(removed = removed.len(), "allowlist reloaded");
         }
@@ -295,13 +330,13 @@ async fn reload(
 /// Starts the embedded broker if configured; the broker readings are
 /// published to, if any. A broker that cannot start (its port taken) is
 /// reported and the agent runs on without it.
-fn local_mqtt(config: &AgentConfig, stats: &mqtt::MqttStats) -> Option<SocketAddr> {
+fn local_mqtt(config: &AgentConfig, stats: &local_mqtt::MqttStats) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     let resolve = |a: &str| a.to_socket_addrs().ok().and_then(|mut i| i.next());
     let mut publish_to = config.mqtt.publish_to.as_deref().and_then(resolve);
     if config.mqtt.embedded {
         match resolve(&config.mqtt.listen).ok_or_else(|| "no address".to_owned()).and_then(|a| {
-            mqtt::start_broker(a, stats).map(|()| a)
+            local_mqtt::start_broker(a, stats).map(|()| a).map_err(|e| e.to_string())
         }) {
             Ok(addr) => {
                 tracing::info!(listen = %addr, "embedded MQTT broker running");
@@ -313,25 +348,31 @@ fn local_mqtt(config: &AgentConfig, stats: &mqtt::MqttStats) -> Option<SocketAdd
     publish_to
 }
 
+/// How long the daemon waits for the node to host devices or forget a
+/// peer before it goes on.
+const NODE_ANSWER: Duration = Duration::from_secs(5);
+
 /// Tells the node which devices it hosts (TLS identities, device records).
-/// On a private network every device key must be on the allowlist too
-/// (peers check the device's certificate against theirs): say so if not.
-async fn host_devices(node: &mpsc::Sender<control::Query>, devices: &Devices, gate: &Gate) {
-    if gate.is_private() {
-        for d in devices.list() {
-            if d.key.parse().is_ok_and(|k| !gate.admits(&k)) {
-                tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");
-            }
+/// On a private network every device key must be a member too (peers
+/// check the device's certificate against their membership): say so if not.
+async fn host_devices(
+    node: &NodeHandle,
+    devices: &Devices,
+    membership: &Membership,
+    clock: &Clock,
+) {
+    for d in devices.list() {
+        let refused = d
+            .key
+            .parse()
+            .ok()
+            .and_then(|k| membership.admits(&k, clock.wall()).is_admitted().then_some(()))
+            .is_none();
+        if refused {
+            tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");
         }
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if node
-        .send(control::Query::Host(devices.keypairs(), tx))
-        .await
-        .is_ok()
-    {
-        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-    }
+    let _ = tokio::time::timeout(NODE_ANSWER, node.host(devices.keypairs())).await;
 }
 
 fn report(event: &NodeEvent) {
@@ -361,24 +402,17 @@ fn watchdog_period() -> Option<Duration> {
 
 /// Pets the watchdog only when the node loop answers a status query, so a
 /// stuck loop (not just a live process) makes systemd restart us.
-async fn watchdog(
-    period: Duration,
-    node: mpsc::Sender<control::Query>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn watchdog(period: Duration, node: NodeHandle, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if node.send(control::Query::Status(tx)).await.is_err() {
-            return;
-        }
-        match tokio::time::timeout(period, rx).await {
+        match tokio::time::timeout(period, node.status()).await {
             Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
-            _ => tracing::warn!("node loop did not answer in time; not petting the watchdog"),
+            Ok(Err(_)) => return,
+            Err(_) => tracing::warn!("node loop did not answer in time; not petting the watchdog"),
         }
     }
 }

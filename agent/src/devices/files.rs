@@ -1,5 +1,6 @@
 //! Bridge files: every `*.toml` in `bridges.d/` beside the agent config,
-//! one bus per file, validated together.
+//! one bus per file, validated together. Where the directory is, is the
+//! daemon's config to say.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -35,16 +36,6 @@ impl Loaded {
     pub fn errors(&self) -> Vec<String> {
         self.broken.values().flatten().cloned().collect()
     }
-}
-
-/// Where bridge files live for an agent config at `config`: `bridges.d/`
-/// beside it. With no explicit config, beside the default config path.
-pub fn bridges_dir(config: Option<&Path>) -> PathBuf {
-    let base = config.unwrap_or(Path::new(crate::config::DEFAULT_CONFIG_PATH));
-    base.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("bridges.d")
 }
 
 /// Reads and validates every `*.toml` in `dir` (a missing directory is

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::protocol::ErrorCode;
+use super::DevicesError;
 use crate::identity::PublicKey;
 use crate::journal::Journal;
 use crate::metrics::{Family, Kind};
@@ -164,10 +165,14 @@ impl Outboxes {
 
     /// Makes sure `subscriber` has a queue for `device` (what a first
     /// `subscribe` does; also for benchmarks and tools).
-    pub fn ensure_queue(&self, device: &PublicKey, subscriber: &PublicKey) -> Result<(), String> {
+    pub fn ensure_queue(
+        &self,
+        device: &PublicKey,
+        subscriber: &PublicKey,
+    ) -> Result<(), DevicesError> {
         self.subscribe(device, subscriber)
             .map(drop)
-            .map_err(|(_, message)| message)
+            .map_err(|(_, message)| DevicesError::Queue(message))
     }
 
     /// Forgets `subscriber`'s subscription to `device` and its queue.

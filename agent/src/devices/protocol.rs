@@ -25,8 +25,7 @@
 use coset::cbor::Value;
 
 use crate::identity::PublicKey;
-use crate::wire::payload::value_to_json;
-use crate::wire::{open_published, open_published_batch, NetworkId, Opened, WireError};
+use crate::wire::Opened;
 
 /// Why a device refused: the `code` of an `error` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,85 +271,6 @@ impl Answer {
     }
 }
 
-/// A reading checked against the device key it must come from.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct VerifiedReading {
-    /// The device's name at its gateway.
-    pub device: String,
-    /// The point.
-    pub point: String,
-    /// The value (absent when the reading carries an error).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub value: Option<serde_json::Value>,
-    /// Unit.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub unit: Option<String>,
-    /// `good` or `bad: <reason>`.
-    pub quality: String,
-    /// When it was read, ms since the Unix epoch.
-    pub timestamp_ms: u64,
-    /// The device's reading sequence.
-    pub seq: u64,
-    /// The envelope, hex: verifiable with the device key alone.
-    pub cose: String,
-}
-
-/// Opens a `reading` envelope and checks that `device` signed it: a
-/// reading signed by any other key (the gateway's included) is refused.
-pub fn verify_reading(
-    envelope: &[u8],
-    device: &PublicKey,
-    network: &NetworkId,
-    max_len: usize,
-) -> Result<VerifiedReading, String> {
-    let opened =
-        open_published(envelope, network, max_len).map_err(|e: WireError| e.to_string())?;
-    reading_from(&opened, envelope, device)
-}
-
-/// [`verify_reading`] for a burst, with one batch signature check (see
-/// [`open_published_batch`]): one result per envelope, in order.
-pub fn verify_readings<E: AsRef<[u8]>>(
-    envelopes: &[E],
-    device: &PublicKey,
-    network: &NetworkId,
-    max_len: usize,
-) -> Vec<Result<VerifiedReading, String>> {
-    let refs: Vec<&[u8]> = envelopes.iter().map(AsRef::as_ref).collect();
-    open_published_batch(&refs, network, max_len)
-        .into_iter()
-        .zip(&refs)
-        .map(|(opened, env)| reading_from(&opened.map_err(|e| e.to_string())?, env, device))
-        .collect()
-}
-
-fn reading_from(
-    opened: &Opened,
-    envelope: &[u8],
-    device: &PublicKey,
-) -> Result<VerifiedReading, String> {
-    if opened.kind() != crate::wire::Kind::Reading {
-        return Err(format!("expected a reading, got {}", opened.kind()));
-    }
-    if opened.sender() != *device {
-        return Err(format!(
-            "reading signed by {}, not by the device {device}",
-            opened.sender()
-        ));
-    }
-    let map = decode_map(opened.payload()).ok_or("the reading is not one CBOR map")?;
-    Ok(VerifiedReading {
-        device: text(&map, "device").ok_or("reading without \"device\"")?,
-        point: text(&map, "point").ok_or("reading without \"point\"")?,
-        value: field(&map, "value").cloned().map(value_to_json),
-        unit: text(&map, "unit"),
-        quality: text(&map, "quality").ok_or("reading without \"quality\"")?,
-        timestamp_ms: uint(&map, "ts").ok_or("reading without \"ts\"")?,
-        seq: uint(&map, "seq").unwrap_or(0),
-        cose: hex::encode(envelope),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,53 +304,6 @@ mod tests {
             let device = crate::identity::Keypair::from_seed(&[3; 32]).public();
             assert_eq!(Request::decode(kind, &r.encode(&device)), Ok(r));
         }
-    }
-
-    /// What `read` relies on: a reading is accepted only when the device
-    /// key signed it, so a gateway re-signing with its own key is caught.
-    #[test]
-    fn a_reading_signed_by_anyone_but_the_device_is_refused() {
-        use crate::identity::Keypair;
-        use crate::wire::{Audience, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES};
-        let device = Keypair::from_seed(&[1; 32]);
-        let gateway = Keypair::from_seed(&[2; 32]);
-        let net = NetworkId::public();
-        let payload = Value::Map(vec![
-            (Value::Text("device".into()), Value::Text("meter".into())),
-            (Value::Text("point".into()), Value::Text("temp".into())),
-            (Value::Text("value".into()), Value::Integer(21.into())),
-            (Value::Text("quality".into()), Value::Text("good".into())),
-            (Value::Text("ts".into()), Value::Integer(1.into())),
-            (Value::Text("seq".into()), Value::Integer(5.into())),
-        ]);
-        let payload = encode(&payload);
-        let mut sealer = Sealer::with_nonce(net.clone(), 1);
-        let mut seal = |key: &Keypair, kind| {
-            sealer
-                .seal(key, kind, Audience::Anyone, &payload, UnixMillis(1))
-                .expect("seal")
-        };
-        let good = seal(&device, Kind::Reading);
-        let r = verify_reading(&good, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES)
-            .expect("the device's own reading");
-        assert_eq!((r.seq, r.value), (5, Some(serde_json::json!(21))));
-        let resigned = seal(&gateway, Kind::Reading);
-        let err = verify_reading(
-            &resigned,
-            &device.public(),
-            &net,
-            DEFAULT_MAX_ENVELOPE_BYTES,
-        )
-        .expect_err("re-signed by the gateway");
-        assert!(err.contains("not by the device"), "{err}");
-        let note = seal(&device, Kind::Note);
-        assert!(verify_reading(&note, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err());
-        let mut flipped = good.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert!(
-            verify_reading(&flipped, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err()
-        );
     }
 
     #[test]

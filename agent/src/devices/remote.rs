@@ -8,84 +8,69 @@
 //! are checked one by one against the device key, so a gateway cannot pass
 //! off readings it signed itself.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
-use crate::daemon::control::{Query, QuerySender};
-use crate::identity::{Keypair, PublicKey};
-use crate::node::nat::{parse_addrs, PeerAddr};
-use crate::node::Nat;
+use super::protocol::{Answer, Request};
+use super::reading::verify_readings;
+use crate::api::ReadingView;
+use crate::clock::Clock;
+use crate::identity::PublicKey;
+use crate::node::{parse_addrs, Dialer, NodeError, NodeHandle, PeerAddr};
 use crate::transport::framing::{read_frame, write_frame};
 use crate::transport::Connection;
 use crate::wire::payload::value_to_json;
-use crate::wire::{Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig};
+use crate::wire::{Kind, NetworkId, Session};
 
 /// A whole request (lookup, dial, answer) may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What went wrong with a remote device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What went wrong with a remote device, and whose doing it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RemoteError {
-    /// No device record for the key, or it could not be reached.
+    /// No device record for the key, or it could not be reached (the
+    /// network, or the device's gateway is away).
+    #[error("device unreachable: {0}")]
     Unreachable(String),
     /// The device refused, with its signed `error` answer.
+    #[error("refused ({code}): {message}")]
     Refused {
         /// Its code (`not_authorized`, …).
         code: String,
         /// Its message.
         message: String,
     },
-    /// The answer failed a check (signature, signer, format).
+    /// The answer failed a check (signature, signer, format): the far
+    /// side's fault, or someone in between.
+    #[error("invalid answer: {0}")]
     Invalid(String),
-}
-
-impl std::fmt::Display for RemoteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RemoteError::Unreachable(e) => write!(f, "device unreachable: {e}"),
-            RemoteError::Refused { code, message } => write!(f, "refused ({code}): {message}"),
-            RemoteError::Invalid(e) => write!(f, "invalid answer: {e}"),
-        }
-    }
 }
 
 /// This agent as a client of remote devices.
 pub struct Remote {
-    key: Arc<Keypair>,
+    session: Session,
     network: NetworkId,
-    dialer: Arc<Nat>,
-    node: QuerySender,
-    sealer: Mutex<Sealer>,
-    opener: Mutex<Opener>,
-    max_frame: usize,
+    dialer: Dialer,
+    node: NodeHandle,
+    clock: Clock,
 }
 
 impl Remote {
-    /// A client signing with `key`, dialing through the node's connection
-    /// cache and looking devices up through `node`.
+    /// A client whose requests `session` signs, dialing through the
+    /// node's connection cache and looking devices up through `node`.
     pub(crate) fn new(
-        key: Arc<Keypair>,
-        wire: WireConfig,
+        session: Session,
         network: NetworkId,
-        dialer: Arc<Nat>,
-        node: QuerySender,
+        dialer: Dialer,
+        node: NodeHandle,
+        clock: Clock,
     ) -> Self {
         Self {
-            max_frame: wire.max_envelope_bytes,
-            opener: Mutex::new(Opener::new(
-                network.clone(),
-                key.node_id(),
-                wire,
-                UnixMillis::now(),
-            )),
-            sealer: Mutex::new(Sealer::new(network.clone())),
+            session,
             network,
             dialer,
             node,
-            key,
+            clock,
         }
     }
 
@@ -96,21 +81,17 @@ impl Remote {
 
     /// The envelope size cap.
     pub fn max_frame(&self) -> usize {
-        self.max_frame
+        self.session.max_frame()
     }
 
     /// `device`'s gateway and where it listens, from its device record.
     async fn locate(&self, device: &PublicKey) -> Result<(PublicKey, Vec<PeerAddr>), RemoteError> {
-        let (tx, rx) = oneshot::channel();
-        self.node
-            .send(Query::Lookup(*device, tx))
-            .await
-            .map_err(|_| RemoteError::Unreachable("the agent is shutting down".into()))?;
-        let answer = rx
-            .await
-            .map_err(|_| RemoteError::Unreachable("the agent is shutting down".into()))?
-            .map_err(RemoteError::Invalid)?
-            .ok_or_else(|| RemoteError::Unreachable(format!("no record for {device}")))?;
+        let answer = match self.node.lookup(*device).await {
+            Ok(Some(answer)) => answer,
+            Ok(None) => return Err(RemoteError::Unreachable(format!("no record for {device}"))),
+            Err(NodeError::InvalidRecord(e)) => return Err(RemoteError::Invalid(e)),
+            Err(e) => return Err(RemoteError::Unreachable(e.to_string())),
+        };
         if answer.kind != "device" {
             return Err(RemoteError::Unreachable(format!(
                 "{device} is a {}, not a device",
@@ -134,7 +115,6 @@ impl Remote {
         self.dialer
             .get_or_dial(device, &gateway, &addrs)
             .await
-            .map(|(c, _)| c)
             .map_err(|e| RemoteError::Unreachable(e.to_string()))
     }
 
@@ -152,7 +132,6 @@ impl Remote {
         self.dialer
             .get_or_dial(&gateway, &gateway, &addrs)
             .await
-            .map(|(c, _)| c)
             .map_err(|e| RemoteError::Unreachable(e.to_string()))
     }
 
@@ -167,16 +146,8 @@ impl Remote {
             Request::Command { .. } => Kind::Command,
             Request::Subscribe { .. } => Kind::Subscribe,
         };
-        self.sealer
-            .lock()
-            .map_err(|_| RemoteError::Invalid("sealer poisoned".into()))?
-            .seal(
-                &self.key,
-                kind,
-                Audience::Node(device.node_id()),
-                &request.encode(device),
-                UnixMillis::now(),
-            )
+        self.session
+            .seal(kind, device, &request.encode(device), self.clock.wall())
             .map_err(|e| RemoteError::Invalid(e.to_string()))
     }
 
@@ -186,19 +157,11 @@ impl Remote {
         device: &PublicKey,
         bytes: &[u8],
     ) -> Result<Answer, RemoteError> {
-        let opened = self
-            .opener
-            .lock()
-            .map_err(|_| RemoteError::Invalid("opener poisoned".into()))?
-            .open(bytes, UnixMillis::now())
+        let from = self
+            .session
+            .open_from(device, bytes, self.clock.wall())
             .map_err(|e| RemoteError::Invalid(e.to_string()))?;
-        if opened.sender() != *device {
-            return Err(RemoteError::Invalid(format!(
-                "answer signed by {}, not by the device",
-                opened.sender()
-            )));
-        }
-        match Answer::decode(&opened).map_err(RemoteError::Invalid)? {
+        match Answer::decode(from.opened()).map_err(RemoteError::Invalid)? {
             Answer::Error { code, message } => Err(RemoteError::Refused { code, message }),
             answer => Ok(answer),
         }
@@ -218,7 +181,7 @@ impl Remote {
                 .await
                 .map_err(|e| RemoteError::Unreachable(e.to_string()))?;
             let _ = send.finish();
-            let answer = read_frame(&mut recv, self.max_frame)
+            let answer = read_frame(&mut recv, self.max_frame())
                 .await
                 .map_err(|e| RemoteError::Unreachable(e.to_string()))?
                 .ok_or_else(|| RemoteError::Unreachable("the device closed the stream".into()))?;
@@ -234,9 +197,9 @@ impl Remote {
         &self,
         device: &PublicKey,
         point: Option<String>,
-    ) -> Result<Vec<VerifiedReading>, RemoteError> {
+    ) -> Result<Vec<ReadingView>, RemoteError> {
         match self.exchange(device, &Request::Read { point }).await? {
-            Answer::Readings(list) => verify_readings(&list, device, &self.network, self.max_frame)
+            Answer::Readings(list) => verify_readings(&list, device, &self.network, self.max_frame())
                 .into_iter()
                 .map(|r| r.map_err(RemoteError::Invalid))
                 .collect(),

@@ -15,15 +15,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
+use super::board::HostedDevice;
 use super::outbox::Outbox;
 use super::protocol::{target_device, Answer, ErrorCode, Request};
-use super::registry::{Devices, Hosted};
+use super::supervisor::Devices;
+use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::metrics::{Family, Kind as MetricKind};
 use crate::node::{DeviceStream, BUSY};
 use crate::transport::framing::{read_frame, write_frame};
 use crate::wire::payload::value_to_json;
-use crate::wire::{Audience, Opened, Opener, Sealer, UnixMillis, WireConfig};
+use crate::wire::{FromPeer, Session};
 
 /// Requests to devices handled at once (subscriptions, once accepted, do
 /// not count: their number is bounded per device).
@@ -37,26 +39,23 @@ const BATCH: usize = 128;
 /// Answers peers on behalf of the hosted devices.
 pub struct DeviceService {
     devices: Devices,
-    opener: Mutex<Opener>,
-    sealer: Mutex<Sealer>,
+    /// The gateway's session: opens requests to its devices, seals the
+    /// devices' answers (each with its own key).
+    session: Session,
     max_frame: usize,
+    clock: Clock,
     /// `(request kind, outcome)` → count.
     counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl DeviceService {
-    /// A service for `devices`, with the node's envelope limits.
-    pub fn new(devices: Devices, wire: WireConfig, own_id: crate::identity::NodeId) -> Self {
-        let network = devices.network().clone();
+    /// A service for `devices`, opening and sealing with the gateway's
+    /// `session`.
+    pub(crate) fn new(devices: Devices, session: Session, clock: Clock) -> Self {
         Self {
-            max_frame: wire.max_envelope_bytes,
-            opener: Mutex::new(Opener::new(
-                network.clone(),
-                own_id,
-                wire,
-                UnixMillis::now(),
-            )),
-            sealer: Mutex::new(Sealer::new(network)),
+            max_frame: session.max_frame(),
+            session,
+            clock,
             devices,
             counts: Mutex::new(BTreeMap::new()),
         }
@@ -86,35 +85,20 @@ impl DeviceService {
 
     /// Opens a frame from `peer` to `device`; refusals are counted by
     /// reason.
-    fn open(&self, device: &PublicKey, peer: &PublicKey, bytes: &[u8]) -> Option<Opened> {
-        let opened = self
-            .opener
-            .lock()
-            .ok()?
-            .open_to(bytes, UnixMillis::now(), device.node_id());
-        match opened {
-            Ok(o) if o.sender() == *peer => Some(o),
-            Ok(_) => {
-                // Signed by someone other than the TLS-proven caller.
-                self.count("envelope", "sender_mismatch");
-                None
-            }
-            Err(e) => {
-                self.count("envelope", e.reason());
-                None
-            }
-        }
+    fn open(&self, device: &PublicKey, peer: &PublicKey, bytes: &[u8]) -> Option<FromPeer> {
+        // Signed by someone other than the TLS-proven caller counts as
+        // `sender_mismatch`.
+        self.session
+            .open_from_to(peer, device.node_id(), bytes, self.clock.wall())
+            .map_err(|e| self.count("envelope", e.reason()))
+            .ok()
     }
 
-    fn seal(&self, device: &Hosted, to: &PublicKey, answer: &Answer) -> Option<Vec<u8>> {
+    fn seal(&self, device: &HostedDevice, to: &PublicKey, answer: &Answer) -> Option<Vec<u8>> {
         let (kind, payload) = answer.encode();
-        let sealed = self.sealer.lock().ok()?.seal(
-            &device.key,
-            kind,
-            Audience::Node(to.node_id()),
-            &payload,
-            UnixMillis::now(),
-        );
+        let sealed = self
+            .session
+            .seal_as(&device.key, kind, to, &payload, self.clock.wall());
         sealed
             .map_err(|e| tracing::warn!(error = %e, "cannot seal a device answer"))
             .ok()
@@ -193,7 +177,7 @@ impl DeviceService {
     async fn finish(
         &self,
         s: &mut DeviceStream,
-        device: &Hosted,
+        device: &HostedDevice,
         answer: Answer,
         kind: &'static str,
     ) {
@@ -211,7 +195,7 @@ impl DeviceService {
         }
     }
 
-    fn read(&self, device: &Hosted, point: Option<&str>) -> Answer {
+    fn read(&self, device: &HostedDevice, point: Option<&str>) -> Answer {
         let mut list = Vec::new();
         let mut size = 64;
         for env in self.devices.latest_sealed(&device.name, point) {
@@ -235,7 +219,7 @@ impl DeviceService {
 
     async fn command(
         &self,
-        device: &Hosted,
+        device: &HostedDevice,
         caller: &PublicKey,
         point: &str,
         value: coset::cbor::Value,
@@ -259,7 +243,7 @@ impl DeviceService {
                 point: point.to_owned(),
                 value,
             },
-            Err(e) => Answer::error(ErrorCode::DeviceError, e),
+            Err(e) => Answer::error(ErrorCode::DeviceError, e.to_string()),
         }
     }
 

@@ -17,57 +17,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::feed::{Feed, SignedReading};
-use super::protocol::{verify_readings, Answer, Request, VerifiedReading};
+use super::protocol::{Answer, Request};
+use super::reading::verify_readings;
 use super::remote::{Remote, RemoteError};
+use super::DevicesError;
+use crate::api::{InboxEntry, SubscriptionInfo};
+use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::journal::Journal;
 use crate::metrics::{Family, Kind};
 use crate::transport::framing::{read_frame, write_frame};
-use crate::wire::UnixMillis;
 
 /// Acknowledge after this many new readings, or when the stream goes idle.
 const ACK_EVERY: u64 = 64;
 const ACK_IDLE: Duration = Duration::from_millis(200);
 /// Flush inboxes to the disk this often.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
-
-/// A subscription as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SubscriptionInfo {
-    /// The device key.
-    pub device: String,
-    /// Whether a stream to the device is open now.
-    pub connected: bool,
-    /// The last sequence received.
-    pub last_seq: u64,
-    /// Readings in the inbox.
-    pub held: u64,
-    /// Readings received since start.
-    pub received: u64,
-    /// Duplicates dropped since start.
-    pub duplicates: u64,
-    /// Readings refused (bad signature, wrong signer) since start.
-    pub rejected: u64,
-    /// Readings dropped from the full inbox since start.
-    pub dropped: u64,
-    /// Why the last stream ended, if it did.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub last_error: Option<String>,
-}
-
-/// One received reading, as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InboxEntry {
-    /// When it arrived here, ms since the Unix epoch.
-    pub received_ms: u64,
-    /// The reading, verified again with the device key as it is read.
-    #[serde(flatten)]
-    pub reading: VerifiedReading,
-}
 
 #[derive(Default)]
 struct Stats {
@@ -89,6 +57,7 @@ struct Subscription {
 pub struct Subscriptions {
     remote: Arc<Remote>,
     feed: Feed,
+    clock: Clock,
     root: PathBuf,
     max_bytes: u64,
     subs: Arc<Mutex<BTreeMap<PublicKey, Arc<Subscription>>>>,
@@ -97,10 +66,17 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Reopens the subscriptions under `root` and starts their streams.
     /// Needs a tokio runtime.
-    pub fn start(remote: Arc<Remote>, feed: Feed, root: &Path, max_bytes: u64) -> Self {
+    pub fn start(
+        remote: Arc<Remote>,
+        feed: Feed,
+        root: &Path,
+        max_bytes: u64,
+        clock: Clock,
+    ) -> Self {
         let me = Self {
             remote,
             feed,
+            clock,
             root: root.to_owned(),
             max_bytes,
             subs: Arc::default(),
@@ -137,13 +113,16 @@ impl Subscriptions {
     }
 
     /// Subscribes to `device` (nothing happens if already subscribed).
-    pub fn add(&self, device: &PublicKey) -> Result<(), String> {
-        let mut subs = self.subs.lock().map_err(|_| "subscriptions poisoned")?;
+    pub fn add(&self, device: &PublicKey) -> Result<(), DevicesError> {
+        let mut subs = self.subs.lock().map_err(|_| DevicesError::Poisoned)?;
         if subs.contains_key(device) {
             return Ok(());
         }
         let journal = Journal::open(&self.root.join(device.to_string()), self.max_bytes)
-            .map_err(|e| format!("cannot open the inbox: {e}"))?;
+            .map_err(|source| DevicesError::Io {
+                what: "cannot open the inbox",
+                source,
+            })?;
         let (stop, stopped) = watch::channel(false);
         let sub = Arc::new(Subscription {
             journal: Mutex::new(journal),
@@ -154,6 +133,7 @@ impl Subscriptions {
         tokio::spawn(follow(
             self.remote.clone(),
             self.feed.clone(),
+            self.clock.clone(),
             *device,
             sub,
             stopped,
@@ -301,6 +281,7 @@ fn bump(sub: &Subscription, f: impl FnOnce(&mut Stats)) {
 async fn follow(
     remote: Arc<Remote>,
     feed: Feed,
+    clock: Clock,
     device: PublicKey,
     sub: Arc<Subscription>,
     mut stopped: watch::Receiver<bool>,
@@ -308,7 +289,7 @@ async fn follow(
     let mut backoff = Duration::from_millis(250);
     loop {
         let result = tokio::select! {
-            r = session(&remote, &feed, &device, &sub) => r,
+            r = session(&remote, &feed, &clock, &device, &sub) => r,
             _ = stopped.changed() => return,
         };
         if let Ok(mut st) = sub.stats.lock() {
@@ -328,6 +309,7 @@ async fn follow(
 async fn session(
     remote: &Remote,
     feed: &Feed,
+    clock: &Clock,
     device: &PublicKey,
     sub: &Subscription,
 ) -> Result<(), RemoteError> {
@@ -374,7 +356,7 @@ async fn session(
                     }
                 };
                 let checked = verify_readings(&list, device, remote.network(), remote.max_frame());
-                let received_ms = UnixMillis::now().0.to_be_bytes();
+                let received_ms = clock.wall().0.to_be_bytes();
                 for (env, r) in list.into_iter().zip(checked) {
                     let r = match r {
                         Ok(r) => r,

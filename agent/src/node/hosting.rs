@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use crate::dht::{DeviceRecord, Time};
+use crate::dht::DeviceRecord;
 use crate::identity::{Keypair, PublicKey};
-use crate::wire::UnixMillis;
 
+use super::in_flight::Purpose;
 use super::Node;
 
-/// One hosted device.
-pub(super) struct Hosted {
+/// What the node holds for one hosted device: the key its TLS identity
+/// and records are made with, and its latest record.
+pub(super) struct HostedIdentity {
     pub(super) key: Arc<Keypair>,
     /// Its latest sealed device record.
     pub(super) record: Option<Vec<u8>>,
@@ -45,13 +46,13 @@ impl Node {
             }
             self.hosted.insert(
                 public,
-                Hosted {
+                HostedIdentity {
                     key,
                     record: None,
                     seq: 0,
                 },
             );
-            if self.bootstrap.is_none() {
+            if !self.in_flight.joining() {
                 self.publish_device(&public);
             }
         }
@@ -59,7 +60,7 @@ impl Node {
 
     /// Seals and publishes `device`'s record with a higher sequence.
     pub(super) fn publish_device(&mut self, device: &PublicKey) {
-        let now_ms = UnixMillis::now();
+        let now_ms = self.clock.wall();
         let addrs = self.dht.local().addrs().clone();
         let ttl_secs = self.cfg.record_ttl.as_secs();
         let Some(h) = self.hosted.get_mut(device) else {
@@ -85,11 +86,9 @@ impl Node {
                 h.record = Some(bytes.clone());
                 match self
                     .dht
-                    .publish(bytes, Time::from(now_ms), &mut self.verifier)
+                    .publish(bytes, now_ms.into(), &mut self.verifier)
                 {
-                    Ok(q) => {
-                        self.device_publishing.insert(q, *device);
-                    }
+                    Ok(q) => self.in_flight.insert(q, Purpose::DevicePublish(*device)),
                     Err(e) => {
                         tracing::warn!(device = %device, error = %e, "cannot publish a device record")
                     }

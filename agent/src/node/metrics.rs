@@ -29,6 +29,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) node: &'a NodeCounters,
     pub(crate) dht: &'a Counters,
     pub(crate) refusals: &'a Refusals,
+    pub(crate) stream_refusals: &'a Refusals,
     pub(crate) connections: usize,
     pub(crate) table_size: usize,
     pub(crate) records_stored: usize,
@@ -44,6 +45,14 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
     );
     for (reason, n) in s.refusals.snapshot() {
         refused.push(&[("reason", reason)], n);
+    }
+    let mut streams_refused = Family::new(
+        "streembit_streams_refused",
+        "Streams refused after the handshake (the peer is no longer admitted), by reason.",
+        Kind::Counter,
+    );
+    for (reason, n) in s.stream_refusals.snapshot() {
+        streams_refused.push(&[("reason", reason)], n);
     }
     let mut rejected = Family::new(
         "streembit_envelopes_rejected",
@@ -98,6 +107,7 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
             s.node.connections_opened,
         ),
         refused,
+        streams_refused,
         Family::single(
             "streembit_app_bytes_received",
             "Bytes of application frames received.",

@@ -3,24 +3,35 @@
 //!
 //! - `mod.rs`: [`Node`], its one loop (feed one input, drain every output,
 //!   re-arm a single timer) and the calling contract.
+//! - `handle.rs`: [`NodeHandle`], how the layers above ask the node.
+//! - `error.rs`: [`NodeError`], what goes wrong, and whose fault it is.
+//! - `in_flight.rs`: the one map of DHT queries in flight, tagged with
+//!   what each is for, and what the node does when one finishes.
 //! - `connections.rs`: the bounded connection cache.
 //! - `rpc.rs`: request/answer over streams (I/O tasks only move bytes).
-//! - `queries.rs`: what the local API asks (status, peers, lookup, metrics).
+//! - `queries.rs`: answering the handle (status, peers, lookup, metrics).
 //! - `persist.rs`: the routing table on disk.
 //! - `hosting.rs`: hosted devices' TLS identities and device records.
-//! - `nat/`: reachability, relays and hole punching; every dial goes
-//!   through it.
+//! - `nat/`: reachability, relays and hole punching; [`Dialer`], through
+//!   which every dial goes.
 //! - `metrics.rs`: counters in Prometheus text.
 //!
 //! Every envelope is opened and sealed here in the loop, which owns the
-//! key, the sealer, the opener (replay window) and the core; the I/O tasks
-//! never see a key.
+//! key, the [`Session`] (sealer and replay window) and the core; the I/O
+//! tasks never see a key.
+//!
+//! What this module does not do: decide who may join (the transport's
+//! [`crate::transport::Membership`] does; the node asks it), or know what
+//! a device is beyond its key (the devices layer above does).
 
 mod connections;
+mod error;
+mod handle;
 mod hosting;
+mod in_flight;
 mod metrics;
-pub mod nat;
-pub mod persist;
+mod nat;
+mod persist;
 mod queries;
 mod rpc;
 
@@ -30,22 +41,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::daemon::control::{LookupAnswer, Query};
+use crate::clock::Clock;
 use crate::dht::{
-    self, Action, Addrs, Contact, Dht, Event, Message, MessageKind, Outcome, PeerRecord, QueryId,
-    Time, WireRecordVerifier,
+    self, Action, Addrs, Contact, Dht, Message, MessageKind, Time, WireRecordVerifier,
 };
 use crate::identity::{Keypair, PublicKey};
 use crate::transport::{Connection, Endpoint, VerifiedPeer};
-use crate::wire::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis, WireConfig};
+use crate::wire::{FromPeer, Kind, NetworkId, Session, SessionError, WireConfig};
 
 pub(crate) use connections::Connections;
 pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
+pub use error::NodeError;
+pub use handle::NodeHandle;
+use handle::Query;
+use in_flight::{InFlight, Purpose};
 use metrics::NodeCounters;
-pub(crate) use nat::Nat;
-use nat::{NatConfig, ReachMode};
+pub use nat::{NatConfig, PeerAddr, ReachMode};
+#[doc(hidden)]
+pub use nat::{parse_addrs, protocol as nat_protocol, NatAnswer, NatRequest};
+pub(crate) use nat::{Dialer, Nat};
+pub use persist::{table_path, TABLE_FILE};
 use rpc::Input;
 pub use rpc::{DeviceStream, BUSY};
 
@@ -72,6 +89,8 @@ pub struct NodeConfig {
     pub record_ttl: Duration,
     /// Reachability, relaying and hole punching.
     pub nat: NatConfig,
+    /// Where the node reads the time.
+    pub clock: Clock,
 }
 
 impl NodeConfig {
@@ -92,15 +111,12 @@ impl NodeConfig {
                 relay: None,
                 max_relays: 2,
             },
+            clock: Clock::system(),
         }
     }
 }
 
-/// Where a user lookup's answer goes.
-type LookupReply = oneshot::Sender<Result<Option<LookupAnswer>, String>>;
-
-/// What the node tells its owner (the daemon turns these into systemd
-/// STATUS lines; tests await them).
+/// What the node tells its owner (the daemon logs them; tests await them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NodeEvent {
@@ -141,33 +157,38 @@ const MAX_USER_LOOKUPS: usize = 64;
 /// Wait at least this long between re-publishes of an under-replicated record.
 const REPUBLISH_SPACING: Duration = Duration::from_secs(2);
 
-/// The running node. Build with [`Node::new`], then [`Node::run`] until
-/// shutdown.
+/// The running node.
+///
+/// Calling contract: build it with [`Node::new`], take as many
+/// [`NodeHandle`]s as needed with [`Node::handle`] (and, on a gateway,
+/// route device streams with [`Node::serve_devices`]), then move it into
+/// [`Node::run`], which returns after `shutdown` turns true. Inside `run`,
+/// every input (a stream's bytes, a question, a timer) is fed to the core
+/// and then everything the core wants done is drained before the next
+/// input: between inputs no action, event or parked reply is pending.
 pub struct Node {
     key: Arc<Keypair>,
     cfg: NodeConfig,
+    clock: Clock,
     dht: Dht,
     verifier: WireRecordVerifier,
-    sealer: Sealer,
-    opener: Opener,
+    session: Session,
     conns: Connections,
     nat: Arc<Nat>,
     inputs_tx: mpsc::Sender<Input>,
     inputs_rx: mpsc::Receiver<Input>,
+    handle: NodeHandle,
+    queries: mpsc::Receiver<Query>,
     /// Streams of requests being handled, to answer on (empty between
     /// inputs: see `drain`).
     pending_replies: HashMap<(PublicKey, u64), quinn::SendStream>,
-    /// User lookups in flight: the key, where to answer, when it started.
-    lookups: HashMap<QueryId, (PublicKey, LookupReply, Instant)>,
-    bootstrap: Option<QueryId>,
-    publishing: Option<(QueryId, u64)>,
+    /// DHT queries in flight and what each is for.
+    in_flight: InFlight,
     record_seq: u64,
     /// Our latest sealed peer record.
     own_record: Option<Vec<u8>>,
     /// Devices this gateway hosts, by key.
-    hosted: HashMap<PublicKey, hosting::Hosted>,
-    /// Device records being stored, by query.
-    device_publishing: HashMap<QueryId, PublicKey>,
+    hosted: HashMap<PublicKey, hosting::HostedIdentity>,
     published_acks: u32,
     last_publish: Option<Instant>,
     events: mpsc::Sender<NodeEvent>,
@@ -175,10 +196,6 @@ pub struct Node {
     device_streams: Option<mpsc::Sender<DeviceStream>>,
     counters: NodeCounters,
     started: Instant,
-}
-
-fn now() -> Time {
-    Time::from(UnixMillis::now())
 }
 
 impl Node {
@@ -190,11 +207,12 @@ impl Node {
         cfg: NodeConfig,
         events: mpsc::Sender<NodeEvent>,
     ) -> Self {
+        let clock = cfg.clock.clone();
         let announce: Vec<String> = cfg.announce.iter().map(|a| a.to_string()).collect();
         let addrs = Addrs::new(&announce).unwrap_or_else(|_| Addrs::empty());
         let mut rng = rand_core::OsRng;
         let mut dht = Dht::new(cfg.dht.clone(), &key.public(), addrs, &mut rng);
-        let started_ms = UnixMillis::now();
+        let started_ms = clock.wall();
         if let Some(bytes) = persist::read(&persist::table_path(&cfg.state_dir)) {
             match dht.restore_table(&bytes, Time::from(started_ms)) {
                 Ok(n) => {
@@ -205,21 +223,25 @@ impl Node {
             }
         }
         let (inputs_tx, inputs_rx) = mpsc::channel(1024);
+        let (handle, queries) = NodeHandle::channel();
         let conns = Connections::new(endpoint, cfg.max_connections);
         let nat = Arc::new(Nat::new(
-            key.clone(),
-            cfg.network.clone(),
-            cfg.wire.clone(),
+            Session::new(
+                key.clone(),
+                cfg.network.clone(),
+                cfg.wire.clone(),
+                started_ms,
+            ),
             cfg.nat.clone(),
             conns.clone(),
             inputs_tx.clone(),
+            clock.clone(),
         ));
         Self {
             verifier: WireRecordVerifier::new(cfg.network.clone()),
-            sealer: Sealer::new(cfg.network.clone()),
-            opener: Opener::new(
+            session: Session::new(
+                key.clone(),
                 cfg.network.clone(),
-                key.node_id(),
                 cfg.wire.clone(),
                 started_ms,
             ),
@@ -227,24 +249,29 @@ impl Node {
             nat,
             key,
             dht,
-            cfg,
             inputs_tx,
             inputs_rx,
+            handle,
+            queries,
             pending_replies: HashMap::new(),
-            lookups: HashMap::new(),
-            bootstrap: None,
-            publishing: None,
+            in_flight: InFlight::default(),
             record_seq: 0,
             own_record: None,
             hosted: HashMap::new(),
-            device_publishing: HashMap::new(),
             published_acks: 0,
             last_publish: None,
             events,
             device_streams: None,
             counters: NodeCounters::default(),
-            started: Instant::now(),
+            started: clock.instant(),
+            clock,
+            cfg,
         }
+    }
+
+    /// A handle to ask this node (status, lookups, hosting) once it runs.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
     }
 
     /// Hands every stream a peer opens to a hosted device to `streams`
@@ -256,18 +283,18 @@ impl Node {
     /// The dialer (over the connection cache), shared with the devices
     /// layer so that reads and subscriptions to remote devices reuse
     /// connections and reach gateways behind NAT.
-    pub(crate) fn dialer(&self) -> Arc<Nat> {
-        self.nat.clone()
+    pub(crate) fn dialer(&self) -> Dialer {
+        Dialer::new(self.nat.clone())
     }
 
-    /// Runs until `shutdown` turns true, answering `queries` from the
-    /// local API. On shutdown the table is persisted and every connection
-    /// closed with [`CLOSE_SHUTDOWN`].
-    pub async fn run(
-        mut self,
-        mut queries: mpsc::Receiver<Query>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    fn now(&self) -> Time {
+        Time::from(self.clock.wall())
+    }
+
+    /// Runs until `shutdown` turns true, answering the handles' questions.
+    /// On shutdown the table is persisted and every connection closed
+    /// with [`CLOSE_SHUTDOWN`].
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.spawn_accept_loop(shutdown.clone());
         let seeds: Vec<Contact> = self
             .cfg
@@ -280,7 +307,8 @@ impl Node {
                 )
             })
             .collect();
-        self.bootstrap = Some(self.dht.bootstrap(seeds, now()));
+        let bootstrap = self.dht.bootstrap(seeds, self.now());
+        self.in_flight.insert(bootstrap, Purpose::Bootstrap);
         nat::spawn_reachability(
             self.nat.clone(),
             self.cfg.announce.clone(),
@@ -294,13 +322,16 @@ impl Node {
 
         loop {
             let deadline = self.dht.poll_timeout().map(|t| {
-                let wait = t.as_millis().saturating_sub(now().as_millis());
-                tokio::time::Instant::now() + Duration::from_millis(wait)
+                let wait = t.as_millis().saturating_sub(self.now().as_millis());
+                tokio::time::Instant::from_std(self.clock.instant()) + Duration::from_millis(wait)
             });
             tokio::select! {
                 Some(input) = self.inputs_rx.recv() => self.handle_input(input),
-                Some(query) = queries.recv() => self.handle_query(query),
-                _ = sleep_until(deadline) => self.dht.handle_timeout(now(), &mut rand_core::OsRng),
+                Some(query) = self.queries.recv() => self.handle_query(query),
+                _ = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.dht.handle_timeout(now, &mut rand_core::OsRng);
+                }
                 _ = republish_check.tick() => self.maybe_republish(),
                 _ = persist_tick.tick() => self.persist(),
                 _ = shutdown.changed() => break,
@@ -318,6 +349,7 @@ impl Node {
         let conns = self.conns.clone();
         let inputs = self.inputs_tx.clone();
         let device_streams = self.device_streams.clone();
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             loop {
                 let incoming = tokio::select! {
@@ -328,14 +360,22 @@ impl Node {
                 let conns = conns.clone();
                 let inputs = inputs.clone();
                 let device_streams = device_streams.clone();
+                let clock = clock.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = conns.endpoint().handshake(incoming).await else {
                         return;
                     };
                     match conn.served_as() {
                         Some(device) if device != conns.endpoint().key() => {
-                            let gate = conns.endpoint().gate().clone();
-                            rpc::serve_device_connection(conn, device, gate, device_streams).await;
+                            let membership = conns.endpoint().membership().clone();
+                            rpc::serve_device_connection(
+                                conn,
+                                device,
+                                membership,
+                                clock,
+                                device_streams,
+                            )
+                            .await;
                         }
                         _ => {
                             conns.insert(conn.clone());
@@ -351,7 +391,10 @@ impl Node {
         match input {
             Input::Connected(conn) => self.on_connected(conn),
             Input::SetAddrs(addrs) => self.set_addrs(&addrs),
-            Input::Unreachable { rid } => self.dht.handle_unreachable(now(), rid),
+            Input::Unreachable { rid } => {
+                let now = self.now();
+                self.dht.handle_unreachable(now, rid)
+            }
             Input::Request { peer, bytes, reply } => {
                 self.counters.app_bytes_received += bytes.len() as u64;
                 self.on_request(peer, &bytes, reply)
@@ -365,31 +408,41 @@ impl Node {
 
     fn on_connected(&mut self, conn: Connection) {
         self.counters.connections_opened += 1;
-        let max = self.cfg.wire.max_envelope_bytes;
         tokio::spawn(rpc::serve_connection(
             self.conns.clone(),
             conn,
-            max,
+            self.session.max_frame(),
             self.inputs_tx.clone(),
             self.device_streams.clone(),
             self.nat.clone(),
+            self.clock.clone(),
         ));
     }
 
     /// Opens an envelope from `peer`: `None` when refused (and counted).
-    fn open_from(&mut self, peer: VerifiedPeer, bytes: &[u8], t: Time) -> Option<Opened> {
-        if !self.conns.endpoint().gate().admits(&peer.key()) {
-            // Admitted at its handshake, since removed from the allowlist:
-            // nothing more from it, whatever connection it still holds.
+    fn open_from(&mut self, peer: VerifiedPeer, bytes: &[u8], t: Time) -> Option<FromPeer> {
+        let membership = self.conns.endpoint().membership();
+        if let Err(refusal) = membership.still_admits(&peer.key(), t.into()) {
+            // Admitted at its handshake, no longer since: nothing more
+            // from it, whatever connection it still holds.
             *self
                 .counters
                 .envelopes_rejected
-                .entry("not_allowlisted")
+                .entry(refusal.as_str())
                 .or_default() += 1;
             return None;
         }
-        let opened = match self.opener.open(bytes, UnixMillis::from(t)) {
-            Ok(o) => o,
+        match self.session.open_from(&peer.key(), bytes, t.into()) {
+            Ok(from) => {
+                self.counters.envelopes_accepted += 1;
+                Some(from)
+            }
+            // Signed by someone other than the TLS-proven peer: a relay of
+            // another node's message, not accepted on a DHT connection.
+            Err(SessionError::SenderMismatch { .. }) => {
+                self.counters.sender_mismatch += 1;
+                None
+            }
             Err(e) => {
                 *self
                     .counters
@@ -397,27 +450,19 @@ impl Node {
                     .entry(e.reason())
                     .or_default() += 1;
                 tracing::debug!(peer = %peer.key(), reason = e.reason(), "envelope refused");
-                return None;
+                None
             }
-        };
-        if opened.sender() != peer.key() {
-            // Signed by someone other than the TLS-proven peer: a relay of
-            // another node's message, not accepted on a DHT connection.
-            self.counters.sender_mismatch += 1;
-            return None;
         }
-        self.counters.envelopes_accepted += 1;
-        Some(opened)
     }
 
     fn on_request(&mut self, peer: VerifiedPeer, bytes: &[u8], reply: quinn::SendStream) {
-        let t = now();
-        let Some(opened) = self.open_from(peer, bytes, t) else {
+        let t = self.now();
+        let Some(from) = self.open_from(peer, bytes, t) else {
             return;
         };
         let addrs = seen_at(&peer);
-        let decoded = MessageKind::from_name(opened.kind().name())
-            .and_then(|k| Message::decode(k, opened.payload()).ok());
+        let decoded = MessageKind::from_name(from.kind().name())
+            .and_then(|k| Message::decode(k, from.payload()).ok());
         match decoded {
             Some(msg) => {
                 // The core answers synchronously: park the stream under the
@@ -430,16 +475,16 @@ impl Node {
             None => {
                 let _ = self
                     .dht
-                    .handle_opened(t, &opened, addrs, &mut self.verifier);
+                    .handle_opened(t, from.opened(), addrs, &mut self.verifier);
             }
         }
     }
 
     fn on_answer(&mut self, peer: VerifiedPeer, rid: u64, bytes: &[u8]) {
-        let t = now();
-        let handled = self.open_from(peer, bytes, t).is_some_and(|opened| {
+        let t = self.now();
+        let handled = self.open_from(peer, bytes, t).is_some_and(|from| {
             self.dht
-                .handle_opened(t, &opened, seen_at(&peer), &mut self.verifier)
+                .handle_opened(t, from.opened(), seen_at(&peer), &mut self.verifier)
                 .is_ok()
         });
         if !handled {
@@ -473,24 +518,20 @@ impl Node {
     fn dispatch(&mut self, to: Contact, message: Message) {
         let rid = message.rid();
         let Some(key) = to.public_key() else {
-            self.dht.handle_unreachable(now(), rid);
+            let now = self.now();
+            self.dht.handle_unreachable(now, rid);
             return;
         };
         let Ok(kind) = message.kind().name().parse::<Kind>() else {
             return;
         };
         let payload = message.encode();
-        let env = match self.sealer.seal(
-            &self.key,
-            kind,
-            Audience::Node(*to.id()),
-            &payload,
-            UnixMillis::now(),
-        ) {
+        let env = match self.session.seal(kind, &key, &payload, self.clock.wall()) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot seal a DHT message");
-                self.dht.handle_unreachable(now(), rid);
+                let now = self.now();
+                self.dht.handle_unreachable(now, rid);
                 return;
             }
         };
@@ -508,140 +549,9 @@ impl Node {
             addrs,
             rid,
             env,
-            self.cfg.wire.max_envelope_bytes,
+            self.session.max_frame(),
             timeout,
         ));
-    }
-
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::QueryFinished {
-                id, outcome, stats, ..
-            } => {
-                if self.bootstrap == Some(id) {
-                    self.bootstrap = None;
-                    let contacts = self.dht.table().len();
-                    tracing::info!(contacts, "joined");
-                    // Persist right away: a crash before the first periodic
-                    // save would otherwise lose what joining taught us.
-                    self.persist();
-                    let _ = self.events.try_send(NodeEvent::Joined { contacts });
-                    self.publish_record();
-                    self.publish_all_devices();
-                } else if self.publishing.map(|(q, _)| q) == Some(id) {
-                    if let (Outcome::Stored { acks, .. }, Some((_, seq))) =
-                        (&outcome, self.publishing.take())
-                    {
-                        self.published_acks = *acks;
-                        tracing::info!(seq, acks, "peer record published");
-                        let _ = self
-                            .events
-                            .try_send(NodeEvent::Published { seq, acks: *acks });
-                    }
-                } else if let Some(device) = self.device_publishing.remove(&id) {
-                    if let Outcome::Stored { acks, .. } = &outcome {
-                        tracing::debug!(device = %device, acks, "device record published");
-                        let _ = self.events.try_send(NodeEvent::DevicePublished {
-                            device,
-                            acks: *acks,
-                        });
-                    }
-                } else if let Some((key, reply, started)) = self.lookups.remove(&id) {
-                    let answer = queries::lookup_answer(
-                        &key,
-                        &outcome,
-                        &stats,
-                        started.elapsed(),
-                        &self.cfg.network,
-                    );
-                    let label = match &answer {
-                        Ok(Some(_)) => "found",
-                        Ok(None) => "not_found",
-                        Err(_) => "invalid",
-                    };
-                    *self.counters.lookups.entry(label).or_default() += 1;
-                    let _ = reply.send(answer);
-                }
-            }
-            Event::RepublishDue { key } if key == self.key.node_id() => self.publish_record(),
-            Event::RepublishDue { key } => {
-                let device = self.hosted.keys().find(|k| k.node_id() == key).copied();
-                if let Some(device) = device {
-                    self.publish_device(&device);
-                }
-            }
-        }
-    }
-
-    /// Seals a fresh peer record (higher sequence) and publishes it.
-    fn publish_record(&mut self) {
-        if self.publishing.is_some() {
-            return;
-        }
-        let now_ms = UnixMillis::now();
-        self.record_seq = self.record_seq.saturating_add(1).max(now_ms.0);
-        let record = PeerRecord {
-            seq: self.record_seq,
-            ttl_secs: self.cfg.record_ttl.as_secs(),
-            addrs: self.dht.local().addrs().clone(),
-        };
-        let mut nonce = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let sealed = record.seal(
-            &self.key,
-            &self.cfg.network,
-            now_ms,
-            u64::from_le_bytes(nonce),
-        );
-        match sealed.map_err(|e| e.to_string()).and_then(|bytes| {
-            self.own_record = Some(bytes.clone());
-            self.dht
-                .publish(bytes, Time::from(now_ms), &mut self.verifier)
-                .map_err(|e| e.to_string())
-        }) {
-            Ok(q) => {
-                self.publishing = Some((q, self.record_seq));
-                self.last_publish = Some(Instant::now());
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot publish our peer record"),
-        }
-    }
-
-    /// Our addresses changed (found behind NAT, relays changed): records
-    /// with the new ones replace the old at once.
-    fn set_addrs(&mut self, addrs: &[String]) {
-        let Ok(addrs) = Addrs::new(addrs) else {
-            tracing::warn!(?addrs, "addresses over the record's limits ignored");
-            return;
-        };
-        if addrs == *self.dht.local().addrs() {
-            return;
-        }
-        tracing::info!(?addrs, "announcing new addresses");
-        let text = addrs.iter().map(str::to_owned).collect();
-        let _ = self.events.try_send(NodeEvent::Announcing { addrs: text });
-        self.dht.set_local_addrs(addrs);
-        // A publish in flight carries the old addresses: start over.
-        self.publishing = None;
-        self.publish_record();
-        self.publish_all_devices();
-    }
-
-    /// Until our record is held by as many nodes as we know (up to k),
-    /// publish again as the table grows.
-    fn maybe_republish(&mut self) {
-        if self.bootstrap.is_some() || self.publishing.is_some() {
-            return;
-        }
-        let want = self.dht.table().len().min(self.cfg.dht.k) as u32;
-        let spaced = self
-            .last_publish
-            .is_none_or(|t| t.elapsed() >= REPUBLISH_SPACING);
-        if self.published_acks < want && spaced {
-            self.publish_record();
-            // Device records went out with the same (smaller) view.
-            self.publish_all_devices();
-        }
     }
 
     /// Saves the routing table. A failure (disk full, read-only) is logged

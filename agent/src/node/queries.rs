@@ -1,15 +1,18 @@
-//! Answering the local API: status, peers, lookups and metrics.
+//! Answering the [`super::NodeHandle`]: status, peers, lookups, metrics,
+//! hosting and forgetting.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::daemon::control::{Link, LookupAnswer, Peer, Query, Status};
+use crate::api::{Link, LookupAnswer, Peer, Status};
 use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
 use crate::transport::socket::Path;
 use crate::wire::{self, Kind, NetworkId};
 
+use super::handle::Query;
+use super::in_flight::Purpose;
 use super::metrics::{families, Snapshot};
-use super::{now, Node, CLOSE_NOT_ALLOWED, MAX_USER_LOOKUPS};
+use super::{Node, NodeError, CLOSE_NOT_ALLOWED, MAX_USER_LOOKUPS};
 
 impl Node {
     pub(super) fn handle_query(&mut self, query: Query) {
@@ -30,8 +33,10 @@ impl Node {
                 let _ = reply.send(peers);
             }
             Query::Lookup(key, reply) => {
-                if self.lookups.len() >= MAX_USER_LOOKUPS {
-                    let _ = reply.send(Err("too many lookups in flight; try again".into()));
+                if self.in_flight.lookups() >= MAX_USER_LOOKUPS {
+                    let _ = reply.send(Err(NodeError::Busy(
+                        "too many lookups in flight; try again",
+                    )));
                     return;
                 }
                 // A record we hold (for others, or our own) answers at once:
@@ -39,7 +44,7 @@ impl Node {
                 let local = self
                     .dht
                     .store()
-                    .get(&key.node_id(), now())
+                    .get(&key.node_id(), self.now())
                     .map(<[u8]>::to_vec)
                     .or_else(|| {
                         (key == self.key.public())
@@ -61,9 +66,16 @@ impl Node {
                     ));
                     return;
                 }
-                let started = Instant::now();
-                let qid = self.dht.find_value(key.node_id(), now());
-                self.lookups.insert(qid, (key, reply, started));
+                let started = self.clock.instant();
+                let qid = self.dht.find_value(key.node_id(), self.now());
+                self.in_flight.insert(
+                    qid,
+                    Purpose::Lookup {
+                        key,
+                        reply,
+                        started,
+                    },
+                );
             }
             Query::Host(devices, reply) => {
                 self.host(devices);
@@ -76,14 +88,16 @@ impl Node {
                 let _ = reply.send(known);
             }
             Query::Metrics(reply) => {
+                let membership = self.conns.endpoint().membership();
                 let mut families = families(&Snapshot {
                     node: &self.counters,
                     dht: self.dht.counters(),
-                    refusals: self.conns.endpoint().gate().refusals(),
+                    refusals: membership.refusals(),
+                    stream_refusals: membership.stream_refusals(),
                     connections: self.conns.len(),
                     table_size: self.dht.table().len(),
                     records_stored: self.dht.store().len(),
-                    replay_entries: self.opener.replay_window().len(),
+                    replay_entries: self.session.replay_entries(),
                 });
                 families.extend(self.nat.families());
                 let _ = reply.send(families);
@@ -95,7 +109,7 @@ impl Node {
         let endpoint = self.conns.endpoint();
         Status {
             network: self.cfg.network.to_string(),
-            network_kind: if endpoint.gate().is_private() {
+            network_kind: if endpoint.membership().is_private() {
                 "private"
             } else {
                 "public"
@@ -107,7 +121,11 @@ impl Node {
                 .local_addr()
                 .map(|a| vec![a.to_string()])
                 .unwrap_or_default(),
-            uptime_s: self.started.elapsed().as_secs(),
+            uptime_s: self
+                .clock
+                .instant()
+                .saturating_duration_since(self.started)
+                .as_secs(),
             connections: self.conns.len(),
             table_size: self.dht.table().len(),
             records_stored: self.dht.store().len(),
@@ -141,7 +159,8 @@ pub(super) fn lookup_answer(
     stats: &QueryStats,
     elapsed: Duration,
     network: &NetworkId,
-) -> Result<Option<LookupAnswer>, String> {
+) -> Result<Option<LookupAnswer>, NodeError> {
+    let invalid = NodeError::InvalidRecord;
     let Outcome::Value {
         record: Some(bytes),
     } = outcome
@@ -150,22 +169,22 @@ pub(super) fn lookup_answer(
     };
     // The core verified the record already; open it again to read it.
     let opened = wire::open_published(bytes, network, MAX_RECORD_WIRE_BYTES)
-        .map_err(|e| format!("record failed verification: {e}"))?;
+        .map_err(|e| invalid(format!("record failed verification: {e}")))?;
     if opened.sender() != *key {
-        return Err("record is not signed by this key".into());
+        return Err(invalid("record is not signed by this key".into()));
     }
     let (kind, addrs, seq, gateway) = match opened.kind() {
         Kind::PeerRecord => {
             let r: PeerRecord = ciborium::from_reader(opened.payload())
-                .map_err(|e| format!("malformed peer record: {e}"))?;
+                .map_err(|e| invalid(format!("malformed peer record: {e}")))?;
             ("peer", r.addrs, r.seq, None)
         }
         Kind::DeviceRecord => {
             let r = DeviceRecord::open(opened.payload(), key, network)
-                .map_err(|e| format!("device record refused: {e}"))?;
+                .map_err(|e| invalid(format!("device record refused: {e}")))?;
             ("device", r.addrs, r.seq, Some(r.gateway.to_string()))
         }
-        other => return Err(format!("a {other} is not a record")),
+        other => return Err(invalid(format!("a {other} is not a record"))),
     };
     Ok(Some(LookupAnswer {
         key: key.to_string(),
@@ -196,7 +215,7 @@ mod tests {
             addrs: Addrs::new(&["127.0.0.1:7470"]).expect("addrs"),
         };
         let bytes = record
-            .seal(&key, &network, UnixMillis::now(), 1)
+            .seal(&key, &network, UnixMillis(1_800_000_000_000), 1)
             .expect("seal");
         let outcome = Outcome::Value {
             record: Some(bytes),

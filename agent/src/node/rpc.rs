@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 
 use super::connections::Connections;
 use super::nat::{Nat, PeerAddr};
+use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::transport::framing::{read_frame, request, write_frame};
-use crate::transport::{Connection, VerifiedPeer};
+use crate::transport::{Connection, Membership, VerifiedPeer};
 use crate::wire::Kind;
 
 /// What the I/O tasks tell the node loop.
@@ -50,7 +51,7 @@ pub(crate) async fn send_request(
 ) {
     let inputs = nat.inputs.clone();
     let result = async {
-        let (conn, _) = nat.get_or_dial(&to, &to, &addrs).await?;
+        let conn = nat.get_or_dial(&to, &to, &addrs).await?;
         let answer = request(&conn, &envelope, max_answer, timeout).await;
         if answer.is_err() && conn.quic().close_reason().is_some() {
             nat.conns.remove(&conn);
@@ -70,6 +71,8 @@ pub(crate) async fn send_request(
 /// Device requests may also come on a connection to the gateway itself
 /// (a subscriber following many devices of one gateway uses one
 /// connection): those streams go to `devices`.
+/// Every stream is first put to the membership ([`Membership::still_admits`]):
+/// the peer was admitted at its handshake, but the policy may have changed.
 pub(crate) async fn serve_connection(
     conns: Connections,
     conn: Connection,
@@ -77,16 +80,21 @@ pub(crate) async fn serve_connection(
     inputs: mpsc::Sender<Input>,
     devices: Option<mpsc::Sender<DeviceStream>>,
     nat: Arc<Nat>,
+    clock: Clock,
 ) {
     let peer = conn.peer();
+    let membership = conns.endpoint().membership().clone();
     loop {
         let (mut send, mut recv) = match conn.quic().accept_bi().await {
             Ok(s) => s,
             Err(_) => break,
         };
+        if membership.still_admits(&peer.key(), clock.wall()).is_err() {
+            let _ = send.reset(REFUSED.into());
+            continue;
+        }
         let inputs = inputs.clone();
         let devices = devices.clone();
-        let gate = conns.endpoint().gate().clone();
         let nat = nat.clone();
         let conn = conn.clone();
         tokio::spawn(async move {
@@ -94,7 +102,7 @@ pub(crate) async fn serve_connection(
                 .await
             {
                 Ok(Ok(Some(bytes))) if is_device_request(&bytes, max_frame) => {
-                    let Some(tx) = devices.filter(|_| gate.admits(&peer.key())) else {
+                    let Some(tx) = devices else {
                         let _ = send.reset(BUSY.into());
                         return;
                     };
@@ -110,9 +118,7 @@ pub(crate) async fn serve_connection(
                     }
                 }
                 Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Nat]) => {
-                    if gate.admits(&peer.key()) {
-                        nat.serve(conn, bytes, send).await;
-                    }
+                    nat.serve(conn, bytes, send).await;
                 }
                 Ok(Ok(Some(bytes))) => {
                     let _ = inputs
@@ -141,7 +147,7 @@ pub struct DeviceStream {
     pub device: Option<PublicKey>,
     /// The first frame, when the node already read it to route the stream.
     pub first: Option<Vec<u8>>,
-    /// The peer, proven by its certificate and admitted by the gate.
+    /// The peer, proven by its certificate and admitted by the membership.
     pub peer: VerifiedPeer,
     /// Our half.
     pub send: quinn::SendStream,
@@ -156,14 +162,16 @@ pub struct DeviceStream {
 pub(crate) async fn serve_device_connection(
     conn: Connection,
     device: PublicKey,
-    gate: crate::transport::Gate,
+    membership: Membership,
+    clock: Clock,
     streams: Option<mpsc::Sender<DeviceStream>>,
 ) {
     let peer = conn.peer();
     while let Ok((send, recv)) = conn.quic().accept_bi().await {
-        // Checked per stream: the allowlist may have shrunk since the handshake.
-        if !gate.admits(&peer.key()) {
-            conn.close(super::CLOSE_NOT_ALLOWED, "not on the allowlist");
+        // Checked per stream: the membership may have changed since the
+        // handshake.
+        if let Err(refusal) = membership.still_admits(&peer.key(), clock.wall()) {
+            conn.close(super::CLOSE_NOT_ALLOWED, refusal.explain());
             break;
         }
         let Some(tx) = &streams else {
@@ -197,6 +205,8 @@ fn is_kind(bytes: &[u8], max: usize, kinds: &[Kind]) -> bool {
 
 /// Stream reset code when the devices layer has no room for a new stream.
 pub const BUSY: u32 = 0x11;
+/// Stream reset code when the peer is no longer admitted.
+pub const REFUSED: u32 = 0x12;
 
 /// Writes an answer frame and finishes the stream.
 pub(crate) async fn answer(mut reply: quinn::SendStream, envelope: Vec<u8>) {

@@ -1,5 +1,5 @@
 //! The QUIC endpoint: one UDP socket, server and client at once, with TLS
-//! bound to Ed25519 identities and the network gate.
+//! bound to Ed25519 identities and the network's membership.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,11 +14,12 @@ use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 
 use super::cert::{certified_key, key_from_cert, key_from_server_name, server_name_for};
-use super::gate::{Gate, Refusals};
+use super::membership::{Membership, Refusal};
 use super::relay::{Forwarder, RelayLimits};
 use super::socket::{Path, PathSocket, Paths};
 use super::verify::PeerVerifier;
 use super::TransportError;
+use crate::clock::Clock;
 use crate::identity::{Keypair, PublicKey};
 use crate::wire::NetworkId;
 
@@ -57,6 +58,8 @@ pub struct TransportConfig {
     pub max_handshakes: usize,
     /// Relay for peers behind NAT, within these limits (`None`: no relay).
     pub relay: Option<RelayLimits>,
+    /// Where admission checks and the socket's bookkeeping read the time.
+    pub clock: Clock,
 }
 
 impl TransportConfig {
@@ -71,6 +74,7 @@ impl TransportConfig {
             max_incoming: 256,
             max_handshakes: 64,
             relay: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -155,7 +159,7 @@ impl Connection {
 struct Identities {
     by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     own: Arc<CertifiedKey>,
-    refusals: Gate,
+    membership: Membership,
 }
 
 impl ResolvesServerCert for Identities {
@@ -164,7 +168,9 @@ impl ResolvesServerCert for Identities {
             .server_name()
             .and_then(|n| self.by_name.read().ok()?.get(n).cloned());
         if found.is_none() {
-            Refusals::bump(&self.refusals.refusals().unknown_server_name);
+            self.membership
+                .refusals()
+                .count(Refusal::UnknownServerName);
         }
         found
     }
@@ -190,7 +196,7 @@ impl ResolvesClientCert for Identities {
 pub struct Endpoint {
     quic: quinn::Endpoint,
     identities: Arc<Identities>,
-    gate: Gate,
+    membership: Membership,
     own: PublicKey,
     handshakes: Arc<tokio::sync::Semaphore>,
     max_handshakes: usize,
@@ -201,17 +207,17 @@ impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")
             .field("own", &self.own)
-            .field("private", &self.gate.is_private())
+            .field("private", &self.membership.is_private())
             .finish()
     }
 }
 
 impl Endpoint {
-    /// Binds a UDP socket and serves as `key` on `config.network`, admitting
-    /// peers through `gate`. Needs a tokio runtime.
+    /// Binds a UDP socket and serves as `key` on `config.network`,
+    /// admitting the peers `membership` admits. Needs a tokio runtime.
     pub fn bind(
         key: Arc<Keypair>,
-        gate: Gate,
+        membership: Membership,
         config: &TransportConfig,
     ) -> Result<Self, TransportError> {
         let own = key.public();
@@ -219,9 +225,9 @@ impl Endpoint {
         let identities = Arc::new(Identities {
             by_name: RwLock::new(HashMap::from([(server_name_for(&own), own_cert.clone())])),
             own: own_cert,
-            refusals: gate.clone(),
+            membership: membership.clone(),
         });
-        let verifier = PeerVerifier::new(gate.clone());
+        let verifier = PeerVerifier::new(membership.clone(), config.clock.clone());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let alpn = vec![alpn_for(&config.network)];
 
@@ -270,7 +276,12 @@ impl Endpoint {
         };
         let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
         let (socket, paths) =
-            PathSocket::new(socket, config.relay.clone().map(Forwarder::new)).map_err(bind_err)?;
+            PathSocket::new(
+            socket,
+            config.relay.clone().map(Forwarder::new),
+            config.clock.clone(),
+        )
+        .map_err(bind_err)?;
         // No greasing of the fixed bit: a datagram with both high bits
         // clear is then never QUIC, which is how relay frames share the
         // socket (socket.rs).
@@ -288,7 +299,7 @@ impl Endpoint {
         Ok(Self {
             quic,
             identities,
-            gate,
+            membership,
             own,
             handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
             max_handshakes,
@@ -321,9 +332,9 @@ impl Endpoint {
         self.paths.path_of(&conn.quic().remote_address())
     }
 
-    /// The gate (allowlist and refusal counters).
-    pub fn gate(&self) -> &Gate {
-        &self.gate
+    /// Who may take part (the policy and its refusal counts).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
     }
 
     /// Also answers, by server name, as `key` (a hosted device).
@@ -348,7 +359,7 @@ impl Endpoint {
     }
 
     /// Dials `peer` at `addr`; succeeds only if the server proves `peer`'s
-    /// key (and, on a private network, `peer` is allowlisted).
+    /// key (and the membership admits `peer`).
     pub async fn dial(
         &self,
         peer: &PublicKey,
@@ -408,7 +419,7 @@ impl Endpoint {
             self.handshakes.clone().try_acquire_owned().ok()
         };
         let Some(_permit) = permit else {
-            Refusals::bump(&self.gate.refusals().busy);
+            self.membership.refusals().count(Refusal::Busy);
             if !proven && incoming.may_retry() {
                 // Err: Retry impossible for this packet; dropped, as refused.
                 let _ = incoming.retry();
@@ -438,7 +449,7 @@ impl Endpoint {
 
     /// Handshake failures the verifiers did not already count.
     fn count_failure(&self, e: &quinn::ConnectionError) {
-        let refusals = self.gate.refusals();
+        let refusals = self.membership.refusals();
         let counted_by_verifier = |code: quinn::TransportErrorCode| {
             // access_denied (allowlist), decode_error (bad certificate),
             // handshake_failure (unknown server name): see verify.rs.
@@ -450,10 +461,10 @@ impl Endpoint {
             quinn::ConnectionError::TransportError(t)
                 if t.code == quinn::TransportErrorCode::crypto(120) =>
             {
-                Refusals::bump(&refusals.wrong_network)
+                refusals.count(Refusal::WrongNetwork)
             }
             quinn::ConnectionError::TransportError(t) if counted_by_verifier(t.code) => {}
-            _ => Refusals::bump(&refusals.handshake_failed),
+            _ => refusals.count(Refusal::HandshakeFailed),
         }
     }
 

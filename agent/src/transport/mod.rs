@@ -2,8 +2,9 @@
 //!
 //! - [`cert`]: our self-signed Ed25519 certificates, the server-name
 //!   encoding of keys, and reading a peer's key from its certificate.
-//! - [`verify`]: the rustls verifier used on both sides of a handshake.
-//! - [`gate`]: public or private (allowlist) networks, and refusal counts.
+//! - `verify.rs`: the rustls verifier used on both sides of a handshake.
+//! - `membership.rs`: [`Membership`], the one place admission is decided
+//!   (public, or an allowlist), and refusals counted by [`Refusal`].
 //! - [`endpoint`]: the quinn endpoint: bind, dial by key, accept.
 //! - [`framing`]: length-prefixed envelopes on streams, request/response.
 //! - [`socket`]: the UDP socket under QUIC, which also carries relayed
@@ -11,7 +12,7 @@
 //! - [`relay`]: what a relay forwards, for whom, within which limits.
 //!
 //! A handshake only completes when the peer proves an Ed25519 key (TLS 1.3
-//! CertificateVerify), that key is the one dialed, the gate admits it, and
+//! CertificateVerify), that key is the one dialed, the membership admits it, and
 //! both sides speak the same protocol version and network (ALPN). All of
 //! that happens before any application stream can exist.
 //!
@@ -21,7 +22,7 @@
 pub mod cert;
 mod endpoint;
 pub mod framing;
-mod gate;
+mod membership;
 pub mod relay;
 pub mod socket;
 mod verify;
@@ -31,7 +32,9 @@ use std::net::SocketAddr;
 pub use endpoint::{
     alpn_for, Connection, Endpoint, TransportConfig, VerifiedPeer, PROTOCOL_VERSION,
 };
-pub use gate::{parse_allowlist, read_allowlist, Gate, Refusals};
+pub use membership::{
+    parse_allowlist, read_allowlist, Admission, Membership, Refusal, Refusals,
+};
 
 /// What went wrong in the transport.
 #[derive(Debug, thiserror::Error)]

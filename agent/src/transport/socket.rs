@@ -40,6 +40,7 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::io::ReadBuf;
 
 use super::relay::Forwarder;
+use crate::clock::Clock;
 
 /// First byte of a relayed datagram.
 pub const FRAME_RELAY: u8 = 0x00;
@@ -105,6 +106,7 @@ pub struct Paths {
     counters: SocketCounters,
     /// Addresses this node dialed, accepted or probed, and when.
     contacted: Mutex<HashMap<SocketAddr, Instant>>,
+    clock: Clock,
 }
 
 impl fmt::Debug for Paths {
@@ -131,9 +133,14 @@ pub fn is_virtual(addr: &SocketAddr) -> bool {
 impl Paths {
     /// The shared state of a socket bound to `io`; `forwarder` when this
     /// node relays for others.
-    fn new(io: Arc<tokio::net::UdpSocket>, forwarder: Option<Forwarder>) -> io::Result<Self> {
+    fn new(
+        io: Arc<tokio::net::UdpSocket>,
+        forwarder: Option<Forwarder>,
+        clock: Clock,
+    ) -> io::Result<Self> {
         let v6 = io.local_addr()?.is_ipv6();
         Ok(Self {
+            clock,
             io,
             v6,
             sessions: Mutex::new(Sessions::default()),
@@ -158,7 +165,7 @@ impl Paths {
                     c.remove(&a);
                 }
             }
-            c.insert(addr, Instant::now());
+            c.insert(addr, self.clock.instant());
         }
     }
 
@@ -169,7 +176,7 @@ impl Paths {
             .lock()
             .ok()
             .and_then(|c| c.get(&addr).copied())
-            .is_some_and(|t| t.elapsed() < window)
+            .is_some_and(|t| self.clock.instant().saturating_duration_since(t) < window)
     }
 
     /// Registers session `sid` through the relay at `relay` and returns the
@@ -181,7 +188,7 @@ impl Paths {
             return relay;
         };
         if let Some(e) = s.by_sid.get_mut(&(relay, sid)) {
-            e.last_seen = Instant::now();
+            e.last_seen = self.clock.instant();
             return e.virt;
         }
         if s.by_sid.len() >= MAX_SESSIONS {
@@ -207,7 +214,7 @@ impl Paths {
             (relay, sid),
             SessionEnd {
                 virt,
-                last_seen: Instant::now(),
+                last_seen: self.clock.instant(),
             },
         );
         s.by_virt.insert(virt, (relay, sid));
@@ -291,7 +298,7 @@ impl Paths {
     fn arrived(&self, relay: SocketAddr, sid: u64) -> Option<SocketAddr> {
         let mut s = self.sessions.lock().ok()?;
         let e = s.by_sid.get_mut(&(relay, sid))?;
-        e.last_seen = Instant::now();
+        e.last_seen = self.clock.instant();
         Some(e.virt)
     }
 }
@@ -312,10 +319,11 @@ impl PathSocket {
     pub(crate) fn new(
         socket: std::net::UdpSocket,
         forwarder: Option<Forwarder>,
+        clock: Clock,
     ) -> io::Result<(Self, Arc<Paths>)> {
         socket.set_nonblocking(true)?;
         let io = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
-        let paths = Arc::new(Paths::new(io, forwarder)?);
+        let paths = Arc::new(Paths::new(io, forwarder, clock)?);
         Ok((
             Self {
                 paths: paths.clone(),
@@ -343,7 +351,7 @@ impl PathSocket {
                 match p
                     .forwarder
                     .as_ref()
-                    .and_then(|f| f.route(src, sid, buf.len()))
+                    .and_then(|f| f.route(src, sid, buf.len(), self.paths.clock.instant()))
                 {
                     // A full send buffer drops the datagram, as a router would.
                     Some(to) => {
@@ -475,7 +483,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_map_both_ways_and_are_forgotten() {
         let std = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let (_socket, paths) = PathSocket::new(std, None).expect("socket");
+        let (_socket, paths) = PathSocket::new(std, None, Clock::system()).expect("socket");
         let relay: SocketAddr = "192.0.2.1:4433".parse().expect("addr");
         let v = paths.add_session(relay, 42);
         assert!(is_virtual(&v));

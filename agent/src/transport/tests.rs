@@ -16,11 +16,11 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-fn node(seed: u8, gate: Gate, network: &str) -> (Arc<Keypair>, Endpoint) {
+fn node(seed: u8, membership: Membership, network: &str) -> (Arc<Keypair>, Endpoint) {
     let key = Arc::new(Keypair::from_seed(&[seed; 32]));
     let net: NetworkId = network.parse().expect("network id");
     let ep =
-        Endpoint::bind(key.clone(), gate, &TransportConfig::new(loopback(), net)).expect("bind");
+        Endpoint::bind(key.clone(), membership, &TransportConfig::new(loopback(), net)).expect("bind");
     (key, ep)
 }
 
@@ -49,8 +49,8 @@ fn serve_echo(ep: Arc<Endpoint>) -> tokio::task::JoinHandle<usize> {
 
 #[tokio::test]
 async fn handshake_proves_both_keys_and_carries_frames() {
-    let (server_key, server) = node(1, Gate::public(), "public");
-    let (client_key, client) = node(2, Gate::public(), "public");
+    let (server_key, server) = node(1, Membership::public(), "public");
+    let (client_key, client) = node(2, Membership::public(), "public");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
@@ -74,8 +74,8 @@ async fn handshake_proves_both_keys_and_carries_frames() {
 
 #[tokio::test]
 async fn dialing_the_wrong_key_is_refused() {
-    let (_, server) = node(1, Gate::public(), "public");
-    let (_, client) = node(2, Gate::public(), "public");
+    let (_, server) = node(1, Membership::public(), "public");
+    let (_, client) = node(2, Membership::public(), "public");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
@@ -88,10 +88,9 @@ async fn dialing_the_wrong_key_is_refused() {
     // The server has no certificate for that name: it refuses and counts.
     assert_eq!(
         server
-            .gate()
+            .membership()
             .refusals()
-            .unknown_server_name
-            .load(Ordering::Relaxed),
+            .get(Refusal::UnknownServerName),
         1
     );
     server.close(0, "done");
@@ -100,7 +99,7 @@ async fn dialing_the_wrong_key_is_refused() {
 
 #[tokio::test]
 async fn a_gateway_answers_for_its_devices_by_server_name() {
-    let (gateway_key, gateway) = node(1, Gate::public(), "public");
+    let (gateway_key, gateway) = node(1, Membership::public(), "public");
     let device = Arc::new(Keypair::from_seed(&[7; 32]));
     gateway
         .add_identity(device.clone())
@@ -108,7 +107,7 @@ async fn a_gateway_answers_for_its_devices_by_server_name() {
     let gateway = Arc::new(gateway);
     let addr = gateway.local_addr().expect("addr");
     let task = serve_echo(gateway.clone());
-    let (_, client) = node(2, Gate::public(), "public");
+    let (_, client) = node(2, Membership::public(), "public");
 
     let conn = client
         .dial(&device.public(), addr)
@@ -139,9 +138,9 @@ async fn a_gateway_answers_for_its_devices_by_server_name() {
 async fn private_network_refuses_outsiders_in_the_handshake() {
     let insider_a = Keypair::from_seed(&[1; 32]).public();
     let insider_b = Keypair::from_seed(&[2; 32]).public();
-    let (_, server) = node(1, Gate::private([insider_a, insider_b]), "acme");
-    let (_, insider) = node(2, Gate::private([insider_a, insider_b]), "acme");
-    let (_, outsider) = node(3, Gate::private([insider_a]), "acme");
+    let (_, server) = node(1, Membership::allowlist([insider_a, insider_b]), "acme");
+    let (_, insider) = node(2, Membership::allowlist([insider_a, insider_b]), "acme");
+    let (_, outsider) = node(3, Membership::allowlist([insider_a]), "acme");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
@@ -162,10 +161,9 @@ async fn private_network_refuses_outsiders_in_the_handshake() {
 
     assert_eq!(
         server
-            .gate()
+            .membership()
             .refusals()
-            .not_allowlisted
-            .load(Ordering::Relaxed),
+            .get(Refusal::NotAllowlisted),
         5
     );
     server.close(0, "done");
@@ -178,8 +176,8 @@ async fn private_network_refuses_outsiders_in_the_handshake() {
 
 #[tokio::test]
 async fn different_networks_never_complete_a_handshake() {
-    let (key, server) = node(1, Gate::public(), "public");
-    let (_, client) = node(2, Gate::public(), "acme");
+    let (key, server) = node(1, Membership::public(), "public");
+    let (_, client) = node(2, Membership::public(), "acme");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
@@ -191,18 +189,17 @@ async fn different_networks_never_complete_a_handshake() {
     assert_eq!(task.await.expect("join"), 0);
     assert_eq!(
         server
-            .gate()
+            .membership()
             .refusals()
-            .wrong_network
-            .load(Ordering::Relaxed),
+            .get(Refusal::WrongNetwork),
         1
     );
 }
 
 #[tokio::test]
 async fn oversize_frames_are_refused_before_reading_the_body() {
-    let (key, server) = node(1, Gate::public(), "public");
-    let (_, client) = node(2, Gate::public(), "public");
+    let (key, server) = node(1, Membership::public(), "public");
+    let (_, client) = node(2, Membership::public(), "public");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let s = server.clone();
@@ -234,9 +231,9 @@ async fn a_relay_carries_one_session_and_drops_everything_else() {
     let mut cfg = TransportConfig::new(loopback(), net);
     cfg.relay = Some(relay::RelayLimits::default());
     let relay_key = Arc::new(Keypair::from_seed(&[30; 32]));
-    let relay = Endpoint::bind(relay_key, Gate::public(), &cfg).expect("bind relay");
-    let (_, a) = node(31, Gate::public(), "public");
-    let (b_key, b) = node(32, Gate::public(), "public");
+    let relay = Endpoint::bind(relay_key, Membership::public(), &cfg).expect("bind relay");
+    let (_, a) = node(31, Membership::public(), "public");
+    let (b_key, b) = node(32, Membership::public(), "public");
     let b = Arc::new(b);
     let echo = serve_echo(b.clone());
     let (ra, aa, ba) = (

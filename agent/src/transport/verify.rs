@@ -1,7 +1,8 @@
 //! One verifier type for both sides of the handshake (the rustls
 //! `ServerCertVerifier` / `ClientCertVerifier` pair): derive the peer's key
-//! from its certificate, check it is the key we dialed, check the gate, and
-//! check the handshake signature with Ed25519 only.
+//! from its certificate, check it is the key we dialed, ask the
+//! [`Membership`] whether it is admitted, and check the handshake
+//! signature with Ed25519 only.
 
 use std::sync::Arc;
 
@@ -12,34 +13,35 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use super::cert::{key_from_cert, key_from_rustls_name};
-use super::gate::{Gate, Refusals};
+use super::membership::{Membership, Refusal};
+use crate::clock::Clock;
 use crate::identity::PublicKey;
 
-/// Checks peers' certificates against expected keys and the gate.
+/// Checks peers' certificates against expected keys and the membership.
 #[derive(Debug)]
 pub(crate) struct PeerVerifier {
-    gate: Gate,
+    membership: Membership,
+    clock: Clock,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PeerVerifier {
-    pub(crate) fn new(gate: Gate) -> Arc<Self> {
+    pub(crate) fn new(membership: Membership, clock: Clock) -> Arc<Self> {
         Arc::new(Self {
-            gate,
+            membership,
+            clock,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         })
     }
 
-    /// The key in `cert`, if the gate admits it.
+    /// The key in `cert`, if the membership admits it.
     fn admit(&self, cert: &CertificateDer<'_>) -> Result<PublicKey, rustls::Error> {
-        let refusals = self.gate.refusals();
         let key = key_from_cert(cert).map_err(|_| {
-            Refusals::bump(&refusals.bad_certificate);
+            self.membership.refusals().count(Refusal::BadCertificate);
             rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
         })?;
-        if !self.gate.admits(&key) {
-            Refusals::bump(&refusals.not_allowlisted);
-            tracing::debug!(peer = %key, "refused: not on the allowlist");
+        if let Err(refusal) = self.membership.admit_handshake(&key, self.clock.wall()) {
+            tracing::debug!(peer = %key, reason = refusal.as_str(), "refused: {}", refusal.explain());
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));
@@ -92,7 +94,7 @@ impl ServerCertVerifier for PeerVerifier {
         match key_from_rustls_name(server_name) {
             Some(expected) if expected == key => Ok(ServerCertVerified::assertion()),
             _ => {
-                Refusals::bump(&self.gate.refusals().wrong_key);
+                self.membership.refusals().count(Refusal::WrongKey);
                 tracing::debug!(presented = %key, "refused: server is not the key we dialed");
                 Err(rustls::Error::InvalidCertificate(
                     CertificateError::NotValidForName,

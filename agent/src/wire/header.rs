@@ -27,16 +27,6 @@ pub const BROADCAST_AAD: &[u8] = b"streembit:anyone";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct UnixMillis(pub u64);
 
-impl UnixMillis {
-    /// The system clock. Only shells (CLI, node) call this.
-    pub fn now() -> Self {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Self(ms)
-    }
-}
 
 /// A network's id: `public`, or the name of a private network.
 ///

@@ -9,6 +9,9 @@
 //!   network, freshness window and replay window, in that order.
 //! - [`replay`]: [`ReplayWindow`], the bounded memory of recently seen
 //!   `(sender, nonce)` pairs.
+//! - `session.rs`: [`Session`], one identity's sealer and opener for
+//!   point-to-point exchanges, and [`FromPeer`], the proof that an
+//!   envelope came from the peer the connection proved.
 //! - [`payload`]: operator JSON to CBOR payloads and back, for display.
 //!
 //! The exact byte layout, so that anyone can verify our messages with any
@@ -22,6 +25,7 @@ mod header;
 mod opener;
 pub mod payload;
 pub(crate) mod replay;
+mod session;
 
 pub use envelope::{
     open_published, open_published_batch, peek_unverified, seal, verify_signature, Opened, Sealer,
@@ -32,6 +36,7 @@ pub use header::{
 };
 pub use opener::{Opener, WireConfig};
 pub use replay::ReplayWindow;
+pub use session::{FromPeer, Session, SessionError};
 
 /// Largest envelope any configuration may accept, checked before decoding.
 pub const HARD_MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
@@ -42,7 +47,7 @@ pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 64 * 1024;
 ///
 /// Each receive-side variant is a distinct, counted rejection reason; see
 /// [`WireError::reason`] for the metric label.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WireError {
     /// Longer than the configured cap; refused before any decoding.

@@ -27,24 +27,46 @@ const RELAYED_GRACE: Duration = Duration::from_secs(10);
 /// Application close code: replaced by a direct connection.
 pub(crate) const CLOSE_UPGRADED: u32 = 6;
 
-impl Nat {
+/// The one way anything in the agent dials a peer or a device: over the
+/// connection cache, directly or through a relay, with a hole punch
+/// behind a relayed connection. A new connection is served by the node
+/// from then on like an accepted one.
+#[derive(Clone)]
+pub(crate) struct Dialer(Arc<Nat>);
+
+impl Dialer {
+    pub(crate) fn new(nat: Arc<Nat>) -> Self {
+        Self(nat)
+    }
+
     /// A connection proven by `peer`'s key: the cached one, or a new one to
     /// the first of `addrs` that answers. `host` is the node that serves
     /// `peer` (itself, or a device's gateway): relays know nodes, not
-    /// devices. The bool is true for a new connection, which the node
-    /// serves from then on like an accepted one.
+    /// devices.
+    pub(crate) async fn get_or_dial(
+        &self,
+        peer: &PublicKey,
+        host: &PublicKey,
+        addrs: &[PeerAddr],
+    ) -> Result<Connection, TransportError> {
+        self.0.get_or_dial(peer, host, addrs).await
+    }
+}
+
+impl Nat {
+    /// See [`Dialer::get_or_dial`].
     pub(crate) async fn get_or_dial(
         self: &Arc<Self>,
         peer: &PublicKey,
         host: &PublicKey,
         addrs: &[PeerAddr],
-    ) -> Result<(Connection, bool), TransportError> {
+    ) -> Result<Connection, TransportError> {
         if let Some(c) = self.conns.cached(peer) {
-            return Ok((c, false));
+            return Ok(c);
         }
         let mut last = TransportError::Local(format!("no address known for {peer}"));
         for addr in addrs {
-            let started = Instant::now();
+            let started = self.clock.instant();
             let dialed = match *addr {
                 PeerAddr::Direct(a) => self.endpoint.dial(peer, a).await,
                 PeerAddr::Relay { relay, addr } => self.dial_relayed(peer, host, relay, addr).await,
@@ -52,10 +74,11 @@ impl Nat {
             match dialed {
                 Ok(conn) => {
                     // Set-up times, for the NAT bench (tests/benches/nat.rs).
-                    tracing::debug!(peer = %peer, addr = %addr, elapsed_us = started.elapsed().as_micros() as u64, "connected");
+                    let elapsed_us = self.clock.instant().saturating_duration_since(started).as_micros() as u64;
+                    tracing::debug!(peer = %peer, addr = %addr, elapsed_us, "connected");
                     self.conns.insert(conn.clone());
                     let _ = self.inputs.send(Input::Connected(conn.clone())).await;
-                    return Ok((conn, true));
+                    return Ok(conn);
                 }
                 Err(e) => last = e,
             }
@@ -99,7 +122,7 @@ impl Nat {
         relay: PublicKey,
         relay_addr: SocketAddr,
     ) -> Result<Connection, TransportError> {
-        let (to_relay, _) =
+        let to_relay =
             Box::pin(self.get_or_dial(&relay, &relay, &[PeerAddr::Direct(relay_addr)])).await?;
         let ask = NatRequest::Connect {
             target: host.to_string(),
@@ -141,7 +164,7 @@ impl Nat {
         if let Some(target) = target_seen.filter(|a| !is_virtual(a)) {
             tokio::spawn(
                 self.clone()
-                    .upgrade(*peer, target, conn.clone(), Instant::now()),
+                    .upgrade(*peer, target, conn.clone(), self.clock.instant()),
             );
         }
         Ok(conn)
@@ -163,7 +186,11 @@ impl Nat {
         match direct {
             Ok(Ok(conn)) => {
                 bump(&self.counters.holepunch_direct);
-                let elapsed_us = started.elapsed().as_micros() as u64;
+                let elapsed_us = self
+                    .clock
+                    .instant()
+                    .saturating_duration_since(started)
+                    .as_micros() as u64;
                 tracing::info!(peer = %peer, addr = %target, elapsed_us, "hole punched: direct connection");
                 self.conns.insert(conn.clone());
                 let _ = self.inputs.send(Input::Connected(conn)).await;

@@ -98,7 +98,7 @@ impl Nat {
                     "streembit_relay_sessions",
                     "Relayed sessions open at this relay.",
                     Kind::Gauge,
-                    f.sessions() as u64,
+                    f.sessions(self.clock.instant()) as u64,
                 ),
                 Family::single(
                     "streembit_relay_sessions_opened",

@@ -4,8 +4,9 @@
 //! - `protocol.rs`: the `nat` requests and `nat_answer` answers.
 //! - `service.rs`: [`Nat`], serving those requests (observer, dial-back
 //!   tester, relay, relayed target) and asking them.
-//! - `dial.rs`: dialing a peer by its record's addresses, direct or through
-//!   a relay, and upgrading a relayed connection to a hole-punched one.
+//! - `dial.rs`: [`Dialer`], dialing a peer by its record's addresses,
+//!   direct or through a relay, and upgrading a relayed connection to a
+//!   hole-punched one.
 //! - `metrics.rs`: their counters as metric families.
 //! - `reach.rs`: the task that finds out whether this node is reachable and,
 //!   if not, holds relay reservations and publishes them as its addresses.
@@ -34,10 +35,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+pub(crate) use dial::Dialer;
 pub use protocol::{NatAnswer, NatRequest};
 pub(crate) use reach::spawn_reachability;
 pub(crate) use service::Nat;
-pub use service::NatCounters;
 
 use crate::identity::PublicKey;
 use crate::transport::relay::RelayLimits;

@@ -251,7 +251,7 @@ impl Nat {
             if held.len() >= self.cfg.max_relays.max(1) {
                 break;
             }
-            let Ok((conn, _)) = self
+            let Ok(conn) = self
                 .get_or_dial(&key, &key, &[PeerAddr::Direct(addr)])
                 .await
             else {

@@ -12,13 +12,15 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::protocol::{decode, encode, NatAnswer, NatRequest};
 use super::{NatConfig, Reachability};
-use crate::identity::{Keypair, PublicKey};
+use crate::clock::Clock;
+use crate::identity::PublicKey;
 use crate::node::connections::Connections;
 use crate::node::rpc::{self, Input};
+use crate::node::NodeError;
 use crate::transport::framing::request;
 use crate::transport::socket::{is_virtual, Path};
 use crate::transport::{Connection, Endpoint};
-use crate::wire::{Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig};
+use crate::wire::{Kind, Session};
 
 /// A dial-back's own handshake may take this long.
 const DIAL_BACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,7 +42,7 @@ pub(crate) const CLOSE_DIAL_BACK: u32 = 5;
 
 /// Counters of NAT traversal (monotonic unless noted).
 #[derive(Debug, Default)]
-pub struct NatCounters {
+pub(crate) struct NatCounters {
     /// Dial-back outcomes of our own tests: reachable.
     pub dial_back_reachable: AtomicU64,
     /// … unreachable.
@@ -68,14 +70,12 @@ pub(super) fn bump(c: &AtomicU64) {
 /// This node's NAT traversal: shared by the node loop (serving `nat`
 /// streams), the dialer and the reachability task.
 pub(crate) struct Nat {
-    key: Arc<Keypair>,
+    session: Session,
     pub(super) cfg: NatConfig,
     pub(super) endpoint: Arc<Endpoint>,
     pub(crate) conns: Connections,
     pub(crate) inputs: mpsc::Sender<Input>,
-    sealer: Mutex<Sealer>,
-    opener: Mutex<Opener>,
-    max_frame: usize,
+    pub(super) clock: Clock,
     /// As a relay: who holds a reservation, on which connection.
     reservations: Mutex<HashMap<PublicKey, Connection>>,
     /// Behind NAT: the relays holding a reservation for us.
@@ -89,24 +89,18 @@ pub(crate) struct Nat {
 }
 
 impl Nat {
+    /// NAT traversal for the node whose exchanges `session` signs and
+    /// opens.
     pub(crate) fn new(
-        key: Arc<Keypair>,
-        network: NetworkId,
-        wire: WireConfig,
+        session: Session,
         cfg: NatConfig,
         conns: Connections,
         inputs: mpsc::Sender<Input>,
+        clock: Clock,
     ) -> Self {
         Self {
-            max_frame: wire.max_envelope_bytes,
-            opener: Mutex::new(Opener::new(
-                network.clone(),
-                key.node_id(),
-                wire,
-                UnixMillis::now(),
-            )),
-            sealer: Mutex::new(Sealer::new(network)),
-            key,
+            session,
+            clock,
             cfg,
             endpoint: conns.endpoint().clone(),
             conns,
@@ -145,53 +139,28 @@ impl Nat {
         self.reservations.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    fn seal(&self, kind: Kind, to: &PublicKey, payload: &[u8]) -> Result<Vec<u8>, String> {
-        self.sealer
-            .lock()
-            .map_err(|_| "sealer poisoned".to_owned())?
-            .seal(
-                &self.key,
-                kind,
-                Audience::Node(to.node_id()),
-                payload,
-                UnixMillis::now(),
-            )
-            .map_err(|e| e.to_string())
-    }
-
-    /// Opens a `kind` envelope that `from` (the connection's proven peer)
-    /// must have signed for us.
-    fn open(&self, bytes: &[u8], from: &PublicKey, kind: Kind) -> Result<Vec<u8>, String> {
-        let opened = self
-            .opener
-            .lock()
-            .map_err(|_| "opener poisoned".to_owned())?
-            .open(bytes, UnixMillis::now())
-            .map_err(|e| e.to_string())?;
-        if opened.sender() != *from || opened.kind() != kind {
-            return Err(format!(
-                "expected {kind} signed by {from}, got {} by {}",
-                opened.kind(),
-                opened.sender()
-            ));
-        }
-        Ok(opened.payload().to_vec())
-    }
-
-    /// Sends `req` to the peer of `conn` and waits for its answer.
+    /// Sends `req` to the peer of `conn` and waits for its answer, which
+    /// the peer must have signed.
     pub(crate) async fn ask(
         &self,
         conn: &Connection,
         req: &NatRequest,
         timeout: Duration,
-    ) -> Result<NatAnswer, String> {
+    ) -> Result<NatAnswer, NodeError> {
         let peer = conn.peer().key();
-        let env = self.seal(Kind::Nat, &peer, &encode(req))?;
-        let bytes = request(conn, &env, self.max_frame, timeout)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{peer} closed the stream without answering"))?;
-        decode(&self.open(&bytes, &peer, Kind::NatAnswer)?)
+        let env = self
+            .session
+            .seal(Kind::Nat, &peer, &encode(req), self.clock.wall())?;
+        let bytes = request(conn, &env, self.session.max_frame(), timeout)
+            .await?
+            .ok_or_else(|| {
+                NodeError::Transport(format!("{peer} closed the stream without answering"))
+            })?;
+        let answer = self
+            .session
+            .open_from(&peer, &bytes, self.clock.wall())?
+            .expect(Kind::NatAnswer)?;
+        decode(answer.payload()).map_err(NodeError::PeerMisbehaved)
     }
 
     /// Answers one `nat` stream a peer opened on `conn`.
@@ -202,10 +171,12 @@ impl Nat {
         reply: quinn::SendStream,
     ) {
         let peer = conn.peer().key();
-        let req = match self
-            .open(&first, &peer, Kind::Nat)
-            .and_then(|p| decode::<NatRequest>(&p))
-        {
+        let opened = self
+            .session
+            .open_from(&peer, &first, self.clock.wall())
+            .and_then(|f| f.expect(Kind::Nat))
+            .map_err(|e| e.to_string());
+        let req = match opened.and_then(|f| decode::<NatRequest>(f.payload())) {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "nat request refused");
@@ -217,8 +188,12 @@ impl Nat {
         if matches!(answer, NatAnswer::Error { .. }) {
             bump(&self.counters.refused);
         }
-        if let Ok(env) = self.seal(Kind::NatAnswer, &peer, &encode(&answer)) {
-            rpc::answer(reply, env).await;
+        match self
+            .session
+            .seal(Kind::NatAnswer, &peer, &encode(&answer), self.clock.wall())
+        {
+            Ok(env) => rpc::answer(reply, env).await,
+            Err(e) => tracing::warn!(error = %e, "cannot seal a nat answer"),
         }
     }
 
@@ -287,7 +262,7 @@ impl Nat {
         let Ok(mut arranged) = self.arranged.lock() else {
             return false;
         };
-        let now = Instant::now();
+        let now = self.clock.instant();
         arranged.retain(|_, t| now.saturating_duration_since(*t) < REVERSE_DIAL_QUARANTINE);
         if arranged.contains_key(&(dialed, dialer)) {
             return false;
@@ -383,7 +358,7 @@ impl Nat {
             sid,
             (client.key(), client.addr()),
             (target, target_addr),
-            Instant::now(),
+            self.clock.instant(),
         ) {
             return NatAnswer::error("busy", format!("relay limit reached ({})", r.reason()));
         }
@@ -402,7 +377,7 @@ impl Nat {
                 let why = match other {
                     Ok(NatAnswer::Error { code, .. }) => code,
                     Ok(_) => "unexpected answer".to_owned(),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 NatAnswer::error(
                     "unreachable",
@@ -424,8 +399,8 @@ impl Nat {
             return NatAnswer::error("not_my_relay", "no reservation of ours at this peer");
         }
         match peer.parse::<PublicKey>() {
-            Ok(k) if self.endpoint.gate().admits(&k) => {}
-            Ok(_) => return NatAnswer::error("not_allowed", "not on our allowlist"),
+            Ok(k) if self.endpoint.membership().admits(&k, self.clock.wall()).is_admitted() => {}
+            Ok(_) => return NatAnswer::error("not_allowed", "not a member of our network"),
             Err(_) => return NatAnswer::error("bad_request", "bad peer key"),
         }
         let paths = self.endpoint.paths().clone();

@@ -16,19 +16,20 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::UnixListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use super::control::{ApiError, Query, QuerySender};
+use super::local_mqtt::MqttStats;
 use super::routes::{self, Route, MAX_REQUEST_BODY};
-use crate::devices::protocol::{verify_readings, VerifiedReading};
-use crate::devices::{DeviceService, Devices, Remote, RemoteError, Subscriptions};
+use crate::api::{ApiError, ReadAnswer, ReadingView};
+use crate::devices::{verify_readings, DeviceService, Devices, Remote, RemoteError, Subscriptions};
 use crate::identity::PublicKey;
+use crate::node::{NodeError, NodeHandle};
 
 /// What the API serves from.
 #[derive(Clone)]
-pub struct Context {
-    /// The node's query channel.
-    pub node: QuerySender,
+pub(crate) struct Context {
+    /// The node.
+    pub(crate) node: NodeHandle,
     /// Hosted devices.
     pub devices: Devices,
     /// The device protocol's server side (metrics).
@@ -38,14 +39,14 @@ pub struct Context {
     /// This agent's subscriptions.
     pub subscriptions: Subscriptions,
     /// The local MQTT publisher's counters.
-    pub mqtt: Arc<super::mqtt::MqttStats>,
+    pub mqtt: Arc<MqttStats>,
 }
 
 /// How long one API request may wait for the node (a lookup included).
 const NODE_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds the API socket at `path` (replacing a stale one) with mode 0660.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -63,7 +64,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the API until `shutdown` turns true.
-pub async fn serve(listener: UnixListener, ctx: Context, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: UnixListener, ctx: Context, mut shutdown: watch::Receiver<bool>) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -89,7 +90,7 @@ pub async fn serve(listener: UnixListener, ctx: Context, mut shutdown: watch::Re
 }
 
 /// Removes the socket file (at shutdown).
-pub fn remove(path: &PathBuf) {
+pub(crate) fn remove(path: &PathBuf) {
     let _ = std::fs::remove_file(path);
 }
 
@@ -129,18 +130,18 @@ async fn answer(
     let node = &ctx.node;
     let devices = &ctx.devices;
     match route {
-        Route::Status => ask(node, Query::Status).await.map(|mut s| {
+        Route::Status => ask(node.status()).await.map(|mut s| {
             s.devices = devices.count();
             json(&s)
         }),
-        Route::Peers => ask(node, Query::Peers).await.map(|p| json(&p)),
-        Route::Lookup(key) => ask(node, |tx| Query::Lookup(key, tx))
-            .await
-            .map(|r| match r {
-                Ok(Some(answer)) => json(&answer),
-                Ok(None) => error(StatusCode::NOT_FOUND, "no record for this key"),
-                Err(e) => error(StatusCode::BAD_GATEWAY, &e),
-            }),
+        Route::Peers => ask(node.peers()).await.map(|p| json(&p)),
+        Route::Lookup(key) => Ok(match bounded(node.lookup(key)).await {
+            Ok(Ok(Some(answer))) => json(&answer),
+            Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no record for this key"),
+            Ok(Err(NodeError::ShuttingDown)) => shutting_down(),
+            Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, &e.to_string()),
+            Err(timed_out) => timed_out,
+        }),
         Route::Devices => Ok(json(&devices.list())),
         Route::Device(name) => Ok(match devices.get(&name) {
             Some(d) => json(&d),
@@ -152,7 +153,7 @@ async fn answer(
             value,
         } => Ok(match devices.write(&device, &point, &value).await {
             Ok(()) => json(&serde_json::json!({"ok": true})),
-            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
         }),
         Route::Read { device, point } => Ok(read(ctx, &device, point).await),
         Route::Write {
@@ -168,7 +169,7 @@ async fn answer(
         Route::Subscriptions => Ok(json(&ctx.subscriptions.list())),
         Route::Subscribe(device) => Ok(match ctx.subscriptions.add(&device) {
             Ok(()) => json(&serde_json::json!({"device": device.to_string(), "subscribed": true})),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }),
         Route::Unsubscribe(device) => Ok(if ctx.subscriptions.remove(&device).await {
             json(&serde_json::json!({"device": device.to_string(), "subscribed": false}))
@@ -183,7 +184,7 @@ async fn answer(
             Some(entries) => json(&entries),
             None => error(StatusCode::NOT_FOUND, "not subscribed to this device"),
         }),
-        Route::Metrics => ask(node, Query::Metrics).await.map(|mut families| {
+        Route::Metrics => ask(node.metrics()).await.map(|mut families| {
             families.extend(devices.families());
             families.extend(devices.outboxes().families());
             families.extend(ctx.service.families());
@@ -202,7 +203,7 @@ async fn answer(
 /// A device's latest readings, each verified with the device key: from
 /// the board when the device is hosted here, else over the network.
 async fn read(ctx: &Context, device: &PublicKey, point: Option<String>) -> Response<Full<Bytes>> {
-    let readings: Result<Vec<VerifiedReading>, RemoteError> = match ctx.devices.by_key(device) {
+    let readings: Result<Vec<ReadingView>, RemoteError> = match ctx.devices.by_key(device) {
         Some(hosted) => {
             let sealed = ctx.devices.latest_sealed(&hosted.name, point.as_deref());
             let sealed: Vec<&[u8]> = sealed.iter().map(|e| e.as_slice()).collect();
@@ -219,7 +220,10 @@ async fn read(ctx: &Context, device: &PublicKey, point: Option<String>) -> Respo
         None => ctx.remote.read(device, point).await,
     };
     match readings {
-        Ok(list) => json(&serde_json::json!({"device": device.to_string(), "readings": list})),
+        Ok(readings) => json(&ReadAnswer {
+            device: device.to_string(),
+            readings,
+        }),
         Err(e) => remote_error(&e),
     }
 }
@@ -242,26 +246,34 @@ fn remote_error(e: &RemoteError) -> Response<Full<Bytes>> {
     }
 }
 
-/// Sends a query to the node and waits (bounded) for its answer.
-async fn ask<T>(
-    node: &QuerySender,
-    make: impl FnOnce(oneshot::Sender<T>) -> Query,
+/// Waits for the node at most [`NODE_ANSWER_TIMEOUT`]; past it, the
+/// `504` answer.
+async fn bounded<T>(
+    asking: impl std::future::Future<Output = T>,
 ) -> Result<T, Response<Full<Bytes>>> {
-    let (tx, rx) = oneshot::channel();
-    node.send(make(tx))
+    tokio::time::timeout(NODE_ANSWER_TIMEOUT, asking)
         .await
-        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down"))?;
-    match tokio::time::timeout(NODE_ANSWER_TIMEOUT, rx).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "agent is shutting down",
-        )),
-        Err(_) => Err(error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "the node did not answer in time",
-        )),
+        .map_err(|_| {
+            error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the node did not answer in time",
+            )
+        })
+}
+
+/// The node's answer, or the error answer when it is shutting down or
+/// does not answer in time.
+async fn ask<T>(
+    asking: impl std::future::Future<Output = Result<T, NodeError>>,
+) -> Result<T, Response<Full<Bytes>>> {
+    match bounded(asking).await? {
+        Ok(v) => Ok(v),
+        Err(_) => Err(shutting_down()),
     }
+}
+
+fn shutting_down() -> Response<Full<Bytes>> {
+    error(StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down")
 }
 
 fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {

@@ -22,6 +22,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/streembit/agent.toml";
 /// The agent's default UDP port.
 pub const DEFAULT_PORT: u16 = 7470;
 
+/// Where bridge files live for an agent config at `config`: `bridges.d/`
+/// beside it. With no explicit config, beside the default config path.
+pub fn bridges_dir(config: Option<&Path>) -> PathBuf {
+    let base = config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    base.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("bridges.d")
+}
+
 /// The agent's configuration file, `agent.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -98,7 +108,7 @@ impl Default for NatSection {
 
 impl NatSection {
     /// The node's NAT settings (validated at load).
-    pub fn node_config(&self) -> Result<crate::node::nat::NatConfig, ConfigError> {
+    pub fn node_config(&self) -> Result<crate::node::NatConfig, ConfigError> {
         let mode = self
             .reachability
             .parse()
@@ -109,7 +119,7 @@ impl NatSection {
             burst_bytes: self.relay_bytes_per_sec.max(64 * 1024),
             ..Default::default()
         });
-        Ok(crate::node::nat::NatConfig {
+        Ok(crate::node::NatConfig {
             mode,
             relay,
             max_relays: self.max_relays.max(1),
@@ -269,8 +279,10 @@ impl AgentConfig {
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut errors = self.text_errors(origin);
         if let Some(f) = &self.allowlist_file {
-            if let Err(reason) = crate::transport::read_allowlist(f) {
-                errors.push(format!("{origin}: key `allowlist_file`: {reason}"));
+            if let Err(reasons) = crate::transport::read_allowlist(f) {
+                for reason in reasons {
+                    errors.push(format!("{origin}: key `allowlist_file`: {reason}"));
+                }
             }
         }
         // Names are resolved only here (DNS is a side effect), and only
@@ -322,7 +334,7 @@ impl AgentConfig {
                 );
             }
         }
-        if let Err(e) = self.nat.reachability.parse::<crate::node::nat::ReachMode>() {
+        if let Err(e) = self.nat.reachability.parse::<crate::node::ReachMode>() {
             err("nat.reachability", e);
         }
         for (i, s) in self.seeds.iter().enumerate() {
@@ -437,7 +449,7 @@ impl AgentConfig {
             .filter_map(|k| k.parse().ok())
             .collect();
         if let Some(f) = &self.allowlist_file {
-            keys.extend(crate::transport::read_allowlist(f).map_err(ConfigError::one)?);
+            keys.extend(crate::transport::read_allowlist(f).map_err(ConfigError)?);
         }
         Ok(keys)
     }

@@ -1,0 +1,232 @@
+//! The local API's contract: the JSON shapes the running agent answers
+//! with and the CLI (or any script) decodes (`docs/api.md`).
+//!
+//! A leaf module: it names no other module of this crate, so the node and
+//! the devices layer fill these shapes and the daemon and the CLI carry
+//! them without any of them importing another's types (the way
+//! quinn-proto keeps `EndpointEvent`/`ConnectionEvent` in `shared.rs`).
+//! Keys travel as 64-hex text here, as on the wire of the API.
+//!
+//! What this module does not do: routes, HTTP or validation (the daemon's
+//! `routes.rs` parses requests), and no behaviour beyond serde.
+//!
+//! Fields added over time carry `#[serde(default)]`, so a newer CLI still
+//! reads an older agent's answers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// Network id.
+    pub network: String,
+    /// `public` or `private`.
+    pub network_kind: String,
+    /// This agent's public key.
+    pub key: String,
+    /// Its node id (SHA-256 of the key).
+    pub node_id: String,
+    /// UDP addresses it listens on.
+    pub listen: Vec<String>,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Open QUIC connections.
+    pub connections: usize,
+    /// Contacts in the routing table.
+    pub table_size: usize,
+    /// Records stored for others.
+    pub records_stored: usize,
+    /// Hosted devices.
+    pub devices: usize,
+    /// `unknown`, `public` (a third peer dialed us back) or `private`
+    /// (behind NAT: reached through relays).
+    #[serde(default)]
+    pub reachability: String,
+    /// The addresses our records announce now (`relay:<key>@<ip:port>`
+    /// for a relay).
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// Open connections and how they reach their peer.
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// One open connection, in [`Status::links`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Link {
+    /// The key its handshake proved (a node's or a device's).
+    pub key: String,
+    /// `direct` or `relayed`.
+    pub path: String,
+    /// The peer's UDP address (direct), or the relay's (relayed).
+    pub addr: String,
+}
+
+/// One routing-table contact, `GET /v1/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Peer {
+    /// Public key.
+    pub key: String,
+    /// Addresses it announced.
+    pub addrs: Vec<String>,
+}
+
+/// A record found by `GET /v1/lookup/{key}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LookupAnswer {
+    /// The key looked up.
+    pub key: String,
+    /// `peer` or `device`.
+    pub kind: String,
+    /// Addresses in the record.
+    pub addrs: Vec<String>,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// For a device record: the hosting gateway's key.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gateway: Option<String>,
+    /// Lookup rounds.
+    pub rounds: u32,
+    /// Messages sent by the lookup.
+    pub messages: u32,
+    /// Time inside the node from starting the lookup to its end, in
+    /// microseconds (excludes the API round trip).
+    #[serde(default)]
+    pub elapsed_us: u64,
+}
+
+/// An API error body: `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+}
+
+/// One reading, as the API shows it: a point of a hosted device on the
+/// board (`GET /v1/devices`), a reading fetched from a device anywhere
+/// (`GET /v1/read/{key}`), or one held in an inbox.
+///
+/// One shape for all three, because they are the same thing seen from
+/// different places: the board's entry is the reading this gateway just
+/// sealed, the others were verified with the device key on arrival.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadingView {
+    /// The device's name at its gateway.
+    #[serde(default)]
+    pub device: String,
+    /// The point.
+    #[serde(default)]
+    pub point: String,
+    /// The value (absent when the reading carries an error).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<serde_json::Value>,
+    /// Unit from the bridge file.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unit: Option<String>,
+    /// `good`, or `bad: <reason>`.
+    pub quality: String,
+    /// When it was read, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The device's reading sequence (0 for a reading that could not be
+    /// sealed).
+    #[serde(default)]
+    pub seq: u64,
+    /// The reading as a COSE_Sign1 envelope signed by the device's own key
+    /// (hex), verifiable with the device key alone. Absent only on the
+    /// board, for a reading that could not be sealed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cose: Option<String>,
+}
+
+impl ReadingView {
+    /// The value with its unit, or why there is none, for people.
+    pub fn shown(&self) -> String {
+        match &self.value {
+            Some(v) => format!("{v} {}", self.unit.as_deref().unwrap_or(""))
+                .trim_end()
+                .to_owned(),
+            None => self.quality.clone(),
+        }
+    }
+}
+
+/// A hosted device, `GET /v1/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceInfo {
+    /// Name from the bridge file.
+    pub name: String,
+    /// The bridge file it is defined in.
+    pub bridge: String,
+    /// The device's own public key.
+    pub key: String,
+    /// `starting`, `online` or `offline: <reason>`.
+    pub state: String,
+    /// Last successful exchange, ms since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_success_ms: Option<u64>,
+    /// Latest reading per point.
+    pub points: BTreeMap<String, ReadingView>,
+}
+
+/// `GET /v1/read/{key}`: a device's latest readings, each verified with
+/// its key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReadAnswer {
+    /// The device key.
+    pub device: String,
+    /// Its readings.
+    pub readings: Vec<ReadingView>,
+}
+
+/// A subscription, `GET /v1/subscriptions`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubscriptionInfo {
+    /// The device key.
+    pub device: String,
+    /// Whether a stream to the device is open now.
+    pub connected: bool,
+    /// The last sequence received.
+    pub last_seq: u64,
+    /// Readings in the inbox.
+    pub held: u64,
+    /// Readings received since start.
+    pub received: u64,
+    /// Duplicates dropped since start.
+    pub duplicates: u64,
+    /// Readings refused (bad signature, wrong signer) since start.
+    pub rejected: u64,
+    /// Readings dropped from the full inbox since start.
+    pub dropped: u64,
+    /// Why the last stream ended, if it did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_error: Option<String>,
+}
+
+/// One received reading, `GET /v1/subscriptions/{key}/readings`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InboxEntry {
+    /// When it arrived here, ms since the Unix epoch.
+    pub received_ms: u64,
+    /// The reading, verified again with the device key as it is read.
+    #[serde(flatten)]
+    pub reading: ReadingView,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI reads answers of agents older than the shapes here.
+    #[test]
+    fn older_answers_still_decode() {
+        let point = r#"{"value": 42.5, "unit": "W", "quality": "good", "timestamp_ms": 7}"#;
+        let r: ReadingView = serde_json::from_str(point).expect("board entry of an older agent");
+        assert_eq!((r.seq, r.cose.as_deref()), (0, None));
+        assert_eq!(r.shown(), "42.5 W");
+        let old = r#"{"key": "k", "kind": "peer", "addrs": [], "seq": 1, "rounds": 0, "messages": 0}"#;
+        let a: LookupAnswer = serde_json::from_str(old).expect("lookup of an older agent");
+        assert_eq!(a.elapsed_us, 0);
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Session`]: one identity's point-to-point exchanges with its peers —
+//! the sealer that signs what it sends and the opener that checks what it
+//! receives — and [`FromPeer`], the proof that an envelope opened and was
+//! signed by the peer the connection proved.
+//!
+//! Every request/answer protocol of the agent (the DHT, NAT traversal,
+//! the device protocol on both sides) needs the same three steps: seal
+//! for a peer's node id, open under the replay window, and refuse what is
+//! not signed by the key the TLS handshake proved. They are written here
+//! once, so a protocol cannot forget the last step: code past this point
+//! takes a [`FromPeer`], which only [`Session::open_from`] makes.
+//!
+//! What this module does not do: move bytes, or decide what a payload
+//! means.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Audience, Kind, NetworkId, Opened, Opener, Sealer, UnixMillis, WireConfig, WireError};
+use crate::identity::{Keypair, NodeId, PublicKey};
+
+/// Why an exchange failed in this layer, and whose fault it is.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The peer's envelope was refused (signature, network, freshness,
+    /// replay, size, format): see [`WireError::reason`].
+    #[error(transparent)]
+    Refused(WireError),
+    /// A valid envelope signed by someone other than the peer the
+    /// connection proved: a relay of another node's message.
+    #[error("signed by {got}, not by {expected}")]
+    SenderMismatch {
+        /// The key the connection proved.
+        expected: PublicKey,
+        /// The key that signed.
+        got: PublicKey,
+    },
+    /// The peer sent another kind of message than the exchange expects.
+    #[error("expected {expected}, got {got}")]
+    UnexpectedKind {
+        /// What the exchange expects.
+        expected: Kind,
+        /// What came.
+        got: Kind,
+    },
+    /// Sealing failed on our side.
+    #[error("cannot seal: {0}")]
+    Seal(WireError),
+    /// A lock was poisoned by a panic elsewhere (a bug here).
+    #[error("session state unavailable")]
+    Poisoned,
+}
+
+impl SessionError {
+    /// A short stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionError::Refused(e) => e.reason(),
+            SessionError::SenderMismatch { .. } => "sender_mismatch",
+            SessionError::UnexpectedKind { .. } => "unexpected_kind",
+            SessionError::Seal(_) => "seal",
+            SessionError::Poisoned => "poisoned",
+        }
+    }
+
+    /// Our fault rather than the peer's.
+    pub fn is_local(&self) -> bool {
+        matches!(self, SessionError::Seal(_) | SessionError::Poisoned)
+    }
+}
+
+/// An envelope that opened (signature, network, freshness, replay) and
+/// was signed by the peer it was expected from. Only
+/// [`Session::open_from`] builds one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromPeer(Opened);
+
+impl FromPeer {
+    /// The opened envelope.
+    pub fn opened(&self) -> &Opened {
+        &self.0
+    }
+    /// What it is.
+    pub fn kind(&self) -> Kind {
+        self.0.kind()
+    }
+    /// Its payload: one CBOR item.
+    pub fn payload(&self) -> &[u8] {
+        self.0.payload()
+    }
+    /// This envelope, if it is a `kind`.
+    pub fn expect(self, kind: Kind) -> Result<Self, SessionError> {
+        if self.0.kind() == kind {
+            Ok(self)
+        } else {
+            Err(SessionError::UnexpectedKind {
+                expected: kind,
+                got: self.0.kind(),
+            })
+        }
+    }
+}
+
+/// One identity's sealer and opener on one network, shared by the tasks
+/// of one protocol (its locks are held only for a seal or an open).
+#[derive(Debug)]
+pub struct Session {
+    key: Arc<Keypair>,
+    sealer: Mutex<Sealer>,
+    opener: Mutex<Opener>,
+    max_frame: usize,
+}
+
+impl Session {
+    /// A session for `key` on `network` with the receive limits of
+    /// `wire`, started at `started` (envelopes stamped before it are
+    /// refused: see [`Opener::new`]).
+    pub fn new(
+        key: Arc<Keypair>,
+        network: NetworkId,
+        wire: WireConfig,
+        started: UnixMillis,
+    ) -> Self {
+        Self {
+            max_frame: wire.max_envelope_bytes,
+            opener: Mutex::new(Opener::new(network.clone(), key.node_id(), wire, started)),
+            sealer: Mutex::new(Sealer::new(network)),
+            key,
+        }
+    }
+
+    /// The identity this session signs with.
+    pub fn key(&self) -> &Arc<Keypair> {
+        &self.key
+    }
+
+    /// The cap on one envelope, also the cap on one frame of our protocols.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Seals `payload` as `kind` from our key for `to` alone.
+    pub fn seal(
+        &self,
+        kind: Kind,
+        to: &PublicKey,
+        payload: &[u8],
+        now: UnixMillis,
+    ) -> Result<Vec<u8>, SessionError> {
+        self.seal_as(&self.key, kind, to, payload, now)
+    }
+
+    /// Seals with `signer` instead of our key: a gateway answers for the
+    /// devices it hosts, under one nonce sequence.
+    pub fn seal_as(
+        &self,
+        signer: &Keypair,
+        kind: Kind,
+        to: &PublicKey,
+        payload: &[u8],
+        now: UnixMillis,
+    ) -> Result<Vec<u8>, SessionError> {
+        self.sealer
+            .lock()
+            .map_err(|_| SessionError::Poisoned)?
+            .seal(signer, kind, Audience::Node(to.node_id()), payload, now)
+            .map_err(SessionError::Seal)
+    }
+
+    /// Opens an envelope addressed to us that `expected` (the peer the
+    /// connection proved) must have signed.
+    pub fn open_from(
+        &self,
+        expected: &PublicKey,
+        bytes: &[u8],
+        now: UnixMillis,
+    ) -> Result<FromPeer, SessionError> {
+        self.open_from_to(expected, self.key.node_id(), bytes, now)
+    }
+
+    /// [`Session::open_from`] for an envelope addressed to `to` rather
+    /// than to us: a gateway opens requests to each device it hosts, with
+    /// one replay window (nonces are per sender, not per audience).
+    pub fn open_from_to(
+        &self,
+        expected: &PublicKey,
+        to: NodeId,
+        bytes: &[u8],
+        now: UnixMillis,
+    ) -> Result<FromPeer, SessionError> {
+        let opened = self
+            .opener
+            .lock()
+            .map_err(|_| SessionError::Poisoned)?
+            .open_to(bytes, now, to)
+            .map_err(SessionError::Refused)?;
+        if opened.sender() != *expected {
+            return Err(SessionError::SenderMismatch {
+                expected: *expected,
+                got: opened.sender(),
+            });
+        }
+        Ok(FromPeer(opened))
+    }
+
+    /// Entries in the replay window, for metrics.
+    pub fn replay_entries(&self) -> usize {
+        self.opener
+            .lock()
+            .map(|o| o.replay_window().len())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(seed: u8) -> Session {
+        Session::new(
+            Arc::new(Keypair::from_seed(&[seed; 32])),
+            NetworkId::public(),
+            WireConfig::default(),
+            UnixMillis(1_000),
+        )
+    }
+
+    #[test]
+    fn only_the_expected_peer_opens_and_a_replay_is_refused() {
+        let (a, b, c) = (session(1), session(2), session(3));
+        let now = UnixMillis(2_000);
+        let b_key = b.key().public();
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
+        let from_a = b.open_from(&a.key().public(), &env, now).expect("from a");
+        assert_eq!(from_a.kind(), Kind::Ping);
+        assert_eq!(
+            from_a.clone().expect(Kind::Pong),
+            Err(SessionError::UnexpectedKind {
+                expected: Kind::Pong,
+                got: Kind::Ping
+            })
+        );
+        // The same bytes again: a replay.
+        let again = b.open_from(&a.key().public(), &env, now);
+        assert_eq!(again.map_err(|e| e.reason()), Err("replayed"));
+        // Signed by a, presented as c's: refused, and not a local fault.
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
+        let err = b.open_from(&c.key().public(), &env, now).expect_err("not c's");
+        assert_eq!(err.reason(), "sender_mismatch");
+        assert!(!err.is_local());
+        // Sealed for b, opened by c: the audience differs.
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
+        let err = c.open_from(&a.key().public(), &env, now).expect_err("for b");
+        assert_eq!(err.reason(), "bad_signature");
+        assert_eq!(b.replay_entries(), 2);
+    }
+}
