@@ -23,7 +23,8 @@ use streembit_bridges::{BridgeFile, BridgeHandle, BridgeOptions, Readings};
 use streembit_tests::harness::process::Proc;
 use streembit_tests::peers::mosquitto::Broker;
 use streembit_tests::peers::pty::PtyPair;
-use streembit_tests::peers::pymodbus::{script, ModbusServer};
+use streembit_tests::peers::pymodbus::ModbusServer;
+use streembit_tests::peers::python::script;
 use tokio::process::Command;
 
 const ROUNDS: usize = 5;

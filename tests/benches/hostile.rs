@@ -17,24 +17,8 @@ use streembit_agent::dht::Message;
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::wire::{NetworkId, ReplayWindow, UnixMillis};
 use streembit_tests::harness::agent_process::AgentProcess;
-use streembit_tests::labs::hostile::{self, Answer, HostilePeer};
-
-fn agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
-    std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
-        .arg("keygen")
-        .current_dir(dir)
-        .output()
-        .expect("keygen");
-    let me = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let mut keys: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
-    keys.push(format!("\"{me}\""));
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
-        keys.join(", ")
-    );
-    AgentProcess::builder(dir, &cfg).log("warn").spawn()
-}
+use streembit_tests::harness::bench::status_kib;
+use streembit_tests::labs::hostile::{self, private_agent, Answer, HostilePeer};
 
 fn key_of(a: &AgentProcess) -> PublicKey {
     PublicKey::from_bytes(&hex::decode(&a.key).expect("hex")).expect("key")
@@ -45,7 +29,7 @@ fn addr_of(a: &AgentProcess) -> SocketAddr {
 }
 
 fn rss(a: &AgentProcess) -> u64 {
-    a.pid().and_then(hostile::rss_kib).unwrap_or(0)
+    a.pid().map_or(0, |pid| status_kib(pid, "VmRSS"))
 }
 
 fn check(ok: bool, what: &str, failed: &mut Vec<String>) {
@@ -56,7 +40,7 @@ fn check(ok: bool, what: &str, failed: &mut Vec<String>) {
 }
 
 fn outsider_dials(tmp: &std::path::Path, failed: &mut Vec<String>) {
-    let a = agent(&tmp.join("dials"), &[]);
+    let a = private_agent(&tmp.join("dials"), &[]);
     let target = key_of(&a);
     let outsider = HostilePeer::new("acme", &[target]);
     let t0 = Instant::now();
@@ -82,7 +66,7 @@ fn outsider_dials(tmp: &std::path::Path, failed: &mut Vec<String>) {
 fn replays(tmp: &std::path::Path, failed: &mut Vec<String>) {
     const N: u64 = 10_000;
     let key = Arc::new(Keypair::generate());
-    let mut a = agent(&tmp.join("replay"), &[hex::encode(key.public().as_bytes())]);
+    let mut a = private_agent(&tmp.join("replay"), &[hex::encode(key.public().as_bytes())]);
     let target = key_of(&a);
     let mut peer = HostilePeer::with_key(key, "acme", &[target]);
     let conn = peer.dial(&target, addr_of(&a)).expect("dial");
@@ -117,7 +101,7 @@ fn replays(tmp: &std::path::Path, failed: &mut Vec<String>) {
 fn spoiled(tmp: &std::path::Path, failed: &mut Vec<String>) {
     const EACH: u64 = 20_000;
     let key = Arc::new(Keypair::generate());
-    let a = agent(
+    let a = private_agent(
         &tmp.join("spoiled"),
         &[hex::encode(key.public().as_bytes())],
     );
@@ -192,7 +176,7 @@ fn replay_window_bound(failed: &mut Vec<String>) {
 fn store_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
     const STORES: u64 = 100_000;
     let key = Arc::new(Keypair::generate());
-    let a = agent(&tmp.join("stores"), &[hex::encode(key.public().as_bytes())]);
+    let a = private_agent(&tmp.join("stores"), &[hex::encode(key.public().as_bytes())]);
     let target = key_of(&a);
     let mut peer = HostilePeer::with_key(key, "acme", &[target]);
     let net = peer.network().clone();
@@ -259,7 +243,7 @@ fn store_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
 
 fn handshake_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
     let key = Arc::new(Keypair::generate());
-    let a = agent(&tmp.join("flood"), &[hex::encode(key.public().as_bytes())]);
+    let a = private_agent(&tmp.join("flood"), &[hex::encode(key.public().as_bytes())]);
     let target = key_of(&a);
     let addr = addr_of(&a);
     let outsider = HostilePeer::new("acme", &[target]);

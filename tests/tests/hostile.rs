@@ -9,7 +9,7 @@ use streembit_agent::dht::{Addrs, Contact, Message, MessageKind};
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::wire::{NetworkId, UnixMillis};
 use streembit_tests::harness::agent_process::AgentProcess;
-use streembit_tests::labs::hostile::{self, Answer, HostilePeer};
+use streembit_tests::labs::hostile::{self, private_agent, Answer, HostilePeer};
 
 /// These tests measure one agent's counters exactly; one at a time keeps
 /// a 2-core machine from turning them into timeout tests.
@@ -25,25 +25,6 @@ fn key_of(a: &AgentProcess) -> PublicKey {
 
 fn addr_of(a: &AgentProcess) -> SocketAddr {
     a.addr.parse().expect("agent address")
-}
-
-/// A private network `acme` whose allowlist is `allow` plus the agent.
-fn private_agent(dir: &std::path::Path, allow: &[String]) -> AgentProcess {
-    std::fs::create_dir_all(dir).expect("dir");
-    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
-        .arg("keygen")
-        .current_dir(dir)
-        .env_remove("STATE_DIRECTORY")
-        .output()
-        .expect("keygen");
-    let me = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let mut keys: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
-    keys.push(format!("\"{me}\""));
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
-        keys.join(", ")
-    );
-    AgentProcess::builder(dir, &cfg).log("warn").spawn()
 }
 
 fn ping(rid: u64) -> Message {

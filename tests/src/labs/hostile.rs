@@ -7,6 +7,7 @@
 //! and `benches/hostile.rs` (the full counts, with RSS figures).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use streembit_agent::transport::{Connection, Endpoint, Gate, TransportConfig, Tr
 use streembit_agent::wire::{
     self, Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig,
 };
+
+use crate::harness::agent_process::AgentProcess;
+use crate::harness::cli::binary;
 
 /// How long one request may wait for its answer.
 pub const REQUEST_WAIT: Duration = Duration::from_secs(30);
@@ -297,14 +301,24 @@ pub fn flood(
     sent
 }
 
-/// Resident set size of process `pid` in KiB, from /proc.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// The agent under attack: in `dir`, on the private network `acme` whose
+/// allowlist is `allow` plus the agent's own key (made first, so the
+/// config can name it), logging at `warn` (what is measured comes from its
+/// metrics and the peer's answers, not from its log).
+pub fn private_agent(dir: &Path, allow: &[String]) -> AgentProcess {
+    std::fs::create_dir_all(dir).expect("dir");
+    let out = std::process::Command::new(binary())
+        .arg("keygen")
+        .current_dir(dir)
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .expect("keygen");
+    let me = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut keys: Vec<String> = allow.iter().map(|k| format!("\"{k}\"")).collect();
+    keys.push(format!("\"{me}\""));
+    let cfg = format!(
+        "listen = \"127.0.0.1:0\"\nnetwork = \"acme\"\nallowlist = [{}]\n",
+        keys.join(", ")
+    );
+    AgentProcess::builder(dir, &cfg).log("warn").spawn()
 }

@@ -42,6 +42,14 @@ async fn must(what: &str, cmd: &mut Command) {
     }
 }
 
+/// Runs one `mosquitto_pub` to its end; panics with its output unless it
+/// exits 0 (it has then handed its QoS 1 message to the broker).
+async fn run_pub(cmd: &mut Command) {
+    let mut p = Proc::spawn("mosquitto_pub", cmd);
+    let code = p.wait().await;
+    assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
+}
+
 impl Broker {
     /// Starts a broker on a free port and waits until it listens.
     pub async fn start() -> Broker {
@@ -232,12 +240,7 @@ impl Broker {
     }
 
     async fn publish_with(&self, topic: &str, payload: &str, extra: &[&str]) {
-        let mut p = Proc::spawn(
-            "mosquitto_pub",
-            self.mosquitto_pub(topic).args(["-m", payload]).args(extra),
-        );
-        let code = p.wait().await;
-        assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
+        run_pub(self.mosquitto_pub(topic).args(["-m", payload]).args(extra)).await;
     }
 
     /// `mosquitto_pub` at QoS 1 on `topic` of this broker (with its TLS
@@ -279,12 +282,7 @@ impl Broker {
 
     /// Publishes the contents of a file (for payloads too big for argv).
     pub async fn publish_file(&self, topic: &str, file: &std::path::Path) {
-        let mut p = Proc::spawn(
-            "mosquitto_pub",
-            self.mosquitto_pub(topic).arg("-f").arg(file),
-        );
-        let code = p.wait().await;
-        assert_eq!(code, Some(0), "mosquitto_pub failed: {:#?}", p.seen);
+        run_pub(self.mosquitto_pub(topic).arg("-f").arg(file)).await;
     }
 
     /// Starts mosquitto_sub on `topic` (QoS 1, printing "topic payload") and

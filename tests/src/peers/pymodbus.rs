@@ -1,15 +1,11 @@
 //! The pymodbus server of `tests/py/modbus_server.py`, driven over stdin.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::process::Command;
 
 use crate::harness::process::Proc;
-
-/// Path of a helper script in `tests/py/`.
-pub fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("py").join(name)
-}
+use crate::peers::python::script;
 
 /// A pymodbus server serving device ids on a serial port or TCP port.
 #[derive(Debug)]
