@@ -48,10 +48,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::agent_process::{eventually, AgentProcess};
+use streembit_tests::harness::cli::json;
 use streembit_tests::labs::natlab::{NatKind, NatLab};
 use streembit_tests::labs::netns::Host;
-use streembit_tests::peers::plug::{eventually, feed_plug, json, plug_bridge, wait_relayed};
+use streembit_tests::peers::plug::{feed_plug, plug_bridge};
 
 /// Fresh connections per case.
 const SAMPLES: usize = 6;
@@ -95,7 +96,7 @@ fn gateway(
         ],
     );
     if reachability != "public" {
-        wait_relayed(&mut gw);
+        gw.wait_relayed();
     }
     let plug = feed_plug(&gw, BROKER, &NatLab::exec_prefix(host));
     (gw, plug)

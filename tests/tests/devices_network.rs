@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use streembit_tests::harness::agent_process::AgentProcess;
-use streembit_tests::harness::cli::{binary, stderr, stdout};
+use streembit_tests::harness::cli::{binary, json, keygen, stderr, stdout};
 use streembit_tests::peers::mosquitto::Broker;
+use streembit_tests::peers::plug::plug_bridge;
 use streembit_tests::peers::pty::PtyPair;
 use streembit_tests::peers::pymodbus::ModbusServer;
 use streembit_tests::peers::python;
@@ -19,24 +20,13 @@ use streembit_tests::peers::python;
 /// Creates the identity of an agent that will run in `dir` (so its key can
 /// go into a bridge file before it starts) and returns its key.
 fn identity(dir: &Path) -> String {
-    let out = Command::new(binary())
-        .args(["keygen", "--out"])
-        .arg(dir.join(".streembit/identity.pem"))
-        .output()
-        .expect("keygen");
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
+    keygen(&dir.join(".streembit/identity.pem"))
 }
 
 /// Writes `bridges.d/<name>` of the agent in `dir`.
 fn bridge_file(dir: &Path, name: &str, contents: &str) {
     std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
     std::fs::write(dir.join("bridges.d").join(name), contents).expect("bridge file");
-}
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", stderr(out));
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 /// Polls `probe` (bounded) until it gives a value: the CLI is the only
@@ -361,21 +351,7 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     let port = streembit_tests::harness::ports::free_port();
     let tmp = tempfile::tempdir().expect("tmp");
     let gw_dir = tmp.path().join("gw");
-    bridge_file(
-        &gw_dir,
-        "plug.toml",
-        &format!(
-            r#"[mqtt]
-host = "127.0.0.1"
-port = {port}
-client_id = "gw-embedded"
-
-[[mqtt.devices]]
-name = "plug"
-points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", type = "float" }} ]
-"#
-        ),
-    );
+    plug_bridge(&gw_dir, port);
     let gw = AgentProcess::builder(
         &gw_dir,
         &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),

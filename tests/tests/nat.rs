@@ -7,12 +7,11 @@
 
 use std::path::Path;
 
-use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::agent_process::{eventually, AgentProcess};
+use streembit_tests::harness::cli::{json, keygen};
 use streembit_tests::labs::natlab::{NatKind, NatLab};
 use streembit_tests::labs::netns::Host;
-use streembit_tests::peers::plug::{
-    eventually, feed_plug, json, path_to, plug_bridge, read_plug, wait_relayed,
-};
+use streembit_tests::peers::plug::{feed_plug, plug_bridge, read_plug};
 
 #[test]
 fn a_private_gateway_is_read_through_a_relay_then_directly() {
@@ -32,7 +31,7 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     .env("STREEMBIT_MQTT__EMBEDDED", "true")
     .env("STREEMBIT_NAT__REACHABILITY", "private")
     .spawn();
-    let announced = wait_relayed(&mut gw);
+    let announced = gw.wait_relayed();
     assert_eq!(announced, format!("relay:{}@{}", relay.key, relay.addr));
     let plug = feed_plug(&gw, broker, &[]);
     let reader = AgentProcess::start(
@@ -51,7 +50,7 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     assert!(gw.metric("streembit_relayed_sessions_incoming_total") >= 1);
     // Loopback has no NAT: the hole punch finds the direct path.
     eventually("the direct path", || {
-        path_to(&reader, &plug).as_deref() == Some("direct")
+        reader.path_to(&plug).as_deref() == Some("direct")
     });
     assert_eq!(
         reader.metric("streembit_holepunch_total{outcome=\"direct\"}"),
@@ -60,21 +59,6 @@ fn a_private_gateway_is_read_through_a_relay_then_directly() {
     assert_eq!(read_plug(&reader, &plug), 42.5);
     let status = json(&gw.cli(&["status", "--json"]));
     assert_eq!(status["reachability"], "private");
-}
-
-/// A key at `path` (an identity or a device key made before first start).
-fn keygen(path: &Path) -> String {
-    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
-        .args(["keygen", "--out"])
-        .arg(path)
-        .output()
-        .expect("keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    streembit_tests::harness::cli::stdout(&out)
 }
 
 #[test]
@@ -107,7 +91,7 @@ fn on_a_private_network_the_relayed_target_still_checks_its_allowlist() {
     .env("STREEMBIT_MQTT__EMBEDDED", "true")
     .env("STREEMBIT_NAT__REACHABILITY", "private")
     .spawn();
-    let announced = wait_relayed(&mut gw);
+    let announced = gw.wait_relayed();
     assert_eq!(feed_plug(&gw, broker, &[]), plug);
     let ok = AgentProcess::start(&dir("ok"), &private(&everyone, &seeds));
     let out = AgentProcess::start(&dir("out"), &private(&everyone, &seeds));
@@ -183,7 +167,7 @@ fn nat_network(dir: &Path, kinds: [NatKind; 2]) -> Option<NatNetwork> {
     // fails at its NAT) and takes a reservation at the relay. (The reader
     // has no third peer left to test it once the two talk directly.)
     let relayed = format!("relay:{}@{}", relay.key, relay.addr);
-    assert_eq!(wait_relayed(&mut gw), relayed);
+    assert_eq!(gw.wait_relayed(), relayed);
     let status = json(&gw.cli(&["status", "--json"]));
     assert_eq!(status["reachability"], "private");
     assert!(gw.metric("streembit_dial_backs_total{outcome=\"unreachable\"}") >= 1);
@@ -216,7 +200,7 @@ fn behind_two_endpoint_independent_nats_a_relayed_read_upgrades_to_direct() {
     assert!(net.relay.metric("streembit_relay_packets_total") > 0);
     assert!(net.gw.metric("streembit_relayed_sessions_incoming_total") >= 1);
     eventually("the hole-punched path", || {
-        path_to(&net.reader, &net.plug).as_deref() == Some("direct")
+        net.reader.path_to(&net.plug).as_deref() == Some("direct")
     });
     assert_eq!(
         net.reader
@@ -232,7 +216,7 @@ fn behind_two_endpoint_independent_nats_a_relayed_read_upgrades_to_direct() {
         .expect("a link to the plug");
     assert_eq!(link["addr"], format!("{}:{PORT}", net.lab.router_wan_ip(0)));
     assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
-    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("direct"));
+    assert_eq!(net.reader.path_to(&net.plug).as_deref(), Some("direct"));
 }
 
 #[test]
@@ -255,7 +239,7 @@ fn through_a_symmetric_nat_the_read_stays_relayed_and_keeps_working() {
             .metric("streembit_holepunch_total{outcome=\"direct\"}"),
         0
     );
-    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("relayed"));
+    assert_eq!(net.reader.path_to(&net.plug).as_deref(), Some("relayed"));
     let relayed_before = net.relay.metric("streembit_relay_packets_total");
     for _ in 0..3 {
         assert_eq!(read_plug(&net.reader, &net.plug), 42.5);
@@ -264,9 +248,9 @@ fn through_a_symmetric_nat_the_read_stays_relayed_and_keeps_working() {
         net.relay.metric("streembit_relay_packets_total") > relayed_before,
         "later reads went through the relay"
     );
-    assert_eq!(path_to(&net.reader, &net.plug).as_deref(), Some("relayed"));
+    assert_eq!(net.reader.path_to(&net.plug).as_deref(), Some("relayed"));
     // The relay itself reaches the gateway through the mapping its
     // reservation keeps open in the gateway's NAT.
     assert_eq!(read_plug(&net.relay, &net.plug), 42.5);
-    assert_eq!(path_to(&net.relay, &net.plug).as_deref(), Some("direct"));
+    assert_eq!(net.relay.path_to(&net.plug).as_deref(), Some("direct"));
 }

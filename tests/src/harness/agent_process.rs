@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::cli::binary;
+use crate::harness::cli::{binary, json};
+use crate::harness::process::wrapped;
 
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -136,15 +137,7 @@ impl AgentProcess {
             .append(true)
             .open(self.dir.join("agent.log"))
             .expect("log file");
-        let mut cmd = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(binary());
-                c
-            }
-            None => Command::new(binary()),
-        };
-        let child = cmd
+        let child = wrapped(&self.wrapper, binary())
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", self.dir.join("notify.sock"))
@@ -262,6 +255,28 @@ impl AgentProcess {
         });
     }
 
+    /// Waits for the agent to announce a relayed address (it holds a
+    /// reservation at a relay); returns it.
+    pub fn wait_relayed(&mut self) -> String {
+        let status = self.wait_for("a relayed address", |m| m.contains("announcing relay:"));
+        status
+            .split_whitespace()
+            .find(|w| w.starts_with("relay:"))
+            .expect("relay address")
+            .to_owned()
+    }
+
+    /// The path (`direct`, `relayed`) of the agent's open connection to
+    /// `key`, if any.
+    pub fn path_to(&self, key: &str) -> Option<String> {
+        let status = json(&self.cli(&["status", "--json"]));
+        status["links"]
+            .as_array()?
+            .iter()
+            .find(|l| l["key"] == key)
+            .and_then(|l| l["path"].as_str().map(str::to_owned))
+    }
+
     /// Runs a CLI command against this agent.
     pub fn cli(&self, args: &[&str]) -> Output {
         let mut all = args.to_vec();
@@ -346,5 +361,15 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Polls until `pred` holds, for state that lives in an agent and has no
+/// event to await from outside; panics naming `what` after [`WAIT`].
+pub fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
     }
 }

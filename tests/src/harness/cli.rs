@@ -85,6 +85,26 @@ pub fn run_with_input(mut cmd: Command, stdin: &[u8]) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// The command's standard output as JSON; panics (with its stderr) when
+/// the command failed.
+pub fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// `streembit keygen --out path`: a key made before the agent (or device)
+/// that will use it starts, so it can go into an allowlist or a bridge
+/// file first. Returns the public key.
+pub fn keygen(path: &Path) -> String {
+    let out = Command::new(binary())
+        .args(["keygen", "--out"])
+        .arg(path)
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 /// Standard output as trimmed text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()

@@ -1,5 +1,6 @@
 //! Child processes for real-peer tests: killed on drop, output awaitable.
 
+use std::ffi::OsStr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -126,5 +127,19 @@ impl Proc {
     /// The child's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+}
+
+/// `program` run under `wrapper`, a command prefix such as `ip netns exec
+/// NS` that execs it in place (so the pid is the program's); with an empty
+/// wrapper, `program` itself. Arguments for `program` go on the result.
+pub fn wrapped(wrapper: &[String], program: impl AsRef<OsStr>) -> std::process::Command {
+    match wrapper.split_first() {
+        Some((prefix, args)) => {
+            let mut c = std::process::Command::new(prefix);
+            c.args(args).arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
     }
 }

@@ -11,7 +11,8 @@
 //! - [`python`]: run the third-party Python peers in `tests/py/`.
 //! - [`pty`]: a `socat` pseudo-terminal pair (a serial line in software).
 //! - [`plug`]: an MQTT plug on a gateway's embedded broker, fed with
-//!   `mosquitto_pub` and read from another agent (NAT test and bench).
+//!   `mosquitto_pub` and read from another agent (NAT test and bench, the
+//!   embedded-broker test).
 //!
 //! Not here: starting our own agents or bridges (see [`crate::harness`]);
 //! these peers only stand on the far side of them. None is installed by
