@@ -71,8 +71,12 @@ impl BridgeHandle {
             clock: options.clock,
         };
         let task = match bus {
-            Bus::ModbusRtu(b) => runtime.spawn(crate::modbus::line::Line::rtu(b).run(io)),
-            Bus::ModbusTcp(b) => runtime.spawn(crate::modbus::line::Line::tcp(b).run(io)),
+            Bus::ModbusRtu(b) => {
+                runtime.spawn(crate::poll::run(crate::modbus::line::Line::rtu(b), io))
+            }
+            Bus::ModbusTcp(b) => {
+                runtime.spawn(crate::poll::run(crate::modbus::line::Line::tcp(b), io))
+            }
             Bus::I2c(b) => runtime.spawn(crate::i2c::run_linux(b, io)),
             Bus::Mqtt(b) => runtime.spawn(crate::mqtt::run(b, io)),
         };

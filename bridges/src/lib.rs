@@ -75,10 +75,9 @@ mod bridge;
 mod bus;
 mod clock;
 mod error;
-mod health;
+mod poll;
 mod reading;
 mod scaling;
-mod schedule;
 mod status;
 mod value;
 

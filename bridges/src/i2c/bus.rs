@@ -1,7 +1,9 @@
-//! The event loop of one I2C bus: polls its sensors in turn.
+//! One I2C bus: the I/O half of its polled bus, and opening it on Linux.
 //!
-//! Bus transfers block, so each poll moves the bus into tokio's blocking
-//! pool and takes it back; one task per bus means one transfer at a time.
+//! [`SensorBus`] is a [`Poller`]: the shared loop in `crate::poll` decides
+//! which sensor is due and keeps its health. Bus transfers block, so each
+//! poll moves the bus into tokio's blocking pool and takes it back; one
+//! task per bus means one transfer at a time.
 
 use std::time::Duration;
 
@@ -13,11 +15,11 @@ use super::addr::I2cAddr;
 use super::sensor::Sample;
 use super::{Ads1115, Bme280, Sht3x};
 use crate::bus::BusIo;
+use crate::clock::Clock;
 use crate::config::{I2cBus, I2cDevice, SensorKind};
 use crate::error::{BridgeError, PointError};
-use crate::health::{Health, HealthPolicy};
-use crate::reading::Reading;
-use crate::schedule::Schedule;
+use crate::poll::{Applied, Contact, Health, HealthPolicy, Polled, PolledDevice, Poller};
+use crate::reading::{Command, Reading};
 
 enum Driver {
     Bme280(Bme280),
@@ -29,7 +31,7 @@ struct Sensor {
     cfg: I2cDevice,
     /// Lent to the blocking pool during a poll.
     driver: Option<Driver>,
-    health: Health,
+    policy: HealthPolicy,
 }
 
 impl Driver {
@@ -101,78 +103,108 @@ fn policy(bus: &I2cBus, d: &I2cDevice) -> HealthPolicy {
     }
 }
 
-/// Runs the bus loop over any embedded-hal 1.0 bus and delay (a mock in
-/// tests, another HAL elsewhere) until the readings receiver is dropped.
+/// Runs the shared polling loop over any embedded-hal 1.0 bus and delay (a
+/// mock in tests, another HAL elsewhere) until the readings receiver is
+/// dropped.
 pub(crate) async fn run_with<I, D>(bus: I2cBus, i2c: I, delay: D, io: BusIo)
 where
     I: I2c + Send + 'static,
     D: DelayNs + Send + 'static,
 {
-    let BusIo {
-        readings,
-        mut commands,
-        status: board,
-        clock,
-    } = io;
-    let mut sensors = Vec::new();
-    for d in &bus.devices {
-        match Driver::new(d) {
-            Ok(driver) => sensors.push(Sensor {
-                cfg: d.clone(),
-                driver: Some(driver),
-                health: Health::new(policy(&bus, d)),
-            }),
-            Err(e) => tracing::warn!(device = %d.name, "skipped: {e}"),
-        }
-    }
-    let mut schedule = Schedule::new(sensors.len(), clock.now().instant);
-    let mut hw = Some((i2c, delay));
-    let mut commands_open = true;
-    while let Some((idx, due)) = schedule.next() {
-        tokio::select! {
-            biased;
-            () = readings.closed() => return,
-            req = commands.recv(), if commands_open => match req {
-                Some((cmd, reply)) => {
-                    let known = sensors.iter().any(|s| s.cfg.name == cmd.device);
-                    let e = if known { PointError::ReadOnly } else { PointError::Unknown(cmd.device) };
-                    let _ = reply.send(Err(e.into()));
-                }
-                None => commands_open = false,
-            },
-            () = sleep_until(due) => {
-                let Some((mut i2c, mut delay)) = hw.take() else { return };
-                let Some(mut driver) = sensors.get_mut(idx).and_then(|s| s.driver.take()) else { return };
-                let joined = tokio::task::spawn_blocking(move || {
-                    let r = driver.measure(&mut i2c, &mut delay);
-                    (i2c, delay, driver, r)
-                })
-                .await;
-                let Ok((i2c, delay, driver, result)) = joined else {
-                    tracing::error!("i2c poll task panicked; stopping the bus");
-                    return;
-                };
-                hw = Some((i2c, delay));
-                let now = clock.now();
-                let s = &mut sensors[idx];
-                s.driver = Some(driver);
-                let delay = match result {
-                    Ok(samples) => {
-                        s.health.on_success(now);
-                        for smp in samples {
-                            let r = Reading::from_result(&s.cfg.name, &smp.point, smp.value, Some(&smp.unit), now.unix_ms);
-                            if readings.send(r).await.is_err() {
-                                return;
-                            }
-                        }
-                        Duration::from_millis(s.cfg.poll_ms)
-                    }
-                    Err(e) => s.health.on_failure(&format!("{:#04x}: {e}", s.cfg.address), now),
-                };
-                board.set(&s.cfg.name, s.health.status().clone());
-                schedule.polled(idx, delay, now.instant);
+    crate::poll::run(SensorBus::new(&bus, i2c, delay), io).await;
+}
+
+/// The sensors of one bus, and the bus itself while no poll has it.
+struct SensorBus<I, D> {
+    sensors: Vec<Sensor>,
+    /// Lent to the blocking pool during a poll.
+    hw: Option<(I, D)>,
+}
+
+impl<I, D> SensorBus<I, D> {
+    /// Every sensor with a driver; one whose address no driver takes is
+    /// skipped (validation rules that out) and stays `Starting`.
+    fn new(bus: &I2cBus, i2c: I, delay: D) -> Self {
+        let mut sensors = Vec::new();
+        for d in &bus.devices {
+            match Driver::new(d) {
+                Ok(driver) => sensors.push(Sensor {
+                    cfg: d.clone(),
+                    driver: Some(driver),
+                    policy: policy(bus, d),
+                }),
+                Err(e) => tracing::warn!(device = %d.name, "skipped: {e}"),
             }
         }
+        SensorBus {
+            sensors,
+            hw: Some((i2c, delay)),
+        }
+    }
+}
+
+impl<I, D> Poller for SensorBus<I, D>
+where
+    I: I2c + Send + 'static,
+    D: DelayNs + Send + 'static,
+{
+    fn devices(&self) -> Vec<PolledDevice> {
+        self.sensors
+            .iter()
+            .map(|s| PolledDevice {
+                name: s.cfg.name.clone(),
+                policy: s.policy,
+            })
+            .collect()
+    }
+
+    async fn poll(&mut self, device: usize, clock: &dyn Clock) -> Option<Polled> {
+        let (mut i2c, mut delay) = self.hw.take()?;
+        let mut driver = self.sensors.get_mut(device)?.driver.take()?;
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = driver.measure(&mut i2c, &mut delay);
+            (i2c, delay, driver, r)
+        })
+        .await;
+        let Ok((i2c, delay, driver, result)) = joined else {
+            tracing::error!("i2c poll task panicked; stopping the bus");
+            return None;
+        };
+        self.hw = Some((i2c, delay));
+        let now = clock.now();
+        let s = self.sensors.get_mut(device)?;
+        s.driver = Some(driver);
+        Some(match result {
+            Ok(samples) => Polled {
+                readings: samples
+                    .into_iter()
+                    .map(|smp| {
+                        Reading::from_result(
+                            &s.cfg.name,
+                            &smp.point,
+                            smp.value,
+                            Some(&smp.unit),
+                            now.unix_ms,
+                        )
+                    })
+                    .collect(),
+                contact: Contact::answered(now),
+            },
+            Err(e) => Polled {
+                readings: Vec::new(),
+                contact: Contact::failed(format!("{:#04x}: {e}", s.cfg.address), now),
+            },
+        })
+    }
+
+    /// Sensors are read-only: every command is refused.
+    async fn apply(&mut self, cmd: &Command, _clock: &dyn Clock) -> Applied {
+        let known = self.sensors.iter().any(|s| s.cfg.name == cmd.device);
+        Applied::refused(if known {
+            PointError::ReadOnly
+        } else {
+            PointError::Unknown(cmd.device.clone())
+        })
     }
 }
 

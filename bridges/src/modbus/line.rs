@@ -1,9 +1,12 @@
-//! The event loop of one Modbus line (serial port) or host (TCP).
+//! One Modbus line (serial port) or host (TCP): the I/O half of its
+//! polled bus.
 //!
-//! One task owns the port, so there is never more than one request on the
-//! line at a time. It polls the device that is due soonest, handles
-//! commands between polls, and reopens the port or reconnects after any
-//! link error (a late answer must never be taken for the next one).
+//! [`Line`] is a [`Poller`]: the shared loop in `crate::poll` decides
+//! which device is due, keeps its health and takes commands between polls;
+//! a `Line` owns the port, so there is never more than one request on the
+//! line at a time. It reads a device's blocks, writes commands, and reopens
+//! the port or reconnects after any link error (a late answer must never be
+//! taken for the next one).
 
 // Implementation notes: the tokio-modbus `Context` is dropped after every
 // timeout or transport error. On a serial line the port is then reopened
@@ -26,10 +29,9 @@
 // the "slow slave" test in tests/tests/bridge_modbus_rtu.rs; the cost to a
 // neighbour's poll rate is measured by the `bridge_faults` bench.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::ProtocolError;
@@ -38,14 +40,11 @@ use tokio_serial::SerialPort;
 use super::codec::{decode_registers, encode_bit, encode_registers};
 use super::plan::{plan, split, Block};
 use super::{exception, UnitId};
-use crate::bus::BusIo;
 use crate::clock::{Clock, Now};
 use crate::config::{Access, ModbusDevice, Parity, RtuBus, Table, TcpBus};
-use crate::error::{BridgeError, CommandError, PointError};
-use crate::health::{Health, HealthPolicy};
+use crate::error::{BridgeError, PointError};
+use crate::poll::{Applied, Contact, HealthPolicy, Polled, PolledDevice, Poller};
 use crate::reading::{Command, Reading};
-use crate::schedule::Schedule;
-use crate::status::StatusBoard;
 
 /// How to open the link.
 #[derive(Debug, Clone)]
@@ -54,12 +53,12 @@ enum Link {
     Tcp { host: String, port: u16 },
 }
 
-/// One device on the line, with its request plan and health.
+/// One device on the line, with its request plan.
 struct Device {
     cfg: ModbusDevice,
     unit: UnitId,
     blocks: Vec<Block>,
-    health: Health,
+    policy: HealthPolicy,
 }
 
 /// Frames from another slave tolerated in one request before it fails.
@@ -107,58 +106,12 @@ impl Line {
         }
     }
 
-    /// Runs until the reading receiver is dropped.
-    pub(crate) async fn run(mut self, io: BusIo) {
-        let BusIo {
-            readings,
-            mut commands,
-            status,
-            clock,
-        } = io;
-        let mut schedule = Schedule::new(self.devices.len(), clock.now().instant);
-        let mut commands_open = true;
-        loop {
-            let Some((idx, due)) = schedule.next() else {
-                return;
-            };
-            tokio::select! {
-                biased;
-                req = commands.recv(), if commands_open => match req {
-                    Some((cmd, reply)) => {
-                        let result = self.apply(&cmd, &clock, &status).await;
-                        if result.is_ok() {
-                            // Read the new value back soon.
-                            if let Some(i) = self.devices.iter().position(|d| d.cfg.name == cmd.device) {
-                                schedule.polled(i, Duration::ZERO, clock.now().instant);
-                            }
-                        }
-                        let _ = reply.send(result);
-                    }
-                    None => commands_open = false,
-                },
-                () = sleep_until(due) => {
-                    let (batch, delay) = self.poll(idx, &clock).await;
-                    if let Some(d) = self.devices.get(idx) {
-                        status.set(&d.cfg.name, d.health.status().clone());
-                    }
-                    for r in batch {
-                        if readings.send(r).await.is_err() {
-                            return;
-                        }
-                    }
-                    schedule.polled(idx, delay, clock.now().instant);
-                }
-                () = readings.closed() => return,
-            }
-        }
-    }
-
-    /// Reads every block of device `idx`. Returns its readings and the
-    /// delay before its next poll.
-    async fn poll(&mut self, idx: usize, clock: &Arc<dyn Clock>) -> (Vec<Reading>, Duration) {
-        let mut out = Vec::new();
+    /// Reads every block of device `idx`, in plan order. Stops at the
+    /// first link failure: the blocks after it wait for the next poll.
+    async fn read_device(&mut self, idx: usize, clock: &dyn Clock) -> Polled {
+        let mut out = Polled::default();
         let Some(unit) = self.devices.get(idx).map(|d| d.unit) else {
-            return (out, Duration::from_secs(1));
+            return out;
         };
         let mut b = 0;
         while let Some(block) = self.devices[idx].blocks.get(b).cloned() {
@@ -167,23 +120,23 @@ impl Line {
             let dev = &mut self.devices[idx];
             match answer {
                 Ok(Ok(data)) => {
-                    dev.health.on_success(now);
-                    decode_block(dev, &block, &data, now, &mut out);
+                    out.contact.answered = Some(now);
+                    decode_block(dev, &block, &data, now, &mut out.readings);
                 }
                 Ok(Err(e)) if block.points.len() > 1 => {
                     // The device objects to something in a coalesced read:
                     // from now on ask for each point alone to find which.
                     tracing::debug!(device = %dev.cfg.name, "exception {e} on a coalesced read; splitting");
-                    dev.health.on_success(now);
+                    out.contact.answered = Some(now);
                     let singles = split(&block, &dev.cfg.points);
                     dev.blocks.splice(b..=b, singles);
                     continue;
                 }
                 Ok(Err(e)) => {
-                    dev.health.on_success(now);
+                    out.contact.answered = Some(now);
                     for &i in &block.points {
                         let p = &dev.cfg.points[i];
-                        out.push(Reading::bad(
+                        out.readings.push(Reading::bad(
                             &dev.cfg.name,
                             &p.name,
                             e.clone(),
@@ -193,15 +146,14 @@ impl Line {
                     }
                 }
                 Err(e) => {
-                    let delay = dev.health.on_failure(&format!("{unit}: {e}"), now);
                     tracing::debug!(device = %dev.cfg.name, "poll failed: {e}");
-                    return (out, delay);
+                    out.contact.failed = Some((format!("{unit}: {e}"), now));
+                    return out;
                 }
             }
             b += 1;
         }
-        let interval = Duration::from_millis(self.devices[idx].cfg.poll_ms);
-        (out, interval)
+        out
     }
 
     async fn read(&mut self, unit: UnitId, block: &Block) -> Answer<Data> {
@@ -337,13 +289,9 @@ async fn open(link: &Link, limit: Duration) -> Result<Context, BridgeError> {
 }
 
 impl Line {
-    /// Applies one command: checks, encodes, writes.
-    async fn apply(
-        &mut self,
-        cmd: &Command,
-        clock: &Arc<dyn Clock>,
-        status: &StatusBoard,
-    ) -> Result<(), CommandError> {
+    /// Writes one command: checks, encodes, writes. Returns the device and
+    /// what the write came to, or why it never reached the line.
+    async fn write(&mut self, cmd: &Command) -> Result<(usize, UnitId, Answer<()>), PointError> {
         let unknown = || PointError::Unknown(format!("{}.{}", cmd.device, cmd.point));
         let idx = self
             .devices
@@ -359,7 +307,7 @@ impl Line {
             .ok_or_else(unknown)?
             .clone();
         if p.access != Access::ReadWrite {
-            return Err(PointError::ReadOnly.into());
+            return Err(PointError::ReadOnly);
         }
         let unit = dev.unit;
         let answer: Answer<()> = match p.table {
@@ -393,26 +341,46 @@ impl Line {
                 })
                 .await
             }
-            Table::DiscreteInput | Table::InputRegister => return Err(PointError::ReadOnly.into()),
+            Table::DiscreteInput | Table::InputRegister => return Err(PointError::ReadOnly),
+        };
+        Ok((idx, unit, answer))
+    }
+}
+
+impl Poller for Line {
+    fn devices(&self) -> Vec<PolledDevice> {
+        self.devices
+            .iter()
+            .map(|d| PolledDevice {
+                name: d.cfg.name.clone(),
+                policy: d.policy,
+            })
+            .collect()
+    }
+
+    async fn poll(&mut self, device: usize, clock: &dyn Clock) -> Option<Polled> {
+        Some(self.read_device(device, clock).await)
+    }
+
+    async fn apply(&mut self, cmd: &Command, clock: &dyn Clock) -> Applied {
+        let (idx, unit, answer) = match self.write(cmd).await {
+            Ok(sent) => sent,
+            Err(e) => return Applied::refused(e),
         };
         let now = clock.now();
-        let dev = &mut self.devices[idx];
-        let result = match answer {
-            Ok(Ok(())) => {
-                dev.health.on_success(now);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                dev.health.on_success(now);
-                Err(e.into())
-            }
+        let (result, contact) = match answer {
+            Ok(Ok(())) => (Ok(()), Contact::answered(now)),
+            Ok(Err(e)) => (Err(e.into()), Contact::answered(now)),
             Err(e) => {
-                let _ = dev.health.on_failure(&format!("{unit}: {e}"), now);
-                Err(e.into())
+                let reason = format!("{unit}: {e}");
+                (Err(e.into()), Contact::failed(reason, now))
             }
         };
-        status.set(&dev.cfg.name, dev.health.status().clone());
-        result
+        Applied {
+            result,
+            device: Some(idx),
+            contact,
+        }
     }
 }
 
@@ -421,11 +389,11 @@ fn devices(cfg: &[ModbusDevice], offline_after: u32, backoff_max_ms: u64) -> Vec
         .map(|d| Device {
             unit: UnitId::new(d.unit_id),
             blocks: plan(&d.points),
-            health: Health::new(HealthPolicy {
+            policy: HealthPolicy {
                 offline_after,
                 interval: Duration::from_millis(d.poll_ms),
                 backoff_max: Duration::from_millis(backoff_max_ms),
-            }),
+            },
             cfg: d.clone(),
         })
         .collect()

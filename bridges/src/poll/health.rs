@@ -19,6 +19,36 @@ pub(crate) struct HealthPolicy {
     pub(crate) backoff_max: Duration,
 }
 
+/// What one exchange with a device (a poll, a command) says about its
+/// health, as the poller saw it; the loop feeds it to [`Health::record`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Contact {
+    /// The last time the device answered during the exchange (an exception
+    /// is an answer: the device is alive).
+    pub(crate) answered: Option<Now>,
+    /// The link failed (timeout, I/O error, garbage) and the exchange
+    /// stopped there: why, and when.
+    pub(crate) failed: Option<(String, Now)>,
+}
+
+impl Contact {
+    /// The device answered at `now`.
+    pub(crate) fn answered(now: Now) -> Self {
+        Contact {
+            answered: Some(now),
+            failed: None,
+        }
+    }
+
+    /// The link failed at `now`, for `reason`.
+    pub(crate) fn failed(reason: String, now: Now) -> Self {
+        Contact {
+            answered: None,
+            failed: Some((reason, now)),
+        }
+    }
+}
+
 /// Health of one device: counts failures and says when to poll next.
 #[derive(Debug, Clone)]
 pub(crate) struct Health {
@@ -36,6 +66,19 @@ impl Health {
 
     pub(crate) fn status(&self) -> &DeviceStatus {
         &self.status
+    }
+
+    /// Takes in one exchange: its answers, then its failure, in the order
+    /// they happened. Returns the delay before the next poll: the normal
+    /// interval unless the exchange failed (see [`on_failure`](Self::on_failure)).
+    pub(crate) fn record(&mut self, contact: Contact) -> Duration {
+        if let Some(now) = contact.answered {
+            self.on_success(now);
+        }
+        match contact.failed {
+            Some((reason, now)) => self.on_failure(&reason, now),
+            None => self.policy.interval,
+        }
     }
 
     /// The device answered (even with an exception: it is alive).
