@@ -70,16 +70,7 @@ impl BridgeHandle {
             status: board,
             clock: options.clock,
         };
-        let task = match bus {
-            Bus::ModbusRtu(b) => {
-                runtime.spawn(crate::poll::run(crate::modbus::line::Line::rtu(b), io))
-            }
-            Bus::ModbusTcp(b) => {
-                runtime.spawn(crate::poll::run(crate::modbus::line::Line::tcp(b), io))
-            }
-            Bus::I2c(b) => runtime.spawn(crate::i2c::run_linux(b, io)),
-            Bus::Mqtt(b) => runtime.spawn(crate::mqtt::run(b, io)),
-        };
+        let task = runtime.spawn(bus.start(io));
         (
             BridgeHandle {
                 commands: ctx,

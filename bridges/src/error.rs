@@ -1,10 +1,12 @@
-//! Errors, in the two layers the crate keeps apart.
+//! Errors, in the two layers the crate keeps apart, and the problems of a
+//! bridge file.
 //!
 //! Like tokio-modbus's `Result<Result<T, ExceptionCode>, Error>`, "the link
 //! failed" ([`BridgeError`]) and "the device said no / sent nonsense"
 //! ([`PointError`]) are different types: a point error travels inside a
 //! [`Reading`](crate::Reading) and never tears the bridge down, a link error
 //! changes a device's [`DeviceStatus`](crate::DeviceStatus).
+//! [`ConfigError`] is neither: a bridge file that cannot run at all.
 
 use thiserror::Error;
 
@@ -90,4 +92,14 @@ pub enum CommandError {
     /// The device (or the bridge's own checks) refused the value.
     #[error(transparent)]
     Point(#[from] PointError),
+}
+
+/// One problem in a bridge file: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{path}: {reason}")]
+pub struct ConfigError {
+    /// Key path, e.g. `modbus_rtu.devices[0].points[2].address`.
+    pub path: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub reason: String,
 }

@@ -83,7 +83,7 @@ mod value;
 
 pub use bridge::{BridgeHandle, BridgeOptions, Readings};
 pub use clock::{Clock, Now, SystemClock};
-pub use config::{BridgeFile, Bus, ConfigError};
+pub use config::{BridgeFile, Bus, ConfigError, DevicePath};
 pub use error::{BridgeError, CommandError, PointError};
 pub use reading::{Command, Quality, Reading, UnixMillis};
 pub use status::{DeviceState, DeviceStatus, StatusMap};

@@ -10,36 +10,33 @@
 //! A file holds exactly one of the tables `[modbus_rtu]`, `[modbus_tcp]`,
 //! `[i2c]` or `[mqtt]`. See `bridges/README.md` for the full reference and
 //! `examples/bridges.d/` for real devices.
-
-mod i2c;
-mod modbus;
-mod mqtt;
-mod validate;
-
-use std::collections::HashSet;
+//!
+//! - This file: [`BridgeFile`] and [`Bus`], the one place that lists the
+//!   buses and names their tables. Each method of `Bus` asks the bus's
+//!   table through one `match` (`Bus::config`); `BridgeFile` lists its
+//!   tables once (`BridgeFile::tables`).
+//! - The tables themselves live with their buses (`modbus/config.rs`,
+//!   `i2c/config.rs`, `mqtt/config.rs`) and are re-exported here, so their
+//!   paths stay `config::RtuBus` and so on.
+//! - `tests`: parsing, every error with its key path, the shipped examples.
+//!
+//! What it does not do: read files (the agent does), or check that a serial
+//! port or I2C bus exists on this machine ([`Bus::device_paths`] names them
+//! for the agent).
 
 use serde::Deserialize;
 
-pub use i2c::{AdcChannel, AdcInput, I2cBus, I2cDevice, SensorKind};
-pub use modbus::{
-    Access, ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RtuBus, Table, TcpBus,
-    WordOrder,
+pub use crate::bus::{Access, DevicePath};
+pub use crate::error::ConfigError;
+pub use crate::i2c::config::{AdcChannel, AdcInput, I2cBus, I2cDevice, SensorKind};
+pub use crate::modbus::config::{
+    ByteOrder, DataType, ModbusDevice, ModbusPoint, Parity, RtuBus, Table, TcpBus, WordOrder,
 };
-pub use mqtt::{
+pub use crate::mqtt::config::{
     Availability, CommandFormat, MqttBus, MqttCommand, MqttDevice, MqttPoint, MqttTls, PayloadType,
 };
 
-use validate::Errors;
-
-/// One problem in a bridge file: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {reason}")]
-pub struct ConfigError {
-    /// Key path, e.g. `modbus_rtu.devices[0].points[2].address`.
-    pub path: String,
-    /// What is wrong and, where it helps, how to fix it.
-    pub reason: String,
-}
+use crate::bus::{BusConfig, BusIo, BusTask, Errors};
 
 /// The contents of one bridge file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -83,39 +80,48 @@ impl BridgeFile {
         Ok(file)
     }
 
+    /// Every table a file may hold, by its key, with its bus if present, in
+    /// the order problems are reported. Destructured without `..`, so a new
+    /// field cannot be left out of this list.
+    fn tables(&self) -> Vec<(&'static str, Option<&dyn BusConfig>)> {
+        fn table<T: BusConfig>(t: &Option<T>) -> Option<&dyn BusConfig> {
+            t.as_ref().map(|t| t as &dyn BusConfig)
+        }
+        let BridgeFile {
+            modbus_rtu,
+            modbus_tcp,
+            i2c,
+            mqtt,
+        } = self;
+        vec![
+            ("modbus_rtu", table(modbus_rtu)),
+            ("modbus_tcp", table(modbus_tcp)),
+            ("i2c", table(i2c)),
+            ("mqtt", table(mqtt)),
+        ]
+    }
+
     /// Checks everything deserialization cannot: exactly one bus, names
     /// unique and non-empty, addresses and lengths in range, writers well
     /// formed, commands possible. Returns all problems.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
         let mut errs = Errors::default();
-        let count = [
-            self.modbus_rtu.is_some(),
-            self.modbus_tcp.is_some(),
-            self.i2c.is_some(),
-            self.mqtt.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
+        let tables = self.tables();
+        let count = tables.iter().filter(|(_, bus)| bus.is_some()).count();
         if count != 1 {
+            let names: Vec<String> = tables.iter().map(|(key, _)| format!("[{key}]")).collect();
             errs.push(
                 "(file)",
                 format!(
-                    "a bridge file describes exactly one bus: one of [modbus_rtu], [modbus_tcp], [i2c], [mqtt] (found {count})"
+                    "a bridge file describes exactly one bus: one of {} (found {count})",
+                    names.join(", ")
                 ),
             );
         }
-        if let Some(b) = &self.modbus_rtu {
-            b.validate("modbus_rtu", &mut errs);
-        }
-        if let Some(b) = &self.modbus_tcp {
-            b.validate("modbus_tcp", &mut errs);
-        }
-        if let Some(b) = &self.i2c {
-            b.validate("i2c", &mut errs);
-        }
-        if let Some(b) = &self.mqtt {
-            b.validate("mqtt", &mut errs);
+        for (key, bus) in tables {
+            if let Some(bus) = bus {
+                bus.validate(key, &mut errs);
+            }
         }
         errs.finish()
     }
@@ -123,32 +129,42 @@ impl BridgeFile {
     /// The bus of a file that passed [`validate`](Self::validate).
     pub fn into_bus(self) -> Result<Bus, Vec<ConfigError>> {
         self.validate()?;
-        let bus = match (self.modbus_rtu, self.modbus_tcp, self.i2c, self.mqtt) {
-            (Some(b), _, _, _) => Bus::ModbusRtu(b),
-            (_, Some(b), _, _) => Bus::ModbusTcp(b),
-            (_, _, Some(b), _) => Bus::I2c(b),
-            (_, _, _, Some(b)) => Bus::Mqtt(b),
-            _ => {
-                return Err(vec![ConfigError {
+        let BridgeFile {
+            modbus_rtu,
+            modbus_tcp,
+            i2c,
+            mqtt,
+        } = self;
+        modbus_rtu
+            .map(Bus::ModbusRtu)
+            .or(modbus_tcp.map(Bus::ModbusTcp))
+            .or(i2c.map(Bus::I2c))
+            .or(mqtt.map(Bus::Mqtt))
+            .ok_or_else(|| {
+                vec![ConfigError {
                     path: "(file)".to_owned(),
                     reason: "no bus".to_owned(),
-                }])
-            }
-        };
-        Ok(bus)
+                }]
+            })
     }
 }
 
 impl Bus {
+    /// The bus's table and its key in the file: the one `match` over the
+    /// buses; every method below asks the table.
+    fn config(&self) -> (&'static str, &dyn BusConfig) {
+        match self {
+            Bus::ModbusRtu(b) => ("modbus_rtu", b),
+            Bus::ModbusTcp(b) => ("modbus_tcp", b),
+            Bus::I2c(b) => ("i2c", b),
+            Bus::Mqtt(b) => ("mqtt", b),
+        }
+    }
+
     /// Device names, in file order.
     #[must_use]
     pub fn device_names(&self) -> Vec<&str> {
-        match self {
-            Bus::ModbusRtu(b) => b.devices.iter().map(|d| d.name.as_str()).collect(),
-            Bus::ModbusTcp(b) => b.devices.iter().map(|d| d.name.as_str()).collect(),
-            Bus::I2c(b) => b.devices.iter().map(|d| d.name.as_str()).collect(),
-            Bus::Mqtt(b) => b.devices.iter().map(|d| d.name.as_str()).collect(),
-        }
+        self.config().1.device_names()
     }
 
     /// The writers allowed for a point: the point's own list if it has one,
@@ -156,101 +172,22 @@ impl Bus {
     /// checks a command's signer against this before calling the bridge.
     #[must_use]
     pub fn writers(&self, device: &str, point: &str) -> Vec<String> {
-        fn pick(dev: &[String], pt: Option<&Vec<String>>, rw: bool) -> Vec<String> {
-            if !rw {
-                return Vec::new();
-            }
-            pt.cloned().unwrap_or_else(|| dev.to_vec())
-        }
-        match self {
-            Bus::ModbusRtu(b) => modbus_writers(&b.devices, device, point),
-            Bus::ModbusTcp(b) => modbus_writers(&b.devices, device, point),
-            Bus::I2c(_) => Vec::new(),
-            Bus::Mqtt(b) => b
-                .devices
-                .iter()
-                .find(|d| d.name == device)
-                .and_then(|d| {
-                    d.points.iter().find(|p| p.name == point).map(|p| {
-                        pick(
-                            &d.writers,
-                            p.writers.as_ref(),
-                            p.access == Access::ReadWrite,
-                        )
-                    })
-                })
-                .unwrap_or_default(),
-        }
+        self.config().1.writers(device, point)
     }
-}
 
-fn modbus_writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<String> {
-    devices
-        .iter()
-        .find(|d| d.name == device)
-        .and_then(|d| {
-            d.points.iter().find(|p| p.name == point).map(|p| {
-                if p.access == Access::ReadWrite {
-                    p.writers.clone().unwrap_or_else(|| d.writers.clone())
-                } else {
-                    Vec::new()
-                }
-            })
-        })
-        .unwrap_or_default()
-}
-
-/// A list of named items (a bus's devices, a device's points) at
-/// `list_path`: at least one `noun`, names valid and unique.
-fn check_named_list<'a>(
-    errs: &mut Errors,
-    list_path: &str,
-    noun: &str,
-    names: impl ExactSizeIterator<Item = &'a str>,
-) {
-    errs.check(
-        names.len() > 0,
-        list_path,
-        format!("needs at least one {noun}"),
-    );
-    check_names(
-        errs,
-        names
-            .enumerate()
-            .map(|(i, name)| (format!("{list_path}[{i}].name"), name)),
-    );
-}
-
-/// Checks names are non-empty, printable identifiers and unique in `names`.
-fn check_names<'a>(errs: &mut Errors, items: impl IntoIterator<Item = (String, &'a str)>) {
-    let mut seen = HashSet::new();
-    for (path, name) in items {
-        if name.is_empty() {
-            errs.push(&path, "must not be empty");
-        } else if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            errs.push(
-                &path,
-                format!("{name:?} may only contain letters, digits, '-', '_' and '.'"),
-            );
-        } else if !seen.insert(name) {
-            errs.push(&path, format!("{name:?} is used twice"));
-        }
+    /// The device files the bus opens (the serial port of `[modbus_rtu]`,
+    /// the I2C bus of `[i2c]`), each with its key path and what it is, so
+    /// the gateway can say which one is missing before it starts the bus.
+    /// Empty for network buses.
+    #[must_use]
+    pub fn device_paths(&self) -> Vec<DevicePath> {
+        let (key, bus) = self.config();
+        bus.device_paths(key)
     }
-}
 
-/// Writers are Ed25519 public keys in their text form: 64 lowercase hex.
-fn check_writers(errs: &mut Errors, path: &str, writers: &[String]) {
-    for (i, w) in writers.iter().enumerate() {
-        let ok = w.len() == 64 && w.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !ok {
-            errs.push(
-                &format!("{path}[{i}]"),
-                "a writer is a public key: exactly 64 lowercase hex characters",
-            );
-        }
+    /// The bus's event loop on `io`, for `BridgeHandle::start` to spawn.
+    pub(crate) fn start(&self, io: BusIo) -> BusTask {
+        self.config().1.start(io)
     }
 }
 

@@ -151,3 +151,63 @@ fn shipped_examples_are_valid() {
     }
     assert!(seen >= 3, "expected the three shipped examples, saw {seen}");
 }
+
+#[test]
+fn the_one_bus_message_lists_every_table() {
+    let errs = BridgeFile::from_toml_str("").expect_err("no bus");
+    assert_eq!(
+        errs[0].reason,
+        "a bridge file describes exactly one bus: one of [modbus_rtu], [modbus_tcp], [i2c], [mqtt] (found 0)"
+    );
+}
+
+#[test]
+fn device_paths_name_the_key_and_what_the_file_is() {
+    let bus = |text: &str| {
+        BridgeFile::from_toml_str(text)
+            .and_then(BridgeFile::into_bus)
+            .expect("valid")
+    };
+    let rtu = bus(r#"
+[modbus_rtu]
+port = "/dev/ttyUSB7"
+[[modbus_rtu.devices]]
+name = "m"
+unit_id = 1
+points = [ { name = "v", table = "input_register", address = 0 } ]
+"#);
+    assert_eq!(
+        rtu.device_paths(),
+        vec![DevicePath {
+            key: "modbus_rtu.port".into(),
+            kind: "serial device",
+            path: "/dev/ttyUSB7".into(),
+        }]
+    );
+    let i2c = bus(r#"
+[i2c]
+bus = "/dev/i2c-3"
+[[i2c.devices]]
+name = "t"
+sensor = "sht3x"
+address = 0x44
+"#);
+    assert_eq!(
+        i2c.device_paths(),
+        vec![DevicePath {
+            key: "i2c.bus".into(),
+            kind: "I2C bus",
+            path: "/dev/i2c-3".into(),
+        }]
+    );
+    let tcp = bus(r#"
+[modbus_tcp]
+host = "plc"
+[[modbus_tcp.devices]]
+name = "m"
+unit_id = 1
+points = [ { name = "v", table = "input_register", address = 0 } ]
+"#);
+    assert!(tcp.device_paths().is_empty());
+    assert_eq!(tcp.device_names(), vec!["m"]);
+}

@@ -9,8 +9,8 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
 use super::addr::I2cAddr;
+use super::config::{AdcChannel, AdcInput};
 use super::sensor::{bus_error, finite, Sample};
-use crate::config::{AdcChannel, AdcInput};
 use crate::error::BridgeError;
 
 /// Conversions take 1/128 s at the default 128 SPS; give up after 100 ms.

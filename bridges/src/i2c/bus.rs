@@ -12,11 +12,13 @@ use embedded_hal::i2c::I2c;
 use tokio::time::sleep_until;
 
 use super::addr::I2cAddr;
+use super::ads1115::Ads1115;
+use super::bme280::Bme280;
+use super::config::{I2cBus, I2cDevice, SensorKind};
 use super::sensor::Sample;
-use super::{Ads1115, Bme280, Sht3x};
+use super::sht3x::Sht3x;
 use crate::bus::BusIo;
 use crate::clock::Clock;
-use crate::config::{I2cBus, I2cDevice, SensorKind};
 use crate::error::{BridgeError, PointError};
 use crate::poll::{Applied, Contact, Health, HealthPolicy, Polled, PolledDevice, Poller};
 use crate::reading::{Command, Reading};
@@ -212,7 +214,6 @@ where
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::config::BridgeFile;
     use crate::status::DeviceState;
     use crate::status::StatusBoard;
     use crate::value::Value;
@@ -231,10 +232,10 @@ mod tests {
                 vec![
                     w[0],
                     w[1],
-                    crate::i2c::crc8(&w),
+                    crate::i2c::sht3x::crc8(&w),
                     w[0],
                     w[1],
-                    crate::i2c::crc8(&w),
+                    crate::i2c::sht3x::crc8(&w),
                 ],
             ),
         ]
@@ -260,10 +261,7 @@ sensor = "sht3x"
 address = 0x44
 poll_ms = 1
 "#;
-        let bus = BridgeFile::from_toml_str(text)
-            .expect("valid")
-            .i2c
-            .expect("i2c");
+        let bus: I2cBus = crate::bus::parse_table(text);
         let mut script = good();
         script.extend(nack());
         script.extend(nack());
@@ -322,7 +320,7 @@ poll_ms = 1
         .expect("watch");
 
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let cmd = crate::Command {
+        let cmd = Command {
             device: "sht".into(),
             point: "temperature".into(),
             value: Value::Float(1.0),
@@ -332,7 +330,10 @@ poll_ms = 1
             .await
             .expect("reply")
             .expect("sent");
-        assert_eq!(reply, Err(crate::CommandError::Point(PointError::ReadOnly)));
+        assert_eq!(
+            reply,
+            Err(crate::error::CommandError::Point(PointError::ReadOnly))
+        );
         task.abort();
     }
 }

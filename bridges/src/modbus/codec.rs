@@ -1,10 +1,12 @@
 //! Registers to values and back, for every data type, word and byte order,
-//! scale and offset.
+//! scale and offset; and Modbus exception codes to point errors.
 //!
 //! Pure functions over slices: no I/O. Bytes are first put in big-endian
 //! order (the Modbus convention), then interpreted.
 
-use crate::config::{ByteOrder, DataType, ModbusPoint, WordOrder};
+use tokio_modbus::ExceptionCode;
+
+use super::config::{ByteOrder, DataType, ModbusPoint, WordOrder};
 use crate::error::PointError;
 use crate::value::Value;
 
@@ -227,10 +229,31 @@ pub(crate) fn encode_registers(p: &ModbusPoint, v: &Value) -> Result<Vec<u16>, P
     Ok(from_be_bytes(p, &bytes))
 }
 
+/// A Modbus exception response as a point error.
+pub(crate) fn exception(code: ExceptionCode) -> PointError {
+    let name = match code {
+        ExceptionCode::IllegalFunction => "illegal function",
+        ExceptionCode::IllegalDataAddress => "illegal data address",
+        ExceptionCode::IllegalDataValue => "illegal data value",
+        ExceptionCode::ServerDeviceFailure => "server device failure",
+        ExceptionCode::Acknowledge => "acknowledge",
+        ExceptionCode::ServerDeviceBusy => "server device busy",
+        ExceptionCode::MemoryParityError => "memory parity error",
+        ExceptionCode::GatewayPathUnavailable => "gateway path unavailable",
+        ExceptionCode::GatewayTargetDevice => "gateway target device failed to respond",
+        _ => "unknown exception",
+    };
+    PointError::Exception {
+        code: u8::from(code),
+        name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Access, Table};
+    use crate::bus::Access;
+    use crate::modbus::config::Table;
 
     fn point(ty: DataType, wo: WordOrder, bo: ByteOrder) -> ModbusPoint {
         ModbusPoint {

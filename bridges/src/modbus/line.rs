@@ -37,11 +37,12 @@ use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::ProtocolError;
 use tokio_serial::SerialPort;
 
-use super::codec::{decode_registers, encode_bit, encode_registers};
+use super::codec::{decode_registers, encode_bit, encode_registers, exception};
+use super::config::{ModbusDevice, Parity, RtuBus, Table, TcpBus};
 use super::plan::{plan, split, Block};
-use super::{exception, UnitId};
+use super::unit_id::UnitId;
+use crate::bus::Access;
 use crate::clock::{Clock, Now};
-use crate::config::{Access, ModbusDevice, Parity, RtuBus, Table, TcpBus};
 use crate::error::{BridgeError, PointError};
 use crate::poll::{Applied, Contact, HealthPolicy, Polled, PolledDevice, Poller};
 use crate::reading::{Command, Reading};

@@ -1,37 +1,87 @@
 //! Modbus RTU and TCP: one task per serial line or TCP host.
 //!
-//! - `codec`: registers ⇄ values (types, word/byte order, scale).
+//! - `config`: the `[modbus_rtu]` and `[modbus_tcp]` tables and their
+//!   checks (re-exported from [`crate::config`]).
+//! - `codec`: registers ⇄ values (types, word/byte order, scale), and
+//!   exception codes → point errors.
 //! - `plan`: contiguous points coalesced into requests of ≤ 125 registers.
-//! - `line`: the event loop that owns the port or connection.
+//! - `line`: the port or connection, as a `Poller` for the shared polling
+//!   loop (`crate::poll`): reads, writes, timeouts, retries, reopening.
 //! - [`UnitId`]: the slave address newtype.
+//!
+//! This file only ties the tables to the bus contract (`BusConfig`).
+//! What the folder does not do: scheduling, health and status (the shared
+//! loop does), and RTU and TCP differ only in how `line` opens the link.
 
 pub(crate) mod codec;
+pub(crate) mod config;
 pub(crate) mod line;
 pub(crate) mod plan;
 mod unit_id;
 
 pub use unit_id::UnitId;
 
-use tokio_modbus::ExceptionCode;
+use crate::bus::{point_writers, BusConfig, BusIo, BusTask, DevicePath, Errors};
+use config::{ModbusDevice, RtuBus, TcpBus};
+use line::Line;
 
-use crate::error::PointError;
-
-/// A Modbus exception response as a point error.
-pub(crate) fn exception(code: ExceptionCode) -> PointError {
-    let name = match code {
-        ExceptionCode::IllegalFunction => "illegal function",
-        ExceptionCode::IllegalDataAddress => "illegal data address",
-        ExceptionCode::IllegalDataValue => "illegal data value",
-        ExceptionCode::ServerDeviceFailure => "server device failure",
-        ExceptionCode::Acknowledge => "acknowledge",
-        ExceptionCode::ServerDeviceBusy => "server device busy",
-        ExceptionCode::MemoryParityError => "memory parity error",
-        ExceptionCode::GatewayPathUnavailable => "gateway path unavailable",
-        ExceptionCode::GatewayTargetDevice => "gateway target device failed to respond",
-        _ => "unknown exception",
-    };
-    PointError::Exception {
-        code: u8::from(code),
-        name,
+impl BusConfig for RtuBus {
+    fn device_names(&self) -> Vec<&str> {
+        names(&self.devices)
     }
+
+    fn writers(&self, device: &str, point: &str) -> Vec<String> {
+        writers(&self.devices, device, point)
+    }
+
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        self.check(path, errs);
+    }
+
+    fn device_paths(&self, path: &str) -> Vec<DevicePath> {
+        vec![DevicePath {
+            key: format!("{path}.port"),
+            kind: "serial device",
+            path: self.port.clone(),
+        }]
+    }
+
+    fn start(&self, io: BusIo) -> BusTask {
+        Box::pin(crate::poll::run(Line::rtu(self.clone()), io))
+    }
+}
+
+impl BusConfig for TcpBus {
+    fn device_names(&self) -> Vec<&str> {
+        names(&self.devices)
+    }
+
+    fn writers(&self, device: &str, point: &str) -> Vec<String> {
+        writers(&self.devices, device, point)
+    }
+
+    fn validate(&self, path: &str, errs: &mut Errors) {
+        self.check(path, errs);
+    }
+
+    fn start(&self, io: BusIo) -> BusTask {
+        Box::pin(crate::poll::run(Line::tcp(self.clone()), io))
+    }
+}
+
+fn names(devices: &[ModbusDevice]) -> Vec<&str> {
+    devices.iter().map(|d| d.name.as_str()).collect()
+}
+
+fn writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<String> {
+    devices
+        .iter()
+        .find(|d| d.name == device)
+        .and_then(|d| {
+            d.points
+                .iter()
+                .find(|p| p.name == point)
+                .map(|p| point_writers(p.access, p.writers.as_ref(), &d.writers))
+        })
+        .unwrap_or_default()
 }

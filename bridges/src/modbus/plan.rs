@@ -1,6 +1,6 @@
 //! Coalescing a device's points into as few read requests as possible.
 
-use crate::config::{ModbusPoint, Table};
+use super::config::{ModbusPoint, Table};
 
 /// Registers one read may ask for (Modbus limit for functions 3 and 4).
 pub(crate) const MAX_REGISTERS: u16 = 125;
@@ -72,7 +72,8 @@ pub(crate) fn split(block: &Block, points: &[ModbusPoint]) -> Vec<Block> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Access, ByteOrder, DataType, WordOrder};
+    use crate::bus::Access;
+    use crate::modbus::config::{ByteOrder, DataType, WordOrder};
 
     fn pt(table: Table, address: u16, ty: DataType) -> ModbusPoint {
         ModbusPoint {

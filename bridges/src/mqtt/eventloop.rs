@@ -8,10 +8,10 @@ use rumqttc::{
 };
 use tokio::time::Instant;
 
+use super::config::MqttBus;
 use super::state::{MqttState, Outgoing};
 use super::tls::client_config;
 use crate::bus::BusIo;
-use crate::config::MqttBus;
 use crate::error::BridgeError;
 use crate::status::StatusBoard;
 

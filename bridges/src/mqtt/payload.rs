@@ -4,7 +4,7 @@
 
 use serde_json::Value as Json;
 
-use crate::config::{CommandFormat, MqttCommand, MqttPoint, PayloadType};
+use super::config::{CommandFormat, MqttCommand, MqttPoint, PayloadType};
 use crate::error::PointError;
 use crate::value::Value;
 
@@ -203,7 +203,7 @@ pub(crate) fn command_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Access;
+    use crate::bus::Access;
 
     fn pt(ty: PayloadType, pointer: Option<&str>) -> MqttPoint {
         MqttPoint {

@@ -11,10 +11,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::config::{MqttBus, MqttDevice};
 use super::payload::{command_payload, parse, point_value};
+use crate::bus::Access;
 use crate::bus::Reply;
 use crate::clock::Now;
-use crate::config::{Access, MqttBus, MqttDevice};
 use crate::error::{BridgeError, PointError};
 use crate::reading::{Command, Reading};
 use crate::status::{DeviceState, DeviceStatus};
@@ -292,7 +293,6 @@ impl MqttState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BridgeFile;
     use crate::error::CommandError;
     use crate::value::Value;
     use tokio::sync::oneshot;
@@ -320,8 +320,7 @@ points = [
   { name = "relay", topic = "stat/plug/POWER", type = "bool", access = "rw", command = { topic = "cmnd/plug/POWER" } },
 ]
 "#;
-        let file = BridgeFile::from_toml_str(text).expect("valid");
-        MqttState::new(file.mqtt.as_ref().expect("mqtt"))
+        MqttState::new(&crate::bus::parse_table(text))
     }
 
     #[test]

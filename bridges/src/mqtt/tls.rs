@@ -9,7 +9,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::MqttTls;
+use super::config::MqttTls;
 use crate::error::BridgeError;
 
 /// Where Debian, Yocto and most Linux systems keep the CA bundle.

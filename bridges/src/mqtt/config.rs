@@ -2,9 +2,7 @@
 
 use serde::Deserialize;
 
-use super::modbus::Access;
-use super::validate::Errors;
-use super::{check_named_list, check_writers};
+use crate::bus::{check_named_list, check_writers, Access, Errors};
 
 /// One MQTT broker connection.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,7 +192,8 @@ fn check_topic(errs: &mut Errors, path: &str, topic: &str) {
 }
 
 impl MqttBus {
-    pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
+    /// See [`BusConfig::validate`](crate::bus::BusConfig::validate).
+    pub(super) fn check(&self, path: &str, errs: &mut Errors) {
         errs.check(
             !self.host.is_empty(),
             &format!("{path}.host"),

@@ -2,8 +2,7 @@
 
 use serde::Deserialize;
 
-use super::validate::Errors;
-use super::{check_named_list, check_names};
+use crate::bus::{check_named_list, check_names, Errors};
 
 /// One I2C bus (`/dev/i2c-N`).
 #[derive(Debug, Clone, Deserialize)]
@@ -111,7 +110,8 @@ fn one() -> f64 {
 }
 
 impl I2cBus {
-    pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
+    /// See [`BusConfig::validate`](crate::bus::BusConfig::validate).
+    pub(super) fn check(&self, path: &str, errs: &mut Errors) {
         errs.check(
             !self.bus.is_empty(),
             &format!("{path}.bus"),

@@ -1,9 +1,8 @@
-//! `[modbus_rtu]` and `[modbus_tcp]` tables.
+//! `[modbus_rtu]` and `[modbus_tcp]` tables: the types and their checks.
 
 use serde::Deserialize;
 
-use super::validate::Errors;
-use super::{check_named_list, check_writers};
+use crate::bus::{check_named_list, check_writers, Access, Errors};
 
 /// Serial parity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -176,18 +175,6 @@ pub enum ByteOrder {
     Little,
 }
 
-/// Whether commands may write the point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum Access {
-    /// Read only.
-    #[default]
-    #[serde(rename = "r")]
-    Read,
-    /// Read and write.
-    #[serde(rename = "rw")]
-    ReadWrite,
-}
-
 /// One point: a value made of one or more registers (or one bit).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,7 +266,8 @@ fn default_poll_ms() -> u64 {
 }
 
 impl RtuBus {
-    pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
+    /// See [`BusConfig::validate`](crate::bus::BusConfig::validate).
+    pub(super) fn check(&self, path: &str, errs: &mut Errors) {
         errs.check(
             !self.port.is_empty(),
             &format!("{path}.port"),
@@ -302,7 +290,8 @@ impl RtuBus {
 }
 
 impl TcpBus {
-    pub(super) fn validate(&self, path: &str, errs: &mut Errors) {
+    /// See [`BusConfig::validate`](crate::bus::BusConfig::validate).
+    pub(super) fn check(&self, path: &str, errs: &mut Errors) {
         errs.check(
             !self.host.is_empty(),
             &format!("{path}.host"),
