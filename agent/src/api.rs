@@ -225,7 +225,8 @@ mod tests {
         let r: ReadingView = serde_json::from_str(point).expect("board entry of an older agent");
         assert_eq!((r.seq, r.cose.as_deref()), (0, None));
         assert_eq!(r.shown(), "42.5 W");
-        let old = r#"{"key": "k", "kind": "peer", "addrs": [], "seq": 1, "rounds": 0, "messages": 0}"#;
+        let old =
+            r#"{"key": "k", "kind": "peer", "addrs": [], "seq": 1, "rounds": 0, "messages": 0}"#;
         let a: LookupAnswer = serde_json::from_str(old).expect("lookup of an older agent");
         assert_eq!(a.elapsed_us, 0);
     }

@@ -125,7 +125,9 @@ mod tests {
         // system clock read before it.
         assert!(f.0 >= s.0 + 600_000, "{f:?} vs {s:?}");
         assert!(w.0 + 600_000 >= s.0 && w.0 < f.0 - 600_000, "{w:?}");
-        let far_behind = Clock::new(Arc::new(OffsetClock { offset_ms: i64::MIN }));
+        let far_behind = Clock::new(Arc::new(OffsetClock {
+            offset_ms: i64::MIN,
+        }));
         assert_eq!(far_behind.wall(), UnixMillis(0));
     }
 }

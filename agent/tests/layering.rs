@@ -113,7 +113,9 @@ fn violations() -> (Vec<String>, usize) {
     let mut bad = Vec::new();
     let mut arrows = 0;
     for file in &files {
-        let Some(from) = module_of(file) else { continue };
+        let Some(from) = module_of(file) else {
+            continue;
+        };
         // lib.rs and main.rs are the crate's roots, above every layer.
         let Some(from_rank) = rank(&from) else {
             continue;
@@ -152,7 +154,10 @@ fn violations() -> (Vec<String>, usize) {
 fn arrows_point_down_only() {
     let (bad, arrows) = violations();
     // The check must have seen the crate's imports, or it proves nothing.
-    assert!(arrows > 100, "only {arrows} crate:: paths found: is src/ there?");
+    assert!(
+        arrows > 100,
+        "only {arrows} crate:: paths found: is src/ there?"
+    );
     assert!(
         bad.is_empty(),
         "{} imports against DESIGN.md's layering:\n{}",
@@ -209,4 +214,40 @@ fn bridges_never_depend_on_the_agent() {
             f.display()
         );
     }
+}
+
+/// DESIGN.md, "Time": the wall clock is read in one place, the agent's
+/// `Clock`, so an agent can be run on a wrong clock. Test code (files
+/// named `tests.rs`, folders `tests/`, and everything after a
+/// `#[cfg(test)]`) may make its own times.
+#[test]
+fn the_clock_is_read_in_one_place() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut reads = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(src()).unwrap_or(file);
+        let is_test = rel.components().any(|c| c.as_os_str() == "tests")
+            || rel.file_name().is_some_and(|n| n == "tests.rs");
+        if is_test || rel == Path::new("clock.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).expect("readable source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for read in ["SystemTime::now", "Instant::now", "UnixMillis::now"] {
+                if line.contains(read) {
+                    reads.push(format!("src/{}:{}: {}", rel.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        reads.is_empty(),
+        "clock reads outside clock.rs (take a Clock instead):\n{}",
+        reads.join("\n")
+    );
 }

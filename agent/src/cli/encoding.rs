@@ -43,18 +43,20 @@ impl Encoding {
     }
 
     /// Decodes input; text forms may be surrounded by white space.
-    pub fn decode(self, input: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn decode(self, input: &[u8]) -> Result<Vec<u8>, Failure> {
         let text = || {
             std::str::from_utf8(input)
                 .map(str::trim)
-                .map_err(|_| "input is not text".to_owned())
+                .map_err(|_| Failure::usage("input is not text"))
         };
         match self {
             Encoding::Raw => Ok(input.to_vec()),
-            Encoding::Hex => hex::decode(text()?).map_err(|e| format!("bad hex input: {e}")),
+            Encoding::Hex => {
+                hex::decode(text()?).map_err(|e| Failure::usage(format!("bad hex input: {e}")))
+            }
             Encoding::Base64 => base64::engine::general_purpose::STANDARD
                 .decode(text()?)
-                .map_err(|e| format!("bad base64 input: {e}")),
+                .map_err(|e| Failure::usage(format!("bad base64 input: {e}"))),
         }
     }
 }

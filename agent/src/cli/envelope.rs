@@ -11,15 +11,18 @@ use crate::daemon::config::AgentConfig;
 use crate::identity::{KeyFile, PublicKey};
 use crate::wire::payload::{cbor_to_json, input_to_cbor};
 use crate::wire::{
-    self, Audience, Kind, NetworkId, Opened, Sealer, WireError,
-    DEFAULT_MAX_ENVELOPE_BYTES, HARD_MAX_ENVELOPE_BYTES,
+    self, Audience, Kind, NetworkId, Opened, Sealer, WireError, DEFAULT_MAX_ENVELOPE_BYTES,
+    HARD_MAX_ENVELOPE_BYTES,
 };
 
 pub(super) fn sign(args: &SignArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let kind: Kind = args
-        .kind
-        .parse()
-        .map_err(|k| Failure::usage(format!("unknown kind {k:?}; known kinds: {}", kind_list())))?;
+    let kind: Kind = args.kind.parse().map_err(|_| {
+        Failure::usage(format!(
+            "unknown kind {:?}; known kinds: {}",
+            args.kind,
+            kind_list()
+        ))
+    })?;
     let network = network(args.network.as_deref(), &args.config)?;
     let key_path = match &args.key {
         Some(p) => p.clone(),
@@ -32,7 +35,13 @@ pub(super) fn sign(args: &SignArgs, out: &mut dyn Write) -> Result<(), Failure> 
     };
     let payload = input_to_cbor(&read_input(&args.input, DEFAULT_MAX_ENVELOPE_BYTES)?);
     let bytes = Sealer::new(network)
-        .seal(&key, kind, audience, &payload, crate::clock::Clock::system().wall())
+        .seal(
+            &key,
+            kind,
+            audience,
+            &payload,
+            crate::clock::Clock::system().wall(),
+        )
         .map_err(|e| match e {
             WireError::WrongAudience { .. } if args.to.is_none() => {
                 Failure::usage(format!("{e}: pass --to <recipient public key>"))
@@ -46,9 +55,7 @@ pub(super) fn sign(args: &SignArgs, out: &mut dyn Write) -> Result<(), Failure> 
 pub(super) fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let network = network(args.network.as_deref(), &args.config)?;
     let raw = read_input(&args.input, 2 * HARD_MAX_ENVELOPE_BYTES + 16)?;
-    let bytes = Encoding::from(args.encoding)
-        .decode(&raw)
-        .map_err(Failure::usage)?;
+    let bytes = Encoding::from(args.encoding).decode(&raw)?;
     let recipient = match &args.to {
         Some(to) => Some(Audience::Node(parse_key(to)?.node_id())),
         None => own_key(&args.config).map(|k| Audience::Node(k.node_id())),

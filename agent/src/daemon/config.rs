@@ -178,13 +178,13 @@ impl Default for AgentConfig {
 
 /// Config problems, each naming file, key and reason; all of them, not
 /// only the first.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
 pub struct ConfigError(pub Vec<String>);
 
 impl ConfigError {
-    fn one(msg: String) -> Self {
-        Self(vec![msg])
+    fn one(msg: impl std::fmt::Display) -> Self {
+        Self(vec![msg.to_string()])
     }
 }
 
@@ -199,17 +199,17 @@ pub struct Seed {
 
 impl Seed {
     /// Parses `"<pubkey-hex>@host:port"`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
         let (key, addr) = s
             .split_once('@')
-            .ok_or_else(|| format!("{s:?} is not \"<pubkey-hex>@host:port\""))?;
-        let key = key.parse::<PublicKey>().map_err(|e| e.to_string())?;
+            .ok_or_else(|| ConfigError::one(format!("{s:?} is not \"<pubkey-hex>@host:port\"")))?;
+        let key = key.parse::<PublicKey>().map_err(ConfigError::one)?;
         if addr
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .is_none()
         {
-            return Err(format!("{addr:?} is not host:port"));
+            return Err(ConfigError::one(format!("{addr:?} is not host:port")));
         }
         Ok(Self {
             key,
@@ -218,12 +218,12 @@ impl Seed {
     }
 
     /// Resolves the address (DNS names included); the first answer wins.
-    pub fn resolve(&self) -> Result<SocketAddr, String> {
+    pub fn resolve(&self) -> Result<SocketAddr, ConfigError> {
         self.addr
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve seed {}: {e}", self.addr))?
+            .map_err(|e| ConfigError::one(format!("cannot resolve seed {}: {e}", self.addr)))?
             .next()
-            .ok_or_else(|| format!("seed {} resolves to no address", self.addr))
+            .ok_or_else(|| ConfigError::one(format!("seed {} resolves to no address", self.addr)))
     }
 }
 
@@ -335,11 +335,11 @@ impl AgentConfig {
             }
         }
         if let Err(e) = self.nat.reachability.parse::<crate::node::ReachMode>() {
-            err("nat.reachability", e);
+            err("nat.reachability", e.to_string());
         }
         for (i, s) in self.seeds.iter().enumerate() {
             if let Err(reason) = Seed::parse(s) {
-                err(&format!("seeds[{i}]"), reason);
+                err(&format!("seeds[{i}]"), reason.to_string());
             }
         }
         for (i, k) in self.allowlist.iter().enumerate() {

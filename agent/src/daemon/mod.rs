@@ -366,7 +366,12 @@ async fn host_devices(
             .key
             .parse()
             .ok()
-            .and_then(|k| membership.admits(&k, clock.wall()).is_admitted().then_some(()))
+            .and_then(|k| {
+                membership
+                    .admits(&k, clock.wall())
+                    .is_admitted()
+                    .then_some(())
+            })
             .is_none();
         if refused {
             tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");

@@ -64,7 +64,11 @@ pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the API until `shutdown` turns true.
-pub(crate) async fn serve(listener: UnixListener, ctx: Context, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: UnixListener,
+    ctx: Context,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -214,7 +218,7 @@ async fn read(ctx: &Context, device: &PublicKey, point: Option<String>) -> Respo
                 ctx.remote.max_frame(),
             )
             .into_iter()
-            .map(|r| r.map_err(RemoteError::Invalid))
+            .map(|r| r.map_err(|e| RemoteError::Invalid(e.to_string())))
             .collect()
         }
         None => ctx.remote.read(device, point).await,

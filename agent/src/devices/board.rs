@@ -169,7 +169,12 @@ impl Board {
 
     /// The bridge `device` is defined in.
     pub(super) fn bridge_of(&self, device: &str) -> Option<String> {
-        self.0.lock().ok()?.devices.get(device).map(|e| e.bridge.clone())
+        self.0
+            .lock()
+            .ok()?
+            .devices
+            .get(device)
+            .map(|e| e.bridge.clone())
     }
 
     /// The latest signed reading envelopes of `device` (one point's, or

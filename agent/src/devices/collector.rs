@@ -72,7 +72,9 @@ impl Collector {
         let sealed = self.signers.get_mut(&r.device).and_then(|(key, last)| {
             let seq = next_seq(*last, now);
             let env = seal_reading(&mut self.sealer, key, r, seq, now)
-                .map_err(|e| tracing::warn!(device = %r.device, error = %e, "cannot seal a reading"))
+                .map_err(
+                    |e| tracing::warn!(device = %r.device, error = %e, "cannot seal a reading"),
+                )
                 .ok()?;
             *last = seq;
             self.outboxes.append(&key.public(), seq, &env);

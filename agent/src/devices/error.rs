@@ -3,7 +3,44 @@
 
 use streembit_bridges::{BridgeError, CommandError};
 
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, PublicKey};
+use crate::wire::{Kind, WireError};
+
+/// Why a device-protocol message or a reading was refused. Always the far
+/// side's doing (or someone's in between): a gateway that signed a
+/// reading with its own key, a request that is not a CBOR map.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The envelope does not open (signature, network, format).
+    #[error(transparent)]
+    Envelope(#[from] WireError),
+    /// Another kind of message than the exchange expects.
+    #[error("expected {expected}, got {got}")]
+    UnexpectedKind {
+        /// What was expected.
+        expected: &'static str,
+        /// What came.
+        got: Kind,
+    },
+    /// A reading signed by another key than its device's.
+    #[error("reading signed by {got}, not by the device {device}")]
+    WrongSigner {
+        /// The device it must come from.
+        device: PublicKey,
+        /// Who signed it.
+        got: PublicKey,
+    },
+    /// The payload is not what its kind says it is.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl ProtocolError {
+    pub(super) fn malformed(why: impl Into<String>) -> Self {
+        ProtocolError::Malformed(why.into())
+    }
+}
 
 /// Why a hosted-device operation failed.
 #[derive(Debug, thiserror::Error)]

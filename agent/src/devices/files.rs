@@ -116,17 +116,17 @@ fn load_file(path: &Path, shown: &str) -> Result<(Bus, u64), Vec<String>> {
         })
 }
 
-/// Things only the gateway can check: the serial device must exist.
+/// Things only the gateway can check: the device files the bus opens
+/// (serial ports, I2C buses) must exist here.
 fn check_paths(bus: &Bus, shown: &str) -> Vec<String> {
-    match bus {
-        Bus::ModbusRtu(b) if !Path::new(&b.port).exists() => vec![format!(
-            "{shown}: key `modbus_rtu.port`: serial device {} does not exist",
-            b.port
-        )],
-        Bus::I2c(b) if !Path::new(&b.bus).exists() => vec![format!(
-            "{shown}: key `i2c.bus`: I2C bus {} does not exist",
-            b.bus
-        )],
-        _ => Vec::new(),
-    }
+    bus.device_paths()
+        .into_iter()
+        .filter(|d| !Path::new(&d.path).exists())
+        .map(|d| {
+            format!(
+                "{shown}: key `{}`: {} {} does not exist",
+                d.key, d.kind, d.path
+            )
+        })
+        .collect()
 }

@@ -48,7 +48,7 @@ mod subscriber;
 mod supervisor;
 
 pub use board::HostedDevice;
-pub use error::DevicesError;
+pub use error::{DevicesError, ProtocolError};
 pub use feed::{Feed, SignedReading};
 pub use files::{load_dir, Loaded, LoadedBridge};
 pub use outbox::{Outboxes, SYNC_EVERY};

@@ -24,6 +24,7 @@
 
 use coset::cbor::Value;
 
+use super::ProtocolError;
 use crate::identity::PublicKey;
 use crate::wire::Opened;
 
@@ -179,24 +180,29 @@ impl Request {
     }
 
     /// Decodes the payload of an opened request of `kind`.
-    pub fn decode(kind: crate::wire::Kind, payload: &[u8]) -> Result<Self, String> {
+    pub fn decode(kind: crate::wire::Kind, payload: &[u8]) -> Result<Self, ProtocolError> {
         use crate::wire::Kind;
-        let map = decode_map(payload).ok_or("the payload is not one CBOR map")?;
+        let bad = ProtocolError::malformed;
+        let map = decode_map(payload).ok_or_else(|| bad("the payload is not one CBOR map"))?;
         match kind {
             Kind::Read => Ok(Request::Read {
                 point: text(&map, "point"),
             }),
             Kind::Command => Ok(Request::Command {
-                point: text(&map, "point").ok_or("a command needs a text \"point\"")?,
+                point: text(&map, "point")
+                    .ok_or_else(|| bad("a command needs a text \"point\""))?,
                 value: field(&map, "value")
                     .cloned()
-                    .ok_or("a command needs a \"value\"")?,
+                    .ok_or_else(|| bad("a command needs a \"value\""))?,
             }),
             Kind::Subscribe => Ok(Request::Subscribe {
-                after: uint(&map, "after").ok_or("subscribe needs \"after\"")?,
+                after: uint(&map, "after").ok_or_else(|| bad("subscribe needs \"after\""))?,
                 cancel: field(&map, "cancel").and_then(Value::as_bool) == Some(true),
             }),
-            other => Err(format!("a device does not answer {other}")),
+            other => Err(ProtocolError::UnexpectedKind {
+                expected: "read, command or subscribe",
+                got: other,
+            }),
         }
     }
 }
@@ -240,33 +246,38 @@ impl Answer {
     }
 
     /// Decodes an opened answer.
-    pub fn decode(opened: &Opened) -> Result<Self, String> {
+    pub fn decode(opened: &Opened) -> Result<Self, ProtocolError> {
         use crate::wire::Kind;
-        let map = decode_map(opened.payload()).ok_or("the answer is not one CBOR map")?;
+        let bad = ProtocolError::malformed;
+        let map =
+            decode_map(opened.payload()).ok_or_else(|| bad("the answer is not one CBOR map"))?;
         match opened.kind() {
             Kind::Readings => {
                 let list = field(&map, "readings")
                     .and_then(Value::as_array)
-                    .ok_or("readings without a \"readings\" array")?;
+                    .ok_or_else(|| bad("readings without a \"readings\" array"))?;
                 list.iter()
                     .map(|v| {
                         v.as_bytes()
                             .cloned()
-                            .ok_or("a reading is not a byte string")
+                            .ok_or_else(|| bad("a reading is not a byte string"))
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Answer::Readings)
-                    .map_err(str::to_owned)
             }
             Kind::CommandResult => Ok(Answer::CommandResult {
-                point: text(&map, "point").ok_or("command_result without \"point\"")?,
+                point: text(&map, "point")
+                    .ok_or_else(|| bad("command_result without \"point\""))?,
                 value: field(&map, "value").cloned().unwrap_or(Value::Null),
             }),
             Kind::Error => Ok(Answer::Error {
                 code: text(&map, "code").unwrap_or_default(),
                 message: text(&map, "message").unwrap_or_default(),
             }),
-            other => Err(format!("unexpected answer kind {other}")),
+            other => Err(ProtocolError::UnexpectedKind {
+                expected: "readings, command_result or error",
+                got: other,
+            }),
         }
     }
 }

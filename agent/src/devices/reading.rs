@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 use streembit_bridges::{Quality, Reading};
 
+use super::ProtocolError;
 use crate::api::ReadingView;
 use crate::identity::{Keypair, PublicKey};
 use crate::wire::payload::value_to_json;
@@ -46,7 +47,6 @@ struct Payload<S, V> {
     #[serde(default)]
     seq: u64,
 }
-
 
 /// The sequence of a device's next reading: above the previous one, and
 /// at least the clock in microseconds, so it keeps growing across restarts
@@ -112,9 +112,8 @@ pub fn verify_reading(
     device: &PublicKey,
     network: &NetworkId,
     max_len: usize,
-) -> Result<ReadingView, String> {
-    let opened =
-        open_published(envelope, network, max_len).map_err(|e: WireError| e.to_string())?;
+) -> Result<ReadingView, ProtocolError> {
+    let opened = open_published(envelope, network, max_len)?;
     view_from(&opened, envelope, device)
 }
 
@@ -125,30 +124,37 @@ pub fn verify_readings<E: AsRef<[u8]>>(
     device: &PublicKey,
     network: &NetworkId,
     max_len: usize,
-) -> Vec<Result<ReadingView, String>> {
+) -> Vec<Result<ReadingView, ProtocolError>> {
     let refs: Vec<&[u8]> = envelopes.iter().map(AsRef::as_ref).collect();
     open_published_batch(&refs, network, max_len)
         .into_iter()
         .zip(&refs)
-        .map(|(opened, env)| view_from(&opened.map_err(|e| e.to_string())?, env, device))
+        .map(|(opened, env)| view_from(&opened?, env, device))
         .collect()
 }
 
-fn view_from(opened: &Opened, envelope: &[u8], device: &PublicKey) -> Result<ReadingView, String> {
+fn view_from(
+    opened: &Opened,
+    envelope: &[u8],
+    device: &PublicKey,
+) -> Result<ReadingView, ProtocolError> {
     if opened.kind() != Kind::Reading {
-        return Err(format!("expected a reading, got {}", opened.kind()));
+        return Err(ProtocolError::UnexpectedKind {
+            expected: "a reading",
+            got: opened.kind(),
+        });
     }
     if opened.sender() != *device {
-        return Err(format!(
-            "reading signed by {}, not by the device {device}",
-            opened.sender()
-        ));
+        return Err(ProtocolError::WrongSigner {
+            device: *device,
+            got: opened.sender(),
+        });
     }
     let mut rest = opened.payload();
     let p: Payload<String, coset::cbor::Value> = ciborium::from_reader(&mut rest)
-        .map_err(|e| format!("the reading is not a reading map: {e}"))?;
+        .map_err(|e| ProtocolError::malformed(format!("the reading is not a reading map: {e}")))?;
     if !rest.is_empty() {
-        return Err("bytes after the reading map".to_owned());
+        return Err(ProtocolError::malformed("bytes after the reading map"));
     }
     Ok(ReadingView {
         device: p.device,
@@ -247,7 +253,7 @@ mod tests {
             DEFAULT_MAX_ENVELOPE_BYTES,
         )
         .expect_err("re-signed by the gateway");
-        assert!(err.contains("not by the device"), "{err}");
+        assert!(err.to_string().contains("not by the device"), "{err}");
         let note = seal(&device, Kind::Note, &payload_bytes);
         assert!(verify_reading(&note, &device.public(), &net, DEFAULT_MAX_ENVELOPE_BYTES).is_err());
         let mut flipped = good.clone();

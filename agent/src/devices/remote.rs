@@ -161,7 +161,7 @@ impl Remote {
             .session
             .open_from(device, bytes, self.clock.wall())
             .map_err(|e| RemoteError::Invalid(e.to_string()))?;
-        match Answer::decode(from.opened()).map_err(RemoteError::Invalid)? {
+        match Answer::decode(from.opened()).map_err(|e| RemoteError::Invalid(e.to_string()))? {
             Answer::Error { code, message } => Err(RemoteError::Refused { code, message }),
             answer => Ok(answer),
         }
@@ -199,10 +199,12 @@ impl Remote {
         point: Option<String>,
     ) -> Result<Vec<ReadingView>, RemoteError> {
         match self.exchange(device, &Request::Read { point }).await? {
-            Answer::Readings(list) => verify_readings(&list, device, &self.network, self.max_frame())
-                .into_iter()
-                .map(|r| r.map_err(RemoteError::Invalid))
-                .collect(),
+            Answer::Readings(list) => {
+                verify_readings(&list, device, &self.network, self.max_frame())
+                    .into_iter()
+                    .map(|r| r.map_err(|e| RemoteError::Invalid(e.to_string())))
+                    .collect()
+            }
             other => Err(RemoteError::Invalid(format!("unexpected answer {other:?}"))),
         }
     }

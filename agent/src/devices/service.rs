@@ -142,7 +142,7 @@ impl DeviceService {
                     .finish(
                         &mut s,
                         &device,
-                        Answer::error(ErrorCode::BadRequest, e),
+                        Answer::error(ErrorCode::BadRequest, e.to_string()),
                         kind,
                     )
                     .await;

@@ -118,11 +118,12 @@ impl Subscriptions {
         if subs.contains_key(device) {
             return Ok(());
         }
-        let journal = Journal::open(&self.root.join(device.to_string()), self.max_bytes)
-            .map_err(|source| DevicesError::Io {
+        let journal = Journal::open(&self.root.join(device.to_string()), self.max_bytes).map_err(
+            |source| DevicesError::Io {
                 what: "cannot open the inbox",
                 source,
-            })?;
+            },
+        )?;
         let (stop, stopped) = watch::channel(false);
         let sub = Arc::new(Subscription {
             journal: Mutex::new(journal),
@@ -361,7 +362,7 @@ async fn session(
                     let r = match r {
                         Ok(r) => r,
                         Err(reason) => {
-                            tracing::warn!(device = %device, reason, "reading refused");
+                            tracing::warn!(device = %device, reason = %reason, "reading refused");
                             bump(sub, |s| s.rejected += 1);
                             continue;
                         }

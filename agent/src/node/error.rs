@@ -24,6 +24,10 @@ pub enum NodeError {
     /// not open, signed by someone else, or a malformed payload.
     #[error("{0}")]
     PeerMisbehaved(String),
+    /// An address or a setting that does not parse: in a record, its
+    /// publisher's fault; in the config, the operator's.
+    #[error("{0}")]
+    Unparsable(String),
     /// Our own side failed (sealing, a poisoned lock): a bug or a local
     /// fault, not the peer's.
     #[error("{0}")]

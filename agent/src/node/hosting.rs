@@ -84,10 +84,7 @@ impl Node {
         ) {
             Ok(bytes) => {
                 h.record = Some(bytes.clone());
-                match self
-                    .dht
-                    .publish(bytes, now_ms.into(), &mut self.verifier)
-                {
+                match self.dht.publish(bytes, now_ms.into(), &mut self.verifier) {
                     Ok(q) => self.in_flight.insert(q, Purpose::DevicePublish(*device)),
                     Err(e) => {
                         tracing::warn!(device = %device, error = %e, "cannot publish a device record")

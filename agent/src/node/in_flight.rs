@@ -111,13 +111,8 @@ impl Node {
                     started,
                 }) => {
                     let elapsed = self.clock.instant().saturating_duration_since(started);
-                    let answer = queries::lookup_answer(
-                        &key,
-                        &outcome,
-                        &stats,
-                        elapsed,
-                        &self.cfg.network,
-                    );
+                    let answer =
+                        queries::lookup_answer(&key, &outcome, &stats, elapsed, &self.cfg.network);
                     let label = match &answer {
                         Ok(Some(_)) => "found",
                         Ok(None) => "not_found",

@@ -58,10 +58,10 @@ pub use handle::NodeHandle;
 use handle::Query;
 use in_flight::{InFlight, Purpose};
 use metrics::NodeCounters;
-pub use nat::{NatConfig, PeerAddr, ReachMode};
 #[doc(hidden)]
 pub use nat::{parse_addrs, protocol as nat_protocol, NatAnswer, NatRequest};
 pub(crate) use nat::{Dialer, Nat};
+pub use nat::{NatConfig, PeerAddr, ReachMode};
 pub use persist::{table_path, TABLE_FILE};
 use rpc::Input;
 pub use rpc::{DeviceStream, BUSY};

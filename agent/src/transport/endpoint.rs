@@ -168,9 +168,7 @@ impl ResolvesServerCert for Identities {
             .server_name()
             .and_then(|n| self.by_name.read().ok()?.get(n).cloned());
         if found.is_none() {
-            self.membership
-                .refusals()
-                .count(Refusal::UnknownServerName);
+            self.membership.refusals().count(Refusal::UnknownServerName);
         }
         found
     }
@@ -275,8 +273,7 @@ impl Endpoint {
             source,
         };
         let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
-        let (socket, paths) =
-            PathSocket::new(
+        let (socket, paths) = PathSocket::new(
             socket,
             config.relay.clone().map(Forwarder::new),
             config.clock.clone(),

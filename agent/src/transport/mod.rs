@@ -32,9 +32,7 @@ use std::net::SocketAddr;
 pub use endpoint::{
     alpn_for, Connection, Endpoint, TransportConfig, VerifiedPeer, PROTOCOL_VERSION,
 };
-pub use membership::{
-    parse_allowlist, read_allowlist, Admission, Membership, Refusal, Refusals,
-};
+pub use membership::{parse_allowlist, read_allowlist, Admission, Membership, Refusal, Refusals};
 
 /// What went wrong in the transport.
 #[derive(Debug, thiserror::Error)]

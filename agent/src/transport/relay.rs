@@ -296,7 +296,9 @@ mod tests {
         let (a, b) = (end(1, 1000), end(2, 2000));
         let now = Instant::now();
         f.open(1, a, b, now).expect("open");
-        let passed = (0..10).filter(|_| f.route(a.1, 1, 1_000, now).is_some()).count();
+        let passed = (0..10)
+            .filter(|_| f.route(a.1, 1, 1_000, now).is_some())
+            .count();
         assert_eq!(passed, 3, "the burst, then nothing at 1 B/s");
         assert_eq!(f.counters().dropped_rate.load(Ordering::Relaxed), 7);
     }

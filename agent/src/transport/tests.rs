@@ -19,8 +19,12 @@ fn loopback() -> SocketAddr {
 fn node(seed: u8, membership: Membership, network: &str) -> (Arc<Keypair>, Endpoint) {
     let key = Arc::new(Keypair::from_seed(&[seed; 32]));
     let net: NetworkId = network.parse().expect("network id");
-    let ep =
-        Endpoint::bind(key.clone(), membership, &TransportConfig::new(loopback(), net)).expect("bind");
+    let ep = Endpoint::bind(
+        key.clone(),
+        membership,
+        &TransportConfig::new(loopback(), net),
+    )
+    .expect("bind");
     (key, ep)
 }
 
@@ -160,10 +164,7 @@ async fn private_network_refuses_outsiders_in_the_handshake() {
     assert!(request(&ok, b"x", 1024, WAIT).await.expect("req").is_some());
 
     assert_eq!(
-        server
-            .membership()
-            .refusals()
-            .get(Refusal::NotAllowlisted),
+        server.membership().refusals().get(Refusal::NotAllowlisted),
         5
     );
     server.close(0, "done");
@@ -187,13 +188,7 @@ async fn different_networks_never_complete_a_handshake() {
     assert!(r.is_err());
     server.close(0, "done");
     assert_eq!(task.await.expect("join"), 0);
-    assert_eq!(
-        server
-            .membership()
-            .refusals()
-            .get(Refusal::WrongNetwork),
-        1
-    );
+    assert_eq!(server.membership().refusals().get(Refusal::WrongNetwork), 1);
 }
 
 #[tokio::test]

@@ -379,7 +379,7 @@ fn parse_headers(envelope: &CoseSign1) -> Result<Opened, WireError> {
             reason,
         })?;
     let kind = text(kind, "kind")?;
-    let kind = kind.parse::<Kind>().map_err(WireError::UnknownKind)?;
+    let kind = kind.parse::<Kind>()?;
     let timestamp = UnixMillis(uint(timestamp, "timestamp")?);
     let nonce = uint(nonce, "nonce")?;
     let payload = envelope

@@ -27,7 +27,6 @@ pub const BROADCAST_AAD: &[u8] = b"streembit:anyone";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct UnixMillis(pub u64);
 
-
 /// A network's id: `public`, or the name of a private network.
 ///
 /// It is signed into every envelope and carried in ALPN, so networks never
@@ -123,11 +122,11 @@ macro_rules! kinds {
         }
 
         impl FromStr for Kind {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = super::WireError;
+            fn from_str(s: &str) -> Result<Self, super::WireError> {
                 match s {
                     $($name => Ok(Kind::$variant),)*
-                    other => Err(other.chars().take(64).collect()),
+                    other => Err(super::WireError::UnknownKind(other.chars().take(64).collect())),
                 }
             }
         }

@@ -245,12 +245,16 @@ mod tests {
         assert_eq!(again.map_err(|e| e.reason()), Err("replayed"));
         // Signed by a, presented as c's: refused, and not a local fault.
         let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
-        let err = b.open_from(&c.key().public(), &env, now).expect_err("not c's");
+        let err = b
+            .open_from(&c.key().public(), &env, now)
+            .expect_err("not c's");
         assert_eq!(err.reason(), "sender_mismatch");
         assert!(!err.is_local());
         // Sealed for b, opened by c: the audience differs.
         let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
-        let err = c.open_from(&a.key().public(), &env, now).expect_err("for b");
+        let err = c
+            .open_from(&a.key().public(), &env, now)
+            .expect_err("for b");
         assert_eq!(err.reason(), "bad_signature");
         assert_eq!(b.replay_entries(), 2);
     }

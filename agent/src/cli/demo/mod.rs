@@ -157,7 +157,7 @@ fn scenario(
     stop: &AtomicBool,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let started = Instant::now();
+    let started = crate::clock::Clock::system().instant();
     let io = |e: std::io::Error| Failure::usage(format!("demo: {e}"));
     let dirs: Vec<PathBuf> = (0..AGENTS)
         .map(|i| base.join(format!("agent{i}")))
@@ -319,7 +319,7 @@ fn scenario(
 
     let deadline = started + Duration::from_secs(args.duration);
     let mut tick = 0u32;
-    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+    while crate::clock::Clock::system().instant() < deadline && !stop.load(Ordering::SeqCst) {
         for (name, key, point) in [("meter", &meter, "voltage"), ("plug", &plug, "power")] {
             match agents[READER].get(&format!("/v1/read/{key}?point={point}")) {
                 Some(r) if r["readings"][0]["value"].is_number() => {
@@ -345,8 +345,8 @@ fn scenario(
             }
         }
         tick += 1;
-        let next = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < next && !stop.load(Ordering::SeqCst) {
+        let next = crate::clock::Clock::system().instant() + Duration::from_secs(1);
+        while crate::clock::Clock::system().instant() < next && !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -457,8 +457,8 @@ fn wait_until<T>(
     limit: Duration,
     mut probe: impl FnMut() -> Option<T>,
 ) -> Option<T> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+    let end = crate::clock::Clock::system().instant() + limit;
+    while crate::clock::Clock::system().instant() < end && !stop.load(Ordering::SeqCst) {
         if let Some(v) = probe() {
             return Some(v);
         }

@@ -74,7 +74,11 @@ impl Nat {
             match dialed {
                 Ok(conn) => {
                     // Set-up times, for the NAT bench (tests/benches/nat.rs).
-                    let elapsed_us = self.clock.instant().saturating_duration_since(started).as_micros() as u64;
+                    let elapsed_us = self
+                        .clock
+                        .instant()
+                        .saturating_duration_since(started)
+                        .as_micros() as u64;
                     tracing::debug!(peer = %peer, addr = %addr, elapsed_us, "connected");
                     self.conns.insert(conn.clone());
                     let _ = self.inputs.send(Input::Connected(conn.clone())).await;

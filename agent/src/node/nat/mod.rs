@@ -40,6 +40,7 @@ pub use protocol::{NatAnswer, NatRequest};
 pub(crate) use reach::spawn_reachability;
 pub(crate) use service::Nat;
 
+use super::NodeError;
 use crate::identity::PublicKey;
 use crate::transport::relay::RelayLimits;
 
@@ -59,20 +60,19 @@ pub enum PeerAddr {
 }
 
 impl FromStr for PeerAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NodeError;
+    fn from_str(s: &str) -> Result<Self, NodeError> {
+        let bad = |e: &dyn fmt::Display| NodeError::Unparsable(format!("{s:?}: {e}"));
         if let Some(rest) = s.strip_prefix("relay:") {
             let (key, addr) = rest
                 .split_once('@')
-                .ok_or_else(|| format!("{s:?}: expected relay:<key>@<ip:port>"))?;
+                .ok_or_else(|| bad(&"expected relay:<key>@<ip:port>"))?;
             return Ok(PeerAddr::Relay {
-                relay: key.parse().map_err(|e| format!("{s:?}: {e}"))?,
-                addr: addr.parse().map_err(|e| format!("{s:?}: {e}"))?,
+                relay: key.parse().map_err(|e| bad(&e))?,
+                addr: addr.parse().map_err(|e| bad(&e))?,
             });
         }
-        s.parse()
-            .map(PeerAddr::Direct)
-            .map_err(|e| format!("{s:?}: {e}"))
+        s.parse().map(PeerAddr::Direct).map_err(|e| bad(&e))
     }
 }
 
@@ -104,15 +104,15 @@ pub enum ReachMode {
 }
 
 impl FromStr for ReachMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NodeError;
+    fn from_str(s: &str) -> Result<Self, NodeError> {
         match s {
             "auto" => Ok(ReachMode::Auto),
             "public" => Ok(ReachMode::Public),
             "private" => Ok(ReachMode::Private),
-            other => Err(format!(
+            other => Err(NodeError::Unparsable(format!(
                 "{other:?} is not one of \"auto\", \"public\", \"private\""
-            )),
+            ))),
         }
     }
 }

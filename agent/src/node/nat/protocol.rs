@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::node::NodeError;
+
 /// A request (envelope kind `nat`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -115,8 +117,9 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Decodes a payload the envelope layer already bounded in size.
-pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
-    ciborium::from_reader(payload).map_err(|e| format!("bad nat payload: {e}"))
+pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, NodeError> {
+    ciborium::from_reader(payload)
+        .map_err(|e| NodeError::PeerMisbehaved(format!("bad nat payload: {e}")))
 }
 
 #[cfg(test)]

@@ -160,7 +160,7 @@ impl Nat {
             .session
             .open_from(&peer, &bytes, self.clock.wall())?
             .expect(Kind::NatAnswer)?;
-        decode(answer.payload()).map_err(NodeError::PeerMisbehaved)
+        decode(answer.payload())
     }
 
     /// Answers one `nat` stream a peer opened on `conn`.
@@ -175,7 +175,7 @@ impl Nat {
             .session
             .open_from(&peer, &first, self.clock.wall())
             .and_then(|f| f.expect(Kind::Nat))
-            .map_err(|e| e.to_string());
+            .map_err(NodeError::from);
         let req = match opened.and_then(|f| decode::<NatRequest>(f.payload())) {
             Ok(r) => r,
             Err(e) => {
@@ -399,7 +399,12 @@ impl Nat {
             return NatAnswer::error("not_my_relay", "no reservation of ours at this peer");
         }
         match peer.parse::<PublicKey>() {
-            Ok(k) if self.endpoint.membership().admits(&k, self.clock.wall()).is_admitted() => {}
+            Ok(k)
+                if self
+                    .endpoint
+                    .membership()
+                    .admits(&k, self.clock.wall())
+                    .is_admitted() => {}
             Ok(_) => return NatAnswer::error("not_allowed", "not a member of our network"),
             Err(_) => return NatAnswer::error("bad_request", "bad peer key"),
         }
