@@ -39,20 +39,35 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: bridge file types (`serde`, `deny_unknown_fields`) and
-//!   validation that reports every problem with its key path.
-//! - `bridge`: [`BridgeHandle`], the running bridge (start, commands, status).
-//! - `reading`, `value`, `status`, `error`: the data types the agent sees.
-//!   Errors come in two layers: [`BridgeError`] (the link failed) and
-//!   [`PointError`] (the device said no or sent nonsense), like
+//! Arrows point down; no module imports one above it.
+//!
+//! - `bridge`: [`BridgeHandle`], the running bridge (start, commands,
+//!   status). It builds a bus's channels and spawns the bus; it knows no
+//!   bus by name.
+//! - [`config`]: [`BridgeFile`] and [`Bus`], the one place that lists the
+//!   buses (one variant each) and names their tables; every problem of a
+//!   file with its key path; [`Bus::device_paths`] for the gateway.
+//! - The bus folders, one per kind of bus, each with its table
+//!   (`config.rs`) and its half of the contract:
+//!   - [`modbus`]: RTU and TCP, one task per line or host; request
+//!     coalescing, timeouts, retries, reopening the port.
+//!   - [`i2c`]: BME280/BMP280, SHT3x and ADS1115 over embedded-hal 1.0.
+//!   - [`mqtt`]: rumqttc, topics and JSON pointers mapped to points;
+//!     protocol state (`mqtt::state`) split from its event loop.
+//! - `poll`: the one polling loop of Modbus and I2C (schedule, health and
+//!   backoff, offline marking, commands between polls, status, readings)
+//!   and the `Poller` trait they implement.
+//! - `bus`: the contract owned by neither `bridge` nor the buses: `BusIo`
+//!   (readings out, commands in, status board, clock) and `BusConfig`
+//!   (what every table answers), plus the checks all tables share.
+//! - `reading`, `value`, `status`, `error`, `clock`: the data types the
+//!   agent sees. Errors come in two layers: [`BridgeError`] (the link
+//!   failed) and [`PointError`] (the device said no or sent nonsense), like
 //!   tokio-modbus's `Result<Result<T, ExceptionCode>, Error>`.
-//! - [`modbus`]: RTU and TCP, one task per line or host; request coalescing,
-//!   timeouts, retries, offline after N failures with backoff.
-//! - [`i2c`]: BME280/BMP280, SHT3x and ADS1115 over embedded-hal 1.0.
-//! - [`mqtt`]: rumqttc, topics and JSON pointers mapped to points; protocol
-//!   state (`mqtt::state`) split from its event loop.
-//! - `health`, `schedule`, `clock`: pure helpers that take `now`.
 //! - `scaling`: raw bus numbers to engineering values (scale, offset).
+//!
+//! Adding a bus is a folder plus a variant of [`Bus`]; `bridges/README.md`
+//! says what goes where.
 //!
 //! # What this crate does not do
 //!
