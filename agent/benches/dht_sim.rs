@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use streembit_agent::dht::sim::hostile;
-use streembit_agent::dht::sim::scenario::{self, Params, Report};
+use streembit_agent::internals::dht::sim::hostile;
+use streembit_agent::internals::dht::sim::scenario::{self, Params, Report};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Scenario {

@@ -18,9 +18,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use ed25519_dalek::{Signer, SigningKey};
-use streembit_agent::devices::protocol::{verify_reading, verify_readings};
-use streembit_agent::devices::{next_seq, seal_reading, Outboxes};
 use streembit_agent::identity::Keypair;
+use streembit_agent::internals::devices::{next_seq, seal_reading, Outboxes};
+use streembit_agent::internals::devices::{verify_reading, verify_readings};
 use streembit_agent::wire::{
     open_published, open_published_batch, NetworkId, Sealer, UnixMillis, DEFAULT_MAX_ENVELOPE_BYTES,
 };

@@ -32,9 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streembit_agent::identity::Keypair;
-use streembit_agent::transport::relay::RelayLimits;
-use streembit_agent::transport::socket::{Path, Paths};
-use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
+use streembit_agent::internals::transport::RelayLimits;
+use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
+use streembit_agent::internals::transport::{Path, Paths};
 use streembit_agent::wire::NetworkId;
 
 const HANDSHAKES: usize = 31;
@@ -120,8 +120,9 @@ impl Relay {
                         burst_bytes: 1 << 30,
                         idle: Duration::from_secs(600),
                     };
-                    let ep = Endpoint::bind(Arc::new(key), Gate::public(), &config(Some(limits)))
-                        .expect("bind relay");
+                    let ep =
+                        Endpoint::bind(Arc::new(key), Membership::public(), &config(Some(limits)))
+                            .expect("bind relay");
                     // "<pid>/task/<tid>"
                     let tid = std::fs::read_link("/proc/thread-self")
                         .expect("/proc/thread-self")
@@ -241,7 +242,7 @@ fn bytes_of(n: usize) -> Vec<u8> {
 /// so no TLS session can be resumed (a first contact is what is timed).
 fn fresh_a() -> (Arc<Keypair>, Endpoint) {
     let key = Arc::new(Keypair::generate());
-    let ep = Endpoint::bind(key.clone(), Gate::public(), &config(None)).expect("bind A");
+    let ep = Endpoint::bind(key.clone(), Membership::public(), &config(None)).expect("bind A");
     (key, ep)
 }
 
@@ -280,7 +281,7 @@ fn main() {
     rt.block_on(async {
         let b_key = Arc::new(Keypair::from_seed(&[3; 32]));
         let b = Arc::new(
-            Endpoint::bind(b_key.clone(), Gate::public(), &config(None)).expect("bind B"),
+            Endpoint::bind(b_key.clone(), Membership::public(), &config(None)).expect("bind B"),
         );
         let b_addr = b.local_addr().expect("B addr");
         serve(b.clone());

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 const HEADER: usize = 16;
 /// One record's body at most: a journal holds envelopes, which are capped
 /// far below this; anything larger on disk is corruption.
-pub const MAX_RECORD: usize = 1024 * 1024;
+pub(crate) const MAX_RECORD: usize = 1024 * 1024;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl Segment {
 
 /// A bounded sequence log in one directory.
 #[derive(Debug)]
-pub struct Journal {
+pub(crate) struct Journal {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -65,7 +65,7 @@ pub struct Journal {
 impl Journal {
     /// Opens (or creates, mode 0700) the journal in `dir`, holding at most
     /// about `max_bytes`; recovers from a torn tail.
-    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -106,7 +106,7 @@ impl Journal {
     /// Appends `body` under `seq`, which must be above every sequence in
     /// the journal (and above anything acknowledged). When the journal is
     /// full the oldest segment is dropped (and counted).
-    pub fn append(&mut self, seq: u64, body: &[u8]) -> io::Result<()> {
+    pub(crate) fn append(&mut self, seq: u64, body: &[u8]) -> io::Result<()> {
         if seq <= self.last_seq() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -171,7 +171,7 @@ impl Journal {
     }
 
     /// Forgets every record up to and including `seq` (acknowledged).
-    pub fn trim_through(&mut self, seq: u64) -> io::Result<()> {
+    pub(crate) fn trim_through(&mut self, seq: u64) -> io::Result<()> {
         self.acked = self.acked.max(seq);
         while self.segments.front().is_some_and(|s| s.last <= seq) {
             // The sequence floor stays in `acked`, so a journal emptied
@@ -185,7 +185,7 @@ impl Journal {
 
     /// Up to `max_records` records with a sequence above `after`, oldest
     /// first, stopping early past `max_bytes` of bodies.
-    pub fn read_after(
+    pub(crate) fn read_after(
         &self,
         after: u64,
         max_records: usize,
@@ -217,7 +217,7 @@ impl Journal {
     }
 
     /// Flushes appended records to the disk.
-    pub fn sync(&mut self) -> io::Result<()> {
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
             if let Some(seg) = self.segments.back() {
                 File::open(&seg.path)?.sync_data()?;
@@ -228,35 +228,30 @@ impl Journal {
     }
 
     /// The highest sequence ever appended or acknowledged.
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         self.segments.back().map_or(0, |s| s.last).max(self.acked)
     }
 
     /// Records held and not acknowledged.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.segments
             .iter()
             .map(|s| s.above(self.acked) as u64)
             .sum()
     }
 
-    /// Whether no unacknowledged record is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Bytes on disk.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
     /// Records dropped because the journal was full, since it was opened.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 }

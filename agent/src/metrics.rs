@@ -86,10 +86,10 @@ impl Collector for Snapshot {
 }
 
 /// Media type of [`encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Encodes every family in the OpenMetrics text format.
-pub fn encode(families: Vec<Family>) -> String {
+pub(crate) fn encode(families: Vec<Family>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot(families)));
     let mut out = String::new();

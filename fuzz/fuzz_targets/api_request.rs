@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streembit_agent::daemon::routes::{parse, Route};
+use streembit_agent::internals::daemon::{parse, Route};
 
 /// The request that asks for `route`: method, path, query, body.
 fn render(route: &Route) -> (&'static str, String, Option<String>, Vec<u8>) {

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::arbitrary::{Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use streembit_agent::dht::{
+use streembit_agent::internals::dht::{
     Addrs, Contact, Message, MessageKind, StoreRefusal, MAX_RECORD_WIRE_BYTES,
 };
 use streembit_agent::identity::NodeId;

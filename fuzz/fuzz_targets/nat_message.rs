@@ -9,8 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streembit_agent::node::nat::protocol::{decode, encode};
-use streembit_agent::node::nat::{NatAnswer, NatRequest, PeerAddr};
+use streembit_agent::internals::node::{decode, encode, NatAnswer, NatRequest, PeerAddr};
 
 fuzz_target!(|data: &[u8]| {
     let Some((which, rest)) = data.split_first() else {

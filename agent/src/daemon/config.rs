@@ -20,11 +20,11 @@ use crate::wire::NetworkId;
 /// Where the agent reads its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/streembit/agent.toml";
 /// The agent's default UDP port.
-pub const DEFAULT_PORT: u16 = 7470;
+pub(crate) const DEFAULT_PORT: u16 = 7470;
 
 /// Where bridge files live for an agent config at `config`: `bridges.d/`
 /// beside it. With no explicit config, beside the default config path.
-pub fn bridges_dir(config: Option<&Path>) -> PathBuf {
+pub(crate) fn bridges_dir(config: Option<&Path>) -> PathBuf {
     let base = config.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
     base.parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -15,10 +15,10 @@
 //! persists its table and closes every connection with a code, all within
 //! 5 s.
 
-pub mod config;
+pub(crate) mod config;
 mod local_mqtt;
 mod logging;
-pub mod routes;
+pub(crate) mod routes;
 mod server;
 
 use std::net::SocketAddr;
@@ -36,14 +36,14 @@ use crate::wire::Session;
 use config::{bridges_dir, AgentConfig};
 
 /// Exit code for a config or identity problem (the operator's to fix).
-pub const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure at run time (socket in use, I/O).
-pub const EXIT_RUNTIME: u8 = 1;
+pub(crate) const EXIT_RUNTIME: u8 = 1;
 
 /// Why the agent stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct DaemonError {
+pub(crate) struct DaemonError {
     /// Process exit code.
     pub code: u8,
     /// What went wrong.
@@ -69,7 +69,7 @@ impl DaemonError {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 /// Runs the agent in the foreground until SIGTERM or SIGINT.
-pub fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
+pub(crate) fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
     let config = AgentConfig::load(config_path).map_err(DaemonError::config)?;
     logging::init(&config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,7 +83,7 @@ pub fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
 /// What `streembit check-config` checks: the agent config and every
 /// bridge file. A summary when all is well, else every problem, each
 /// naming its file, key and reason.
-pub fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec<String>> {
+pub(crate) fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec<String>> {
     let mut problems = Vec::new();
     if let Err(e) = AgentConfig::load(path) {
         problems.extend(e.0);

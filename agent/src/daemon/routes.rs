@@ -5,9 +5,9 @@
 use crate::identity::PublicKey;
 
 /// The body of a request may be at most this large.
-pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// `limit` of an inbox read at most.
-pub const MAX_INBOX_LIMIT: usize = 10_000;
+pub(crate) const MAX_INBOX_LIMIT: usize = 10_000;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,7 +18,7 @@ use crate::metrics::{Family, Kind};
 
 /// A hosted device's identity, for the network side.
 #[derive(Clone)]
-pub struct HostedDevice {
+pub(crate) struct HostedDevice {
     /// Name from the bridge file.
     pub name: String,
     /// Its key.

@@ -27,9 +27,9 @@ pub enum ProtocolError {
     #[error("reading signed by {got}, not by the device {device}")]
     WrongSigner {
         /// The device it must come from.
-        device: PublicKey,
+        device: Box<PublicKey>,
         /// Who signed it.
-        got: PublicKey,
+        got: Box<PublicKey>,
     },
     /// The payload is not what its kind says it is.
     #[error("{0}")]

@@ -17,7 +17,7 @@ const CAPACITY: usize = 4096;
 
 /// One signed reading.
 #[derive(Debug, Clone)]
-pub struct SignedReading {
+pub(crate) struct SignedReading {
     /// The device that signed it.
     pub device: PublicKey,
     /// Its point.
@@ -28,7 +28,7 @@ pub struct SignedReading {
 
 /// The feed's sending side; clones share one channel.
 #[derive(Debug, Clone)]
-pub struct Feed(broadcast::Sender<SignedReading>);
+pub(crate) struct Feed(broadcast::Sender<SignedReading>);
 
 impl Default for Feed {
     fn default() -> Self {
@@ -38,12 +38,12 @@ impl Default for Feed {
 
 impl Feed {
     /// Offers a reading to whoever listens (nobody is fine).
-    pub fn send(&self, reading: SignedReading) {
+    pub(crate) fn send(&self, reading: SignedReading) {
         let _ = self.0.send(reading);
     }
 
     /// A new listener, from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<SignedReading> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<SignedReading> {
         self.0.subscribe()
     }
 }

@@ -12,7 +12,7 @@ use crate::identity::DeviceName;
 
 /// A bridge file that parsed and validated.
 #[derive(Debug, Clone)]
-pub struct LoadedBridge {
+pub(crate) struct LoadedBridge {
     /// File name (e.g. `sdm120.toml`): the bridge's name.
     pub name: String,
     /// Fingerprint of the file's text, to tell a changed file on reload.
@@ -24,7 +24,7 @@ pub struct LoadedBridge {
 /// What loading a directory found: the good files and, per broken file,
 /// every problem (`file: key `path`: reason`).
 #[derive(Debug, Default)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// Files that may run.
     pub good: Vec<LoadedBridge>,
     /// Broken files, by file name, with their problems.
@@ -33,7 +33,7 @@ pub struct Loaded {
 
 impl Loaded {
     /// Every problem of every file, one per line.
-    pub fn errors(&self) -> Vec<String> {
+    pub(crate) fn errors(&self) -> Vec<String> {
         self.broken.values().flatten().cloned().collect()
     }
 }
@@ -41,7 +41,7 @@ impl Loaded {
 /// Reads and validates every `*.toml` in `dir` (a missing directory is
 /// simply no bridges). Files are taken in name order, so a device name used
 /// twice is reported against the later file.
-pub fn load_dir(dir: &Path) -> Loaded {
+pub(crate) fn load_dir(dir: &Path) -> Loaded {
     let mut loaded = Loaded::default();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return loaded;

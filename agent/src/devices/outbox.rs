@@ -24,7 +24,7 @@ use crate::journal::Journal;
 use crate::metrics::{Family, Kind};
 
 /// How often queues are flushed to the disk: what a power cut can lose.
-pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// One subscriber's queue for one device.
 pub(super) struct Outbox {

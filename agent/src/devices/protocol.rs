@@ -30,7 +30,7 @@ use crate::wire::Opened;
 
 /// Why a device refused: the `code` of an `error` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(super) enum ErrorCode {
     /// The caller is not in the point's `writers`.
     NotAuthorized,
     /// No such point (or device) here.
@@ -45,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code on the wire.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             ErrorCode::NotAuthorized => "not_authorized",
             ErrorCode::NotFound => "not_found",
@@ -57,7 +57,7 @@ impl ErrorCode {
 
     /// The code named `name`, if it is one of ours (a remote device may
     /// send any text).
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(super) fn from_name(name: &str) -> Option<Self> {
         [
             ErrorCode::NotAuthorized,
             ErrorCode::NotFound,
@@ -72,7 +72,7 @@ impl ErrorCode {
 
 /// A request to a device, decoded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Request {
+pub(super) enum Request {
     /// Latest readings, of one point or all.
     Read {
         /// Only this point.
@@ -96,7 +96,7 @@ pub enum Request {
 
 /// A device's answer, decoded and checked.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub(super) enum Answer {
     /// Latest readings (each a device-signed envelope).
     Readings(Vec<Vec<u8>>),
     /// A command was applied.
@@ -150,7 +150,7 @@ fn uint(map: &[(Value, Value)], name: &str) -> Option<u64> {
 /// The device a request names (`"device": bstr(32)`), read from the
 /// **unverified** envelope: only to choose which device's id to open it
 /// for, which then checks the signature against exactly that.
-pub fn target_device(envelope: &[u8], max_len: usize) -> Option<PublicKey> {
+pub(super) fn target_device(envelope: &[u8], max_len: usize) -> Option<PublicKey> {
     let (_, payload) = crate::wire::peek_unverified(envelope, max_len)?;
     let map = decode_map(&payload)?;
     PublicKey::from_bytes(field(&map, "device")?.as_bytes()?).ok()
@@ -160,7 +160,7 @@ impl Request {
     /// The payload of a `read`, `command` or `subscribe` envelope for
     /// `device` (named in it, so the request can also travel on a
     /// connection to the device's gateway).
-    pub fn encode(&self, device: &PublicKey) -> Vec<u8> {
+    pub(super) fn encode(&self, device: &PublicKey) -> Vec<u8> {
         let t = |s: &str| Value::Text(s.to_owned());
         let mut map = match self {
             Request::Read { point } => point.iter().map(|p| (t("point"), t(p))).collect::<Vec<_>>(),
@@ -180,7 +180,7 @@ impl Request {
     }
 
     /// Decodes the payload of an opened request of `kind`.
-    pub fn decode(kind: crate::wire::Kind, payload: &[u8]) -> Result<Self, ProtocolError> {
+    pub(super) fn decode(kind: crate::wire::Kind, payload: &[u8]) -> Result<Self, ProtocolError> {
         use crate::wire::Kind;
         let bad = ProtocolError::malformed;
         let map = decode_map(payload).ok_or_else(|| bad("the payload is not one CBOR map"))?;
@@ -209,7 +209,7 @@ impl Request {
 
 impl Answer {
     /// The answer's kind and payload.
-    pub fn encode(&self) -> (crate::wire::Kind, Vec<u8>) {
+    pub(super) fn encode(&self) -> (crate::wire::Kind, Vec<u8>) {
         use crate::wire::Kind;
         let t = |s: &str| Value::Text(s.to_owned());
         match self {
@@ -238,7 +238,7 @@ impl Answer {
     }
 
     /// A refusal.
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Answer::Error {
             code: code.name().to_owned(),
             message: message.into(),
@@ -246,7 +246,7 @@ impl Answer {
     }
 
     /// Decodes an opened answer.
-    pub fn decode(opened: &Opened) -> Result<Self, ProtocolError> {
+    pub(super) fn decode(opened: &Opened) -> Result<Self, ProtocolError> {
         use crate::wire::Kind;
         let bad = ProtocolError::malformed;
         let map =

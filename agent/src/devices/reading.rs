@@ -146,8 +146,8 @@ fn view_from(
     }
     if opened.sender() != *device {
         return Err(ProtocolError::WrongSigner {
-            device: *device,
-            got: opened.sender(),
+            device: Box::new(*device),
+            got: Box::new(opened.sender()),
         });
     }
     let mut rest = opened.payload();

@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// What went wrong with a remote device, and whose doing it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     /// No device record for the key, or it could not be reached (the
     /// network, or the device's gateway is away).
     #[error("device unreachable: {0}")]
@@ -47,7 +47,7 @@ pub enum RemoteError {
 }
 
 /// This agent as a client of remote devices.
-pub struct Remote {
+pub(crate) struct Remote {
     session: Session,
     network: NetworkId,
     dialer: Dialer,
@@ -75,12 +75,12 @@ impl Remote {
     }
 
     /// The network readings must be signed for.
-    pub fn network(&self) -> &NetworkId {
+    pub(crate) fn network(&self) -> &NetworkId {
         &self.network
     }
 
     /// The envelope size cap.
-    pub fn max_frame(&self) -> usize {
+    pub(crate) fn max_frame(&self) -> usize {
         self.session.max_frame()
     }
 
@@ -193,7 +193,7 @@ impl Remote {
     }
 
     /// The device's latest readings, each verified with its key.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         device: &PublicKey,
         point: Option<String>,
@@ -211,7 +211,7 @@ impl Remote {
 
     /// Sets `point` of `device`; the device's signed confirmation of the
     /// value it applied.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         device: &PublicKey,
         point: &str,

@@ -37,7 +37,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BATCH: usize = 128;
 
 /// Answers peers on behalf of the hosted devices.
-pub struct DeviceService {
+pub(crate) struct DeviceService {
     devices: Devices,
     /// The gateway's session: opens requests to its devices, seals the
     /// devices' answers (each with its own key).
@@ -62,7 +62,7 @@ impl DeviceService {
     }
 
     /// Serves device streams from the node until it stops sending them.
-    pub async fn run(self: Arc<Self>, mut streams: mpsc::Receiver<DeviceStream>) {
+    pub(crate) async fn run(self: Arc<Self>, mut streams: mpsc::Receiver<DeviceStream>) {
         let limit = Arc::new(Semaphore::new(MAX_STREAMS));
         while let Some(mut stream) = streams.recv().await {
             let Ok(permit) = limit.clone().try_acquire_owned() else {
@@ -318,7 +318,7 @@ impl DeviceService {
     }
 
     /// Device protocol metric families.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         let mut f = Family::new(
             "streembit_device_requests",
             "Requests from peers to hosted devices, by kind and outcome.",

@@ -54,7 +54,7 @@ struct Subscription {
 
 /// Every subscription of this agent.
 #[derive(Clone)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     remote: Arc<Remote>,
     feed: Feed,
     clock: Clock,
@@ -66,7 +66,7 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Reopens the subscriptions under `root` and starts their streams.
     /// Needs a tokio runtime.
-    pub fn start(
+    pub(crate) fn start(
         remote: Arc<Remote>,
         feed: Feed,
         root: &Path,
@@ -113,7 +113,7 @@ impl Subscriptions {
     }
 
     /// Subscribes to `device` (nothing happens if already subscribed).
-    pub fn add(&self, device: &PublicKey) -> Result<(), DevicesError> {
+    pub(crate) fn add(&self, device: &PublicKey) -> Result<(), DevicesError> {
         let mut subs = self.subs.lock().map_err(|_| DevicesError::Poisoned)?;
         if subs.contains_key(device) {
             return Ok(());
@@ -144,7 +144,7 @@ impl Subscriptions {
 
     /// Ends the subscription to `device`: tells its gateway (best effort)
     /// and deletes the inbox. `false` if there was none.
-    pub async fn remove(&self, device: &PublicKey) -> bool {
+    pub(crate) async fn remove(&self, device: &PublicKey) -> bool {
         let sub = self.subs.lock().ok().and_then(|mut m| m.remove(device));
         let Some(sub) = sub else {
             return false;
@@ -172,7 +172,7 @@ impl Subscriptions {
     }
 
     /// Every subscription.
-    pub fn list(&self) -> Vec<SubscriptionInfo> {
+    pub(crate) fn list(&self) -> Vec<SubscriptionInfo> {
         let Ok(subs) = self.subs.lock() else {
             return Vec::new();
         };
@@ -202,7 +202,12 @@ impl Subscriptions {
 
     /// Up to `limit` received readings of `device` after sequence `after`;
     /// `None` if not subscribed.
-    pub fn inbox(&self, device: &PublicKey, after: u64, limit: usize) -> Option<Vec<InboxEntry>> {
+    pub(crate) fn inbox(
+        &self,
+        device: &PublicKey,
+        after: u64,
+        limit: usize,
+    ) -> Option<Vec<InboxEntry>> {
         let sub = self.subs.lock().ok()?.get(device)?.clone();
         let records = sub
             .journal
@@ -240,7 +245,7 @@ impl Subscriptions {
     }
 
     /// Subscription metric families.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         let mut received = Family::new(
             "streembit_subscription_readings",
             "Readings from subscribed devices, by outcome.",
@@ -260,7 +265,7 @@ impl Subscriptions {
     }
 
     /// Flushes every inbox (shutdown).
-    pub fn sync_all(&self) {
+    pub(crate) fn sync_all(&self) {
         if let Ok(subs) = self.subs.lock() {
             for s in subs.values() {
                 if let Ok(mut j) = s.journal.lock() {

@@ -34,7 +34,7 @@ struct Running {
 
 /// The devices hosted by this agent.
 #[derive(Clone)]
-pub struct Devices {
+pub(crate) struct Devices {
     running: Arc<Mutex<BTreeMap<String, Running>>>,
     board: Board,
     keystore: Keystore,
@@ -49,7 +49,7 @@ impl Devices {
     /// No bridges yet; device keys come from `keystore`, readings are
     /// sealed for `network` at `clock`'s time and queued in `outboxes` for
     /// subscribers.
-    pub fn new(
+    pub(crate) fn new(
         keystore: Keystore,
         network: NetworkId,
         outboxes: Arc<Outboxes>,
@@ -69,25 +69,20 @@ impl Devices {
 
     /// Every signed reading as it is made (and, through
     /// [`crate::devices::Subscriptions`], as it is received).
-    pub fn feed(&self) -> &Feed {
+    pub(crate) fn feed(&self) -> &Feed {
         &self.feed
     }
 
     /// The store-and-forward queues.
-    pub fn outboxes(&self) -> &Arc<Outboxes> {
+    pub(crate) fn outboxes(&self) -> &Arc<Outboxes> {
         &self.outboxes
-    }
-
-    /// The network readings are sealed for.
-    pub fn network(&self) -> &NetworkId {
-        &self.network
     }
 
     /// Applies a loaded `bridges.d/`: starts new and changed bridges, stops
     /// removed ones, keeps the running version of every broken file.
     /// Returns the problems found (empty when all files were good). Needs a
     /// tokio runtime.
-    pub async fn apply(&self, loaded: Loaded) -> Vec<String> {
+    pub(crate) async fn apply(&self, loaded: Loaded) -> Vec<String> {
         let mut errors = loaded.errors();
         if !loaded.broken.is_empty() {
             self.reload_errors
@@ -190,36 +185,36 @@ impl Devices {
     }
 
     /// Every hosted device.
-    pub fn list(&self) -> Vec<DeviceInfo> {
+    pub(crate) fn list(&self) -> Vec<DeviceInfo> {
         self.board.list()
     }
 
     /// One device by name or by its public key (64 hex).
-    pub fn get(&self, name_or_key: &str) -> Option<DeviceInfo> {
+    pub(crate) fn get(&self, name_or_key: &str) -> Option<DeviceInfo> {
         self.list()
             .into_iter()
             .find(|d| d.name == name_or_key || d.key == name_or_key)
     }
 
     /// The identities of every hosted device (for TLS and device records).
-    pub fn keypairs(&self) -> Vec<Arc<Keypair>> {
+    pub(crate) fn keypairs(&self) -> Vec<Arc<Keypair>> {
         self.board.keypairs()
     }
 
     /// The hosted device with this key.
-    pub fn by_key(&self, key: &PublicKey) -> Option<HostedDevice> {
+    pub(crate) fn by_key(&self, key: &PublicKey) -> Option<HostedDevice> {
         self.board.by_key(key)
     }
 
     /// The latest signed reading envelopes of `device` (one point's, or
     /// every point's).
-    pub fn latest_sealed(&self, device: &str, point: Option<&str>) -> Vec<Arc<Vec<u8>>> {
+    pub(crate) fn latest_sealed(&self, device: &str, point: Option<&str>) -> Vec<Arc<Vec<u8>>> {
         self.board.latest_sealed(device, point)
     }
 
     /// The keys allowed to write `point` of `device` (empty: nobody on the
     /// network may).
-    pub fn writers(&self, device: &str, point: &str) -> Vec<String> {
+    pub(crate) fn writers(&self, device: &str, point: &str) -> Vec<String> {
         let Some(bridge) = self.board.bridge_of(device) else {
             return Vec::new();
         };
@@ -231,14 +226,14 @@ impl Devices {
     }
 
     /// Number of hosted devices.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.board.count()
     }
 
     /// Applies a command from the local operator (the API socket is the
     /// gateway's own admin channel; remote writers are checked against the
     /// bridge file's `writers` by the network path).
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         device: &str,
         point: &str,
@@ -267,7 +262,7 @@ impl Devices {
     }
 
     /// Device metric families.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         let mut families = self.board.families();
         families.push(Family::single(
             "streembit_bridge_reload_errors",
@@ -279,7 +274,7 @@ impl Devices {
     }
 
     /// Stops every bridge (shutdown).
-    pub async fn stop_all(&self) {
+    pub(crate) async fn stop_all(&self) {
         let all: Vec<Running> = self
             .running
             .lock()

@@ -194,6 +194,7 @@ impl Bucket {
         }
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Heap bytes under the growth policy of [`Bucket::on_seen`] (doubling
     /// up to k entries, `cache` replacements), computed from lengths so
     /// that it is a function of the state, not of allocation history.

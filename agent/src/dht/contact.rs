@@ -18,10 +18,10 @@ use crate::identity::{NodeId, PublicKey};
 use super::DhtError;
 
 /// At most this many addresses per contact, on the wire and in the table.
-pub const MAX_ADDRS: usize = 4;
+pub(crate) const MAX_ADDRS: usize = 4;
 /// At most this many bytes per address (a relayed one,
 /// `relay:<64 hex>@[IPv6]:port`, takes up to 118).
-pub const MAX_ADDR_LEN: usize = 128;
+pub(crate) const MAX_ADDR_LEN: usize = 128;
 
 /// A peer's transport addresses, opaque to the DHT (the node shell puts
 /// QUIC socket addresses here). Bounded: [`MAX_ADDRS`] entries of at most
@@ -61,6 +61,7 @@ impl Addrs {
         self.0.is_empty()
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.0.len() * std::mem::size_of::<Box<str>>()
             + self.0.iter().map(|a| a.len()).sum::<usize>()
@@ -157,6 +158,7 @@ impl Contact {
         &self.addrs
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.addrs.heap_bytes()
     }

@@ -22,7 +22,7 @@ use super::record::RecordError;
 
 /// The decoded payload of a device record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceRecord {
+pub(crate) struct DeviceRecord {
     /// Sequence; higher replaces lower.
     pub seq: u64,
     /// Lifetime in seconds from the envelope's timestamp.
@@ -53,7 +53,7 @@ fn countersigned(network: &NetworkId, device: &PublicKey, r: &DeviceRecord) -> V
 
 impl DeviceRecord {
     /// Seals this record: counter-signed by `gateway`, signed by `device`.
-    pub fn seal(
+    pub(crate) fn seal(
         &self,
         device: &Keypair,
         gateway: &Keypair,
@@ -101,7 +101,7 @@ impl DeviceRecord {
 
     /// Decodes a payload signed by `device` on `network` and checks the
     /// gateway's counter-signature.
-    pub fn open(
+    pub(crate) fn open(
         payload: &[u8],
         device: &PublicKey,
         network: &NetworkId,

@@ -21,7 +21,7 @@ pub(crate) const MAX_PATHS: usize = 8;
 
 /// What a finished query cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueryStats {
+pub(crate) struct QueryStats {
     /// Hop depth: a node taken from our own table is asked in round 1, a
     /// node learned from a round-r answer in round r + 1; this is the
     /// deepest round any request was sent in (the longest chain of round
@@ -309,6 +309,7 @@ impl Lookup {
             .collect()
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.paths
             .iter()

@@ -19,7 +19,7 @@ use super::contact::{Bytes32, Contact, MAX_ADDRS, MAX_ADDR_LEN};
 use super::DhtError;
 
 /// At most this many contacts in a NODES or VALUE reply (k = 20).
-pub const MAX_CONTACTS: usize = 20;
+pub(crate) const MAX_CONTACTS: usize = 20;
 /// At most this many bytes of record in a STORE or VALUE payload.
 pub const MAX_RECORD_WIRE_BYTES: usize = 4096;
 /// The largest encoding of one contact: array head, key, addresses.

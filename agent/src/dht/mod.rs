@@ -49,22 +49,32 @@ mod tests;
 
 use std::time::Duration;
 
-pub use self::contact::{Addrs, Contact, MAX_ADDRS, MAX_ADDR_LEN};
-pub use self::core::Dht;
-pub use self::device_record::DeviceRecord;
-pub use self::lookup::QueryStats;
-pub use self::message::{Message, MessageKind, StoreRefusal, MAX_CONTACTS, MAX_RECORD_WIRE_BYTES};
-pub use self::output::{Action, Counters, Event, Outcome, QueryId};
-pub use self::peer_record::{PeerRecord, WireRecordVerifier};
-pub use self::record::{RecordError, RecordVerifier, VerifiedRecord, DEFAULT_TTL, MAX_TTL};
-pub use self::store::{Inserted, RecordStore, StoreConfig, DEFAULT_MAX_PER_PUBLISHER};
-pub use self::table::RoutingTable;
-pub use self::timer::Time;
+pub use self::contact::{Addrs, Contact};
+pub(crate) use self::core::Dht;
+pub(crate) use self::device_record::DeviceRecord;
+pub(crate) use self::lookup::QueryStats;
+pub(crate) use self::message::MAX_CONTACTS;
+pub use self::message::{Message, MessageKind, StoreRefusal, MAX_RECORD_WIRE_BYTES};
+pub(crate) use self::output::{Action, Counters, Event, Outcome, QueryId};
+pub use self::peer_record::PeerRecord;
+pub(crate) use self::peer_record::WireRecordVerifier;
+pub(crate) use self::record::{RecordError, DEFAULT_TTL};
+#[cfg(feature = "sim")]
+pub(crate) use self::record::{RecordVerifier, VerifiedRecord};
+pub(crate) use self::store::StoreConfig;
+pub use self::store::DEFAULT_MAX_PER_PUBLISHER;
+pub(crate) use self::timer::Time;
+#[cfg(test)]
+pub(crate) use self::{
+    contact::{MAX_ADDRS, MAX_ADDR_LEN},
+    record::MAX_TTL,
+    table::RoutingTable,
+};
 
 /// Tunables of the DHT core. The defaults are Kademlia's (k = 20,
 /// alpha = 3) and a gateway's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
+pub(crate) struct Config {
     /// Bucket size and replication factor.
     pub k: usize,
     /// Requests in flight per lookup path.

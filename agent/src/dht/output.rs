@@ -13,12 +13,12 @@ use super::message::{Message, StoreRefusal};
 /// Names one query started by [`Dht::find_node`](super::Dht::find_node), [`Dht::find_value`](super::Dht::find_value),
 /// [`Dht::publish`](super::Dht::publish) or [`Dht::bootstrap`](super::Dht::bootstrap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueryId(pub u64);
+pub(crate) struct QueryId(pub u64);
 
 /// Something the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Action {
+pub(crate) enum Action {
     /// Seal `message` (kind `message.kind().name()`, recipient `to.id()`)
     /// and send it to `to` (dialing `to.key_bytes()` at `to.addrs()`). If
     /// it cannot be sent, call [`Dht::handle_unreachable`](super::Dht::handle_unreachable) with its rid.
@@ -33,7 +33,7 @@ pub enum Action {
 /// Something the application may want to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub(crate) enum Event {
     /// A query finished. Refresh lookups the core starts itself finish
     /// silently.
     QueryFinished {
@@ -59,7 +59,7 @@ pub enum Event {
 /// The result of a query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// FIND_NODE (and bootstrap): the k closest nodes that answered, and the
     /// target's contact if it answered or a node listed it.
     Nodes {
@@ -86,7 +86,7 @@ pub enum Outcome {
 
 /// Counters of what was refused or went missing (for metrics).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Payloads of a kind the DHT does not know.
     pub rejected_unknown_kind: u64,
     /// Payloads over their byte cap.
@@ -108,8 +108,9 @@ pub struct Counters {
 }
 
 impl Counters {
+    #[cfg(any(test, feature = "sim"))]
     /// All STOREs refused.
-    pub fn store_refused_total(&self) -> u64 {
+    pub(crate) fn store_refused_total(&self) -> u64 {
         self.store_refused.values().sum()
     }
 }

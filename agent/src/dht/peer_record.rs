@@ -73,13 +73,13 @@ impl PeerRecord {
 
 /// Verifies records as `wire` envelopes of this network.
 #[derive(Clone, Debug)]
-pub struct WireRecordVerifier {
+pub(crate) struct WireRecordVerifier {
     network: NetworkId,
 }
 
 impl WireRecordVerifier {
     /// A verifier for records of `network`.
-    pub fn new(network: NetworkId) -> Self {
+    pub(crate) fn new(network: NetworkId) -> Self {
         Self { network }
     }
 }
@@ -122,7 +122,7 @@ impl Dht {
     /// [`Dht::handle_payload`] for an envelope `wire` opened: the sender key
     /// comes from the proof value, so it cannot be unverified. `addrs` is
     /// where the shell saw the peer (e.g. the QUIC remote address).
-    pub fn handle_opened<V: RecordVerifier + ?Sized>(
+    pub(crate) fn handle_opened<V: RecordVerifier + ?Sized>(
         &mut self,
         now: Time,
         opened: &Opened,

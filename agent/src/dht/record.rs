@@ -17,13 +17,13 @@ use crate::identity::{NodeId, PublicKey};
 use super::timer::Time;
 
 /// Default record lifetime.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// No record may claim to live longer than this.
-pub const MAX_TTL: Duration = Duration::from_secs(48 * 3600);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(48 * 3600);
 
 /// What a verifier proved about a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedRecord {
+pub(crate) struct VerifiedRecord {
     /// The key that signed it. The record lives under `owner.node_id()`.
     pub owner: PublicKey,
     /// Owner's sequence number: higher replaces lower.
@@ -36,12 +36,12 @@ pub struct VerifiedRecord {
 
 impl VerifiedRecord {
     /// The key it is stored under.
-    pub fn key(&self) -> NodeId {
+    pub(crate) fn key(&self) -> NodeId {
         self.owner.node_id()
     }
 
     /// The lifetime the owner gave it.
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.expires.since(self.issued)
     }
 }
@@ -69,7 +69,7 @@ pub enum RecordError {
 
 /// Checks a record's signature and reads its header. Implementations must
 /// be pure functions of `(record, now)` apart from caching.
-pub trait RecordVerifier {
+pub(crate) trait RecordVerifier {
     /// Verifies `record` and says who signed it, with which sequence and
     /// lifetime.
     fn verify(&mut self, record: &[u8], now: Time) -> Result<VerifiedRecord, RecordError>;

@@ -21,7 +21,7 @@ pub const DEFAULT_MAX_PER_PUBLISHER: usize = 256;
 
 /// Limits of the record store.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreConfig {
+pub(crate) struct StoreConfig {
     /// Records held at most.
     pub max_records: usize,
     /// Records held at most per publishing peer. A gateway publishes its
@@ -66,7 +66,7 @@ struct Stored {
 /// What an accepted STORE did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
-pub enum Inserted {
+pub(crate) enum Inserted {
     /// A new key.
     New,
     /// Replaced a lower sequence.
@@ -77,7 +77,7 @@ pub enum Inserted {
 
 /// Bounded map from record key to record bytes.
 #[derive(Clone, Debug, Default)]
-pub struct RecordStore {
+pub(crate) struct RecordStore {
     cfg: StoreConfig,
     records: BTreeMap<NodeId, Stored>,
     per_publisher: BTreeMap<NodeId, usize>,
@@ -86,26 +86,27 @@ pub struct RecordStore {
 
 impl RecordStore {
     /// An empty store with these limits.
-    pub fn new(cfg: StoreConfig) -> Self {
+    pub(crate) fn new(cfg: StoreConfig) -> Self {
         Self {
             cfg,
             ..Self::default()
         }
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Replaces the limits; records already held stay.
-    pub fn set_config(&mut self, cfg: StoreConfig) {
+    pub(crate) fn set_config(&mut self, cfg: StoreConfig) {
         self.cfg = cfg;
     }
 
     /// The limits.
-    pub fn config(&self) -> &StoreConfig {
+    pub(crate) fn config(&self) -> &StoreConfig {
         &self.cfg
     }
 
     /// Keeps `bytes` (verified as `rec`) sent by `publisher`, or says why
     /// not.
-    pub fn insert(
+    pub(crate) fn insert(
         &mut self,
         rec: &VerifiedRecord,
         bytes: &[u8],
@@ -158,20 +159,21 @@ impl RecordStore {
     }
 
     /// The record under `key`, unless it expired.
-    pub fn get(&self, key: &NodeId, now: Time) -> Option<&[u8]> {
+    pub(crate) fn get(&self, key: &NodeId, now: Time) -> Option<&[u8]> {
         self.records
             .get(key)
             .filter(|r| r.expires > now)
             .map(|r| &*r.bytes)
     }
 
+    #[cfg(test)]
     /// The sequence held under `key`.
-    pub fn seq(&self, key: &NodeId) -> Option<u64> {
+    pub(crate) fn seq(&self, key: &NodeId) -> Option<u64> {
         self.records.get(key).map(|r| r.seq)
     }
 
     /// Drops expired records; returns how many.
-    pub fn expire(&mut self, now: Time) -> usize {
+    pub(crate) fn expire(&mut self, now: Time) -> usize {
         let dead: Vec<NodeId> = self
             .records
             .iter()
@@ -193,32 +195,36 @@ impl RecordStore {
     }
 
     /// The earliest expiry.
-    pub fn next_expiry(&self) -> Option<Time> {
+    pub(crate) fn next_expiry(&self) -> Option<Time> {
         self.records.values().map(|r| r.expires).min()
     }
 
     /// Records held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.records.len()
     }
 
+    #[cfg(test)]
     /// Whether no records are held.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Bytes of record data held (what `max_total_bytes` limits).
-    pub fn total_bytes(&self) -> usize {
+    pub(crate) fn total_bytes(&self) -> usize {
         self.total_bytes
     }
 
+    #[cfg(test)]
     /// Records held for `publisher`.
-    pub fn held_for(&self, publisher: &NodeId) -> usize {
+    pub(crate) fn held_for(&self, publisher: &NodeId) -> usize {
         self.per_publisher.get(publisher).copied().unwrap_or(0)
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Estimated heap use, including map overhead.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         // A BTreeMap entry costs about its key and value plus ~1/3 node slack.
         let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Stored>();
         let pub_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<usize>();

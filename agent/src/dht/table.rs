@@ -34,7 +34,7 @@ pub(crate) fn prefix_len(a: &NodeId, b: &NodeId) -> usize {
 
 /// Kademlia routing table.
 #[derive(Clone, Debug)]
-pub struct RoutingTable {
+pub(crate) struct RoutingTable {
     local: NodeId,
     k: usize,
     cache: usize,
@@ -52,7 +52,7 @@ impl RoutingTable {
     /// An empty table for `local` with `k` entries and `cache` replacements
     /// per bucket; a full bucket pings its least recently seen entry only
     /// if it was silent for `fresh`.
-    pub fn new(local: NodeId, k: usize, cache: usize, fresh: std::time::Duration) -> Self {
+    pub(crate) fn new(local: NodeId, k: usize, cache: usize, fresh: std::time::Duration) -> Self {
         Self {
             local,
             k: k.max(1),
@@ -62,13 +62,14 @@ impl RoutingTable {
         }
     }
 
+    #[cfg(test)]
     /// Our own id.
-    pub fn local(&self) -> &NodeId {
+    pub(crate) fn local(&self) -> &NodeId {
         &self.local
     }
 
     /// The bucket index for `id`, or `None` for our own id.
-    pub fn bucket_index(&self, id: &NodeId) -> Option<usize> {
+    pub(crate) fn bucket_index(&self, id: &NodeId) -> Option<usize> {
         match prefix_len(&self.local, id) {
             256 => None,
             i => Some(i),
@@ -109,7 +110,7 @@ impl RoutingTable {
     }
 
     /// Removes a contact. Returns whether it was in the table.
-    pub fn remove(&mut self, id: &NodeId) -> bool {
+    pub(crate) fn remove(&mut self, id: &NodeId) -> bool {
         match self.bucket_index(id).and_then(|i| self.buckets.get_mut(i)) {
             Some(b) => b.remove(id),
             None => false,
@@ -117,31 +118,31 @@ impl RoutingTable {
     }
 
     /// Whether `id` is in the table (not counting replacement caches).
-    pub fn contains(&self, id: &NodeId) -> bool {
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
         self.bucket_index(id)
             .and_then(|i| self.buckets.get(i))
             .is_some_and(|b| b.entries().iter().any(|e| e.contact.id() == id))
     }
 
     /// Number of contacts (not counting replacement caches).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buckets.iter().map(Bucket::len).sum()
     }
 
     /// Whether the table has no contacts.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Every contact, bucket by bucket, least recently seen first.
-    pub fn iter(&self) -> impl Iterator<Item = &Contact> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Contact> {
         self.buckets
             .iter()
             .flat_map(|b| b.entries().iter().map(|e| &e.contact))
     }
 
     /// The sizes of the buckets in use, by index.
-    pub fn bucket_sizes(&self) -> Vec<usize> {
+    pub(crate) fn bucket_sizes(&self) -> Vec<usize> {
         self.buckets.iter().map(Bucket::len).collect()
     }
 
@@ -154,7 +155,7 @@ impl RoutingTable {
     /// ones from t-1 down.
     /// Each step's ids are all closer than the next step's, so the walk
     /// stops as soon as it has `n` contacts and sorts only what it took.
-    pub fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
+    pub(crate) fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
         let len = self.buckets.len();
         let t = prefix_len(&self.local, target).min(len);
         // Distance levels, closest first; every id of a level is closer to
@@ -236,7 +237,7 @@ impl RoutingTable {
     }
 
     /// A random id that falls into bucket `i`.
-    pub fn random_id_in_bucket(&self, i: usize, rng: &mut impl RngCore) -> NodeId {
+    pub(crate) fn random_id_in_bucket(&self, i: usize, rng: &mut impl RngCore) -> NodeId {
         let mut id = [0u8; 32];
         rng.fill_bytes(&mut id);
         let byte = i / 8;
@@ -255,7 +256,7 @@ impl RoutingTable {
 
     /// The table as bytes (CBOR: version and `[key, addrs]` per contact),
     /// least recently seen first, for the shell to persist.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let p = Persisted {
             v: TABLE_FORMAT,
             c: self
@@ -272,7 +273,7 @@ impl RoutingTable {
     /// Restores contacts saved by [`RoutingTable::to_bytes`] into this
     /// table (ours, from our own disk: they were verified when saved).
     /// Returns how many were inserted.
-    pub fn restore(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
+    pub(crate) fn restore(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
         let p: Persisted =
             ciborium::from_reader(bytes).map_err(|e| DhtError::BadTable(e.to_string()))?;
         if p.v != TABLE_FORMAT {
@@ -292,6 +293,7 @@ impl RoutingTable {
         Ok(n)
     }
 
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.buckets.len().next_power_of_two() * std::mem::size_of::<Bucket>()
             + self

@@ -14,9 +14,9 @@ pub(crate) const CLOSE_EVICTED: u32 = 2;
 /// Live connections one peer may hold to us at once.
 pub(crate) const MAX_PER_PEER: usize = 4;
 /// Application close code: the agent is shutting down.
-pub const CLOSE_SHUTDOWN: u32 = 3;
+pub(crate) const CLOSE_SHUTDOWN: u32 = 3;
 /// Application close code: the peer left the allowlist.
-pub const CLOSE_NOT_ALLOWED: u32 = 4;
+pub(crate) const CLOSE_NOT_ALLOWED: u32 = 4;
 
 struct Entry {
     conn: Connection,

@@ -42,7 +42,7 @@ const QUEUE: usize = 64;
 
 /// The asking side of the node loop; clones share it.
 #[derive(Debug, Clone)]
-pub struct NodeHandle {
+pub(crate) struct NodeHandle {
     tx: mpsc::Sender<Query>,
 }
 
@@ -65,35 +65,35 @@ impl NodeHandle {
 
     /// Status summary (`devices` is left at 0: the node hosts identities,
     /// the devices layer counts devices).
-    pub async fn status(&self) -> Result<Status, NodeError> {
+    pub(crate) async fn status(&self) -> Result<Status, NodeError> {
         self.ask(Query::Status).await
     }
 
     /// The routing table's contacts.
-    pub async fn peers(&self) -> Result<Vec<Peer>, NodeError> {
+    pub(crate) async fn peers(&self) -> Result<Vec<Peer>, NodeError> {
         self.ask(Query::Peers).await
     }
 
     /// The record published under `key`: `Ok(None)` when there is none,
     /// an error when one was found but failed a check.
-    pub async fn lookup(&self, key: PublicKey) -> Result<Option<LookupAnswer>, NodeError> {
+    pub(crate) async fn lookup(&self, key: PublicKey) -> Result<Option<LookupAnswer>, NodeError> {
         self.ask(|tx| Query::Lookup(key, tx)).await?
     }
 
     /// The node's metric families.
-    pub async fn metrics(&self) -> Result<Vec<Family>, NodeError> {
+    pub(crate) async fn metrics(&self) -> Result<Vec<Family>, NodeError> {
         self.ask(Query::Metrics).await
     }
 
     /// Hosts exactly `devices` from now on: TLS identities and device
     /// records for new ones, none for removed ones.
-    pub async fn host(&self, devices: Vec<Arc<Keypair>>) -> Result<(), NodeError> {
+    pub(crate) async fn host(&self, devices: Vec<Arc<Keypair>>) -> Result<(), NodeError> {
         self.ask(|tx| Query::Host(devices, tx)).await
     }
 
     /// Closes `key`'s connections and drops it from the routing table
     /// (it is no longer admitted); whether it was known.
-    pub async fn forget(&self, key: PublicKey) -> Result<bool, NodeError> {
+    pub(crate) async fn forget(&self, key: PublicKey) -> Result<bool, NodeError> {
         self.ask(|tx| Query::Forget(key, tx)).await
     }
 }

@@ -52,23 +52,22 @@ use crate::transport::{Connection, Endpoint, VerifiedPeer};
 use crate::wire::{FromPeer, Kind, NetworkId, Session, SessionError, WireConfig};
 
 pub(crate) use connections::Connections;
-pub use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
-pub use error::NodeError;
-pub use handle::NodeHandle;
+pub(crate) use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
+pub(crate) use error::NodeError;
+pub(crate) use handle::NodeHandle;
 use handle::Query;
 use in_flight::{InFlight, Purpose};
 use metrics::NodeCounters;
-#[doc(hidden)]
-pub use nat::{parse_addrs, protocol as nat_protocol, NatAnswer, NatRequest};
+pub(crate) use nat::parse_addrs;
+pub use nat::{decode as nat_decode, encode as nat_encode, NatAnswer, NatRequest, PeerAddr};
 pub(crate) use nat::{Dialer, Nat};
-pub use nat::{NatConfig, PeerAddr, ReachMode};
-pub use persist::{table_path, TABLE_FILE};
+pub(crate) use nat::{NatConfig, ReachMode};
 use rpc::Input;
-pub use rpc::{DeviceStream, BUSY};
+pub(crate) use rpc::{DeviceStream, BUSY};
 
 /// Node settings.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     /// Network id (signed into every envelope).
     pub network: NetworkId,
     /// Where the routing table is persisted.
@@ -95,7 +94,7 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Defaults for `network` with state in `state_dir`.
-    pub fn new(network: NetworkId, state_dir: PathBuf) -> Self {
+    pub(crate) fn new(network: NetworkId, state_dir: PathBuf) -> Self {
         Self {
             network,
             state_dir,
@@ -119,7 +118,7 @@ impl NodeConfig {
 /// What the node tells its owner (the daemon logs them; tests await them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum NodeEvent {
+pub(crate) enum NodeEvent {
     /// The routing table was restored from disk with this many contacts.
     Restored {
         /// Contacts restored.
@@ -166,7 +165,7 @@ const REPUBLISH_SPACING: Duration = Duration::from_secs(2);
 /// every input (a stream's bytes, a question, a timer) is fed to the core
 /// and then everything the core wants done is drained before the next
 /// input: between inputs no action, event or parked reply is pending.
-pub struct Node {
+pub(crate) struct Node {
     key: Arc<Keypair>,
     cfg: NodeConfig,
     clock: Clock,
@@ -201,7 +200,7 @@ pub struct Node {
 impl Node {
     /// A node for `key` on `endpoint`. Restores the persisted routing table
     /// if there is one.
-    pub fn new(
+    pub(crate) fn new(
         key: Arc<Keypair>,
         endpoint: Arc<Endpoint>,
         cfg: NodeConfig,
@@ -270,13 +269,13 @@ impl Node {
     }
 
     /// A handle to ask this node (status, lookups, hosting) once it runs.
-    pub fn handle(&self) -> NodeHandle {
+    pub(crate) fn handle(&self) -> NodeHandle {
         self.handle.clone()
     }
 
     /// Hands every stream a peer opens to a hosted device to `streams`
     /// (without it, such connections are closed).
-    pub fn serve_devices(&mut self, streams: mpsc::Sender<DeviceStream>) {
+    pub(crate) fn serve_devices(&mut self, streams: mpsc::Sender<DeviceStream>) {
         self.device_streams = Some(streams);
     }
 
@@ -294,7 +293,7 @@ impl Node {
     /// Runs until `shutdown` turns true, answering the handles' questions.
     /// On shutdown the table is persisted and every connection closed
     /// with [`CLOSE_SHUTDOWN`].
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.spawn_accept_loop(shutdown.clone());
         let seeds: Vec<Contact> = self
             .cfg

@@ -9,17 +9,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// File name of the persisted table in the state directory.
-pub const TABLE_FILE: &str = "routing-table.bin";
+pub(crate) const TABLE_FILE: &str = "routing-table.bin";
 /// A persisted table larger than this is not read (it cannot be ours).
 const MAX_TABLE_BYTES: u64 = 4 << 20;
 
 /// Path of the table in `state_dir`.
-pub fn table_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn table_path(state_dir: &Path) -> PathBuf {
     state_dir.join(TABLE_FILE)
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
@@ -43,7 +43,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// What a failed write of the state directory means for an operator: the
 /// usual causes (disk full, read-only mount, permissions) named in plain
 /// words, so the log line says what to fix and not only an errno.
-pub fn write_error_hint(e: &std::io::Error) -> &'static str {
+pub(super) fn write_error_hint(e: &std::io::Error) -> &'static str {
     use std::io::ErrorKind;
     match e.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
@@ -60,7 +60,7 @@ pub fn write_error_hint(e: &std::io::Error) -> &'static str {
 }
 
 /// Reads the persisted table, if there is a usable one.
-pub fn read(path: &Path) -> Option<Vec<u8>> {
+pub(super) fn read(path: &Path) -> Option<Vec<u8>> {
     let meta = fs::metadata(path).ok()?;
     if meta.len() > MAX_TABLE_BYTES {
         tracing::warn!(path = %path.display(), "persisted routing table too large; ignored");

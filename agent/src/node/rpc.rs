@@ -140,7 +140,7 @@ pub(crate) async fn serve_connection(
 
 /// A stream a peer opened to a device this gateway hosts: the devices
 /// layer reads, answers and (for subscriptions) keeps it.
-pub struct DeviceStream {
+pub(crate) struct DeviceStream {
     /// The hosted device the peer dialed (its TLS identity served it);
     /// `None` on a connection to the gateway itself, where the request
     /// names the device.
@@ -204,9 +204,9 @@ fn is_kind(bytes: &[u8], max: usize, kinds: &[Kind]) -> bool {
 }
 
 /// Stream reset code when the devices layer has no room for a new stream.
-pub const BUSY: u32 = 0x11;
+pub(crate) const BUSY: u32 = 0x11;
 /// Stream reset code when the peer is no longer admitted.
-pub const REFUSED: u32 = 0x12;
+pub(super) const REFUSED: u32 = 0x12;
 
 /// Writes an answer frame and finishes the stream.
 pub(crate) async fn answer(mut reply: quinn::SendStream, envelope: Vec<u8>) {

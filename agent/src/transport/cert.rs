@@ -24,7 +24,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 ];
 
 /// Suffix of every server name; see [`server_name_for`].
-pub const SERVER_NAME_SUFFIX: &str = "streembit";
+pub(crate) const SERVER_NAME_SUFFIX: &str = "streembit";
 
 /// The TLS server name (SNI) under which `key` is dialed.
 ///
@@ -32,13 +32,13 @@ pub const SERVER_NAME_SUFFIX: &str = "streembit";
 /// so the key is split into two 32-character labels under a fixed suffix:
 /// `<hex 0..32>.<hex 32..64>.streembit`. A gateway answering for several
 /// identities (its own and its devices') picks the certificate by this name.
-pub fn server_name_for(key: &PublicKey) -> String {
+pub(crate) fn server_name_for(key: &PublicKey) -> String {
     let hex = key.to_string();
     format!("{}.{}.{SERVER_NAME_SUFFIX}", &hex[..32], &hex[32..])
 }
 
 /// The key a server name asks for, if it is one of ours.
-pub fn key_from_server_name(name: &str) -> Option<PublicKey> {
+pub(crate) fn key_from_server_name(name: &str) -> Option<PublicKey> {
     let mut labels = name.split('.');
     let (a, b, suffix) = (labels.next()?, labels.next()?, labels.next()?);
     if labels.next().is_some() || suffix != SERVER_NAME_SUFFIX || a.len() != 32 || b.len() != 32 {
@@ -59,7 +59,7 @@ pub(crate) fn key_from_rustls_name(name: &ServerName<'_>) -> Option<PublicKey> {
 ///
 /// The certificate is parsed by webpki (the parser rustls itself trusts);
 /// its SubjectPublicKeyInfo must be exactly an Ed25519 key.
-pub fn key_from_cert(cert: &CertificateDer<'_>) -> Result<PublicKey, TransportError> {
+pub(crate) fn key_from_cert(cert: &CertificateDer<'_>) -> Result<PublicKey, TransportError> {
     let parsed = webpki::EndEntityCert::try_from(cert)
         .map_err(|e| TransportError::BadCertificate(format!("unparseable certificate: {e}")))?;
     let spki = parsed.subject_public_key_info();

@@ -24,7 +24,7 @@ use crate::identity::{Keypair, PublicKey};
 use crate::wire::NetworkId;
 
 /// Protocol version carried in ALPN with the network id.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// The ALPN string for a network: `streembit/<version>/<network>`.
 ///

@@ -57,7 +57,7 @@ pub async fn read_frame(
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Stream error code sent when a frame exceeds the cap.
-pub const FRAME_TOO_LARGE: u32 = 0x10;
+pub(crate) const FRAME_TOO_LARGE: u32 = 0x10;
 
 /// Sends `request` on a new stream and waits for one answer frame, all
 /// within `timeout`. `Ok(None)`: the peer closed the stream without

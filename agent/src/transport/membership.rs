@@ -252,7 +252,7 @@ impl Membership {
 
 /// Parses an allowlist: one 64-hex public key per line; `#` starts a
 /// comment; blank lines are ignored. Errors name the line.
-pub fn parse_allowlist(text: &str, origin: &str) -> Result<Vec<PublicKey>, Vec<String>> {
+pub(crate) fn parse_allowlist(text: &str, origin: &str) -> Result<Vec<PublicKey>, Vec<String>> {
     let mut keys = Vec::new();
     let mut errors = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -273,7 +273,7 @@ pub fn parse_allowlist(text: &str, origin: &str) -> Result<Vec<PublicKey>, Vec<S
 }
 
 /// Reads and parses an allowlist file (at most 4 MiB: ~60,000 keys).
-pub fn read_allowlist(path: &Path) -> Result<Vec<PublicKey>, Vec<String>> {
+pub(crate) fn read_allowlist(path: &Path) -> Result<Vec<PublicKey>, Vec<String>> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| vec![format!("{shown}: {e}")])?;
     if meta.len() > 4 << 20 {

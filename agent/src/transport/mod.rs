@@ -19,20 +19,20 @@
 //! What this module does not do: interpret frames (the node does), or sign
 //! them (wire does).
 
-pub mod cert;
+pub(crate) mod cert;
 mod endpoint;
-pub mod framing;
+pub(crate) mod framing;
 mod membership;
-pub mod relay;
-pub mod socket;
+pub(crate) mod relay;
+pub(crate) mod socket;
 mod verify;
 
 use std::net::SocketAddr;
 
-pub use endpoint::{
-    alpn_for, Connection, Endpoint, TransportConfig, VerifiedPeer, PROTOCOL_VERSION,
-};
-pub use membership::{parse_allowlist, read_allowlist, Admission, Membership, Refusal, Refusals};
+pub(crate) use endpoint::VerifiedPeer;
+pub use endpoint::{alpn_for, Connection, Endpoint, TransportConfig};
+pub use membership::Membership;
+pub(crate) use membership::{read_allowlist, Refusals};
 
 /// What went wrong in the transport.
 #[derive(Debug, thiserror::Error)]

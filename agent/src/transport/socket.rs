@@ -43,11 +43,11 @@ use super::relay::Forwarder;
 use crate::clock::Clock;
 
 /// First byte of a relayed datagram.
-pub const FRAME_RELAY: u8 = 0x00;
+pub(crate) const FRAME_RELAY: u8 = 0x00;
 /// First byte of a hole-punching probe.
-pub const FRAME_PUNCH: u8 = 0x01;
+pub(crate) const FRAME_PUNCH: u8 = 0x01;
 /// Bytes a relay frame adds in front of a QUIC packet.
-pub const RELAY_HEADER: usize = 9;
+pub(crate) const RELAY_HEADER: usize = 9;
 /// Relayed sessions this node keeps as an end at once; the least recently
 /// used goes first.
 const MAX_SESSIONS: usize = 1024;
@@ -119,7 +119,7 @@ impl fmt::Debug for Paths {
 
 /// Whether `addr` is a virtual address of a relayed session (IPv4 or
 /// IPv4-mapped IPv6 in 240.0.0.0/4).
-pub fn is_virtual(addr: &SocketAddr) -> bool {
+pub(crate) fn is_virtual(addr: &SocketAddr) -> bool {
     let v4 = match addr.ip() {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::framing::{read_frame, request, write_frame};
+use super::membership::Refusal;
 use super::*;
 use crate::identity::Keypair;
 use crate::wire::NetworkId;

@@ -31,9 +31,9 @@ pub enum SessionError {
     #[error("signed by {got}, not by {expected}")]
     SenderMismatch {
         /// The key the connection proved.
-        expected: PublicKey,
+        expected: Box<PublicKey>,
         /// The key that signed.
-        got: PublicKey,
+        got: Box<PublicKey>,
     },
     /// The peer sent another kind of message than the exchange expects.
     #[error("expected {expected}, got {got}")]
@@ -196,8 +196,8 @@ impl Session {
             .map_err(SessionError::Refused)?;
         if opened.sender() != *expected {
             return Err(SessionError::SenderMismatch {
-                expected: *expected,
-                got: opened.sender(),
+                expected: Box::new(*expected),
+                got: Box::new(opened.sender()),
             });
         }
         Ok(FromPeer(opened))

@@ -45,7 +45,7 @@ use self::query::{Kind, Origin, Pending, Purpose, Query};
 /// Time and randomness are arguments; the core never reads a clock or a
 /// global RNG, so a run is a function of its inputs.
 #[derive(Clone, Debug)]
-pub struct Dht {
+pub(crate) struct Dht {
     cfg: Config,
     local: Contact,
     table: RoutingTable,
@@ -74,7 +74,7 @@ pub struct Dht {
 
 impl Dht {
     /// A node for `key` reachable at `addrs`.
-    pub fn new(cfg: Config, key: &PublicKey, addrs: Addrs, rng: &mut impl RngCore) -> Self {
+    pub(crate) fn new(cfg: Config, key: &PublicKey, addrs: Addrs, rng: &mut impl RngCore) -> Self {
         let local = Contact::from_verified(key, addrs);
         let seed_backoff = cfg.rejoin_after;
         Self {
@@ -100,61 +100,64 @@ impl Dht {
     }
 
     /// Our own contact.
-    pub fn local(&self) -> &Contact {
+    pub(crate) fn local(&self) -> &Contact {
         &self.local
     }
 
     /// Changes the addresses our records announce (the shell found out it
     /// sits behind NAT, or its relays changed).
-    pub fn set_local_addrs(&mut self, addrs: Addrs) {
+    pub(crate) fn set_local_addrs(&mut self, addrs: Addrs) {
         self.local = Contact::from_claimed(*self.local.key_bytes(), addrs);
     }
 
     /// The routing table.
-    pub fn table(&self) -> &RoutingTable {
+    pub(crate) fn table(&self) -> &RoutingTable {
         &self.table
     }
 
     /// Drops a contact from the routing table at once (e.g. a peer removed
     /// from a private network's allowlist). Returns whether it was there.
-    pub fn forget(&mut self, id: &NodeId) -> bool {
+    pub(crate) fn forget(&mut self, id: &NodeId) -> bool {
         self.table.remove(id)
     }
 
     /// The records kept for others.
-    pub fn store(&self) -> &RecordStore {
+    pub(crate) fn store(&self) -> &RecordStore {
         &self.store
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Replaces the store limits (a config reload). Records already held
     /// stay; the new limits apply to the next STORE.
-    pub fn set_store_config(&mut self, cfg: super::StoreConfig) {
+    pub(crate) fn set_store_config(&mut self, cfg: super::StoreConfig) {
         self.store.set_config(cfg);
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Sets the number of disjoint lookup paths (1 to 8) for lookups
     /// started from now on; running ones keep theirs.
-    pub fn set_lookup_paths(&mut self, paths: usize) {
+    pub(crate) fn set_lookup_paths(&mut self, paths: usize) {
         self.cfg.paths = paths.clamp(1, super::lookup::MAX_PATHS);
     }
 
     /// Rejection and refusal counters.
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 
+    #[cfg(test)]
     /// Queries still running.
-    pub fn active_queries(&self) -> usize {
+    pub(crate) fn active_queries(&self) -> usize {
         self.queries.len()
     }
 
     /// The routing table as bytes to persist.
-    pub fn save_table(&self) -> Vec<u8> {
+    pub(crate) fn save_table(&self) -> Vec<u8> {
         self.table.to_bytes()
     }
 
     /// Restores a table saved by [`Dht::save_table`].
-    pub fn restore_table(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
+    pub(crate) fn restore_table(&mut self, bytes: &[u8], now: Time) -> Result<usize, DhtError> {
         let n = self.table.restore(bytes, now)?;
         self.rearm();
         Ok(n)
@@ -167,7 +170,7 @@ impl Dht {
     /// If nobody answers, the core bootstraps again through the same seeds
     /// every `Config::rejoin_after` until somebody does; each attempt ends
     /// with its own [`Event::QueryFinished`].
-    pub fn bootstrap(&mut self, mut seeds: Vec<Contact>, now: Time) -> QueryId {
+    pub(crate) fn bootstrap(&mut self, mut seeds: Vec<Contact>, now: Time) -> QueryId {
         seeds.truncate(self.cfg.k);
         self.seeds = seeds.clone();
         self.rejoin_at = None;
@@ -175,20 +178,21 @@ impl Dht {
         self.start(target, Kind::FindNode, Origin::Bootstrap, seeds, now)
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Looks up the k nodes closest to `target`.
-    pub fn find_node(&mut self, target: NodeId, now: Time) -> QueryId {
+    pub(crate) fn find_node(&mut self, target: NodeId, now: Time) -> QueryId {
         self.start(target, Kind::FindNode, Origin::User, Vec::new(), now)
     }
 
     /// Looks up the record under `key`; stops at the first valid one.
-    pub fn find_value(&mut self, key: NodeId, now: Time) -> QueryId {
+    pub(crate) fn find_value(&mut self, key: NodeId, now: Time) -> QueryId {
         self.start(key, Kind::FindValue, Origin::User, Vec::new(), now)
     }
 
     /// Stores `record` at the k nodes closest to its key and remembers to
     /// ask for a republish ([`Event::RepublishDue`]) at half its TTL. Call
     /// it for records this node owns or hosts.
-    pub fn publish<V: RecordVerifier + ?Sized>(
+    pub(crate) fn publish<V: RecordVerifier + ?Sized>(
         &mut self,
         record: Vec<u8>,
         now: Time,
@@ -201,7 +205,7 @@ impl Dht {
     }
 
     /// Forget a record published here: no more republish events.
-    pub fn unpublish(&mut self, key: &NodeId) {
+    pub(crate) fn unpublish(&mut self, key: &NodeId) {
         self.owned.remove(key);
         self.rearm();
     }
@@ -210,7 +214,7 @@ impl Dht {
     /// `from` must be the envelope's verified sender; `kind` its kind name.
     /// Unknown kinds and malformed payloads are counted and returned.
     #[allow(clippy::too_many_arguments)]
-    pub fn handle_payload<V: RecordVerifier + ?Sized>(
+    pub(crate) fn handle_payload<V: RecordVerifier + ?Sized>(
         &mut self,
         now: Time,
         from: &PublicKey,
@@ -239,7 +243,7 @@ impl Dht {
     }
 
     /// Handles a decoded message whose sender key `from` was verified.
-    pub fn handle_message<V: RecordVerifier + ?Sized>(
+    pub(crate) fn handle_message<V: RecordVerifier + ?Sized>(
         &mut self,
         now: Time,
         from: &PublicKey,
@@ -290,7 +294,7 @@ impl Dht {
 
     /// The send of request `rid` failed (no route, dial refused, wrong key):
     /// handled now as if it had timed out.
-    pub fn handle_unreachable(&mut self, now: Time, rid: u64) {
+    pub(crate) fn handle_unreachable(&mut self, now: Time, rid: u64) {
         if let Some(p) = self.requests.remove(&rid) {
             self.deadlines.remove(&(p.deadline, rid));
             self.on_failed(now, p, false);
@@ -299,7 +303,7 @@ impl Dht {
     }
 
     /// The clock reached (or passed) [`Dht::poll_timeout`].
-    pub fn handle_timeout(&mut self, now: Time, rng: &mut impl RngCore) {
+    pub(crate) fn handle_timeout(&mut self, now: Time, rng: &mut impl RngCore) {
         if self.timers.is_due(Timer::Request, now) {
             while let Some(&(t, rid)) = self.deadlines.first() {
                 if t > now {
@@ -344,28 +348,29 @@ impl Dht {
 
     /// The next message to send. Drain until `None`.
     #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action> {
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
     /// The next event for the application. Drain until `None`.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// When [`Dht::handle_timeout`] must be called next.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Time> {
+    pub(crate) fn poll_timeout(&self) -> Option<Time> {
         self.timers.next()
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// Estimated heap bytes held by this node's state (table, store,
     /// queries, requests), for memory budgets. Computed from lengths and
     /// the containers' growth policies, so it depends on the state only
     /// (not on allocation history) and is reproducible; output queues are
     /// not counted (a drained core holds none).
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         let per_request =
             std::mem::size_of::<Pending>() + 2 * std::mem::size_of::<(Time, u64)>() + 16;
         self.table.heap_bytes()

@@ -71,7 +71,7 @@ pub fn lying_on(b: Built, p: &Params) -> Report {
 /// A hostile peer STOREs 200 valid records under random keys directly at
 /// one honest node: the node keeps only those it is among the k closest
 /// to, as far as its table knows.
-fn stores_at_random_keys(net: &mut super::Net, honest: &[usize], r: &mut Report) {
+fn stores_at_random_keys(net: &mut super::net::Net, honest: &[usize], r: &mut Report) {
     let picked = sample(net, honest, 2);
     let (victim, attacker) = (picked[0], picked[1]);
     let before = net.node(victim).dht.counters().clone();

@@ -18,6 +18,7 @@ mod records;
 mod rng;
 pub mod scenario;
 
-pub use net::{Net, NetConfig, NetStats, SimNode};
-pub use records::{sign_record, SimVerifier};
-pub use rng::{splitmix64, SimRng};
+#[cfg(test)]
+pub(crate) use records::{sign_record, SimVerifier};
+#[cfg(test)]
+pub(crate) use rng::SimRng;

@@ -23,17 +23,17 @@ use super::rng::{splitmix64, SimRng};
 
 /// Network knobs.
 #[derive(Clone, Debug)]
-pub struct NetConfig {
+pub(crate) struct NetConfig {
     /// The cores' configuration.
-    pub dht: Config,
+    pub(crate) dht: Config,
     /// Smallest one-way latency.
-    pub latency_min: Duration,
+    pub(crate) latency_min: Duration,
     /// Largest one-way latency.
-    pub latency_max: Duration,
+    pub(crate) latency_max: Duration,
     /// Probability that a message is lost.
-    pub loss: f64,
+    pub(crate) loss: f64,
     /// Padding bytes added to simulated records.
-    pub record_padding: usize,
+    pub(crate) record_padding: usize,
 }
 
 impl Default for NetConfig {
@@ -50,26 +50,26 @@ impl Default for NetConfig {
 
 /// Traffic counters of the whole network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NetStats {
+pub(crate) struct NetStats {
     /// Messages handed to a live node.
-    pub delivered: u64,
+    pub(crate) delivered: u64,
     /// Messages dropped by the loss knob.
-    pub lost: u64,
+    pub(crate) lost: u64,
     /// Messages sent to nodes that had left.
-    pub to_dead: u64,
+    pub(crate) to_dead: u64,
 }
 
 /// A simulated node.
 #[derive(Clone, Debug)]
-pub struct SimNode {
+pub(crate) struct SimNode {
     /// Seed of its key pair.
-    pub seed: [u8; 32],
+    pub(crate) seed: [u8; 32],
     /// Its public key.
-    pub key: PublicKey,
+    pub(crate) key: PublicKey,
     /// Its core.
-    pub dht: Dht,
+    pub(crate) dht: Dht,
     /// False once killed.
-    pub alive: bool,
+    pub(crate) alive: bool,
     wake: Option<Time>,
     /// Sequence of its latest record, and its TTL.
     record: Option<(u64, Duration)>,
@@ -107,23 +107,23 @@ impl Ord for Item {
 
 /// The simulated network.
 #[derive(Clone)]
-pub struct Net {
+pub(crate) struct Net {
     cfg: NetConfig,
     now: Time,
     seed: u64,
     /// The network's RNG (loss, choices of scenarios, cores' randomness).
-    pub rng: SimRng,
+    pub(crate) rng: SimRng,
     nodes: Vec<SimNode>,
     index: HashMap<[u8; 32], u32>,
     queue: BinaryHeap<Reverse<Item>>,
     seq: u64,
     /// The record verifier every core shares.
-    pub verifier: SimVerifier,
+    pub(crate) verifier: SimVerifier,
     results: HashMap<(u32, QueryId), Event>,
     /// Republish events answered with a fresh record when true.
-    pub auto_republish: bool,
+    pub(crate) auto_republish: bool,
     /// Traffic counters.
-    pub stats: NetStats,
+    pub(crate) stats: NetStats,
     /// Nodes that lie in lookups (see [`Net::set_liar`]), by id, so the
     /// colluding liars can name those of them closest to any target.
     liars: BTreeMap<NodeId, u32>,
@@ -133,7 +133,7 @@ pub struct Net {
 
 impl Net {
     /// An empty network.
-    pub fn new(cfg: NetConfig, seed: u64) -> Self {
+    pub(crate) fn new(cfg: NetConfig, seed: u64) -> Self {
         Self {
             cfg,
             now: Time(0),
@@ -153,22 +153,22 @@ impl Net {
     }
 
     /// Virtual now.
-    pub fn now(&self) -> Time {
+    pub(crate) fn now(&self) -> Time {
         self.now
     }
 
     /// All nodes ever added, dead ones included.
-    pub fn nodes(&self) -> &[SimNode] {
+    pub(crate) fn nodes(&self) -> &[SimNode] {
         &self.nodes
     }
 
     /// One node.
-    pub fn node(&self, i: usize) -> &SimNode {
+    pub(crate) fn node(&self, i: usize) -> &SimNode {
         &self.nodes[i]
     }
 
     /// Indices of live nodes.
-    pub fn alive(&self) -> Vec<usize> {
+    pub(crate) fn alive(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].alive)
             .collect()
@@ -176,7 +176,7 @@ impl Net {
 
     /// Adds a node (not yet joined); its key comes from the seed and its
     /// index.
-    pub fn add_node(&mut self) -> usize {
+    pub(crate) fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
         let mut seed = [0u8; 32];
         for (j, chunk) in seed.chunks_mut(8).enumerate() {
@@ -198,12 +198,12 @@ impl Net {
     }
 
     /// The contact others use for node `i`.
-    pub fn contact(&self, i: usize) -> Contact {
+    pub(crate) fn contact(&self, i: usize) -> Contact {
         Contact::from_verified(&self.nodes[i].key, Addrs::empty())
     }
 
     /// Node `i` bootstraps through node `via`.
-    pub fn join(&mut self, i: usize, via: usize) -> QueryId {
+    pub(crate) fn join(&mut self, i: usize, via: usize) -> QueryId {
         let c = self.contact(via);
         let now = self.now;
         let q = self.nodes[i].dht.bootstrap(vec![c], now);
@@ -212,12 +212,12 @@ impl Net {
     }
 
     /// Changes the message loss probability from now on.
-    pub fn set_loss(&mut self, loss: f64) {
+    pub(crate) fn set_loss(&mut self, loss: f64) {
         self.cfg.loss = loss;
     }
 
     /// Changes node `i`'s store limits (as a config reload would).
-    pub fn set_store_config(&mut self, i: usize, cfg: crate::dht::StoreConfig) {
+    pub(crate) fn set_store_config(&mut self, i: usize, cfg: crate::dht::StoreConfig) {
         self.nodes[i].dht.set_store_config(cfg);
     }
 
@@ -227,18 +227,18 @@ impl Net {
     /// record. Liars collude and know each other: the classic eclipse
     /// attack S/Kademlia's disjoint paths are meant to survive. PINGs and
     /// STOREs still go to its core, so it stays in routing tables.
-    pub fn set_liar(&mut self, i: usize) {
+    pub(crate) fn set_liar(&mut self, i: usize) {
         self.liars.insert(*self.contact(i).id(), i as u32);
         self.liar_index.insert(i as u32);
     }
 
     /// Whether node `i` lies.
-    pub fn is_liar(&self, i: usize) -> bool {
+    pub(crate) fn is_liar(&self, i: usize) -> bool {
         self.liar_index.contains(&(i as u32))
     }
 
     /// Every node's lookups from now on use `paths` disjoint paths.
-    pub fn set_lookup_paths(&mut self, paths: usize) {
+    pub(crate) fn set_lookup_paths(&mut self, paths: usize) {
         for n in &mut self.nodes {
             n.dht.set_lookup_paths(paths);
         }
@@ -286,12 +286,12 @@ impl Net {
     }
 
     /// Node `i` leaves without warning.
-    pub fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         self.nodes[i].alive = false;
     }
 
     /// Node `i` looks up `target`.
-    pub fn find_node(&mut self, i: usize, target: NodeId) -> QueryId {
+    pub(crate) fn find_node(&mut self, i: usize, target: NodeId) -> QueryId {
         let now = self.now;
         let q = self.nodes[i].dht.find_node(target, now);
         self.drain(i);
@@ -299,7 +299,7 @@ impl Net {
     }
 
     /// Node `i` looks up the record under `key`.
-    pub fn find_value(&mut self, i: usize, key: NodeId) -> QueryId {
+    pub(crate) fn find_value(&mut self, i: usize, key: NodeId) -> QueryId {
         let now = self.now;
         let q = self.nodes[i].dht.find_value(key, now);
         self.drain(i);
@@ -308,7 +308,7 @@ impl Net {
 
     /// Node `i` signs a record for its own key (next sequence, lifetime
     /// `ttl` from now) and publishes it.
-    pub fn publish(&mut self, i: usize, ttl: Duration) -> Option<QueryId> {
+    pub(crate) fn publish(&mut self, i: usize, ttl: Duration) -> Option<QueryId> {
         let seq = self.nodes[i].record.map_or(1, |(s, _)| s + 1);
         self.nodes[i].record = Some((seq, ttl));
         let kp = Keypair::from_seed(&self.nodes[i].seed);
@@ -321,7 +321,7 @@ impl Net {
 
     /// Delivers `msg` from `from` to `to` after the link latency, as if
     /// `from`'s shell had sent it (for hostile peers in scenarios).
-    pub fn inject(&mut self, from: usize, to: usize, msg: Message) {
+    pub(crate) fn inject(&mut self, from: usize, to: usize, msg: Message) {
         let at = self.now + self.latency(from as u32, to as u32);
         self.push(
             at,
@@ -334,17 +334,17 @@ impl Net {
     }
 
     /// The finished event of query `q` at node `i`, if it finished.
-    pub fn take_result(&mut self, i: usize, q: QueryId) -> Option<Event> {
+    pub(crate) fn take_result(&mut self, i: usize, q: QueryId) -> Option<Event> {
         self.results.remove(&(i as u32, q))
     }
 
     /// Whether query `q` at node `i` has finished (result not yet taken).
-    pub fn is_finished(&self, i: usize, q: QueryId) -> bool {
+    pub(crate) fn is_finished(&self, i: usize, q: QueryId) -> bool {
         self.results.contains_key(&(i as u32, q))
     }
 
     /// Runs every event up to and including time `t`, then sets now to `t`.
-    pub fn run_until(&mut self, t: Time) {
+    pub(crate) fn run_until(&mut self, t: Time) {
         while self.queue.peek().is_some_and(|Reverse(it)| it.at <= t) {
             self.step();
         }
@@ -352,14 +352,14 @@ impl Net {
     }
 
     /// Runs until `done(self)` or virtual time passes `limit`.
-    pub fn run_while(&mut self, limit: Time, mut busy: impl FnMut(&Net) -> bool) {
+    pub(crate) fn run_while(&mut self, limit: Time, mut busy: impl FnMut(&Net) -> bool) {
         while busy(self) && self.queue.peek().is_some_and(|Reverse(it)| it.at <= limit) {
             self.step();
         }
     }
 
     /// Delivers the earliest message or fires the earliest wake-up.
-    pub fn step(&mut self) -> bool {
+    pub(crate) fn step(&mut self) -> bool {
         let Some(Reverse(item)) = self.queue.pop() else {
             return false;
         };

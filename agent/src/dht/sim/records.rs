@@ -20,7 +20,7 @@ const SIG: usize = 64;
 
 /// Builds a record: magic, owner key, seq, issued, expires, padding, and
 /// the owner's signature over all of that.
-pub fn sign_record(
+pub(crate) fn sign_record(
     owner: &Keypair,
     seq: u64,
     issued: Time,
@@ -63,10 +63,10 @@ fn parse(record: &[u8]) -> Result<VerifiedRecord, RecordError> {
 
 /// Verifies [`sign_record`] records, caching results by record hash.
 #[derive(Clone, Debug, Default)]
-pub struct SimVerifier {
+pub(crate) struct SimVerifier {
     cache: HashMap<[u8; 32], Result<VerifiedRecord, RecordError>>,
     /// Signatures actually checked.
-    pub signature_checks: u64,
+    pub(crate) signature_checks: u64,
 }
 
 impl RecordVerifier for SimVerifier {

@@ -8,12 +8,12 @@ use rand_core::{impls, RngCore};
 
 /// A small, fast, seeded RNG (not for cryptography).
 #[derive(Clone, Debug)]
-pub struct SimRng {
+pub(crate) struct SimRng {
     s: [u64; 4],
 }
 
 /// One SplitMix64 step: also a good 64-bit mixing function.
-pub fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -22,7 +22,7 @@ pub fn splitmix64(x: u64) -> u64 {
 
 impl SimRng {
     /// The generator for `seed`.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut x = seed;
         let mut s = [0u64; 4];
         for v in &mut s {
@@ -34,12 +34,12 @@ impl SimRng {
 
     /// A uniform value in `0..n` (`n > 0`), without modulo bias worth
     /// caring about for a simulation (Lemire's multiply-shift).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 }

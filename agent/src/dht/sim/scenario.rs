@@ -136,9 +136,9 @@ fn dist(samples: &mut [u32]) -> String {
 #[derive(Clone)]
 pub struct Built {
     /// The network, settled after the joins.
-    pub net: Net,
+    pub(crate) net: Net,
     /// Join figures, one per line.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// `p.nodes` nodes join one after another, 50 ms apart, through node 0,

@@ -27,7 +27,7 @@
 
 mod dial;
 mod metrics;
-pub mod protocol;
+pub(crate) mod protocol;
 mod reach;
 mod service;
 
@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 pub(crate) use dial::Dialer;
-pub use protocol::{NatAnswer, NatRequest};
+pub use protocol::{decode, encode, NatAnswer, NatRequest};
 pub(crate) use reach::spawn_reachability;
 pub(crate) use service::Nat;
 
@@ -86,7 +86,7 @@ impl fmt::Display for PeerAddr {
 }
 
 /// The addresses of a record that this node can use (others are skipped).
-pub fn parse_addrs<'a>(list: impl IntoIterator<Item = &'a str>) -> Vec<PeerAddr> {
+pub(crate) fn parse_addrs<'a>(list: impl IntoIterator<Item = &'a str>) -> Vec<PeerAddr> {
     list.into_iter().filter_map(|a| a.parse().ok()).collect()
 }
 
@@ -119,7 +119,7 @@ impl FromStr for ReachMode {
 
 /// What this node found out about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Reachability {
+pub(crate) enum Reachability {
     /// Not tested yet, or no third peer could test it: the announced
     /// addresses are published.
     #[default]
@@ -132,7 +132,7 @@ pub enum Reachability {
 
 impl Reachability {
     /// `unknown`, `public` or `private`.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Reachability::Unknown => "unknown",
             Reachability::Public(_) => "public",
