@@ -43,6 +43,9 @@ mod table;
 mod timer;
 
 #[cfg(any(test, feature = "sim"))]
+// Built for the core's own tests too, which use only part of it: the
+// rest is the `dht_sim` bench's (with the `sim` feature).
+#[cfg_attr(not(feature = "sim"), allow(dead_code, unreachable_pub))]
 pub mod sim;
 #[cfg(test)]
 mod tests;
@@ -59,7 +62,7 @@ pub(crate) use self::output::{Action, Counters, Event, Outcome, QueryId};
 pub use self::peer_record::PeerRecord;
 pub(crate) use self::peer_record::WireRecordVerifier;
 pub(crate) use self::record::{RecordError, DEFAULT_TTL};
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 pub(crate) use self::record::{RecordVerifier, VerifiedRecord};
 pub(crate) use self::store::StoreConfig;
 pub use self::store::DEFAULT_MAX_PER_PUBLISHER;
