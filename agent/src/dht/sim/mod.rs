@@ -6,12 +6,14 @@
 //! - `records.rs`: Ed25519-signed records and a verifier that caches by hash.
 //! - [`scenario`]: the figures table, shared by tests and the `dht_sim`
 //!   bench.
+//! - `flood.rs`: STORE floods against one node's quotas.
 //! - [`hostile`]: lying nodes against plain and disjoint-path lookups, and
 //!   STOREs for keys a node is not responsible for.
 //!
 //! Same seed and parameters, same bytes out: nothing here reads a clock,
 //! and no hash map is iterated.
 
+mod flood;
 pub mod hostile;
 mod net;
 mod records;
