@@ -14,6 +14,10 @@
 //! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
 //! persists its table and closes every connection with a code, all within
 //! 5 s.
+//!
+//! What this module does not do: protocol work. It wires the layers below
+//! together, turns config into their settings, and answers the local API
+//! by asking them (the node through its `NodeHandle`).
 
 pub(crate) mod config;
 mod local_mqtt;

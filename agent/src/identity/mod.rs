@@ -6,8 +6,9 @@
 //! - [`keystore`]: the gateway key and per-device keys under the state
 //!   directory, written atomically with mode 0600 in 0700 directories.
 //!
-//! Nothing here signs messages: that is `wire`'s job, which borrows a
-//! [`Keypair`].
+//! What this module does not do: sign messages (that is `wire`'s job,
+//! which borrows a [`Keypair`]), or decide who may join (the transport's
+//! membership does).
 
 mod key;
 mod keystore;

@@ -1,4 +1,4 @@
-//! QUIC transport with identity-bound TLS and the network gate.
+//! QUIC transport with identity-bound TLS, and the network's membership.
 //!
 //! - [`cert`]: our self-signed Ed25519 certificates, the server-name
 //!   encoding of keys, and reading a peer's key from its certificate.

@@ -1,4 +1,4 @@
-//! Real QUIC sockets on loopback: handshakes, the gate, framing.
+//! Real QUIC sockets on loopback: handshakes, membership, framing.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

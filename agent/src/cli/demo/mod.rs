@@ -9,6 +9,9 @@
 //!
 //! - `mod.rs`: the agents, the scenario, the summary.
 //! - `sim.rs`: the simulated devices.
+//!
+//! What this module does not do: take part itself. Every agent is a child
+//! process, and everything shown comes through their local APIs.
 
 mod sim;
 

@@ -11,6 +11,10 @@
 //! costs readings there (counted), never sealing, queues or the network.
 //! Local consumers that need every reading subscribe to the device instead
 //! (`streembit subscribe`), which is durable.
+//!
+//! What this module does not do: bridge MQTT devices (a bridge file's
+//! `[mqtt]` bus does, through any broker, this one included), or sign
+//! anything (readings arrive sealed).
 
 mod broker;
 mod publisher;

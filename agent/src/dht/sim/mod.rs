@@ -12,6 +12,9 @@
 //!
 //! Same seed and parameters, same bytes out: nothing here reads a clock,
 //! and no hash map is iterated.
+//!
+//! What this module does not do: ship in the daemon. It is built for the
+//! core's tests and, with the `sim` feature, for the `dht_sim` bench.
 
 mod flood;
 pub mod hostile;
