@@ -40,7 +40,9 @@ fn await_state(pid: u32, stopped: bool) {
 fn a_stopped_agent_stops_petting_the_watchdog_and_resumes_after_sigcont() {
     let tmp = tempfile::tempdir().expect("tmp");
     let usec = WATCHDOG.as_micros().to_string();
-    let mut a = AgentProcess::builder(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n").spawn();
+    let mut a = AgentProcess::builder(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n")
+        .env("WATCHDOG_USEC", &usec)
+        .spawn();
     let pid = a.pid().expect("running");
 
     // Alive: pings arrive, one after another.
