@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::cli::{binary, json, keygen, stderr, stdout};
-use streembit_tests::peers::mosquitto::Broker;
+use streembit_tests::peers::mosquitto::{mosquitto_sub, Broker};
 use streembit_tests::peers::plug::plug_bridge;
 use streembit_tests::peers::pty::PtyPair;
 use streembit_tests::peers::pymodbus::ModbusServer;
@@ -361,26 +361,15 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     let plug = device_key(&gw, "plug");
     let topic = format!("streembit/{plug}/power");
     // A local application on the embedded broker: topic and hex payload.
-    let mut app = rt.block_on(async {
-        let mut p = streembit_tests::harness::process::Proc::spawn(
-            "mosquitto_sub",
-            tokio::process::Command::new("stdbuf").args([
-                "-oL",
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-d",
-                "-t",
-                "streembit/#",
-                "-F",
-                "%t %x",
-            ]),
-        );
-        p.expect_line("SUBACK", |l| l.contains("SUBACK")).await;
-        p
-    });
+    let mut app = rt.block_on(mosquitto_sub(&[
+        "-p",
+        &port.to_string(),
+        "-d",
+        "-t",
+        "streembit/#",
+        "-F",
+        "%t %x",
+    ]));
     // The device publishes on the embedded broker until the gateway's
     // bridge (which connects on its own schedule) has taken a reading.
     let line = rt.block_on(async {

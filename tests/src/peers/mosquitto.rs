@@ -289,28 +289,26 @@ impl Broker {
     /// waits for its SUBACK. With `session`, a persistent session under that
     /// client id, so messages published while it is away are kept.
     pub async fn subscribe(&self, topic: &str, session: Option<&str>) -> Proc {
-        // stdbuf: mosquitto_sub block-buffers stdout into a pipe.
-        let mut cmd = Command::new("stdbuf");
-        cmd.args([
-            "-oL",
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-q",
-            "1",
-            "-v",
-            "-d",
-            "-t",
-            topic,
-        ]);
+        let port = self.port.to_string();
+        let mut args = vec!["-p", &port, "-q", "1", "-v", "-d", "-t", topic];
         if let Some(id) = session {
-            cmd.args(["-c", "-i", id]);
+            args.extend(["-c", "-i", id]);
         }
-        cmd.args(self.client_args());
-        let mut p = Proc::spawn("mosquitto_sub", &mut cmd);
-        p.expect_line("SUBACK", |l| l.contains("SUBACK")).await;
-        p
+        let client = self.client_args();
+        args.extend(client.iter().map(String::as_str));
+        mosquitto_sub(&args).await
     }
+}
+
+/// Starts `mosquitto_sub -h 127.0.0.1 args…` (args name the port, topic
+/// and options; include `-d` so it prints its SUBACK) and waits for the
+/// SUBACK. For any broker on loopback, the agent's embedded one too.
+pub async fn mosquitto_sub(args: &[&str]) -> Proc {
+    // stdbuf: mosquitto_sub block-buffers stdout into a pipe.
+    let mut cmd = Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1"])
+        .args(args);
+    let mut p = Proc::spawn("mosquitto_sub", &mut cmd);
+    p.expect_line("SUBACK", |l| l.contains("SUBACK")).await;
+    p
 }
