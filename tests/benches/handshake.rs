@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streembit_agent::identity::Keypair;
-use streembit_agent::transport::framing::{read_frame, request, write_frame};
-use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
+use streembit_agent::internals::transport::{read_frame, request, write_frame};
+use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
 use streembit_agent::wire::NetworkId;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -48,7 +48,7 @@ fn endpoint(key: Arc<Keypair>) -> Endpoint {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     Endpoint::bind(
         key,
-        Gate::public(),
+        Membership::public(),
         &TransportConfig::new(loopback, network()),
     )
     .expect("bind loopback endpoint")

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streembit_agent::dht::Message;
 use streembit_agent::identity::{Keypair, PublicKey};
+use streembit_agent::internals::dht::Message;
 use streembit_agent::wire::{NetworkId, ReplayWindow, UnixMillis};
 use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::bench::status_kib;
@@ -110,7 +110,7 @@ fn spoiled(tmp: &std::path::Path, failed: &mut Vec<String>) {
     let conn = peer.dial(&target, addr_of(&a)).expect("dial");
     let other: NetworkId = "other".parse().expect("id");
     let stranger = Keypair::generate();
-    let now = UnixMillis::now().0;
+    let now = streembit_agent::clock::Clock::system().wall().0;
     let mut total = 0u64;
     let mut answered = 0usize;
     let t0 = Instant::now();
@@ -223,14 +223,17 @@ fn store_flood(tmp: &std::path::Path, failed: &mut Vec<String>) {
             }) => streembit_agent::wire::open_published(&r, &net, 4096)
                 .ok()
                 .and_then(|o| {
-                    ciborium::from_reader::<streembit_agent::dht::PeerRecord, _>(o.payload()).ok()
+                    ciborium::from_reader::<streembit_agent::internals::dht::PeerRecord, _>(
+                        o.payload(),
+                    )
+                    .ok()
                 })
                 .map(|p| p.seq),
             _ => None,
         },
         _ => None,
     };
-    let quota = streembit_agent::dht::DEFAULT_MAX_PER_PUBLISHER;
+    let quota = streembit_agent::internals::dht::DEFAULT_MAX_PER_PUBLISHER;
     println!(
         "FIGURE store flood: {sent} STOREs from one allowlisted peer in {secs:.1} s: {held} records held (quota {quota}), owner's record seq {seq:?} of highest sent {max_seq}; agent RSS {rss0} KiB -> {rss1} KiB"
     );

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use streembit_agent::dht::{Addrs, Message};
 use streembit_agent::identity::{Keypair, PublicKey};
-use streembit_agent::transport::framing::request;
-use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
-use streembit_agent::wire::{Audience, Kind, NetworkId, Sealer, UnixMillis};
+use streembit_agent::internals::dht::{Addrs, Message};
+use streembit_agent::internals::transport::request;
+use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
+use streembit_agent::wire::{Audience, Kind, NetworkId, Sealer};
 use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::bench::{api_get, context_switches, cpu_time, status_kib, threads};
 
@@ -118,7 +118,7 @@ fn main() {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
             let ep = Endpoint::bind(
                 key.clone(),
-                Gate::public(),
+                Membership::public(),
                 &TransportConfig::new(loopback, network()),
             )
             .expect("bind");
@@ -131,7 +131,7 @@ fn main() {
                     kind,
                     Audience::Node(target.node_id()),
                     &ping.encode(),
-                    UnixMillis::now(),
+                    streembit_agent::clock::Clock::system().wall(),
                 )
                 .expect("seal");
             let pong = request(&conn, &env, 64 * 1024, Duration::from_secs(10))

@@ -227,13 +227,13 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
     let device: streembit_agent::identity::PublicKey = device_key.parse().expect("key");
     let addr: std::net::SocketAddr = gw.addr.parse().expect("addr");
     let peer = rt.block_on(async {
-        use streembit_agent::transport::{Endpoint, Gate, TransportConfig};
+        use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
         let me = std::sync::Arc::new(streembit_agent::identity::Keypair::generate());
         let cfg = TransportConfig::new(
             "127.0.0.1:0".parse().expect("addr"),
             streembit_agent::wire::NetworkId::public(),
         );
-        let ep = Endpoint::bind(me, Gate::public(), &cfg).expect("bind");
+        let ep = Endpoint::bind(me, Membership::public(), &cfg).expect("bind");
         ep.dial(&device, addr).await.map(|c| c.peer().key())
     });
     assert_eq!(peer.ok(), Some(device));

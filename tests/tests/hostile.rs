@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use streembit_agent::dht::{Addrs, Contact, Message, MessageKind};
 use streembit_agent::identity::{Keypair, PublicKey};
+use streembit_agent::internals::dht::{Addrs, Contact, Message, MessageKind};
 use streembit_agent::wire::{NetworkId, UnixMillis};
 use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::labs::hostile::{self, private_agent, Answer, HostilePeer};
@@ -119,7 +119,7 @@ fn spoiled(peer: &mut HostilePeer, target: &PublicKey, n: u64) -> Vec<Vec<u8>> {
     let other_net: NetworkId = "other".parse().expect("id");
     let stranger = Keypair::generate();
     let elsewhere = Keypair::generate().public();
-    let now = UnixMillis::now().0;
+    let now = streembit_agent::clock::Clock::system().wall().0;
     let mut out = Vec::new();
     for i in 0..n {
         let mut flipped = peer.seal(target, &ping(i));
@@ -233,7 +233,7 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
     let _ = peer.send_all(&conn, envs, 32);
 
     let held = agent.metric("streembit_records_stored");
-    let quota = streembit_agent::dht::DEFAULT_MAX_PER_PUBLISHER as u64;
+    let quota = streembit_agent::internals::dht::DEFAULT_MAX_PER_PUBLISHER as u64;
     assert!(
         held <= quota,
         "{held} records held for one peer (quota {quota})"
@@ -275,7 +275,7 @@ fn an_allowlisted_flooder_stays_within_the_store_limits_and_the_highest_sequence
     };
     let opened =
         streembit_agent::wire::open_published(&record, &net, 4096).expect("held record opens");
-    let rec: streembit_agent::dht::PeerRecord =
+    let rec: streembit_agent::internals::dht::PeerRecord =
         ciborium::from_reader(opened.payload()).expect("peer record");
     assert_eq!(rec.seq, 60);
 }

@@ -12,7 +12,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use streembit_agent::identity::Keypair;
-use streembit_agent::transport::{alpn_for, cert::certified_key};
+use streembit_agent::internals::transport::{alpn_for, certified_key};
 use streembit_agent::wire::NetworkId;
 use streembit_tests::harness::agent_process::AgentProcess;
 

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use streembit_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
+use streembit_agent::internals::daemon::{AgentConfig, DEFAULT_CONFIG_PATH};
 
 /// The highest exposure systemd rates "OK"; the unit must stay at or below.
 const MAX_EXPOSURE: f64 = 2.0;

@@ -11,10 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streembit_agent::dht::{Addrs, Message, MessageKind, PeerRecord};
 use streembit_agent::identity::{Keypair, PublicKey};
-use streembit_agent::transport::framing::request;
-use streembit_agent::transport::{Connection, Endpoint, Gate, TransportConfig, TransportError};
+use streembit_agent::internals::dht::{Addrs, Message, MessageKind, PeerRecord};
+use streembit_agent::internals::transport::request;
+use streembit_agent::internals::transport::{
+    Connection, Endpoint, Membership, TransportConfig, TransportError,
+};
 use streembit_agent::wire::{
     self, Audience, Kind, NetworkId, Opener, Sealer, UnixMillis, WireConfig,
 };
@@ -68,9 +70,9 @@ impl HostilePeer {
         let network: NetworkId = network.parse().expect("network id");
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let gate = if trust.is_empty() {
-            Gate::public()
+            Membership::public()
         } else {
-            Gate::private(trust.iter().copied())
+            Membership::allowlist(trust.iter().copied())
         };
         let endpoint = {
             let _guard = rt.enter();
@@ -104,7 +106,7 @@ impl HostilePeer {
 
     /// Seals a DHT message for `to`, signed by this peer, stamped `now`.
     pub fn seal(&mut self, to: &PublicKey, msg: &Message) -> Vec<u8> {
-        self.seal_at(to, msg, UnixMillis::now())
+        self.seal_at(to, msg, streembit_agent::clock::Clock::system().wall())
     }
 
     /// [`HostilePeer::seal`] with a chosen timestamp.
@@ -138,7 +140,7 @@ impl HostilePeer {
             kind,
             Audience::Node(to.node_id()),
             &msg.encode(),
-            UnixMillis::now(),
+            streembit_agent::clock::Clock::system().wall(),
             nonce,
         )
         .expect("seal")
@@ -177,7 +179,10 @@ impl HostilePeer {
 
     /// Opens an answer from the agent and decodes its DHT message.
     pub fn open_answer(&mut self, bytes: &[u8]) -> Option<Message> {
-        let opened = self.opener.open(bytes, UnixMillis::now()).ok()?;
+        let opened = self
+            .opener
+            .open(bytes, streembit_agent::clock::Clock::system().wall())
+            .ok()?;
         let kind = MessageKind::from_name(opened.kind().name())?;
         Message::decode(kind, opened.payload()).ok()
     }
@@ -236,7 +241,12 @@ pub fn peer_record(owner: &Keypair, network: &NetworkId, seq: u64) -> Vec<u8> {
         ttl_secs: 3600,
         addrs: Addrs::new(&["127.0.0.1:9"]).expect("addr"),
     }
-    .seal(owner, network, UnixMillis::now(), seq)
+    .seal(
+        owner,
+        network,
+        streembit_agent::clock::Clock::system().wall(),
+        seq,
+    )
     .expect("seal record")
 }
 
@@ -252,7 +262,7 @@ pub fn oversize_record(owner: &Keypair, network: &NetworkId) -> Vec<u8> {
         Kind::PeerRecord,
         Audience::Anyone,
         &payload,
-        UnixMillis::now(),
+        streembit_agent::clock::Clock::system().wall(),
         1,
     )
     .expect("seal")
