@@ -13,7 +13,7 @@
 //!   awaited (the tests never sleep to synchronise), and a program run
 //!   under a command prefix such as `ip netns exec`.
 //! - [`ports`]: free loopback ports.
-//! - [`bench`]: the local API without the CLI, and `/proc` readings, for
+//! - [`bench`](mod@bench): the local API without the CLI, and `/proc` readings, for
 //!   the bench binaries in `tests/benches/`.
 //!
 //! Not here: anything third-party (see [`crate::peers`]) or anything that

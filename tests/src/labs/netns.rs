@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-/// Hosts of one lab: 10.77.<lab>.<n>/24; host i of the "low" half gets
+/// Hosts of one lab: `10.77.<lab>.<n>/24`; host i of the "low" half gets
 /// .(i+1), of the "high" half .(129+j), so each half is one /25.
 pub struct Lab {
     prefix: String,
