@@ -31,7 +31,6 @@ mod health;
 mod schedule;
 
 use std::future::Future;
-use std::time::Duration;
 
 use tokio::time::sleep_until;
 
@@ -112,7 +111,9 @@ pub(crate) trait Poller: Send {
 ///
 /// Order of precedence when several things are ready: the readings
 /// receiver being gone (nothing more is read or written), then a command
-/// (commands wait for no poll), then the device that is due.
+/// (commands wait for no poll), then the device that is due. A successful
+/// write makes its device due at once, so the value it now holds is read
+/// back before the device's normal turn.
 pub(crate) async fn run<P: Poller>(mut poller: P, io: BusIo) {
     let BusIo {
         readings,
@@ -137,11 +138,10 @@ pub(crate) async fn run<P: Poller>(mut poller: P, io: BusIo) {
                             status.set(&d.name, h.status().clone());
                         }
                         if applied.result.is_ok() {
-                            // Meant as "read the new value back soon", but
-                            // `Schedule::polled` never moves a due time
-                            // earlier: the device is read back at its next
-                            // turn (an overdue one queues behind the others).
-                            schedule.polled(i, Duration::ZERO, clock.now().instant);
+                            // Read the new value back now, not at the
+                            // device's next turn: whoever wrote it sees
+                            // the device's answer in the next reading.
+                            schedule.due_now(i, clock.now().instant);
                         }
                     }
                     let _ = reply.send(applied.result);
@@ -171,6 +171,7 @@ pub(crate) async fn run<P: Poller>(mut poller: P, io: BusIo) {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use tokio::sync::{mpsc, oneshot};
 
@@ -307,5 +308,78 @@ mod tests {
             .await
             .expect("the loop ends")
             .expect("no panic");
+    }
+
+    /// One valve polled once an hour whose writes always succeed; each
+    /// poll reads the number of writes so far.
+    struct Valve {
+        writes: i64,
+    }
+
+    impl Poller for Valve {
+        fn devices(&self) -> Vec<PolledDevice> {
+            vec![PolledDevice {
+                name: "valve".into(),
+                policy: HealthPolicy {
+                    offline_after: 1,
+                    interval: Duration::from_secs(3600),
+                    backoff_max: Duration::from_secs(3600),
+                },
+            }]
+        }
+
+        async fn poll(&mut self, _device: usize, clock: &dyn Clock) -> Option<Polled> {
+            let now = clock.now();
+            let r = Reading::good("valve", "open", Value::Int(self.writes), None, now.unix_ms);
+            Some(Polled {
+                readings: vec![r],
+                contact: Contact::answered(now),
+            })
+        }
+
+        async fn apply(&mut self, _cmd: &Command, clock: &dyn Clock) -> Applied {
+            self.writes += 1;
+            Applied {
+                result: Ok(()),
+                device: Some(0),
+                contact: Contact::answered(clock.now()),
+            }
+        }
+    }
+
+    /// A successful write is read back at once, not at the device's next
+    /// turn an hour later (the limit only fails a stuck test).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_is_read_back_at_once() {
+        let limit = Duration::from_secs(30);
+        let (rtx, mut rrx) = mpsc::channel(16);
+        let (ctx, crx) = mpsc::channel(4);
+        let io = BusIo {
+            readings: rtx,
+            commands: crx,
+            status: StatusBoard::new(["valve"]),
+            clock: Arc::new(SystemClock),
+        };
+        let task = tokio::spawn(run(Valve { writes: 0 }, io));
+        let first = tokio::time::timeout(limit, rrx.recv())
+            .await
+            .expect("first poll")
+            .expect("open");
+        assert_eq!(first.value, Some(Value::Int(0)));
+
+        let (tx, reply) = oneshot::channel();
+        let cmd = Command {
+            device: "valve".into(),
+            point: "open".into(),
+            value: Value::Bool(true),
+        };
+        ctx.send((cmd, tx)).await.expect("queued");
+        assert_eq!(reply.await.expect("answered"), Ok(()));
+        let back = tokio::time::timeout(limit, rrx.recv())
+            .await
+            .expect("read back after the write, not an hour later")
+            .expect("open");
+        assert_eq!(back.value, Some(Value::Int(1)));
+        task.abort();
     }
 }

@@ -41,6 +41,17 @@ impl Schedule {
             *t = if next < now { now } else { next };
         }
     }
+
+    /// Device `idx` is due now unless it already was: after a successful
+    /// write, so the new value is read back at once instead of at the
+    /// device's next turn (which [`polled`](Self::polled), never moving a
+    /// due time earlier, would leave it at). Devices that were due earlier
+    /// still go first.
+    pub(crate) fn due_now(&mut self, idx: usize, now: Instant) {
+        if let Some(t) = self.due.get_mut(idx) {
+            *t = (*t).min(now);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,5 +74,22 @@ mod tests {
         s.polled(0, Duration::from_millis(100), late);
         assert_eq!(s.next(), Some((0, late)));
         assert_eq!(Schedule::new(0, t0).next(), None);
+    }
+
+    #[test]
+    fn due_now_moves_a_due_time_earlier_never_later() {
+        let t0 = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut s = Schedule::new(2, t0);
+        s.polled(0, hour, t0);
+        s.polled(1, hour * 2, t0);
+        assert_eq!(s.next(), Some((0, t0 + hour)));
+        let write = t0 + Duration::from_secs(5);
+        s.due_now(1, write);
+        assert_eq!(s.next(), Some((1, write)));
+        // Already due earlier: it keeps its place.
+        s.due_now(1, t0 + hour * 3);
+        assert_eq!(s.next(), Some((1, write)));
+        s.due_now(7, write);
     }
 }
