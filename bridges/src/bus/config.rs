@@ -28,6 +28,11 @@ pub(crate) trait BusConfig {
     /// else its device's. Empty for read-only or unknown points.
     fn writers(&self, device: &str, point: &str) -> Vec<String>;
 
+    /// The points `device` defines, named exactly as its readings' `point`
+    /// field, so the agent can drop points a new version of the file
+    /// removed or renamed. Empty for an unknown device.
+    fn point_names(&self, device: &str) -> Vec<String>;
+
     /// Checks everything deserialization cannot, pushing every problem
     /// with its key path under `path`.
     fn validate(&self, path: &str, errs: &mut Errors);

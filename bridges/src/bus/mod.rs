@@ -9,7 +9,8 @@
 //! - `io`: [`BusIo`], what every bus task receives and emits: readings out,
 //!   command requests in, the status board and the clock.
 //! - `config`: [`BusConfig`], what every bus's table answers (device names,
-//!   writers, validation, device files, its event loop); [`DevicePath`];
+//!   point names, writers, validation, device files, its event loop);
+//!   [`DevicePath`];
 //!   [`Access`], the `r`/`rw` of a point on any bus.
 //! - `validate`: collecting every problem of a file with its key path, and
 //!   the checks all buses share (names, writers, scale).

@@ -167,6 +167,20 @@ impl Bus {
         self.config().1.device_names()
     }
 
+    /// The points `device` defines, named exactly as its readings' `point`
+    /// field: a Modbus or MQTT device's `points` in file order, an I2C
+    /// sensor's fixed points (`temperature`, `pressure`, `humidity` for a
+    /// BME280; no `humidity` on a BMP280; `temperature`, `humidity` for an
+    /// SHT3x) or an ADS1115's `channels`. Empty for an unknown device.
+    ///
+    /// The bridge never sends a reading of a point outside this list, so
+    /// the agent can drop points that a new version of the file removed or
+    /// renamed from what it shows.
+    #[must_use]
+    pub fn point_names(&self, device: &str) -> Vec<String> {
+        self.config().1.point_names(device)
+    }
+
     /// The writers allowed for a point: the point's own list if it has one,
     /// else its device's. Empty for read-only or unknown points. The agent
     /// checks a command's signer against this before calling the bridge.

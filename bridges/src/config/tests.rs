@@ -211,3 +211,48 @@ points = [ { name = "v", table = "input_register", address = 0 } ]
     assert!(tcp.device_paths().is_empty());
     assert_eq!(tcp.device_names(), vec!["m"]);
 }
+
+#[test]
+fn point_names_per_device_on_every_bus() {
+    let bus = |text: &str| {
+        BridgeFile::from_toml_str(text)
+            .and_then(BridgeFile::into_bus)
+            .expect("valid")
+    };
+    let tcp = bus(r#"
+[modbus_tcp]
+host = "plc"
+[[modbus_tcp.devices]]
+name = "m"
+unit_id = 1
+points = [
+  { name = "v", table = "input_register", address = 0 },
+  { name = "c", table = "coil", address = 0 },
+]
+[[modbus_tcp.devices]]
+name = "n"
+unit_id = 2
+points = [ { name = "w", table = "input_register", address = 0 } ]
+"#);
+    assert_eq!(tcp.point_names("m"), ["v", "c"]);
+    assert_eq!(tcp.point_names("n"), ["w"]);
+    assert!(tcp.point_names("x").is_empty());
+    let i2c = bus(r#"
+[i2c]
+bus = "/dev/i2c-3"
+[[i2c.devices]]
+name = "t"
+sensor = "sht3x"
+address = 0x44
+"#);
+    assert_eq!(i2c.point_names("t"), ["temperature", "humidity"]);
+    let mqtt = bus(r#"
+[mqtt]
+host = "localhost"
+client_id = "gw"
+[[mqtt.devices]]
+name = "plug"
+points = [ { name = "power", topic = "p", type = "float" } ]
+"#);
+    assert_eq!(mqtt.point_names("plug"), ["power"]);
+}

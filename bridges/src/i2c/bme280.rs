@@ -10,7 +10,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
 use super::addr::I2cAddr;
-use super::sensor::{bus_error, finite, Sample};
+use super::sensor::{bus_error, finite, Sample, HUMIDITY, PRESSURE, TEMPERATURE};
 use crate::error::{BridgeError, PointError};
 
 const REG_CALIB_TP: u8 = 0x88; // 0x88..=0xA1: T1..P9, reserved, H1
@@ -132,6 +132,17 @@ pub struct Bme280 {
     calib: Option<Calibration>,
 }
 
+/// The points a BME280 (`humidity`) or a BMP280 measures, in the order
+/// [`Bme280::measure`] returns them.
+pub(crate) fn point_names(humidity: bool) -> &'static [&'static str] {
+    const ALL: &[&str] = &[TEMPERATURE, PRESSURE, HUMIDITY];
+    if humidity {
+        ALL
+    } else {
+        &ALL[..2]
+    }
+}
+
 impl Bme280 {
     /// A driver; it reads the chip id and calibration on first use.
     #[must_use]
@@ -223,7 +234,7 @@ impl Bme280 {
             return Ok(self.all_bad(&skipped()));
         }
         let (t, t_fine) = c.temperature(adc_t);
-        out.push(Sample::new("temperature", finite(t), "°C"));
+        out.push(Sample::new(TEMPERATURE, finite(t), "°C"));
         let p = if adc_p == 0x80000 {
             Err(skipped())
         } else {
@@ -231,25 +242,25 @@ impl Bme280 {
                 .ok_or_else(|| PointError::Sensor("pressure calibration divides by zero".into()))
                 .and_then(|p| finite(p / 100.0))
         };
-        out.push(Sample::new("pressure", p, "hPa"));
+        out.push(Sample::new(PRESSURE, p, "hPa"));
         if self.humidity {
             let h = if adc_h == 0x8000 {
                 Err(skipped())
             } else {
                 finite(c.humidity(adc_h, t_fine))
             };
-            out.push(Sample::new("humidity", h, "%RH"));
+            out.push(Sample::new(HUMIDITY, h, "%RH"));
         }
         Ok(out)
     }
 
     fn all_bad(&self, e: &PointError) -> Vec<Sample> {
         let mut v = vec![
-            Sample::new("temperature", Err(e.clone()), "°C"),
-            Sample::new("pressure", Err(e.clone()), "hPa"),
+            Sample::new(TEMPERATURE, Err(e.clone()), "°C"),
+            Sample::new(PRESSURE, Err(e.clone()), "hPa"),
         ];
         if self.humidity {
-            v.push(Sample::new("humidity", Err(e.clone()), "%RH"));
+            v.push(Sample::new(HUMIDITY, Err(e.clone()), "%RH"));
         }
         v
     }
@@ -346,7 +357,8 @@ mod tests {
             let s = dev
                 .measure(&mut i2c, &mut NoopDelay::new())
                 .expect("measure");
-            assert_eq!(s[0].point, "temperature");
+            let names: Vec<&str> = s.iter().map(|s| s.point.as_str()).collect();
+            assert_eq!(names, point_names(true));
             assert!(matches!(s[0].value, Ok(Value::Float(t)) if (t - 25.08).abs() < 0.005));
             assert!(matches!(s[1].value, Ok(Value::Float(p)) if (p - 1006.5327).abs() < 0.0002));
             let Ok(Value::Float(rh)) = s[2].value else {
@@ -385,6 +397,22 @@ mod tests {
             dev.measure(&mut i2c, &mut NoopDelay::new()),
             Err(BridgeError::Io(_))
         ));
+        i2c.done();
+    }
+
+    /// A BMP280 measures no humidity: its points (here all errors, the
+    /// chip id being a BME280's) are the two its `point_names` gives.
+    #[test]
+    fn a_bmp280_has_no_humidity_point() {
+        let a = 0x76;
+        let mut i2c = Mock::new(&[T::write_read(a, vec![REG_ID], vec![CHIP_ID_BME280])]);
+        let mut dev = Bme280::new(I2cAddr::new(a).expect("addr"), false);
+        let s = dev
+            .measure(&mut i2c, &mut NoopDelay::new())
+            .expect("answered");
+        let names: Vec<&str> = s.iter().map(|s| s.point.as_str()).collect();
+        assert_eq!(names, point_names(false));
+        assert_eq!(names, ["temperature", "pressure"]);
         i2c.done();
     }
 }

@@ -262,6 +262,7 @@ address = 0x44
 poll_ms = 1
 "#;
         let bus: I2cBus = crate::bus::parse_table(text);
+        let points = crate::bus::BusConfig::point_names(&bus, "sht");
         let mut script = good();
         script.extend(nack());
         script.extend(nack());
@@ -292,6 +293,12 @@ poll_ms = 1
         );
         assert_eq!(first.value, Some(Value::Float(25.0)));
         assert_eq!(first.unit.as_deref(), Some("°C"));
+        let second = tokio::time::timeout(limit, rrx.recv())
+            .await
+            .expect("reading")
+            .expect("open");
+        // One poll's readings are the sensor's points, in order.
+        assert_eq!([first.point, second.point], *points);
         let offline = tokio::time::timeout(
             limit,
             status.wait_for(|m| {

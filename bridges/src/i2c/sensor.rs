@@ -3,6 +3,13 @@
 use crate::error::{BridgeError, PointError};
 use crate::value::Value;
 
+/// Point name of a temperature in °C (BME280, BMP280, SHT3x).
+pub(crate) const TEMPERATURE: &str = "temperature";
+/// Point name of a pressure in hPa (BME280, BMP280).
+pub(crate) const PRESSURE: &str = "pressure";
+/// Point name of a relative humidity in %RH (BME280, SHT3x).
+pub(crate) const HUMIDITY: &str = "humidity";
+
 /// One point of one measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

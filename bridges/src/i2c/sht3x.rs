@@ -7,7 +7,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
 use super::addr::I2cAddr;
-use super::sensor::{bus_error, finite, Sample};
+use super::sensor::{bus_error, finite, Sample, HUMIDITY, TEMPERATURE};
 use crate::error::{BridgeError, PointError};
 
 /// Single shot, high repeatability, clock stretching disabled (datasheet §4.3).
@@ -43,6 +43,10 @@ fn temperature(raw: u16) -> f64 {
 fn humidity(raw: u16) -> f64 {
     100.0 * f64::from(raw) / 65535.0
 }
+
+/// The points an SHT3x measures, in the order [`Sht3x::measure`] returns
+/// them.
+pub(crate) const POINTS: [&str; 2] = [TEMPERATURE, HUMIDITY];
 
 /// An SHT3x at one address.
 #[derive(Debug, Clone)]
@@ -82,11 +86,11 @@ impl Sht3x {
         };
         Ok(vec![
             Sample::new(
-                "temperature",
+                TEMPERATURE,
                 word(0).and_then(|r| finite(temperature(r))),
                 "°C",
             ),
-            Sample::new("humidity", word(3).and_then(|r| finite(humidity(r))), "%RH"),
+            Sample::new(HUMIDITY, word(3).and_then(|r| finite(humidity(r))), "%RH"),
         ])
     }
 }
@@ -137,6 +141,8 @@ mod tests {
         let s = dev
             .measure(&mut i2c, &mut NoopDelay::new())
             .expect("measure");
+        let names: Vec<&str> = s.iter().map(|s| s.point.as_str()).collect();
+        assert_eq!(names, POINTS);
         assert!(
             matches!(s[0].value, Ok(Value::Float(t)) if (t - 25.0).abs() < 1e-9),
             "{s:?}"

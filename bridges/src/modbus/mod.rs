@@ -34,6 +34,10 @@ impl BusConfig for RtuBus {
         writers(&self.devices, device, point)
     }
 
+    fn point_names(&self, device: &str) -> Vec<String> {
+        point_names(&self.devices, device)
+    }
+
     fn validate(&self, path: &str, errs: &mut Errors) {
         self.check(path, errs);
     }
@@ -60,6 +64,10 @@ impl BusConfig for TcpBus {
         writers(&self.devices, device, point)
     }
 
+    fn point_names(&self, device: &str) -> Vec<String> {
+        point_names(&self.devices, device)
+    }
+
     fn validate(&self, path: &str, errs: &mut Errors) {
         self.check(path, errs);
     }
@@ -71,6 +79,14 @@ impl BusConfig for TcpBus {
 
 fn names(devices: &[ModbusDevice]) -> Vec<&str> {
     devices.iter().map(|d| d.name.as_str()).collect()
+}
+
+fn point_names(devices: &[ModbusDevice], device: &str) -> Vec<String> {
+    devices
+        .iter()
+        .find(|d| d.name == device)
+        .map(|d| d.points.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default()
 }
 
 fn writers(devices: &[ModbusDevice], device: &str, point: &str) -> Vec<String> {

@@ -46,6 +46,14 @@ impl BusConfig for MqttBus {
             .unwrap_or_default()
     }
 
+    fn point_names(&self, device: &str) -> Vec<String> {
+        self.devices
+            .iter()
+            .find(|d| d.name == device)
+            .map(|d| d.points.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     fn validate(&self, path: &str, errs: &mut Errors) {
         self.check(path, errs);
     }

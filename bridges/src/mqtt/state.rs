@@ -305,7 +305,7 @@ mod tests {
         }
     }
 
-    fn state() -> MqttState {
+    fn bus() -> MqttBus {
         let text = r#"
 [mqtt]
 host = "localhost"
@@ -320,7 +320,31 @@ points = [
   { name = "relay", topic = "stat/plug/POWER", type = "bool", access = "rw", command = { topic = "cmnd/plug/POWER" } },
 ]
 "#;
-        MqttState::new(&crate::bus::parse_table(text))
+        crate::bus::parse_table(text)
+    }
+
+    fn state() -> MqttState {
+        MqttState::new(&bus())
+    }
+
+    /// A message on every point's topic yields one reading per point, named
+    /// as `point_names` says.
+    #[test]
+    fn readings_carry_the_point_names() {
+        let mut s = state();
+        let mut seen: Vec<String> = [
+            ("tele/plug/SENSOR", &br#"{"ENERGY":{"Power":3}}"#[..]),
+            ("stat/plug/POWER", b"ON"),
+        ]
+        .into_iter()
+        .flat_map(|(topic, payload)| s.handle_publish(topic, payload, now(1)))
+        .map(|r| r.point)
+        .collect();
+        seen.sort();
+        let mut names = crate::bus::BusConfig::point_names(&bus(), "plug");
+        names.sort();
+        assert_eq!(seen, names);
+        assert_eq!(names, ["power", "relay"]);
     }
 
     #[test]
