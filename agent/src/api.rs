@@ -51,6 +51,27 @@ pub struct Status {
     /// Open connections and how they reach their peer.
     #[serde(default)]
     pub links: Vec<Link>,
+    /// How far the network's time (the median of peers' answers) is from
+    /// this agent's wall clock, in ms; positive: the local clock is behind.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
+    /// Peers whose time answers that median is over.
+    #[serde(default)]
+    pub clock_peers: usize,
+    /// Limits this agent is near, and clocks it is far from, in words an
+    /// operator can act on (empty when all is well).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Past this share of a limit, `status` and `check-config` warn.
+pub const NEAR_LIMIT: f64 = 0.8;
+
+/// A warning when `used` is past [`NEAR_LIMIT`] of `limit`: `what` names
+/// the thing counted, `fix` what to do.
+pub fn near_limit(what: &str, used: usize, limit: usize, fix: &str) -> Option<String> {
+    (limit > 0 && used as f64 >= NEAR_LIMIT * limit as f64)
+        .then(|| format!("{what}: {used} of at most {limit}; {fix}"))
 }
 
 /// One open connection, in [`Status::links`].
@@ -193,8 +214,13 @@ pub struct SubscriptionInfo {
     pub held: u64,
     /// Readings received since start.
     pub received: u64,
-    /// Duplicates dropped since start.
+    /// Duplicates dropped since start (a reading the inbox holds already).
     pub duplicates: u64,
+    /// Readings refused since start because their sequence is not above
+    /// the inbox's last, yet they are not in the inbox: the gateway's
+    /// sequence went back (it should not; see the gateway's log).
+    #[serde(default)]
+    pub behind: u64,
     /// Readings refused (bad signature, wrong signer) since start.
     pub rejected: u64,
     /// Readings dropped from the full inbox since start.
@@ -214,9 +240,40 @@ pub struct InboxEntry {
     pub reading: ReadingView,
 }
 
+/// A clock offset (as in [`Status::clock_offset_ms`]) for people: "2 h 0 min behind", "12.3 s ahead of".
+pub fn offset_text(offset_ms: i64) -> String {
+    let side = if offset_ms >= 0 { "behind" } else { "ahead of" };
+    let ms = offset_ms.unsigned_abs();
+    let amount = if ms >= 3_600_000 {
+        format!("{} h {} min", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+    } else if ms >= 60_000 {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    };
+    format!("{amount} {side}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_warn_from_eighty_percent() {
+        assert_eq!(near_limit("records", 79, 100, "x"), None);
+        assert_eq!(
+            near_limit("records", 80, 100, "raise it").as_deref(),
+            Some("records: 80 of at most 100; raise it")
+        );
+        assert_eq!(near_limit("records", 1, 0, "x"), None);
+    }
+
+    #[test]
+    fn offsets_read_as_people_say_them() {
+        assert_eq!(offset_text(7_200_000), "2 h 0 min behind");
+        assert_eq!(offset_text(-600_000), "10 min 0 s ahead of");
+        assert_eq!(offset_text(-12_345), "12.3 s ahead of");
+    }
 
     /// The CLI reads answers of agents older than the shapes here.
     #[test]

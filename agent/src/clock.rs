@@ -10,9 +10,18 @@
 //! The time source is the bridges crate's [`streembit_bridges::Clock`]:
 //! the bus loops stamp readings with the same clock that seals them.
 //!
-//! What this module does not do: agree a time with peers or correct the
-//! clock. It only makes the clock an argument.
+//! The clock is also where the network's time lives. A node learns how far
+//! its wall clock is from its authenticated peers' (the node's time sync
+//! measures it) and sets [`Clock::set_offset`]; from then on
+//! [`Clock::wall`] is the *network time*: what the node stamps on its
+//! envelopes and readings and checks freshness against. The machine's own
+//! reading stays available as [`Clock::local`], for measuring and for
+//! showing the offset.
+//!
+//! What this module does not do: measure the offset (the node's time sync
+//! does), or set the machine's clock (that is NTP's job).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -20,35 +29,87 @@ use streembit_bridges::Now;
 
 use crate::wire::UnixMillis;
 
-/// The agent's clock: cheap to clone, shared by every shell.
+/// The agent's clock: cheap to clone, shared by every shell. Clones share
+/// the offset.
 #[derive(Clone)]
-pub struct Clock(Arc<dyn streembit_bridges::Clock>);
+pub struct Clock {
+    source: Arc<dyn streembit_bridges::Clock>,
+    offset_ms: Arc<AtomicI64>,
+}
 
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Self(Arc::new(SystemSource))
+        Self::new(Arc::new(SystemSource))
     }
 
-    /// A clock reading `source`.
+    /// A clock reading `source`, with no offset yet.
     pub fn new(source: Arc<dyn streembit_bridges::Clock>) -> Self {
-        Self(source)
+        Self {
+            source,
+            offset_ms: Arc::default(),
+        }
     }
 
-    /// Wall-clock time, ms since the Unix epoch (timestamps, freshness).
+    /// Network time, ms since the Unix epoch: the local wall clock
+    /// corrected by the offset learned from peers (timestamps, freshness).
     pub fn wall(&self) -> UnixMillis {
-        UnixMillis(self.0.now().unix_ms)
+        shifted(self.source.now().unix_ms, self.offset_ms())
+    }
+
+    /// The local wall clock as the machine reads it, uncorrected.
+    pub fn local(&self) -> UnixMillis {
+        UnixMillis(self.source.now().unix_ms)
     }
 
     /// Monotonic time (timeouts, rates, ages).
     pub fn instant(&self) -> std::time::Instant {
-        self.0.now().instant.into_std()
+        self.source.now().instant.into_std()
     }
 
-    /// The source, for the bridges' event loops.
-    pub fn source(&self) -> Arc<dyn streembit_bridges::Clock> {
-        self.0.clone()
+    /// How far the network's time is from the local wall clock, in ms
+    /// (positive: the local clock is behind).
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
     }
+
+    /// Corrects [`Clock::wall`] by `offset_ms` from now on.
+    pub fn set_offset(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// The bridges' time source, corrected like [`Clock::wall`]: readings
+    /// are stamped with the network's time too.
+    pub fn source(&self) -> Arc<dyn streembit_bridges::Clock> {
+        Arc::new(self.clone())
+    }
+}
+
+impl streembit_bridges::Clock for Clock {
+    fn now(&self) -> Now {
+        let now = self.source.now();
+        Now {
+            instant: now.instant,
+            unix_ms: shifted(now.unix_ms, self.offset_ms()).0,
+        }
+    }
+}
+
+impl crate::wire::TimeSource for Clock {
+    fn network_now(&self) -> UnixMillis {
+        self.wall()
+    }
+    fn offset_ms(&self) -> i64 {
+        Clock::offset_ms(self)
+    }
+}
+
+fn shifted(ms: u64, offset: i64) -> UnixMillis {
+    UnixMillis(if offset >= 0 {
+        ms.saturating_add(offset.unsigned_abs())
+    } else {
+        ms.saturating_sub(offset.unsigned_abs())
+    })
 }
 
 impl Default for Clock {
@@ -59,7 +120,10 @@ impl Default for Clock {
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Clock").field(&self.wall().0).finish()
+        f.debug_struct("Clock")
+            .field("wall", &self.wall().0)
+            .field("offset_ms", &self.offset_ms())
+            .finish()
     }
 }
 
@@ -96,15 +160,9 @@ pub struct OffsetClock {
 
 impl streembit_bridges::Clock for OffsetClock {
     fn now(&self) -> Now {
-        let wall = system_wall_ms();
-        let unix_ms = if self.offset_ms >= 0 {
-            wall.saturating_add(self.offset_ms.unsigned_abs())
-        } else {
-            wall.saturating_sub(self.offset_ms.unsigned_abs())
-        };
         Now {
             instant: tokio::time::Instant::now(),
-            unix_ms,
+            unix_ms: shifted(system_wall_ms(), self.offset_ms).0,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! - `journal`: a bounded, crash-safe sequence log on disk (the
 //!   store-and-forward queues and subscribers' inboxes).
 //! - `metrics`: metric families as plain data, encoded for `/metrics`.
+//! - `state_file`: small files in the state directory, written atomically.
 //! - [`api`]: the local API's JSON shapes (a leaf: no layer owns them).
 //! - [`identity`]: Ed25519 keys, node ids and the keystore on disk.
 //!
@@ -46,6 +47,7 @@ pub mod identity;
 mod journal;
 mod metrics;
 mod node;
+mod state_file;
 mod transport;
 pub mod wire;
 

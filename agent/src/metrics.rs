@@ -26,7 +26,15 @@ pub struct Family {
     name: &'static str,
     help: &'static str,
     kind: Kind,
-    samples: Vec<(Vec<(&'static str, String)>, u64)>,
+    samples: Vec<(Vec<(&'static str, String)>, Sample)>,
+}
+
+/// One sample's value: counts, or a gauge that can be negative or
+/// fractional (a clock offset in seconds).
+#[derive(Debug, Clone, Copy)]
+enum Sample {
+    Count(u64),
+    Real(f64),
 }
 
 impl Family {
@@ -54,7 +62,14 @@ impl Family {
     /// Adds a sample with `labels`.
     pub fn push(&mut self, labels: &[(&'static str, &str)], value: u64) {
         let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        self.samples.push((labels, value));
+        self.samples.push((labels, Sample::Count(value)));
+    }
+
+    /// A gauge of one unlabelled real value (negative allowed).
+    pub fn real(name: &'static str, help: &'static str, value: f64) -> Self {
+        let mut f = Self::new(name, help, Kind::Gauge);
+        f.samples.push((Vec::new(), Sample::Real(value)));
+        f
     }
 }
 
@@ -73,11 +88,15 @@ impl Collector for Snapshot {
                 let labels: Vec<(&str, &str)> =
                     labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let sample = family.encode_family(&labels)?;
-                match f.kind {
-                    Kind::Counter => ConstCounter::new(*value).encode(sample)?,
-                    Kind::Gauge => {
-                        ConstGauge::new(i64::try_from(*value).unwrap_or(i64::MAX)).encode(sample)?
+                match (f.kind, *value) {
+                    (Kind::Counter, Sample::Count(n)) => ConstCounter::new(n).encode(sample)?,
+                    (Kind::Counter, Sample::Real(x)) => {
+                        ConstCounter::new(x.max(0.0)).encode(sample)?
                     }
+                    (Kind::Gauge, Sample::Count(n)) => {
+                        ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(sample)?
+                    }
+                    (Kind::Gauge, Sample::Real(x)) => ConstGauge::new(x).encode(sample)?,
                 }
             }
         }
@@ -110,12 +129,14 @@ mod tests {
                 .with(&[("reason", "a")], 3)
                 .with(&[("reason", "b")], 0),
             Family::single("x_open", "Open things.", Kind::Gauge, 7),
+            Family::real("x_offset_seconds", "An offset.", -7200.25),
         ]);
         assert!(text.contains("# TYPE x_refused counter"), "{text}");
         assert!(text.contains("x_refused_total{reason=\"a\"} 3"), "{text}");
         assert!(text.contains("x_refused_total{reason=\"b\"} 0"), "{text}");
         assert!(text.contains("# TYPE x_open gauge\n"), "{text}");
         assert!(text.contains("x_open 7"), "{text}");
+        assert!(text.contains("x_offset_seconds -7200.25"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }
 }

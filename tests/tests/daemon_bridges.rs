@@ -174,8 +174,13 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         err.contains("b.toml") && err.contains("already defined in a.toml"),
         "{err}"
     );
+    // An absent serial device is a warning (the adapter may be plugged in
+    // later), named with its file and key, not a problem.
     assert!(
-        err.contains("c.toml") && err.contains("/dev/ttyNOPE0 does not exist"),
+        err.contains("warning: ")
+            && err.contains("c.toml")
+            && err.contains("modbus_rtu.port")
+            && err.contains("/dev/ttyNOPE0 does not exist"),
         "{err}"
     );
     // `run` refuses to start on the same files.
@@ -185,6 +190,20 @@ fn check_config_catches_cross_file_and_device_path_problems() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Without the cross-file problem, the absent device alone passes the
+    // check: exit 0, the warning on the way.
+    std::fs::remove_file(dir.join("bridges.d/b.toml")).expect("remove");
+    let out = std::process::Command::new(streembit_tests::harness::cli::binary())
+        .args(["check-config", "--config", "agent.toml"])
+        .current_dir(dir)
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", stderr(&out));
+    assert!(
+        said.contains("config OK") && said.contains("warning: ") && said.contains("/dev/ttyNOPE0"),
+        "{said}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::agent_client::get;
 use super::{ConfigArg, Failure, EXIT_INVALID};
-use crate::api::{ApiError, DeviceInfo, LookupAnswer, Peer, Status};
+use crate::api::{offset_text, ApiError, DeviceInfo, LookupAnswer, Peer, Status};
 use crate::daemon::config::AgentConfig;
 
 pub(super) fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
@@ -54,7 +54,7 @@ pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Res
     write(
         out,
         &format!(
-            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\nreachability: {}\nannounced:    {}\n",
+            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\nreachability: {}\nannounced:    {}\nclock:        {}\n",
             s.network,
             s.network_kind,
             s.key,
@@ -66,9 +66,27 @@ pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Res
             s.records_stored,
             s.devices,
             s.reachability,
-            s.addrs.join(", ")
+            s.addrs.join(", "),
+            clock_line(&s)
         ),
     )
+}
+
+/// The clock line of `status`: the offset from the network's time, and
+/// what to do when it is beyond what peers accept.
+fn clock_line(s: &Status) -> String {
+    if s.clock_peers == 0 {
+        return "not compared with any peer yet".to_owned();
+    }
+    let mut line = format!(
+        "local clock {} the network's (median of {} peers)",
+        offset_text(s.clock_offset_ms),
+        s.clock_peers
+    );
+    if s.clock_offset_ms.unsigned_abs() > 60_000 {
+        line.push_str("; fix it: enable NTP or fit a real-time clock");
+    }
+    line
 }
 
 pub(super) fn peers(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {

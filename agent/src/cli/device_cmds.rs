@@ -154,13 +154,14 @@ pub(super) fn subscriptions(args: &JsonArgs, out: &mut dyn Write) -> Result<(), 
     let mut text = String::new();
     for s in &list {
         text.push_str(&format!(
-            "{}  {}  last seq {}  held {}  received {}  duplicates {}  rejected {}  dropped {}\n",
+            "{}  {}  last seq {}  held {}  received {}  duplicates {}  behind {}  rejected {}  dropped {}\n",
             s.device,
             if s.connected { "connected" } else { "waiting" },
             s.last_seq,
             s.held,
             s.received,
             s.duplicates,
+            s.behind,
             s.rejected,
             s.dropped
         ));

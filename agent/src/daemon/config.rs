@@ -73,6 +73,30 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     /// `[nat]`: reachability, relaying for others, hole punching.
     pub nat: NatSection,
+    /// `[dht]`: what this agent keeps for others.
+    pub dht: DhtSection,
+    /// For tests and demonstrations only: run as if the machine's wall
+    /// clock were off by this many ms (negative: behind). The agent then
+    /// learns the network's time from its peers, as a gateway with a wrong
+    /// clock does in the field.
+    pub simulate_clock_offset_ms: i64,
+}
+
+/// `[dht]`: the limits of what this agent keeps for other peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DhtSection {
+    /// Device records kept per gateway for the devices it hosts: the
+    /// devices one gateway can make findable through this agent.
+    pub max_devices_per_gateway: usize,
+}
+
+impl Default for DhtSection {
+    fn default() -> Self {
+        Self {
+            max_devices_per_gateway: crate::dht::DEFAULT_MAX_DEVICES_PER_GATEWAY,
+        }
+    }
 }
 
 /// `[nat]`: how this agent is reached behind NAT, and whether it relays
@@ -172,6 +196,8 @@ impl Default for AgentConfig {
             inbox_max_bytes: 16 * 1024 * 1024,
             mqtt: MqttConfig::default(),
             nat: NatSection::default(),
+            dht: DhtSection::default(),
+            simulate_clock_offset_ms: 0,
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptio
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent, NodeHandle};
 use crate::transport::{Endpoint, Membership, TransportConfig};
-use crate::wire::Session;
+use crate::wire::{Session, TimeSource};
 use config::{bridges_dir, AgentConfig};
 
 /// Exit code for a config or identity problem (the operator's to fix).
@@ -86,7 +86,8 @@ pub(crate) fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonErr
 
 /// What `streembit check-config` checks: the agent config and every
 /// bridge file. A summary when all is well, else every problem, each
-/// naming its file, key and reason.
+/// naming its file, key and reason; warnings (a device file absent now)
+/// either way.
 pub(crate) fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec<String>> {
     let mut problems = Vec::new();
     if let Err(e) = AgentConfig::load(path) {
@@ -96,14 +97,37 @@ pub(crate) fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec
     let loaded = devices::load_dir(&dir);
     problems.extend(loaded.errors());
     if !problems.is_empty() {
+        problems.extend(loaded.warnings.iter().map(|w| format!("warning: {w}")));
         return Err(problems);
     }
     let devices: usize = loaded.good.iter().map(|b| b.bus.device_names().len()).sum();
-    Ok(format!(
+    let mut summary = format!(
         "config OK ({} bridge files, {devices} devices in {})",
         loaded.good.len(),
         dir.display()
-    ))
+    );
+    let budget = AgentConfig::load(path)
+        .map(|c| c.dht.max_devices_per_gateway)
+        .unwrap_or(crate::dht::DEFAULT_MAX_DEVICES_PER_GATEWAY);
+    for w in loaded
+        .warnings
+        .iter()
+        .chain(&device_budget_warning(devices, budget))
+    {
+        summary.push_str(&format!("\nwarning: {w}"));
+    }
+    Ok(summary)
+}
+
+/// Near the device records peers keep per gateway: beyond them, devices
+/// are not findable.
+fn device_budget_warning(devices: usize, budget: usize) -> Option<String> {
+    crate::api::near_limit(
+        "devices hosted here",
+        devices,
+        budget,
+        "peers keep at most that many device records of one gateway ([dht] max_devices_per_gateway, on every agent); more are not findable",
+    )
 }
 
 async fn serve(
@@ -111,7 +135,16 @@ async fn serve(
     config_path: Option<std::path::PathBuf>,
 ) -> Result<(), DaemonError> {
     let state_dir = config.state_dir();
-    let clock = Clock::system();
+    let clock = match config.simulate_clock_offset_ms {
+        0 => Clock::system(),
+        offset_ms => {
+            tracing::warn!(
+                offset_ms,
+                "simulate_clock_offset_ms: running on a deliberately wrong clock"
+            );
+            Clock::new(Arc::new(crate::clock::OffsetClock { offset_ms }))
+        }
+    };
     // Bridge files are config too: a broken one stops the start (exit 2);
     // on reload it only keeps its previous version running.
     let bridges_dir = bridges_dir(config_path.as_deref());
@@ -146,6 +179,7 @@ async fn serve(
     node_cfg.announce = announce_addrs(&config, bound);
     node_cfg.nat = nat;
     node_cfg.clock = clock.clone();
+    node_cfg.dht.store.max_devices_per_gateway = config.dht.max_devices_per_gateway;
     for seed in config.seeds() {
         match seed.resolve() {
             Ok(addr) if seed.key != key.public() => node_cfg.seeds.push((seed.key, addr)),
@@ -179,6 +213,7 @@ async fn serve(
         network.clone(),
         outboxes.clone(),
         clock.clone(),
+        &state_dir.join("seq"),
     );
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
@@ -191,12 +226,9 @@ async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // One session per protocol, each with its own replay window.
-    let session = || Session::new(key.clone(), network.clone(), wire.clone(), clock.wall());
-    let service = Arc::new(DeviceService::new(
-        devices.clone(),
-        session(),
-        clock.clone(),
-    ));
+    let time: Arc<dyn TimeSource> = Arc::new(clock.clone());
+    let session = || Session::new(key.clone(), network.clone(), wire.clone(), time.clone());
+    let service = Arc::new(DeviceService::new(devices.clone(), session()));
     let (device_streams_tx, device_streams_rx) = mpsc::channel(256);
     node.serve_devices(device_streams_tx);
     tokio::spawn(service.clone().run(device_streams_rx));
@@ -205,7 +237,6 @@ async fn serve(
         network.clone(),
         node.dialer(),
         handle.clone(),
-        clock.clone(),
     ));
     let node_task = tokio::spawn(node.run(shutdown_rx.clone()));
     host_devices(&handle, &devices, &membership, &clock).await;
@@ -246,6 +277,7 @@ async fn serve(
             remote,
             subscriptions: subscriptions.clone(),
             mqtt: mqtt_stats,
+            device_budget: config.dht.max_devices_per_gateway,
         },
         shutdown_rx.clone(),
     ));

@@ -40,6 +40,8 @@ pub(crate) struct Context {
     pub subscriptions: Subscriptions,
     /// The local MQTT publisher's counters.
     pub mqtt: Arc<MqttStats>,
+    /// Device records peers keep per gateway (`[dht]`), to warn near it.
+    pub device_budget: usize,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -136,6 +138,8 @@ async fn answer(
     match route {
         Route::Status => ask(node.status()).await.map(|mut s| {
             s.devices = devices.count();
+            s.warnings
+                .extend(super::device_budget_warning(s.devices, ctx.device_budget));
             json(&s)
         }),
         Route::Peers => ask(node.peers()).await.map(|p| json(&p)),

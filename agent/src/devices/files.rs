@@ -29,6 +29,9 @@ pub(crate) struct Loaded {
     pub good: Vec<LoadedBridge>,
     /// Broken files, by file name, with their problems.
     pub broken: BTreeMap<String, Vec<String>>,
+    /// What is worth saying about good files: a device file (serial port,
+    /// I2C bus) absent now. Such a bridge starts anyway and waits for it.
+    pub warnings: Vec<String>,
 }
 
 impl Loaded {
@@ -77,7 +80,7 @@ pub(crate) fn load_dir(dir: &Path) -> Loaded {
                         ));
                     }
                 }
-                errs.extend(check_paths(&bus, &shown));
+                loaded.warnings.extend(absent_paths(&bus, &shown));
                 if errs.is_empty() {
                     for device in bus.device_names() {
                         owners.insert(device.to_owned(), name.clone());
@@ -116,15 +119,17 @@ fn load_file(path: &Path, shown: &str) -> Result<(Bus, u64), Vec<String>> {
         })
 }
 
-/// Things only the gateway can check: the device files the bus opens
-/// (serial ports, I2C buses) must exist here.
-fn check_paths(bus: &Bus, shown: &str) -> Vec<String> {
+/// What only the gateway can see: a device file the bus opens (a serial
+/// port, an I2C bus) that is absent now. Not an error: a USB adapter
+/// plugged in later, or i2c-dev loaded after the agent, must not keep a
+/// gateway down; the bridge shows its devices offline and retries.
+fn absent_paths(bus: &Bus, shown: &str) -> Vec<String> {
     bus.device_paths()
         .into_iter()
         .filter(|d| !Path::new(&d.path).exists())
         .map(|d| {
             format!(
-                "{shown}: key `{}`: {} {} does not exist",
+                "{shown}: key `{}`: {} {} does not exist (yet): its devices stay offline until it appears",
                 d.key, d.kind, d.path
             )
         })

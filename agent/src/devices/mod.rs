@@ -12,6 +12,8 @@
 //! - `board.rs`: what every device last said, as the API shows it.
 //! - `reading.rs`: a reading on the wire, sealed and verified; its
 //!   sequence numbers.
+//! - `sequence.rs`: each device's sequence reservation on disk, so
+//!   sequences never go back across restarts or clock steps.
 //! - `feed.rs`: every signed reading as it is made or received, for local
 //!   consumers.
 //! - `outbox.rs`: store-and-forward queues, one per (device, subscriber).
@@ -43,6 +45,7 @@ mod outbox;
 mod protocol;
 mod reading;
 mod remote;
+mod sequence;
 mod service;
 mod subscriber;
 mod supervisor;

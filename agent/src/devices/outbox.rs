@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,10 @@ pub(super) struct Outbox {
     /// Wakes the delivery task when a reading is appended.
     pub(super) wake: Notify,
     /// Bumped by each new delivery stream, so an older one stops.
-    pub(super) generation: std::sync::atomic::AtomicU64,
+    pub(super) generation: AtomicU64,
+    /// Readings this queue refused (the disk, a sequence not above its
+    /// last).
+    refused: AtomicU64,
 }
 
 impl Outbox {
@@ -105,6 +109,8 @@ impl Outboxes {
         for outbox in map.get(device).into_iter().flatten() {
             if let Ok(mut j) = outbox.journal.lock() {
                 if let Err(e) = j.append(seq, envelope) {
+                    // That subscriber will not get this reading: counted.
+                    outbox.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(dir = %j.dir().display(), error = %e, "cannot queue a reading");
                 }
             }
@@ -214,6 +220,11 @@ impl Outboxes {
             "Readings queued for a subscriber and not yet acknowledged.",
             Kind::Gauge,
         );
+        let mut refused = Family::new(
+            "streembit_outbox_refused",
+            "Readings a subscriber's queue refused (disk error, a sequence not above its last) since start: that subscriber did not get them.",
+            Kind::Counter,
+        );
         let mut dropped = Family::new(
             "streembit_outbox_dropped",
             "Readings dropped from a full store-and-forward queue since start.",
@@ -231,11 +242,12 @@ impl Outboxes {
                             labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                         pending.push(&labels, j.len());
                         dropped.push(&labels, j.dropped());
+                        refused.push(&labels, o.refused.load(Ordering::Relaxed));
                     }
                 }
             }
         }
-        vec![pending, dropped]
+        vec![pending, dropped, refused]
     }
 }
 
@@ -244,7 +256,8 @@ fn new_outbox(subscriber: PublicKey, journal: Journal) -> Outbox {
         subscriber,
         journal: Mutex::new(journal),
         wake: Notify::new(),
-        generation: std::sync::atomic::AtomicU64::new(0),
+        generation: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 use super::protocol::{Answer, Request};
 use super::reading::verify_readings;
 use crate::api::ReadingView;
-use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::node::{parse_addrs, Dialer, NodeError, NodeHandle, PeerAddr};
 use crate::transport::framing::{read_frame, write_frame};
@@ -52,7 +51,6 @@ pub(crate) struct Remote {
     network: NetworkId,
     dialer: Dialer,
     node: NodeHandle,
-    clock: Clock,
 }
 
 impl Remote {
@@ -63,14 +61,12 @@ impl Remote {
         network: NetworkId,
         dialer: Dialer,
         node: NodeHandle,
-        clock: Clock,
     ) -> Self {
         Self {
             session,
             network,
             dialer,
             node,
-            clock,
         }
     }
 
@@ -147,7 +143,7 @@ impl Remote {
             Request::Subscribe { .. } => Kind::Subscribe,
         };
         self.session
-            .seal(kind, device, &request.encode(device), self.clock.wall())
+            .seal(kind, device, &request.encode(device))
             .map_err(|e| RemoteError::Invalid(e.to_string()))
     }
 
@@ -159,7 +155,7 @@ impl Remote {
     ) -> Result<Answer, RemoteError> {
         let from = self
             .session
-            .open_from(device, bytes, self.clock.wall())
+            .open_from(device, bytes)
             .map_err(|e| RemoteError::Invalid(e.to_string()))?;
         match Answer::decode(from.opened()).map_err(|e| RemoteError::Invalid(e.to_string()))? {
             Answer::Error { code, message } => Err(RemoteError::Refused { code, message }),

@@ -19,7 +19,6 @@ use super::board::HostedDevice;
 use super::outbox::Outbox;
 use super::protocol::{target_device, Answer, ErrorCode, Request};
 use super::supervisor::Devices;
-use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::metrics::{Family, Kind as MetricKind};
 use crate::node::{DeviceStream, BUSY};
@@ -43,7 +42,6 @@ pub(crate) struct DeviceService {
     /// devices' answers (each with its own key).
     session: Session,
     max_frame: usize,
-    clock: Clock,
     /// `(request kind, outcome)` → count.
     counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -51,11 +49,10 @@ pub(crate) struct DeviceService {
 impl DeviceService {
     /// A service for `devices`, opening and sealing with the gateway's
     /// `session`.
-    pub(crate) fn new(devices: Devices, session: Session, clock: Clock) -> Self {
+    pub(crate) fn new(devices: Devices, session: Session) -> Self {
         Self {
             max_frame: session.max_frame(),
             session,
-            clock,
             devices,
             counts: Mutex::new(BTreeMap::new()),
         }
@@ -89,16 +86,14 @@ impl DeviceService {
         // Signed by someone other than the TLS-proven caller counts as
         // `sender_mismatch`.
         self.session
-            .open_from_to(peer, device.node_id(), bytes, self.clock.wall())
+            .open_from_to(peer, device.node_id(), bytes)
             .map_err(|e| self.count("envelope", e.reason()))
             .ok()
     }
 
     fn seal(&self, device: &HostedDevice, to: &PublicKey, answer: &Answer) -> Option<Vec<u8>> {
         let (kind, payload) = answer.encode();
-        let sealed = self
-            .session
-            .seal_as(&device.key, kind, to, &payload, self.clock.wall());
+        let sealed = self.session.seal_as(&device.key, kind, to, &payload);
         sealed
             .map_err(|e| tracing::warn!(error = %e, "cannot seal a device answer"))
             .ok()

@@ -42,6 +42,7 @@ struct Stats {
     connected: bool,
     received: u64,
     duplicates: u64,
+    behind: u64,
     rejected: u64,
     last_error: Option<String>,
 }
@@ -192,6 +193,7 @@ impl Subscriptions {
                     held,
                     received: st.map_or(0, |s| s.received),
                     duplicates: st.map_or(0, |s| s.duplicates),
+                    behind: st.map_or(0, |s| s.behind),
                     rejected: st.map_or(0, |s| s.rejected),
                     dropped,
                     last_error: st.ok().and_then(|s| s.last_error.clone()),
@@ -255,6 +257,7 @@ impl Subscriptions {
             for (outcome, n) in [
                 ("received", s.received),
                 ("duplicate", s.duplicates),
+                ("behind", s.behind),
                 ("rejected", s.rejected),
                 ("dropped", s.dropped),
             ] {
@@ -373,7 +376,15 @@ async fn session(
                         }
                     };
                     if r.seq <= last {
-                        bump(sub, |s| s.duplicates += 1);
+                        if holds(sub, r.seq, &env) {
+                            bump(sub, |s| s.duplicates += 1);
+                        } else {
+                            // Not something we have: the gateway numbered
+                            // it below what it sent before. Refused (the
+                            // inbox is in sequence order), never silently.
+                            tracing::warn!(device = %device, seq = r.seq, last, "reading numbered below the inbox's last, and not in it: refused and counted as behind");
+                            bump(sub, |s| s.behind += 1);
+                        }
                         continue;
                     }
                     let mut body = Vec::with_capacity(8 + env.len());
@@ -402,6 +413,18 @@ async fn session(
             Err(e) => return Err(unreachable(e.to_string())),
         }
     }
+}
+
+/// Whether the inbox holds reading `seq` with exactly these bytes.
+fn holds(sub: &Subscription, seq: u64, envelope: &[u8]) -> bool {
+    let Ok(journal) = sub.journal.lock() else {
+        return false;
+    };
+    journal
+        .read_after(seq.saturating_sub(1), 1, 1 << 20)
+        .ok()
+        .and_then(|records| records.into_iter().next())
+        .is_some_and(|(s, body)| s == seq && body.get(8..) == Some(envelope))
 }
 
 /// Tells the gateway we hold every reading up to `last`.

@@ -14,10 +14,11 @@ use streembit_bridges::{BridgeHandle, BridgeOptions, Bus, Command, Value};
 use tokio::task::JoinHandle;
 
 use super::board::{Board, HostedDevice};
-use super::collector::Collector;
+use super::collector::{Collector, Marks};
 use super::feed::Feed;
 use super::files::{Loaded, LoadedBridge};
 use super::outbox::Outboxes;
+use super::sequence::SeqMarks;
 use super::DevicesError;
 use crate::api::DeviceInfo;
 use crate::clock::Clock;
@@ -43,17 +44,20 @@ pub(crate) struct Devices {
     feed: Feed,
     clock: Clock,
     reload_errors: Arc<AtomicU64>,
+    marks: Marks,
 }
 
 impl Devices {
     /// No bridges yet; device keys come from `keystore`, readings are
     /// sealed for `network` at `clock`'s time and queued in `outboxes` for
-    /// subscribers.
+    /// subscribers; each device's sequence reservation is kept in
+    /// `seq_dir`.
     pub(crate) fn new(
         keystore: Keystore,
         network: NetworkId,
         outboxes: Arc<Outboxes>,
         clock: Clock,
+        seq_dir: &std::path::Path,
     ) -> Self {
         Self {
             running: Arc::default(),
@@ -64,6 +68,10 @@ impl Devices {
             feed: Feed::default(),
             clock,
             reload_errors: Arc::default(),
+            marks: Marks {
+                marks: SeqMarks::new(seq_dir),
+                errors: Arc::default(),
+            },
         }
     }
 
@@ -83,6 +91,9 @@ impl Devices {
     /// Returns the problems found (empty when all files were good). Needs a
     /// tokio runtime.
     pub(crate) async fn apply(&self, loaded: Loaded) -> Vec<String> {
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
         let mut errors = loaded.errors();
         if !loaded.broken.is_empty() {
             self.reload_errors
@@ -156,6 +167,7 @@ impl Devices {
             self.outboxes.clone(),
             self.feed.clone(),
             self.board.clone(),
+            self.marks.clone(),
         );
         let collector = tokio::spawn(collector.run(readings, self.clock.clone()));
         let mut running = self.running.lock().map_err(|_| DevicesError::Poisoned)?;
@@ -269,6 +281,12 @@ impl Devices {
             "Bridge files refused at start or reload.",
             Kind::Counter,
             self.reload_errors.load(Ordering::Relaxed),
+        ));
+        families.push(Family::single(
+            "streembit_sequence_mark_errors",
+            "Reading sequence reservations that could not be written to the state directory.",
+            Kind::Counter,
+            self.marks.errors.load(Ordering::Relaxed),
         ));
         families
     }

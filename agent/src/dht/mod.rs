@@ -65,6 +65,7 @@ pub(crate) use self::record::{RecordError, DEFAULT_TTL};
 #[cfg(any(test, feature = "sim"))]
 pub(crate) use self::record::{RecordVerifier, VerifiedRecord};
 pub(crate) use self::store::StoreConfig;
+pub(crate) use self::store::DEFAULT_MAX_DEVICES_PER_GATEWAY;
 pub use self::store::DEFAULT_MAX_PER_PUBLISHER;
 pub(crate) use self::timer::Time;
 #[cfg(test)]

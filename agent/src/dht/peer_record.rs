@@ -95,15 +95,15 @@ impl RecordVerifier for WireRecordVerifier {
                 _ => RecordError::Malformed,
             },
         )?;
-        let (seq, ttl_secs) = match opened.kind() {
+        let (seq, ttl_secs, host) = match opened.kind() {
             Kind::PeerRecord => {
                 let p: PeerRecord =
                     ciborium::from_reader(opened.payload()).map_err(|_| RecordError::Malformed)?;
-                (p.seq, p.ttl_secs)
+                (p.seq, p.ttl_secs, None)
             }
             Kind::DeviceRecord => {
                 let d = DeviceRecord::open(opened.payload(), &opened.sender(), &self.network)?;
-                (d.seq, d.ttl_secs)
+                (d.seq, d.ttl_secs, Some(d.gateway))
             }
             _ => return Err(RecordError::WrongContext),
         };
@@ -114,6 +114,7 @@ impl RecordVerifier for WireRecordVerifier {
             seq,
             issued,
             expires: issued + ttl,
+            host,
         })
     }
 }

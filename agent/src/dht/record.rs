@@ -32,6 +32,10 @@ pub(crate) struct VerifiedRecord {
     pub issued: Time,
     /// When it stops being valid (`issued + ttl`).
     pub expires: Time,
+    /// For a device record: the gateway that counter-signed it (the store
+    /// charges the record to that gateway's device budget when the gateway
+    /// itself stores it).
+    pub host: Option<PublicKey>,
 }
 
 impl VerifiedRecord {

@@ -5,6 +5,13 @@
 //! sent the STORE), the bytes per record and the bytes in all. A STORE
 //! beyond any limit is refused and counted; nothing is evicted to make
 //! room, so a flood cannot push out records already held.
+//!
+//! Device records a gateway stores for its own devices (the record names
+//! it as the gateway and carries its counter-signature) are charged to a
+//! separate, larger budget of that gateway's, so a gateway of a thousand
+//! devices has every one findable, while any one key still parks at most
+//! [`DEFAULT_MAX_PER_PUBLISHER`] records of others plus
+//! [`DEFAULT_MAX_DEVICES_PER_GATEWAY`] of its own devices.
 
 use std::collections::BTreeMap;
 
@@ -14,21 +21,23 @@ use super::message::StoreRefusal;
 use super::record::VerifiedRecord;
 use super::timer::Time;
 
-/// Records one peer may have us hold by default: a gateway's own record
-/// plus up to 255 device records. 16 proved too few: a gateway with 100
-/// devices had most of them unfindable (the devices bench).
+/// Records one peer may have us hold by default, beyond its own devices'.
 pub const DEFAULT_MAX_PER_PUBLISHER: usize = 256;
+/// Device records a gateway may have us hold for the devices it hosts.
+/// Issue 17: with devices charged to the publisher's 256, a gateway of
+/// 1,000 devices had 743 unfindable.
+pub(crate) const DEFAULT_MAX_DEVICES_PER_GATEWAY: usize = 2048;
 
 /// Limits of the record store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StoreConfig {
     /// Records held at most.
     pub max_records: usize,
-    /// Records held at most per publishing peer. A gateway publishes its
-    /// own record and one per hosted device (each device record is sent by
-    /// the gateway), so this also caps the devices one gateway can make
-    /// findable: [`DEFAULT_MAX_PER_PUBLISHER`] - 1 by default.
+    /// Records held at most per publishing peer, its own devices' aside.
     pub max_per_publisher: usize,
+    /// Device records held at most per gateway, for the devices it hosts
+    /// and stores itself: the devices one gateway can make findable.
+    pub max_devices_per_gateway: usize,
     /// Largest record accepted, in bytes.
     pub max_record_bytes: usize,
     /// Bytes of record data held at most.
@@ -43,16 +52,27 @@ pub(crate) struct StoreConfig {
 }
 
 impl Default for StoreConfig {
-    /// Sized for a Raspberry-Pi-class gateway: at most 4 MiB of records.
+    /// Sized for a Raspberry-Pi-class gateway: at most 8 MiB of records
+    /// (a few gateways of a thousand devices each, and their peers).
     fn default() -> Self {
         Self {
-            max_records: 4096,
+            max_records: 8192,
             max_per_publisher: DEFAULT_MAX_PER_PUBLISHER,
+            max_devices_per_gateway: DEFAULT_MAX_DEVICES_PER_GATEWAY,
             max_record_bytes: 1024,
-            max_total_bytes: 4 << 20,
+            max_total_bytes: 8 << 20,
             closest_only: true,
         }
     }
+}
+
+/// Whose quota a record is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Budget {
+    /// The peer that sent the STORE.
+    Publisher(NodeId),
+    /// A gateway, for a device it hosts and stored itself.
+    Devices(NodeId),
 }
 
 #[derive(Clone, Debug)]
@@ -60,7 +80,7 @@ struct Stored {
     bytes: Box<[u8]>,
     seq: u64,
     expires: Time,
-    publisher: NodeId,
+    charged: Budget,
 }
 
 /// What an accepted STORE did.
@@ -80,7 +100,7 @@ pub(crate) enum Inserted {
 pub(crate) struct RecordStore {
     cfg: StoreConfig,
     records: BTreeMap<NodeId, Stored>,
-    per_publisher: BTreeMap<NodeId, usize>,
+    per_publisher: BTreeMap<Budget, usize>,
     total_bytes: usize,
 }
 
@@ -140,11 +160,17 @@ impl RecordStore {
         {
             return Err(StoreRefusal::Full);
         }
-        let held = self.per_publisher.get(&publisher).copied().unwrap_or(0);
-        if held >= self.cfg.max_per_publisher {
+        let (charged, quota) = match rec.host {
+            Some(g) if g.node_id() == publisher => {
+                (Budget::Devices(publisher), self.cfg.max_devices_per_gateway)
+            }
+            _ => (Budget::Publisher(publisher), self.cfg.max_per_publisher),
+        };
+        let held = self.per_publisher.get(&charged).copied().unwrap_or(0);
+        if held >= quota {
             return Err(StoreRefusal::PublisherQuota);
         }
-        self.per_publisher.insert(publisher, held + 1);
+        self.per_publisher.insert(charged, held + 1);
         self.total_bytes += bytes.len();
         self.records.insert(
             key,
@@ -152,7 +178,7 @@ impl RecordStore {
                 bytes: bytes.into(),
                 seq: rec.seq,
                 expires: rec.expires,
-                publisher,
+                charged,
             },
         );
         Ok(Inserted::New)
@@ -183,10 +209,10 @@ impl RecordStore {
         for k in &dead {
             if let Some(r) = self.records.remove(k) {
                 self.total_bytes -= r.bytes.len();
-                if let Some(n) = self.per_publisher.get_mut(&r.publisher) {
+                if let Some(n) = self.per_publisher.get_mut(&r.charged) {
                     *n -= 1;
                     if *n == 0 {
-                        self.per_publisher.remove(&r.publisher);
+                        self.per_publisher.remove(&r.charged);
                     }
                 }
             }
@@ -217,9 +243,12 @@ impl RecordStore {
     }
 
     #[cfg(test)]
-    /// Records held for `publisher`.
+    /// Records held for `publisher`, its own devices' aside.
     pub(crate) fn held_for(&self, publisher: &NodeId) -> usize {
-        self.per_publisher.get(publisher).copied().unwrap_or(0)
+        self.per_publisher
+            .get(&Budget::Publisher(*publisher))
+            .copied()
+            .unwrap_or(0)
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -227,7 +256,7 @@ impl RecordStore {
     pub(crate) fn heap_bytes(&self) -> usize {
         // A BTreeMap entry costs about its key and value plus ~1/3 node slack.
         let entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<Stored>();
-        let pub_entry = std::mem::size_of::<NodeId>() + std::mem::size_of::<usize>();
+        let pub_entry = std::mem::size_of::<Budget>() + std::mem::size_of::<usize>();
         self.total_bytes
             + (self.records.len() * entry + self.per_publisher.len() * pub_entry) * 4 / 3
     }
@@ -244,6 +273,7 @@ mod tests {
             seq,
             issued: Time(0),
             expires: Time(1000),
+            host: None,
         }
     }
 
@@ -252,6 +282,7 @@ mod tests {
         let cfg = StoreConfig {
             max_records: 3,
             max_per_publisher: 2,
+            max_devices_per_gateway: 2,
             max_record_bytes: 10,
             max_total_bytes: 25,
             closest_only: true,
@@ -281,5 +312,54 @@ mod tests {
         assert_eq!(s.get(&rec(1, 0).key(), Time(1000)), None);
         assert_eq!(s.expire(Time(1000)), 3);
         assert_eq!((s.len(), s.total_bytes(), s.held_for(&p)), (0, 0, 0));
+    }
+
+    /// A gateway's own devices go to their own budget: past the publisher
+    /// quota, yet still bounded; someone else's device records do not.
+    #[test]
+    fn a_gateways_devices_have_their_own_bounded_budget() {
+        let cfg = StoreConfig {
+            max_records: 100,
+            max_per_publisher: 2,
+            max_devices_per_gateway: 5,
+            max_record_bytes: 10,
+            max_total_bytes: 1000,
+            closest_only: true,
+        };
+        let mut s = RecordStore::new(cfg);
+        let gateway = Keypair::from_seed(&[200; 32]).public();
+        let device = |seed: u8, host| VerifiedRecord {
+            host: Some(host),
+            ..rec(seed, 1)
+        };
+        // Its own record and one other's: the publisher quota.
+        assert_eq!(
+            s.insert(&rec(200, 1), &[0; 4], gateway.node_id()),
+            Ok(Inserted::New)
+        );
+        for d in 1..=5 {
+            assert_eq!(
+                s.insert(&device(d, gateway), &[0; 4], gateway.node_id()),
+                Ok(Inserted::New),
+                "device {d}"
+            );
+        }
+        assert_eq!(
+            s.insert(&device(6, gateway), &[0; 4], gateway.node_id()),
+            Err(StoreRefusal::PublisherQuota),
+            "the device budget is bounded too"
+        );
+        // Device records naming another gateway are the sender's to pay.
+        let other = Keypair::from_seed(&[201; 32]).public();
+        assert_eq!(
+            s.insert(&device(7, other), &[0; 4], gateway.node_id()),
+            Ok(Inserted::New)
+        );
+        assert_eq!(
+            s.insert(&device(8, other), &[0; 4], gateway.node_id()),
+            Err(StoreRefusal::PublisherQuota)
+        );
+        assert_eq!(s.held_for(&gateway.node_id()), 2);
+        assert_eq!(s.len(), 7);
     }
 }

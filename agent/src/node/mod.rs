@@ -14,6 +14,8 @@
 //! - `hosting.rs`: hosted devices' TLS identities and device records.
 //! - `nat/`: reachability, relays and hole punching; [`Dialer`], through
 //!   which every dial goes.
+//! - `time_sync.rs`: the network's time: this node's clock offset from its
+//!   peers', measured and applied to the node's clock.
 //! - `metrics.rs`: counters in Prometheus text.
 //!
 //! Every envelope is opened and sealed here in the loop, which owns the
@@ -34,6 +36,7 @@ mod nat;
 mod persist;
 mod queries;
 mod rpc;
+mod time_sync;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -49,7 +52,7 @@ use crate::dht::{
 };
 use crate::identity::{Keypair, PublicKey};
 use crate::transport::{Connection, Endpoint, VerifiedPeer};
-use crate::wire::{FromPeer, Kind, NetworkId, Session, SessionError, WireConfig};
+use crate::wire::{FromPeer, Kind, NetworkId, Session, SessionError, TimeSource, WireConfig};
 
 pub(crate) use connections::Connections;
 pub(crate) use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
@@ -224,26 +227,31 @@ impl Node {
         let (inputs_tx, inputs_rx) = mpsc::channel(1024);
         let (handle, queries) = NodeHandle::channel();
         let conns = Connections::new(endpoint, cfg.max_connections);
-        let nat = Arc::new(Nat::new(
+        let time: Arc<dyn TimeSource> = Arc::new(clock.clone());
+        let session = || {
             Session::new(
                 key.clone(),
                 cfg.network.clone(),
                 cfg.wire.clone(),
-                started_ms,
-            ),
+                time.clone(),
+            )
+        };
+        let time = Arc::new(time_sync::TimeSync::new(
+            session(),
+            clock.clone(),
+            cfg.wire.skew_ms,
+        ));
+        let nat = Arc::new(Nat::new(
+            session(),
             cfg.nat.clone(),
             conns.clone(),
             inputs_tx.clone(),
             clock.clone(),
+            time,
         ));
         Self {
             verifier: WireRecordVerifier::new(cfg.network.clone()),
-            session: Session::new(
-                key.clone(),
-                cfg.network.clone(),
-                cfg.wire.clone(),
-                started_ms,
-            ),
+            session: session(),
             conns,
             nat,
             key,
@@ -295,6 +303,7 @@ impl Node {
     /// with [`CLOSE_SHUTDOWN`].
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.spawn_accept_loop(shutdown.clone());
+        self.spawn_time_resync(shutdown.clone());
         let seeds: Vec<Contact> = self
             .cfg
             .seeds
@@ -344,8 +353,29 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     }
 
+    /// Every [`time_sync::RESYNC`], asks a few connected peers for their
+    /// time again, so the offset follows a clock that drifts or is fixed.
+    fn spawn_time_resync(&self, mut shutdown: watch::Receiver<bool>) {
+        let nat = self.nat.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(time_sync::RESYNC);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let peers = nat.conns.live();
+                for conn in peers.iter().take(time_sync::WANTED_PEERS) {
+                    nat.time().sync_with(conn).await;
+                }
+            }
+        });
+    }
+
     fn spawn_accept_loop(&self, mut shutdown: watch::Receiver<bool>) {
         let conns = self.conns.clone();
+        let nat = self.nat.clone();
         let inputs = self.inputs_tx.clone();
         let device_streams = self.device_streams.clone();
         let clock = self.clock.clone();
@@ -360,6 +390,7 @@ impl Node {
                 let inputs = inputs.clone();
                 let device_streams = device_streams.clone();
                 let clock = clock.clone();
+                let nat = nat.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = conns.endpoint().handshake(incoming).await else {
                         return;
@@ -378,7 +409,12 @@ impl Node {
                         }
                         _ => {
                             conns.insert(conn.clone());
-                            let _ = inputs.send(Input::Connected(conn)).await;
+                            let _ = inputs.send(Input::Connected(conn.clone())).await;
+                            // A peer that dials us is a peer to learn the
+                            // network's time from, while we know too few.
+                            if nat.time().wants_more() {
+                                nat.time().sync_with(&conn).await;
+                            }
                         }
                     }
                 });
@@ -431,7 +467,7 @@ impl Node {
                 .or_default() += 1;
             return None;
         }
-        match self.session.open_from(&peer.key(), bytes, t.into()) {
+        match self.session.open_from(&peer.key(), bytes) {
             Ok(from) => {
                 self.counters.envelopes_accepted += 1;
                 Some(from)
@@ -525,7 +561,7 @@ impl Node {
             return;
         };
         let payload = message.encode();
-        let env = match self.session.seal(kind, &key, &payload, self.clock.wall()) {
+        let env = match self.session.seal(kind, &key, &payload) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot seal a DHT message");
@@ -558,9 +594,9 @@ impl Node {
     /// stays intact (atomic write), only the newer view is not saved.
     fn persist(&mut self) {
         let path = persist::table_path(&self.cfg.state_dir);
-        if let Err(e) = persist::write_atomic(&path, &self.dht.save_table()) {
+        if let Err(e) = crate::state_file::write_atomic(&path, &self.dht.save_table()) {
             self.counters.state_write_errors += 1;
-            let hint = persist::write_error_hint(&e);
+            let hint = crate::state_file::write_error_hint(&e);
             tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table: {hint}");
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::api::{Link, LookupAnswer, Peer, Status};
+use crate::api::{near_limit, offset_text, Link, LookupAnswer, Peer, Status};
 use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
 use crate::transport::socket::Path;
@@ -100,6 +100,7 @@ impl Node {
                     replay_entries: self.session.replay_entries(),
                 });
                 families.extend(self.nat.families());
+                families.extend(self.nat.time().families());
                 let _ = reply.send(families);
             }
         }
@@ -131,6 +132,9 @@ impl Node {
             records_stored: self.dht.store().len(),
             devices: 0,
             reachability: self.nat.reachability().name().to_owned(),
+            clock_offset_ms: self.clock.offset_ms(),
+            clock_peers: self.nat.time().peers(),
+            warnings: self.warnings(),
             addrs: self.dht.local().addrs().iter().map(str::to_owned).collect(),
             links: self
                 .conns
@@ -149,6 +153,38 @@ impl Node {
                 })
                 .collect(),
         }
+    }
+}
+
+impl Node {
+    /// What `status` should say is wrong or near a limit here.
+    fn warnings(&self) -> Vec<String> {
+        let store = self.dht.store();
+        let mut w: Vec<String> = [
+            near_limit(
+                "records kept for others",
+                store.len(),
+                store.config().max_records,
+                "the store refuses more (counted in streembit_dht_stores_total)",
+            ),
+            near_limit(
+                "connections",
+                self.conns.len(),
+                self.cfg.max_connections,
+                "the least recently used are closed first",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let offset = self.clock.offset_ms();
+        if offset.unsigned_abs() > self.cfg.wire.skew_ms {
+            w.push(format!(
+                "the local clock is {} the network's: fix it (enable NTP, or fit a real-time clock)",
+                offset_text(offset)
+            ));
+        }
+        w
     }
 }
 

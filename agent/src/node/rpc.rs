@@ -120,6 +120,9 @@ pub(crate) async fn serve_connection(
                 Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Nat]) => {
                     nat.serve(conn, bytes, send).await;
                 }
+                Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Time]) => {
+                    nat.time().serve(conn, bytes, send).await;
+                }
                 Ok(Ok(Some(bytes))) => {
                     let _ = inputs
                         .send(Input::Request {

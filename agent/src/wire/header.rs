@@ -121,6 +121,16 @@ macro_rules! kinds {
             }
         }
 
+        impl Kind {
+            /// Whether envelopes of this kind are held to the freshness
+            /// window and the replay window. Only the time exchange is
+            /// not: a challenge makes its answer fresh, and a node whose
+            /// clock is wrong must still be able to ask.
+            pub fn freshness_checked(self) -> bool {
+                !matches!(self, Kind::Time | Kind::TimeAnswer)
+            }
+        }
+
         impl FromStr for Kind {
             type Err = super::WireError;
             fn from_str(s: &str) -> Result<Self, super::WireError> {
@@ -174,6 +184,12 @@ kinds! {
     Nat = "nat", false;
     /// The answer to a `nat` request.
     NatAnswer = "nat_answer", false;
+    /// Ask a peer for its time, with a fresh challenge (docs/wire.md,
+    /// "Time"). Exempt from the freshness and replay checks: it is how a
+    /// node with a wrong clock learns the network's time.
+    Time = "time", false;
+    /// The answer to `time`: the peer's time, bound to the challenge.
+    TimeAnswer = "time_answer", false;
     /// Free-form operator message (`streembit sign --kind note`), never
     /// acted on by the agent.
     Note = "note", true;

@@ -36,7 +36,7 @@ pub use header::{
 };
 pub use opener::{Opener, WireConfig};
 pub use replay::ReplayWindow;
-pub use session::{FromPeer, Session, SessionError};
+pub use session::{FromPeer, Session, SessionError, TimeSource};
 
 /// Largest envelope any configuration may accept, checked before decoding.
 pub const HARD_MAX_ENVELOPE_BYTES: usize = 1024 * 1024;

@@ -82,6 +82,11 @@ impl Opener {
             Audience::Node(me)
         };
         check_signature(&envelope, &opened.sender(), &audience)?;
+        if !opened.kind().freshness_checked() {
+            // The time exchange: fresh by its challenge, not by its stamp
+            // (docs/wire.md, "Time").
+            return Ok(opened);
+        }
 
         let ts = opened.timestamp().0;
         if ts.abs_diff(now.0) > self.config.skew_ms {
@@ -101,6 +106,13 @@ impl Opener {
             ReplayCheck::Fresh => Ok(opened),
             ReplayCheck::Replayed => Err(WireError::Replayed),
         }
+    }
+
+    /// Moves the start floor: envelopes stamped at or before `floor` are
+    /// refused. A node that learns its clock was off moves its start time
+    /// with it, into the network's time.
+    pub fn set_floor(&mut self, floor: UnixMillis) {
+        self.replay.set_floor(floor.0);
     }
 
     /// The replay window, for metrics.

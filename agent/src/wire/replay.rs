@@ -1,38 +1,52 @@
 //! The replay window: which `(sender, nonce)` pairs were seen recently.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
 /// Remembers every accepted `(sender, nonce)` whose timestamp is still
-/// inside the freshness window, in memory fixed at construction.
+/// inside the freshness window, in memory bounded at construction.
 ///
-/// Memory bound: both tables are allocated once and never grow. An entry is
-/// a 16-byte key (truncated SHA-256 of sender and nonce; a collision needs
-/// ~2^64 entries), held in a hash set, plus the key and its 8-byte
-/// timestamp in a min-heap ordered by timestamp. The set is sized for twice
-/// `capacity` so that removals never force it to grow (hashbrown rehashes
-/// in place while at most half full). [`ReplayWindow::memory_bytes`]
-/// reports the allocation: at most `capacity × 92 + 16` bytes (2.9 MiB for the
-/// default 32,768), whatever senders do — 10^6 distinct senders cost the
-/// same as ten.
+/// Memory bound: an entry is a 16-byte key (truncated SHA-256 of sender and
+/// nonce; a collision needs ~2^64 entries), held in a hash set, plus the
+/// key, a 16-byte sender key and the 8-byte timestamp in a min-heap ordered
+/// by timestamp. The set is sized for twice `capacity` so that removals
+/// never force it to grow (hashbrown rehashes in place while at most half
+/// full). Per-sender floors (below) are at most `capacity / 8`.
+/// [`ReplayWindow::memory_bytes`] reports the allocation: at most
+/// `capacity × 121` bytes (3.8 MiB for the default 32,768), whatever
+/// senders do — 10^6 distinct senders cost the same as ten.
 ///
 /// When the window is full the oldest entry is evicted and its timestamp
-/// becomes the *floor*: from then on anything at or below the floor is
-/// refused as a possible replay, since it can no longer be told apart from
-/// one. A flood of fresh senders thus costs honest senders at most a few
-/// refusals of their oldest messages, never a replay accepted.
+/// becomes *its sender's* floor: from then on anything of that sender at
+/// or below it is refused as a possible replay, since it can no longer be
+/// told apart from one. The floor is the sender's alone, so a flood (of
+/// envelopes stamped at the edge of the freshness window, say) costs the
+/// flooder, never honest senders: their floors only rise to timestamps of
+/// their own that are already older than what they send next. Floors
+/// fall away once the freshness window has passed them. Should more
+/// senders be evicted within one window than floors are kept, the
+/// window-wide floor takes the excess (the old behaviour: bounded memory
+/// first).
 #[derive(Debug)]
 pub struct ReplayWindow {
     seen: HashSet<[u8; 16]>,
-    order: BinaryHeap<Reverse<(u64, [u8; 16])>>,
+    order: BinaryHeap<Reverse<Remembered>>,
     capacity: usize,
     /// Usable slots of `seen` as allocated; `HashSet::capacity` later
     /// reports less while removed entries leave tombstones.
     set_slots: usize,
+    /// Refuse everything stamped at or before this (the start floor).
     floor: u64,
+    /// Per-sender floors raised by evictions.
+    sender_floors: HashMap<[u8; 16], u64>,
+    max_sender_floors: usize,
 }
+
+/// One remembered envelope in eviction order: its timestamp, its entry
+/// key, its sender's key.
+type Remembered = (u64, [u8; 16], [u8; 16]);
 
 /// Outcome of [`ReplayWindow::check_and_insert`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +69,22 @@ impl ReplayWindow {
     pub fn new(capacity: usize, floor_ms: u64) -> Self {
         let capacity = capacity.max(1);
         let seen = HashSet::with_capacity(2 * capacity + 2);
+        let max_sender_floors = (capacity / 8).max(1);
         Self {
             set_slots: seen.capacity(),
             seen,
             order: BinaryHeap::with_capacity(capacity),
             capacity,
             floor: floor_ms,
+            sender_floors: HashMap::with_capacity(2 * max_sender_floors + 2),
+            max_sender_floors,
         }
+    }
+
+    /// Moves the start floor (a node whose clock was corrected moves its
+    /// start time with it).
+    pub fn set_floor(&mut self, floor_ms: u64) {
+        self.floor = floor_ms;
     }
 
     /// Checks `(sender, nonce)` and remembers it if new. `expire_before_ms`:
@@ -74,7 +97,7 @@ impl ReplayWindow {
         timestamp_ms: u64,
         expire_before_ms: u64,
     ) -> ReplayCheck {
-        while let Some(Reverse((ts, key))) = self.order.peek().copied() {
+        while let Some(Reverse((ts, key, _))) = self.order.peek().copied() {
             if ts >= expire_before_ms {
                 break;
             }
@@ -85,18 +108,38 @@ impl ReplayWindow {
         if self.seen.contains(&key) {
             return ReplayCheck::Replayed;
         }
+        let who = sender_key(sender);
         if self.seen.len() >= self.capacity {
-            if let Some(Reverse((ts, old))) = self.order.pop() {
+            if let Some(Reverse((ts, old, owner))) = self.order.pop() {
                 self.seen.remove(&old);
-                self.floor = self.floor.max(ts);
+                self.raise_sender_floor(owner, ts, expire_before_ms);
             }
         }
-        if timestamp_ms <= self.floor {
+        let sender_floor = self.sender_floors.get(&who).copied().unwrap_or(0);
+        if timestamp_ms <= self.floor || timestamp_ms <= sender_floor {
             return ReplayCheck::Replayed;
         }
         self.seen.insert(key);
-        self.order.push(Reverse((timestamp_ms, key)));
+        self.order.push(Reverse((timestamp_ms, key, who)));
         ReplayCheck::Fresh
+    }
+
+    fn raise_sender_floor(&mut self, owner: [u8; 16], ts: u64, expire_before_ms: u64) {
+        if !self.sender_floors.contains_key(&owner)
+            && self.sender_floors.len() >= self.max_sender_floors
+        {
+            // Floors the freshness window has passed refuse nothing more.
+            self.sender_floors.retain(|_, f| *f >= expire_before_ms);
+            if self.sender_floors.len() >= self.max_sender_floors {
+                // Still full: the window-wide floor takes them all.
+                let highest = self.sender_floors.values().copied().max().unwrap_or(0);
+                self.floor = self.floor.max(highest).max(ts);
+                self.sender_floors.clear();
+                return;
+            }
+        }
+        let f = self.sender_floors.entry(owner).or_insert(0);
+        *f = (*f).max(ts);
     }
 
     /// Entries currently remembered.
@@ -114,9 +157,17 @@ impl ReplayWindow {
         self.capacity
     }
 
-    /// Timestamps at or below this are refused.
+    /// Timestamps at or below this are refused, whoever sent them.
     pub fn floor_ms(&self) -> u64 {
         self.floor
+    }
+
+    /// The floor of `sender` alone (0: none).
+    pub fn sender_floor_ms(&self, sender: &[u8; 32]) -> u64 {
+        self.sender_floors
+            .get(&sender_key(sender))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Bytes allocated by the window's tables (hash map buckets with their
@@ -126,15 +177,20 @@ impl ReplayWindow {
         // two; one control byte per bucket (plus a group's worth).
         let buckets = (self.set_slots * 8 / 7).next_power_of_two();
         let map = buckets * (std::mem::size_of::<[u8; 16]>() + 1) + 16;
-        let heap = self.order.capacity() * std::mem::size_of::<Reverse<(u64, [u8; 16])>>();
-        map + heap
+        let heap =
+            self.order.capacity() * std::mem::size_of::<Reverse<(u64, [u8; 16], [u8; 16])>>();
+        let floor_buckets = (self.sender_floors.capacity() * 8 / 7).next_power_of_two();
+        let floors = floor_buckets * (std::mem::size_of::<([u8; 16], u64)>() + 1) + 16;
+        map + heap + floors
     }
 
-    /// Whether both tables still fit in what was allocated at
+    /// Whether every table still fits in what was allocated at
     /// construction (tests check that nothing ever grows).
     #[doc(hidden)]
     pub fn within_allocation(&self) -> bool {
-        self.seen.capacity() <= self.set_slots && self.order.capacity() <= self.capacity
+        self.seen.capacity() <= self.set_slots
+            && self.order.capacity() <= self.capacity
+            && self.sender_floors.len() <= self.max_sender_floors
     }
 }
 
@@ -143,6 +199,14 @@ fn entry_key(sender: &[u8; 32], nonce: u64) -> [u8; 16] {
     h.update(sender);
     h.update(nonce.to_le_bytes());
     let digest = h.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// The sender as the window keeps it: 16 bytes of SHA-256 of its key.
+fn sender_key(sender: &[u8; 32]) -> [u8; 16] {
+    let digest = Sha256::digest(sender);
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
     key
@@ -172,8 +236,55 @@ mod tests {
         // A fifth evicts nonce 0 (ts 10); replaying nonce 0 must still fail.
         assert_eq!(w.check_and_insert(&k, 4, 20, 0), ReplayCheck::Fresh);
         assert_eq!(w.len(), 4);
-        assert_eq!(w.floor_ms(), 10);
+        assert_eq!(w.sender_floor_ms(&k), 10);
         assert_eq!(w.check_and_insert(&k, 0, 10, 0), ReplayCheck::Replayed);
+    }
+
+    /// A flood stamped at the edge of the freshness window fills the window
+    /// and raises only the flooder's floor; an honest sender's envelopes,
+    /// stamped now, keep opening (issue 17's proof of concept had 59 of 65
+    /// refused).
+    #[test]
+    fn a_future_dated_flood_raises_only_the_flooders_floor() {
+        let (flooder, honest) = ([5u8; 32], [6u8; 32]);
+        let mut w = ReplayWindow::new(64, 0);
+        let now = 1_000_000;
+        let skew = 60_000;
+        let mut refused = 0;
+        for n in 0..10_000u64 {
+            let _ = w.check_and_insert(&flooder, n, now + skew - 100, now - skew);
+            if n % 100 == 0 {
+                let t = now + n / 100;
+                if w.check_and_insert(&honest, n, t, t - skew) == ReplayCheck::Replayed {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 0, "honest envelopes refused during the flood");
+        assert!(w.sender_floor_ms(&flooder) >= now + skew - 100);
+        assert_eq!(w.floor_ms(), 0, "no window-wide floor raised");
+        assert!(w.within_allocation());
+        // The honest sender's evicted entries leave it a floor below what it
+        // sends next: a replay of its old nonce is still refused.
+        assert_eq!(
+            w.check_and_insert(&honest, 0, now, now - skew),
+            ReplayCheck::Replayed
+        );
+    }
+
+    #[test]
+    fn too_many_evicted_senders_fall_back_to_the_window_wide_floor() {
+        let mut w = ReplayWindow::new(8, 0);
+        for s in 0..200u8 {
+            let _ = w.check_and_insert(&[s; 32], 1, 1_000 + u64::from(s), 0);
+        }
+        assert!(w.within_allocation());
+        assert!(w.floor_ms() > 0, "the excess went to the shared floor");
+        // Nothing evicted may come back.
+        assert_eq!(
+            w.check_and_insert(&[0; 32], 1, 1_000, 0),
+            ReplayCheck::Replayed
+        );
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! once, so a protocol cannot forget the last step: code past this point
 //! takes a [`FromPeer`], which only [`Session::open_from`] makes.
 //!
+//! A session reads the time through a [`TimeSource`] (the agent's clock):
+//! it stamps with the network's time, checks freshness against it, and
+//! keeps its start floor (what it refuses as older than itself, across
+//! restarts) in the network's time too, moving it when the node learns
+//! its clock was off.
+//!
 //! What this module does not do: move bytes, or decide what a payload
 //! means.
 
@@ -101,32 +107,60 @@ impl FromPeer {
     }
 }
 
+/// Where a session reads the time.
+pub trait TimeSource: Send + Sync {
+    /// The network's time: what envelopes are stamped with and checked
+    /// against.
+    fn network_now(&self) -> UnixMillis;
+    /// How far the network's time is from the local clock, in ms.
+    fn offset_ms(&self) -> i64;
+}
+
 /// One identity's sealer and opener on one network, shared by the tasks
 /// of one protocol (its locks are held only for a seal or an open).
-#[derive(Debug)]
 pub struct Session {
     key: Arc<Keypair>,
     sealer: Mutex<Sealer>,
     opener: Mutex<Opener>,
     max_frame: usize,
+    time: Arc<dyn TimeSource>,
+    /// The local clock when the session started: with the offset, the
+    /// start floor in the network's time.
+    started_local: i128,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("key", &self.key.public())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
     /// A session for `key` on `network` with the receive limits of
-    /// `wire`, started at `started` (envelopes stamped before it are
-    /// refused: see [`Opener::new`]).
+    /// `wire`, starting now by `time`: envelopes stamped before now are
+    /// refused (see [`Opener::new`]).
     pub fn new(
         key: Arc<Keypair>,
         network: NetworkId,
         wire: WireConfig,
-        started: UnixMillis,
+        time: Arc<dyn TimeSource>,
     ) -> Self {
+        let started = time.network_now();
         Self {
             max_frame: wire.max_envelope_bytes,
             opener: Mutex::new(Opener::new(network.clone(), key.node_id(), wire, started)),
             sealer: Mutex::new(Sealer::new(network)),
+            started_local: i128::from(started.0) - i128::from(time.offset_ms()),
+            time,
             key,
         }
+    }
+
+    /// The network's time, as this session stamps and checks it.
+    pub fn now(&self) -> UnixMillis {
+        self.time.network_now()
     }
 
     /// The identity this session signs with.
@@ -145,9 +179,8 @@ impl Session {
         kind: Kind,
         to: &PublicKey,
         payload: &[u8],
-        now: UnixMillis,
     ) -> Result<Vec<u8>, SessionError> {
-        self.seal_as(&self.key, kind, to, payload, now)
+        self.seal_as(&self.key, kind, to, payload)
     }
 
     /// Seals with `signer` instead of our key: a gateway answers for the
@@ -158,8 +191,8 @@ impl Session {
         kind: Kind,
         to: &PublicKey,
         payload: &[u8],
-        now: UnixMillis,
     ) -> Result<Vec<u8>, SessionError> {
+        let now = self.now();
         self.sealer
             .lock()
             .map_err(|_| SessionError::Poisoned)?
@@ -169,13 +202,8 @@ impl Session {
 
     /// Opens an envelope addressed to us that `expected` (the peer the
     /// connection proved) must have signed.
-    pub fn open_from(
-        &self,
-        expected: &PublicKey,
-        bytes: &[u8],
-        now: UnixMillis,
-    ) -> Result<FromPeer, SessionError> {
-        self.open_from_to(expected, self.key.node_id(), bytes, now)
+    pub fn open_from(&self, expected: &PublicKey, bytes: &[u8]) -> Result<FromPeer, SessionError> {
+        self.open_from_to(expected, self.key.node_id(), bytes)
     }
 
     /// [`Session::open_from`] for an envelope addressed to `to` rather
@@ -186,14 +214,16 @@ impl Session {
         expected: &PublicKey,
         to: NodeId,
         bytes: &[u8],
-        now: UnixMillis,
     ) -> Result<FromPeer, SessionError> {
-        let opened = self
-            .opener
-            .lock()
-            .map_err(|_| SessionError::Poisoned)?
-            .open_to(bytes, now, to)
-            .map_err(SessionError::Refused)?;
+        let now = self.now();
+        let floor = self.started_local + i128::from(self.time.offset_ms());
+        let floor = UnixMillis(u64::try_from(floor.max(0)).unwrap_or(u64::MAX));
+        let opened = {
+            let mut opener = self.opener.lock().map_err(|_| SessionError::Poisoned)?;
+            opener.set_floor(floor);
+            opener.open_to(bytes, now, to)
+        }
+        .map_err(SessionError::Refused)?;
         if opened.sender() != *expected {
             return Err(SessionError::SenderMismatch {
                 expected: Box::new(*expected),
@@ -214,24 +244,54 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
     use super::*;
 
-    fn session(seed: u8) -> Session {
+    /// A settable clock for sessions under test.
+    #[derive(Default)]
+    struct Manual {
+        local: AtomicU64,
+        offset: AtomicI64,
+    }
+
+    impl TimeSource for Manual {
+        fn network_now(&self) -> UnixMillis {
+            let local = self.local.load(Ordering::Relaxed) as i64;
+            UnixMillis((local + self.offset.load(Ordering::Relaxed)).max(0) as u64)
+        }
+        fn offset_ms(&self) -> i64 {
+            self.offset.load(Ordering::Relaxed)
+        }
+    }
+
+    fn manual(local: u64) -> Arc<Manual> {
+        let m = Arc::new(Manual::default());
+        m.local.store(local, Ordering::Relaxed);
+        m
+    }
+
+    fn session(seed: u8, time: Arc<Manual>) -> Session {
         Session::new(
             Arc::new(Keypair::from_seed(&[seed; 32])),
             NetworkId::public(),
             WireConfig::default(),
-            UnixMillis(1_000),
+            time,
         )
     }
 
     #[test]
     fn only_the_expected_peer_opens_and_a_replay_is_refused() {
-        let (a, b, c) = (session(1), session(2), session(3));
-        let now = UnixMillis(2_000);
+        let time = manual(2_000_000);
+        let (a, b, c) = (
+            session(1, time.clone()),
+            session(2, time.clone()),
+            session(3, time.clone()),
+        );
+        time.local.store(2_000_100, Ordering::Relaxed);
         let b_key = b.key().public();
-        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
-        let from_a = b.open_from(&a.key().public(), &env, now).expect("from a");
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0").expect("seal");
+        let from_a = b.open_from(&a.key().public(), &env).expect("from a");
         assert_eq!(from_a.kind(), Kind::Ping);
         assert_eq!(
             from_a.clone().expect(Kind::Pong),
@@ -241,21 +301,68 @@ mod tests {
             })
         );
         // The same bytes again: a replay.
-        let again = b.open_from(&a.key().public(), &env, now);
+        let again = b.open_from(&a.key().public(), &env);
         assert_eq!(again.map_err(|e| e.reason()), Err("replayed"));
         // Signed by a, presented as c's: refused, and not a local fault.
-        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
-        let err = b
-            .open_from(&c.key().public(), &env, now)
-            .expect_err("not c's");
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0").expect("seal");
+        let err = b.open_from(&c.key().public(), &env).expect_err("not c's");
         assert_eq!(err.reason(), "sender_mismatch");
         assert!(!err.is_local());
         // Sealed for b, opened by c: the audience differs.
-        let env = a.seal(Kind::Ping, &b_key, b"\xa0", now).expect("seal");
-        let err = c
-            .open_from(&a.key().public(), &env, now)
-            .expect_err("for b");
+        let env = a.seal(Kind::Ping, &b_key, b"\xa0").expect("seal");
+        let err = c.open_from(&a.key().public(), &env).expect_err("for b");
         assert_eq!(err.reason(), "bad_signature");
         assert_eq!(b.replay_entries(), 2);
+    }
+
+    /// A node whose clock is two hours slow: its own start floor is two
+    /// hours in the past of the network's time. Once it learns the offset,
+    /// the floor moves with it, so a peer's envelopes are judged in the
+    /// network's time: fresh ones open, ones stamped before the node's
+    /// start (in the network's time) are refused.
+    #[test]
+    fn the_start_floor_moves_into_the_network_time_with_the_offset() {
+        let net_time = 10_000_000_000u64;
+        let slow = manual(net_time - 7_200_000);
+        let me = session(1, slow.clone());
+        let peer = session(2, manual(net_time + 1_000));
+        let to_me = me.key().public();
+        let from = peer.key().public();
+        // Before the offset is known the peer's envelopes are stale.
+        let env = peer.seal(Kind::Ping, &to_me, b"\xa0").expect("seal");
+        assert_eq!(
+            me.open_from(&from, &env).map_err(|e| e.reason()),
+            Err("stale")
+        );
+        // The time sync sets the offset: the same kind of envelope opens.
+        slow.offset.store(7_200_000, Ordering::Relaxed);
+        let env = peer.seal(Kind::Ping, &to_me, b"\xa0").expect("seal");
+        assert!(me.open_from(&from, &env).is_ok());
+        // One stamped before the node's start, in the network's time: refused.
+        let mut old = Sealer::with_nonce(NetworkId::public(), 99);
+        let before = old
+            .seal(
+                peer.key(),
+                Kind::Ping,
+                Audience::Node(to_me.node_id()),
+                b"\xa0",
+                UnixMillis(net_time - 10),
+            )
+            .expect("seal");
+        assert_eq!(
+            me.open_from(&from, &before).map_err(|e| e.reason()),
+            Err("replayed")
+        );
+    }
+
+    /// The time exchange opens whatever the receiver's clock says.
+    #[test]
+    fn a_time_request_opens_on_a_wrong_clock() {
+        let me = session(1, manual(5_000_000_000));
+        let peer = session(2, manual(9_000_000_000));
+        let env = peer
+            .seal(Kind::Time, &me.key().public(), b"\xa0")
+            .expect("seal");
+        assert!(me.open_from(&peer.key().public(), &env).is_ok());
     }
 }

@@ -21,6 +21,7 @@ pub fn flood_on(b: Built, p: &Params) -> Report {
     let store = StoreConfig {
         max_records: 1024,
         max_per_publisher: 8,
+        max_devices_per_gateway: 8,
         max_record_bytes: 1024,
         max_total_bytes: 1 << 20,
         // The quotas alone, as if every hostile key were the victim's to

@@ -58,6 +58,7 @@ fn parse(record: &[u8]) -> Result<VerifiedRecord, RecordError> {
         seq: num(36),
         issued: Time(num(44)),
         expires: Time(num(52)),
+        host: None,
     })
 }
 

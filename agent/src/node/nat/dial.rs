@@ -82,12 +82,30 @@ impl Nat {
                     tracing::debug!(peer = %peer, addr = %addr, elapsed_us, "connected");
                     self.conns.insert(conn.clone());
                     let _ = self.inputs.send(Input::Connected(conn.clone())).await;
+                    self.learn_time(&conn).await;
                     return Ok(conn);
                 }
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// Asks a newly connected peer for its time while too few have
+    /// answered. With none yet, the dial waits for the answer: the first
+    /// request it carries must already bear the network's time, or a node
+    /// whose clock is off would be refused as stale by everyone.
+    async fn learn_time(&self, conn: &Connection) {
+        let time = self.time().clone();
+        if !time.wants_more() {
+            return;
+        }
+        if time.peers() == 0 {
+            time.sync_with(conn).await;
+        } else {
+            let conn = conn.clone();
+            tokio::spawn(async move { time.sync_with(&conn).await });
+        }
     }
 
     /// The relayed connection to `peer`, hosted by `host`, which holds a

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::node::connections::Connections;
 use crate::node::rpc::{self, Input};
+use crate::node::time_sync::TimeSync;
 use crate::node::NodeError;
 use crate::transport::framing::request;
 use crate::transport::socket::{is_virtual, Path};
@@ -76,6 +77,7 @@ pub(crate) struct Nat {
     pub(crate) conns: Connections,
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(super) clock: Clock,
+    time: Arc<TimeSync>,
     /// As a relay: who holds a reservation, on which connection.
     reservations: Mutex<HashMap<PublicKey, Connection>>,
     /// Behind NAT: the relays holding a reservation for us.
@@ -97,10 +99,12 @@ impl Nat {
         conns: Connections,
         inputs: mpsc::Sender<Input>,
         clock: Clock,
+        time: Arc<TimeSync>,
     ) -> Self {
         Self {
             session,
             clock,
+            time,
             cfg,
             endpoint: conns.endpoint().clone(),
             conns,
@@ -113,6 +117,11 @@ impl Nat {
             arranged: Mutex::new(HashMap::new()),
             counters: NatCounters::default(),
         }
+    }
+
+    /// The node's time exchange (every connection is a peer to ask).
+    pub(crate) fn time(&self) -> &Arc<TimeSync> {
+        &self.time
     }
 
     /// What this node found out about itself.
@@ -148,9 +157,7 @@ impl Nat {
         timeout: Duration,
     ) -> Result<NatAnswer, NodeError> {
         let peer = conn.peer().key();
-        let env = self
-            .session
-            .seal(Kind::Nat, &peer, &encode(req), self.clock.wall())?;
+        let env = self.session.seal(Kind::Nat, &peer, &encode(req))?;
         let bytes = request(conn, &env, self.session.max_frame(), timeout)
             .await?
             .ok_or_else(|| {
@@ -158,7 +165,7 @@ impl Nat {
             })?;
         let answer = self
             .session
-            .open_from(&peer, &bytes, self.clock.wall())?
+            .open_from(&peer, &bytes)?
             .expect(Kind::NatAnswer)?;
         decode(answer.payload())
     }
@@ -173,7 +180,7 @@ impl Nat {
         let peer = conn.peer().key();
         let opened = self
             .session
-            .open_from(&peer, &first, self.clock.wall())
+            .open_from(&peer, &first)
             .and_then(|f| f.expect(Kind::Nat))
             .map_err(NodeError::from);
         let req = match opened.and_then(|f| decode::<NatRequest>(f.payload())) {
@@ -188,10 +195,7 @@ impl Nat {
         if matches!(answer, NatAnswer::Error { .. }) {
             bump(&self.counters.refused);
         }
-        match self
-            .session
-            .seal(Kind::NatAnswer, &peer, &encode(&answer), self.clock.wall())
-        {
+        match self.session.seal(Kind::NatAnswer, &peer, &encode(&answer)) {
             Ok(env) => rpc::answer(reply, env).await,
             Err(e) => tracing::warn!(error = %e, "cannot seal a nat answer"),
         }
