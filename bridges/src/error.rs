@@ -20,6 +20,13 @@ pub enum BridgeError {
     /// Opening or using the port, socket or bus failed (local I/O).
     #[error("i/o: {0}")]
     Io(String),
+    /// The bus's device file (a serial port, an I2C bus) cannot be opened:
+    /// it is absent (`/dev/ttyUSB0 absent`), not permitted or busy. The
+    /// text names the path, the cause and, where there is one, the fix.
+    /// A state of the gateway, not of any device on the bus: the bridge
+    /// keeps trying to open it.
+    #[error("{0}")]
+    CannotOpen(String),
     /// The peer broke the protocol: bad frame, mismatched response, bad packet.
     #[error("peer misbehaved: {0}")]
     PeerMisbehaved(String),

@@ -23,7 +23,8 @@
 //! bridge
 //!     .command(Command { device: "meter".into(), point: "relay".into(), value: Value::Bool(true) })
 //!     .await?;
-//! // 5. Status per device: online, offline with reason, last success.
+//! // 5. Status per device: online, offline with reason (`/dev/ttyUSB0 absent`
+//! //    while the adapter is unplugged: the bridge keeps trying), last success.
 //! for (name, st) in bridge.status() {
 //!     println!("{name}: {:?}, last ok {:?}", st.state, st.last_success);
 //! }
@@ -59,7 +60,8 @@
 //!   and the `Poller` trait they implement.
 //! - `bus`: the contract owned by neither `bridge` nor the buses: `BusIo`
 //!   (readings out, commands in, status board, clock) and `BusConfig`
-//!   (what every table answers), plus the checks all tables share.
+//!   (what every table answers), plus the checks all tables share and the
+//!   words for a device file that cannot be opened (`/dev/ttyUSB0 absent`).
 //! - `reading`, `value`, `status`, `error`, `clock`: the data types the
 //!   agent sees. Errors come in two layers: [`BridgeError`] (the link
 //!   failed) and [`PointError`] (the device said no or sent nonsense), like

@@ -38,7 +38,9 @@ pub(crate) trait BusConfig {
     fn validate(&self, path: &str, errs: &mut Errors);
 
     /// The device files the bus opens (a serial port, an I2C bus), which
-    /// only the gateway can check exist. None for network buses.
+    /// only the gateway can check exist. The bus starts without them (its
+    /// devices show offline until the file appears); the list lets the
+    /// gateway warn. None for network buses.
     fn device_paths(&self, path: &str) -> Vec<DevicePath> {
         let _ = path;
         Vec::new()
@@ -50,9 +52,12 @@ pub(crate) trait BusConfig {
     fn start(&self, io: BusIo) -> BusTask;
 }
 
-/// A device file a bus opens, for the gateway to check before it starts
-/// the bus: the bridge file is valid anywhere, the `/dev` entry exists only
-/// on the gateway it was written for.
+/// A device file a bus opens, for the gateway to check: the bridge file is
+/// valid anywhere, the `/dev` entry exists only on the gateway it was
+/// written for, and maybe not yet (an adapter unplugged at boot, i2c-dev
+/// not loaded). An absent file is not an error in the file: the bus runs
+/// without it, its devices offline as `<path> absent`, and comes online
+/// when the file appears; the gateway may warn about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DevicePath {

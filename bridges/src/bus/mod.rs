@@ -14,16 +14,21 @@
 //!   [`Access`], the `r`/`rw` of a point on any bus.
 //! - `validate`: collecting every problem of a file with its key path, and
 //!   the checks all buses share (names, writers, scale).
+//! - `device_file`: the reason a serial port or I2C bus cannot be opened
+//!   (`/dev/ttyUSB0 absent`, permission denied and its fix, busy), the same
+//!   words on every bus that opens a device file.
 //!
 //! What it does not do: no I/O, no task, no protocol, and it knows no bus
 //! by name: `config::Bus` is the one place that lists them.
 
 mod config;
+mod device_file;
 mod io;
 mod validate;
 
 pub(crate) use config::{point_writers, BusConfig, BusTask};
 pub use config::{Access, DevicePath};
+pub(crate) use device_file::cannot_open;
 pub(crate) use io::{BusIo, CommandRequest, Reply};
 pub(crate) use validate::{check_named_list, check_names, check_writers, Errors};
 

@@ -22,7 +22,8 @@
 //!
 //! What it does not do: read files (the agent does), or check that a serial
 //! port or I2C bus exists on this machine ([`Bus::device_paths`] names them
-//! for the agent).
+//! for the agent; an absent one is a state of the running bus, not an
+//! error in the file).
 
 use serde::Deserialize;
 
@@ -191,8 +192,10 @@ impl Bus {
 
     /// The device files the bus opens (the serial port of `[modbus_rtu]`,
     /// the I2C bus of `[i2c]`), each with its key path and what it is, so
-    /// the gateway can say which one is missing before it starts the bus.
-    /// Empty for network buses.
+    /// the gateway can warn about one that is absent. It need not refuse
+    /// the file: the bus starts anyway, shows its devices offline with the
+    /// reason `<path> absent`, and brings them online when the file
+    /// appears. Empty for network buses.
     #[must_use]
     pub fn device_paths(&self) -> Vec<DevicePath> {
         let (key, bus) = self.config();

@@ -8,8 +8,9 @@
 //! - [`Sht3x`]: SHT30/31/35, our driver (datasheet CRC-8).
 //! - [`Ads1115`]: TI ADS1115, through the `ads1x1x` crate.
 //! - `bus`: the bus as a `Poller` for the shared polling loop
-//!   (`crate::poll`), and opening it on Linux; blocking bus I/O runs on
-//!   tokio's blocking pool.
+//!   (`crate::poll`), and opening it on Linux (again after a failed
+//!   transfer; an absent bus is its state, `/dev/i2c-1 absent`, until it
+//!   appears); blocking bus I/O runs on tokio's blocking pool.
 //! - [`I2cAddr`]: the 7-bit address newtype.
 //!
 //! This file only ties the table to the bus contract (`BusConfig`).

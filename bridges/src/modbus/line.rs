@@ -7,6 +7,13 @@
 //! line at a time. It reads a device's blocks, writes commands, and reopens
 //! the port or reconnects after any link error (a late answer must never be
 //! taken for the next one).
+//!
+//! A serial port that cannot be opened (absent at boot, or its USB adapter
+//! pulled while running) is the line's state, not a device's: each poll
+//! reports it as [`Failure::Bus`], so every device shows offline with
+//! the port's reason (`/dev/ttyUSB0 absent`) and the port is tried again
+//! at each device's next (backed-off) poll, which brings the line back when
+//! the adapter is plugged in.
 
 // Implementation notes: the tokio-modbus `Context` is dropped after every
 // timeout or transport error. On a serial line the port is then reopened
@@ -41,10 +48,10 @@ use super::codec::{decode_registers, encode_bit, encode_registers, exception};
 use super::config::{ModbusDevice, Parity, RtuBus, Table, TcpBus};
 use super::plan::{plan, split, Block};
 use super::unit_id::UnitId;
-use crate::bus::Access;
+use crate::bus::{cannot_open, Access};
 use crate::clock::{Clock, Now};
 use crate::error::{BridgeError, PointError};
-use crate::poll::{Applied, Contact, HealthPolicy, Polled, PolledDevice, Poller};
+use crate::poll::{Applied, Contact, Failure, HealthPolicy, Polled, PolledDevice, Poller};
 use crate::reading::{Command, Reading};
 
 /// How to open the link.
@@ -148,7 +155,7 @@ impl Line {
                 }
                 Err(e) => {
                     tracing::debug!(device = %dev.cfg.name, "poll failed: {e}");
-                    out.contact.failed = Some((format!("{unit}: {e}"), now));
+                    out.contact.failed = Some((failure(unit, e), now));
                     return out;
                 }
             }
@@ -203,6 +210,9 @@ impl Line {
                 Some(c) => c,
                 None => match open(&self.link, self.timeout).await {
                     Ok(c) => self.ctx.insert(c),
+                    // Opening again at once would fail the same way; the
+                    // backoff decides when to try again.
+                    Err(e @ BridgeError::CannotOpen(_)) => return Err(e),
                     Err(e) => {
                         last = e;
                         continue;
@@ -270,10 +280,10 @@ async fn open(link: &Link, limit: Duration) -> Result<Context, BridgeError> {
                 .data_bits(data_bits)
                 .stop_bits(stop_bits);
             let port = tokio_serial::SerialStream::open(&builder)
-                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+                .map_err(|e| serial_open_error(&bus.port, &e))?;
             // Drop whatever a slave sent after we stopped listening.
             port.clear(tokio_serial::ClearBuffer::All)
-                .map_err(|e| BridgeError::Io(format!("{}: {e}", bus.port)))?;
+                .map_err(|e| serial_open_error(&bus.port, &e))?;
             Ok(tokio_modbus::client::rtu::attach(port))
         }
         Link::Tcp { host, port } => {
@@ -286,6 +296,28 @@ async fn open(link: &Link, limit: Duration) -> Result<Context, BridgeError> {
             let _ = stream.set_nodelay(true);
             Ok(tokio_modbus::client::tcp::attach(stream))
         }
+    }
+}
+
+/// Why `port` could not be opened, in the words every bus uses for its
+/// device file. serialport reports a port another program holds (TIOCEXCL
+/// or its lock) as `NoDevice`.
+fn serial_open_error(port: &str, e: &tokio_serial::Error) -> BridgeError {
+    let kind = match e.kind {
+        tokio_serial::ErrorKind::Io(kind) => kind,
+        tokio_serial::ErrorKind::NoDevice => std::io::ErrorKind::ResourceBusy,
+        _ => std::io::ErrorKind::Other,
+    };
+    cannot_open(port, "dialout", kind, &e.description)
+}
+
+/// What a failed exchange with `unit` says about its health: a port that
+/// cannot be opened is the whole line's state (its reason names the port,
+/// not the unit); anything else counts against the unit.
+fn failure(unit: UnitId, e: BridgeError) -> Failure {
+    match e {
+        BridgeError::CannotOpen(reason) => Failure::Bus(reason),
+        e => Failure::Device(format!("{unit}: {e}")),
     }
 }
 
@@ -372,10 +404,10 @@ impl Poller for Line {
         let (result, contact) = match answer {
             Ok(Ok(())) => (Ok(()), Contact::answered(now)),
             Ok(Err(e)) => (Err(e.into()), Contact::answered(now)),
-            Err(e) => {
-                let reason = format!("{unit}: {e}");
-                (Err(e.into()), Contact::failed(reason, now))
-            }
+            Err(e) => (
+                Err(e.clone().into()),
+                Contact::failed(failure(unit, e), now),
+            ),
         };
         Applied {
             result,
@@ -477,5 +509,69 @@ points = [
         want.sort();
         assert_eq!(seen, want);
         assert_eq!(names, ["volts", "amps", "model", "relay", "alarm", "far"]);
+    }
+
+    fn rtu(port: &str) -> Line {
+        Line::rtu(crate::bus::parse_table(&format!(
+            r#"
+[modbus_rtu]
+port = "{port}"
+retries = 2
+[[modbus_rtu.devices]]
+name = "a"
+unit_id = 1
+points = [ {{ name = "v", table = "input_register", address = 0 }} ]
+[[modbus_rtu.devices]]
+name = "b"
+unit_id = 2
+writers = ["{}"]
+points = [ {{ name = "relay", table = "coil", address = 0, access = "rw" }} ]
+"#,
+            "ab".repeat(32)
+        )))
+    }
+
+    /// The reason a poll gives when the port cannot be opened.
+    async fn bus_failure(line: &mut Line, device: usize) -> String {
+        let polled = line.poll(device, &SystemClock).await.expect("polled");
+        assert!(polled.readings.is_empty());
+        match polled.contact.failed {
+            Some((Failure::Bus(reason), _)) => reason,
+            other => panic!("not the line's state: {other:?}"),
+        }
+    }
+
+    /// A port that does not exist is the line's state, reported for every
+    /// device with the port's reason (not a unit's), and tried again at each
+    /// poll; other open failures say what they are.
+    #[tokio::test]
+    async fn a_port_that_cannot_be_opened_is_the_lines_state() {
+        let dir = std::env::temp_dir().join(format!("streembit-absent-{}", std::process::id()));
+        let port = dir.join("ttyUSB9");
+        let port = port.to_str().expect("utf-8 path");
+        let mut line = rtu(port);
+        for device in [0, 1, 0] {
+            assert_eq!(
+                bus_failure(&mut line, device).await,
+                format!("{port} absent")
+            );
+        }
+        let cmd = Command {
+            device: "b".into(),
+            point: "relay".into(),
+            value: crate::value::Value::Bool(true),
+        };
+        let applied = line.apply(&cmd, &SystemClock).await;
+        let absent = BridgeError::CannotOpen(format!("{port} absent"));
+        assert_eq!(applied.result, Err(absent.into()));
+        assert!(
+            matches!(applied.contact.failed, Some((Failure::Bus(_), _))),
+            "{applied:?}"
+        );
+
+        // A directory exists but is no serial port.
+        let mut line = rtu("/");
+        let reason = bus_failure(&mut line, 0).await;
+        assert!(reason.starts_with("/: cannot open: "), "{reason}");
     }
 }

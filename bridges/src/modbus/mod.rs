@@ -6,7 +6,9 @@
 //!   exception codes → point errors.
 //! - `plan`: contiguous points coalesced into requests of ≤ 125 registers.
 //! - `line`: the port or connection, as a `Poller` for the shared polling
-//!   loop (`crate::poll`): reads, writes, timeouts, retries, reopening.
+//!   loop (`crate::poll`): reads, writes, timeouts, retries, reopening; a
+//!   serial port that cannot be opened (`/dev/ttyUSB0 absent`) is the
+//!   line's state, reported for every device until the port appears.
 //! - [`UnitId`]: the slave address newtype.
 //!
 //! This file only ties the tables to the bus contract (`BusConfig`).

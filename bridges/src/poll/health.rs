@@ -19,6 +19,22 @@ pub(crate) struct HealthPolicy {
     pub(crate) backoff_max: Duration,
 }
 
+/// Why an exchange failed, which decides how soon the device is offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The device did not answer, or the link to it broke (timeout, I/O
+    /// error, garbage): one more failure towards `offline_after`, since
+    /// a device may miss an answer and be fine. The offline reason gets the
+    /// count appended.
+    Device(String),
+    /// The bus itself is not there: its device file cannot be opened
+    /// (absent, not permitted). No device on it can answer and waiting
+    /// tells nothing more, so the device is offline at once, with the
+    /// reason as it is (`/dev/ttyUSB0 absent`). Retries still follow the
+    /// backoff, so an absent bus costs one open attempt per retry.
+    Bus(String),
+}
+
 /// What one exchange with a device (a poll, a command) says about its
 /// health, as the poller saw it; the loop feeds it to [`Health::record`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,9 +42,8 @@ pub(crate) struct Contact {
     /// The last time the device answered during the exchange (an exception
     /// is an answer: the device is alive).
     pub(crate) answered: Option<Now>,
-    /// The link failed (timeout, I/O error, garbage) and the exchange
-    /// stopped there: why, and when.
-    pub(crate) failed: Option<(String, Now)>,
+    /// The exchange failed and stopped there: why, and when.
+    pub(crate) failed: Option<(Failure, Now)>,
 }
 
 impl Contact {
@@ -40,11 +55,11 @@ impl Contact {
         }
     }
 
-    /// The link failed at `now`, for `reason`.
-    pub(crate) fn failed(reason: String, now: Now) -> Self {
+    /// The exchange failed at `now`, for `why`.
+    pub(crate) fn failed(why: Failure, now: Now) -> Self {
         Contact {
             answered: None,
-            failed: Some((reason, now)),
+            failed: Some((why, now)),
         }
     }
 }
@@ -76,7 +91,8 @@ impl Health {
             self.on_success(now);
         }
         match contact.failed {
-            Some((reason, now)) => self.on_failure(&reason, now),
+            Some((Failure::Device(reason), now)) => self.on_failure(&reason, now),
+            Some((Failure::Bus(reason), now)) => self.on_bus_down(reason, now),
             None => self.policy.interval,
         }
     }
@@ -97,19 +113,33 @@ impl Health {
     #[must_use]
     pub(crate) fn on_failure(&mut self, reason: &str, now: Now) -> Duration {
         let failures = self.status.consecutive_failures.saturating_add(1);
-        self.status.consecutive_failures = failures;
         if failures < self.policy.offline_after {
+            self.status.consecutive_failures = failures;
             return self.policy.interval;
         }
+        self.go_offline(format!("{reason} ({failures} consecutive failures)"), now)
+    }
+
+    /// The device's bus cannot be opened (see [`Failure::Bus`]): offline at
+    /// once with `reason` as it is. Returns the delay before the next poll,
+    /// the same as for a failure: the interval until `offline_after`
+    /// failures, then the backoff.
+    #[must_use]
+    pub(crate) fn on_bus_down(&mut self, reason: String, now: Now) -> Duration {
+        self.go_offline(reason, now)
+    }
+
+    /// Counts one more failure and marks the device offline for `reason`
+    /// (keeping when it first went offline); returns the next delay.
+    fn go_offline(&mut self, reason: String, now: Now) -> Duration {
+        let failures = self.status.consecutive_failures.saturating_add(1);
+        self.status.consecutive_failures = failures;
         let since = match &self.status.state {
             DeviceState::Offline { since, .. } => *since,
             _ => now.unix_ms,
         };
-        self.status.state = DeviceState::Offline {
-            reason: format!("{reason} ({failures} consecutive failures)"),
-            since,
-        };
-        let doublings = (failures - self.policy.offline_after).min(16);
+        self.status.state = DeviceState::Offline { reason, since };
+        let doublings = failures.saturating_sub(self.policy.offline_after).min(16);
         let backoff = self.policy.interval.saturating_mul(1 << doublings);
         backoff.min(self.policy.backoff_max.max(self.policy.interval))
     }
@@ -165,6 +195,52 @@ mod tests {
         h.on_success(now(80));
         assert!(h.status().is_online());
         assert_eq!(h.status().last_success, Some(80));
+        assert_eq!(h.status().consecutive_failures, 0);
+    }
+
+    /// An absent bus takes the device offline at its first failed poll,
+    /// with the reason as given; the retries keep the failure policy's
+    /// pace (interval, then backoff) and the device recovers as usual.
+    #[test]
+    fn a_bus_that_cannot_be_opened_is_offline_at_once() {
+        let mut h = Health::new(policy());
+        let absent = || Failure::Bus("/dev/ttyUSB0 absent".into());
+        let delay = h.record(Contact::failed(absent(), now(10)));
+        assert_eq!(delay, Duration::from_millis(100));
+        assert_eq!(
+            h.status().state,
+            DeviceState::Offline {
+                reason: "/dev/ttyUSB0 absent".into(),
+                since: 10
+            }
+        );
+        assert_eq!(h.status().consecutive_failures, 1);
+        let delays: Vec<u64> = (0..5)
+            .map(|i| {
+                let d = h.record(Contact::failed(absent(), now(20 + i)));
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+            })
+            .collect();
+        assert_eq!(delays, [100, 100, 200, 400, 800]);
+        assert!(matches!(
+            h.status().state,
+            DeviceState::Offline { since: 10, .. }
+        ));
+        // Unplugged while it ran: a device failure first, then the bus.
+        let mut h = Health::new(policy());
+        h.on_success(now(5));
+        let _ = h.record(Contact::failed(Failure::Device("timed out".into()), now(6)));
+        assert!(h.status().is_online());
+        let _ = h.record(Contact::failed(absent(), now(7)));
+        assert_eq!(
+            h.status().state,
+            DeviceState::Offline {
+                reason: "/dev/ttyUSB0 absent".into(),
+                since: 7
+            }
+        );
+        h.record(Contact::answered(now(8)));
+        assert!(h.status().is_online());
         assert_eq!(h.status().consecutive_failures, 0);
     }
 }

@@ -6,8 +6,9 @@
 //!   status board current and sends the readings out.
 //! - [`Poller`]: what a bus supplies: its devices, one poll of one device,
 //!   one command. It only talks to its port or bus.
-//! - `health`: offline after N failures, backoff, recovery ([`Contact`] is
-//!   what a poller reports for it).
+//! - `health`: offline after N failures, or at once when the bus's device
+//!   file cannot be opened; backoff, recovery ([`Contact`] and [`Failure`]
+//!   are what a poller reports for it).
 //! - `schedule`: which device is due next.
 //!
 //! What it does not do: no bus I/O and no encoding (that is the poller's),
@@ -34,7 +35,7 @@ use std::future::Future;
 
 use tokio::time::sleep_until;
 
-pub(crate) use health::{Contact, Health, HealthPolicy};
+pub(crate) use health::{Contact, Failure, Health, HealthPolicy};
 
 use crate::bus::BusIo;
 use crate::clock::Clock;
@@ -211,7 +212,7 @@ mod tests {
             if device == 1 {
                 return Some(Polled {
                     readings: Vec::new(),
-                    contact: Contact::failed("no answer".into(), now),
+                    contact: Contact::failed(Failure::Device("no answer".into()), now),
                 });
             }
             self.polls += 1;
