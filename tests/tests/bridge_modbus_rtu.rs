@@ -2,10 +2,13 @@
 //! pair: every data type and order decodes, commands land in the pymodbus
 //! datastore, exceptions are point errors, a silent, slow or garbling slave
 //! goes offline while the others keep being polled, a line that vanishes
-//! takes its devices offline, and everything recovers by itself.
+//! (or is not there yet when the bridge starts) takes its devices offline
+//! as absent, and everything recovers by itself.
 
-use streembit_bridges::{DeviceState, DeviceStatus, Value};
-use streembit_tests::harness::bridge::{point, start, tee, StatusLog};
+use std::collections::BTreeSet;
+
+use streembit_bridges::{BridgeFile, DeviceState, DeviceStatus, Value};
+use streembit_tests::harness::bridge::{point, reading, start, status, tee, StatusLog};
 use streembit_tests::peers::modbus_checks::{
     bridge_file, expect_all_types, load, offline, online, Link,
 };
@@ -201,8 +204,15 @@ async fn vanished_line_takes_its_devices_offline_and_they_return_with_it() {
     // The adapter is pulled: slave and PTY gone, the port cannot be opened.
     server.proc.kill().await;
     line.close().await;
+    let absent = format!("{} absent", line.a.display());
     for device in ["meter", "second"] {
-        offline(&bridge, device).await;
+        status(
+            &bridge,
+            device,
+            "offline: absent",
+            |s| matches!(&s.state, DeviceState::Offline { reason, .. } if *reason == absent),
+        )
+        .await;
     }
     assert!(!bridge.is_finished(), "the bridge task gave up on the line");
     let since = match bridge.device_status("meter").map(|s| s.state) {
@@ -220,4 +230,59 @@ async fn vanished_line_takes_its_devices_offline_and_they_return_with_it() {
         r.timestamp > since && r.value == Some(Value::Int(42))
     })
     .await;
+}
+
+/// A gateway that boots with its adapter unplugged: the bridge starts, its
+/// devices are offline because the port is absent, and when the port
+/// appears the same bridge brings them online, with nothing restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_port_at_start_comes_online_when_plugged_in() {
+    let mut line = PtyPair::unplugged();
+    let text = bridge_file(&Link::Serial(&line.a));
+    let (bridge, readings) = start(&text);
+    let mut readings = tee(readings);
+    let absent = format!("{} absent", line.a.display());
+    for device in ["meter", "second"] {
+        assert_eq!(offline(&bridge, device).await, absent);
+    }
+    // It keeps trying (paced by the backoff) and does not give up.
+    status(&bridge, "meter", "retried", |s| s.consecutive_failures >= 3).await;
+    assert!(!bridge.is_finished(), "the bridge task gave up on the port");
+    assert!(
+        bridge.status().values().all(|s| s.last_success.is_none()),
+        "{:#?}",
+        bridge.status()
+    );
+
+    // Plugged in: the path appears, a slave answers on the other end.
+    line.reopen().await;
+    let mut server = ModbusServer::serial(&line.b, &[1, 2]).await;
+    load(&mut server).await;
+    online(&bridge, "meter").await;
+    online(&bridge, "second").await;
+    point(&mut readings, "meter", "u16", |r| {
+        r.value == Some(Value::Int(65000))
+    })
+    .await;
+    point(&mut readings, "second", "value", |r| {
+        r.value == Some(Value::Int(42))
+    })
+    .await;
+
+    // The readings carry exactly the points `point_names` lists.
+    let bus = BridgeFile::from_toml_str(&text)
+        .and_then(BridgeFile::into_bus)
+        .expect("valid");
+    let want: BTreeSet<String> = bus.point_names("meter").into_iter().collect();
+    assert_eq!(want.len(), 22);
+    let mut seen = BTreeSet::new();
+    while seen != want {
+        let r = reading(&mut readings, "every meter point", |r| r.device == "meter").await;
+        assert!(
+            want.contains(&r.point),
+            "{} is not a point of meter",
+            r.point
+        );
+        seen.insert(r.point);
+    }
 }

@@ -6,45 +6,57 @@ use tokio::process::Command;
 
 use crate::harness::process::Proc;
 
-/// Two PTYs whose data `socat` copies both ways. Killed on drop.
+/// Two PTYs whose data `socat` copies both ways, at two fixed paths (the
+/// links socat makes). Killed on drop.
 #[derive(Debug)]
 pub struct PtyPair {
     /// One end (give it to the bridge).
     pub a: PathBuf,
     /// The other end (give it to the peer).
     pub b: PathBuf,
-    socat: Proc,
+    /// `None` while the line is unplugged.
+    socat: Option<Proc>,
     _dir: tempfile::TempDir,
 }
 
 impl PtyPair {
     /// Starts socat and waits until both links exist.
     pub async fn new() -> PtyPair {
+        let mut pair = Self::unplugged();
+        pair.reopen().await;
+        pair
+    }
+
+    /// The two paths, with nothing there yet: a gateway that boots with its
+    /// USB serial adapter unplugged. [`reopen`](Self::reopen) plugs it in.
+    pub fn unplugged() -> PtyPair {
         let dir = match tempfile::tempdir() {
             Ok(d) => d,
             Err(e) => panic!("tempdir: {e}"),
         };
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let socat = Self::spawn_socat(&a, &b).await;
         PtyPair {
-            a,
-            b,
-            socat,
+            a: dir.path().join("a"),
+            b: dir.path().join("b"),
+            socat: None,
             _dir: dir,
         }
     }
 
-    /// Closes the line: socat exits, both PTYs and their links vanish, as
-    /// when a USB serial adapter is pulled.
+    /// Closes the line: both links vanish, then socat and its PTYs, as when
+    /// a USB serial adapter is pulled. (Links first: a link left behind
+    /// could point at a PTY number another test's socat gets next.)
     pub async fn close(&mut self) {
-        self.socat.kill().await;
         let _ = std::fs::remove_file(&self.a);
         let _ = std::fs::remove_file(&self.b);
+        if let Some(mut socat) = self.socat.take() {
+            socat.kill().await;
+        }
     }
 
-    /// A new pair of PTYs under the same two paths (the adapter is back).
+    /// A new pair of PTYs under the same two paths (the adapter is plugged
+    /// in, or back); returns once both links exist.
     pub async fn reopen(&mut self) {
-        self.socat = Self::spawn_socat(&self.a, &self.b).await;
+        self.socat = Some(Self::spawn_socat(&self.a, &self.b).await);
     }
 
     async fn spawn_socat(a: &std::path::Path, b: &std::path::Path) -> Proc {
