@@ -75,12 +75,20 @@ impl Board {
         b.status.insert(bridge.to_owned(), status);
     }
 
-    /// Keeps only the devices in `defined` and the bridges in `bridges`
-    /// (the device keys stay on disk: re-adding a device restores its
-    /// identity).
-    pub(super) fn retain(&self, defined: &[String], bridges: &[String]) {
+    /// Keeps only the devices `defined` (each with the points its bridge
+    /// file names now: a point removed or renamed disappears, with its
+    /// last value) and the bridges in `bridges`. The device keys stay on
+    /// disk: re-adding a device restores its identity.
+    pub(super) fn retain(&self, defined: &BTreeMap<String, Vec<String>>, bridges: &[String]) {
         if let Ok(mut b) = self.0.lock() {
-            b.devices.retain(|name, _| defined.contains(name));
+            b.devices.retain(|name, e| match defined.get(name) {
+                Some(points) => {
+                    e.points.retain(|p, _| points.contains(p));
+                    e.sealed.retain(|p, _| points.contains(p));
+                    true
+                }
+                None => false,
+            });
             b.status.retain(|name, _| bridges.contains(name));
         }
     }
@@ -231,5 +239,48 @@ impl Board {
             depth.push(&[("bridge", bridge)], *d as u64);
         }
         vec![readings, online, depth]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(device: &str, point: &str) -> ReadingView {
+        ReadingView {
+            device: device.into(),
+            point: point.into(),
+            value: Some(serde_json::json!(1)),
+            unit: None,
+            quality: "good".into(),
+            timestamp_ms: 1,
+            seq: 1,
+            cose: None,
+        }
+    }
+
+    /// A point renamed in its bridge file disappears with its last value;
+    /// a device removed disappears whole.
+    #[test]
+    fn removed_points_and_devices_leave_the_board() {
+        let board = Board::default();
+        let key = Arc::new(Keypair::from_seed(&[3; 32]));
+        let other = Arc::new(Keypair::from_seed(&[4; 32]));
+        let (_tx, status) = watch::channel(StatusMap::default());
+        board.attach(
+            "a.toml",
+            &[("meter".into(), key), ("old".into(), other)],
+            status,
+        );
+        for p in ["volts", "amps"] {
+            board.record("a.toml", view("meter", p), true, Some(Arc::new(vec![1])), 0);
+        }
+        let defined = BTreeMap::from([("meter".to_owned(), vec!["volts".to_owned()])]);
+        board.retain(&defined, &["a.toml".to_owned()]);
+        let list = board.list();
+        assert_eq!(list.len(), 1, "the removed device is gone");
+        let points: Vec<&String> = list[0].points.keys().collect();
+        assert_eq!(points, ["volts"]);
+        assert_eq!(board.latest_sealed("meter", None).len(), 1);
     }
 }

@@ -183,14 +183,20 @@ impl Devices {
         Ok(())
     }
 
-    /// Forgets board entries of devices no running bridge defines.
+    /// Forgets board entries of devices and points no running bridge
+    /// defines any more.
     fn prune_board(&self) {
         let Ok(running) = self.running.lock() else {
             return;
         };
-        let defined: Vec<String> = running
+        let defined: BTreeMap<String, Vec<String>> = running
             .values()
-            .flat_map(|r| r.bus.device_names().into_iter().map(str::to_owned))
+            .flat_map(|r| {
+                r.bus
+                    .device_names()
+                    .into_iter()
+                    .map(|d| (d.to_owned(), r.bus.point_names(d)))
+            })
             .collect();
         let bridges: Vec<String> = running.keys().cloned().collect();
         self.board.retain(&defined, &bridges);
