@@ -165,9 +165,11 @@ impl Remote {
 
     /// One request, one answer.
     async fn exchange(&self, device: &PublicKey, request: &Request) -> Result<Answer, RemoteError> {
-        let env = self.seal(device, request)?;
         let work = async {
             let conn = self.connect(device).await?;
+            // Sealed once connected: the stamp is then in the network's
+            // time even if this connection is how we learned it.
+            let env = self.seal(device, request)?;
             let (mut send, mut recv) = conn
                 .quic()
                 .open_bi()

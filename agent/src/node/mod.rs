@@ -18,9 +18,11 @@
 //!   peers', measured and applied to the node's clock.
 //! - `metrics.rs`: counters in Prometheus text.
 //!
-//! Every envelope is opened and sealed here in the loop, which owns the
-//! key, the [`Session`] (sealer and replay window) and the core; the I/O
-//! tasks never see a key.
+//! Every envelope is opened here in the loop, which owns the [`Session`]
+//! (sealer and replay window) and the core, and every answer is sealed
+//! here; a request is sealed by the task that sends it, right after its
+//! connection is up, so that it bears the network's time learned on that
+//! connection (see `time_sync.rs`).
 //!
 //! What this module does not do: decide who may join (the transport's
 //! [`crate::transport::Membership`] does; the node asks it), or know what
@@ -174,7 +176,7 @@ pub(crate) struct Node {
     clock: Clock,
     dht: Dht,
     verifier: WireRecordVerifier,
-    session: Session,
+    session: Arc<Session>,
     conns: Connections,
     nat: Arc<Nat>,
     inputs_tx: mpsc::Sender<Input>,
@@ -251,7 +253,7 @@ impl Node {
         ));
         Self {
             verifier: WireRecordVerifier::new(cfg.network.clone()),
-            session: session(),
+            session: Arc::new(session()),
             conns,
             nat,
             key,
@@ -410,8 +412,8 @@ impl Node {
                         _ => {
                             conns.insert(conn.clone());
                             let _ = inputs.send(Input::Connected(conn.clone())).await;
-                            // A peer that dials us is a peer to learn the
-                            // network's time from, while we know too few.
+                            // A peer that dials us may be one to learn the
+                            // network's time from (see `time_sync.rs`).
                             if nat.time().wants_more() {
                                 nat.time().sync_with(&conn).await;
                             }
@@ -561,18 +563,14 @@ impl Node {
             return;
         };
         let payload = message.encode();
-        let env = match self.session.seal(kind, &key, &payload) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot seal a DHT message");
-                let now = self.now();
-                self.dht.handle_unreachable(now, rid);
-                return;
-            }
-        };
         if is_answer(message.kind()) {
             if let Some(stream) = self.pending_replies.remove(&(key, rid)) {
-                tokio::spawn(rpc::answer(stream, env));
+                match self.session.seal(kind, &key, &payload) {
+                    Ok(env) => {
+                        tokio::spawn(rpc::answer(stream, env));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot seal a DHT answer"),
+                }
             }
             return;
         }
@@ -580,11 +578,11 @@ impl Node {
         let timeout = self.cfg.dht.request_timeout + Duration::from_millis(500);
         tokio::spawn(rpc::send_request(
             self.nat.clone(),
+            self.session.clone(),
             key,
             addrs,
             rid,
-            env,
-            self.session.max_frame(),
+            rpc::Outgoing { kind, payload },
             timeout,
         ));
     }

@@ -14,8 +14,8 @@ use super::nat::{Nat, PeerAddr};
 use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::transport::framing::{read_frame, request, write_frame};
-use crate::transport::{Connection, Membership, VerifiedPeer};
-use crate::wire::Kind;
+use crate::transport::{Connection, Membership, TransportError, VerifiedPeer};
+use crate::wire::{Kind, Session};
 
 /// What the I/O tasks tell the node loop.
 pub(crate) enum Input {
@@ -39,20 +39,33 @@ pub(crate) enum Input {
     SetAddrs(Vec<String>),
 }
 
-/// Sends one sealed request and reports the answer (or its absence).
+/// One request for [`send_request`]: its kind and payload, sealed only
+/// once the connection is up.
+pub(crate) struct Outgoing {
+    pub(crate) kind: Kind,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Sends one request and reports the answer (or its absence). It is
+/// sealed after the connection is up, not before: a node that has just
+/// learned the network's time on that very connection (its first dial
+/// waits for the answer) stamps the request with it.
 pub(crate) async fn send_request(
     nat: Arc<Nat>,
+    session: Arc<Session>,
     to: PublicKey,
     addrs: Vec<PeerAddr>,
     rid: u64,
-    envelope: Vec<u8>,
-    max_answer: usize,
+    outgoing: Outgoing,
     timeout: Duration,
 ) {
     let inputs = nat.inputs.clone();
     let result = async {
         let conn = nat.get_or_dial(&to, &to, &addrs).await?;
-        let answer = request(&conn, &envelope, max_answer, timeout).await;
+        let envelope = session
+            .seal(outgoing.kind, &to, &outgoing.payload)
+            .map_err(|e| TransportError::Local(e.to_string()))?;
+        let answer = request(&conn, &envelope, session.max_frame(), timeout).await;
         if answer.is_err() && conn.quic().close_reason().is_some() {
             nat.conns.remove(&conn);
         }

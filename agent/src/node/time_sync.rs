@@ -9,22 +9,32 @@
 //!
 //! ```text
 //! time         { "c": bstr(16) challenge }
-//! time_answer  { "c": bstr(16) the same challenge, "t": uint ms, the peer's time }
+//! time_answer  { "c": bstr(16) the same challenge, "t": uint ms, the peer's time,
+//!                "u": uint ms, how long the peer has been running }
 //! ```
 //!
 //! Both kinds are exempt from the freshness and replay checks (a node whose
 //! clock is wrong must be able to ask); the answer is fresh because it
 //! echoes a challenge only the asker knew, and authentic because the peer
 //! signed it and the connection proved the peer's key. The offset sample is
-//! `t - (sent + rtt / 2)` on the local clock; the node's offset is the
-//! median of its peers' latest samples, so one lying peer among three
-//! cannot move it, and is applied to the [`Clock`] (every stamp, every
-//! freshness check and every reading then uses the network's time).
+//! `t - (sent + rtt / 2)` on the local clock.
 //!
-//! When: right after a connection is made while fewer than
-//! [`WANTED_PEERS`] peers have answered (the first dial waits for it, so
-//! that the first request already carries the network's time), and every
-//! [`RESYNC`] with a few connected peers.
+//! Whose time: a vote. The node's own clock is one vote, each peer's latest
+//! sample another, and the offset is their median, so one lying peer among
+//! three cannot move it. With an even count the two middle votes may
+//! disagree, and nothing in two clocks says which is wrong: the vote of
+//! whoever has been running longer wins, so a newcomer defers to the
+//! network it joins. A gateway that boots after a power cut with a wrong
+//! clock takes the time of its seed, or of the subscriber that reconnects
+//! to it; a seed does not take the time of each gateway that dials it. The
+//! offset is applied to the [`Clock`] (every stamp, every freshness check
+//! and every reading then uses the network's time), and peers answer with
+//! the network's time as they know it, so a corrected node passes it on.
+//!
+//! When: right after a connection is made (dialed or accepted), while
+//! fewer than [`WANTED_PEERS`] peers have answered (a first dial waits for
+//! the answer, so that the first request already carries the network's
+//! time), and every [`RESYNC`] with a few connected peers.
 //!
 //! What this module does not do: set the machine's clock (NTP's job; the
 //! offset is shown and warned about instead), or defend against a majority
@@ -70,6 +80,8 @@ const MAX_ANSWERING: usize = 16;
 struct Sample {
     offset_ms: i64,
     at: Instant,
+    /// How long the peer had been running, in ms.
+    uptime_ms: u64,
 }
 
 /// This node's side of the time exchange, asking and answering.
@@ -80,6 +92,7 @@ pub(crate) struct TimeSync {
     skew_ms: u64,
     samples: Mutex<BTreeMap<PublicKey, Sample>>,
     answering: Arc<Semaphore>,
+    started: Instant,
     asked: AtomicU64,
     answered: AtomicU64,
     failed: AtomicU64,
@@ -92,12 +105,14 @@ impl TimeSync {
     /// offset goes to `clock`; `skew_ms` is the freshness window (an offset
     /// beyond it is warned about).
     pub(crate) fn new(session: Session, clock: Clock, skew_ms: u64) -> Self {
+        let started = clock.instant();
         Self {
             session,
             clock,
             skew_ms,
             samples: Mutex::new(BTreeMap::new()),
             answering: Arc::new(Semaphore::new(MAX_ANSWERING)),
+            started,
             asked: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -106,7 +121,7 @@ impl TimeSync {
         }
     }
 
-    /// Peers with a sample young enough to count.
+    /// Peers with a sample young enough to vote.
     pub(crate) fn peers(&self) -> usize {
         let now = self.clock.instant();
         self.samples
@@ -117,6 +132,12 @@ impl TimeSync {
                     .count()
             })
             .unwrap_or(0)
+    }
+
+    /// How long this node has been running, in ms.
+    fn uptime_ms(&self) -> u64 {
+        let up = self.clock.instant().saturating_duration_since(self.started);
+        u64::try_from(up.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether another peer's answer would still count toward the median.
@@ -142,9 +163,9 @@ impl TimeSync {
         }
         self.asked.fetch_add(1, Ordering::Relaxed);
         match self.ask(conn).await {
-            Ok(offset_ms) => {
+            Ok((offset_ms, uptime_ms)) => {
                 self.answered.fetch_add(1, Ordering::Relaxed);
-                self.record(conn.peer().key(), offset_ms);
+                self.record(conn.peer().key(), offset_ms, uptime_ms);
             }
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -153,8 +174,9 @@ impl TimeSync {
         }
     }
 
-    /// One exchange: the peer's offset from our local clock, in ms.
-    async fn ask(&self, conn: &Connection) -> Result<i64, NodeError> {
+    /// One exchange: the peer's offset from our local clock and how long
+    /// it has been running, in ms.
+    async fn ask(&self, conn: &Connection) -> Result<(i64, u64), NodeError> {
         let peer = conn.peer().key();
         let mut challenge = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut challenge);
@@ -184,20 +206,32 @@ impl TimeSync {
                 rtt.as_millis()
             )));
         }
+        // An older peer without `u` counts as just started.
+        let uptime_ms = uint_field(&map, "u").unwrap_or(0);
         let midpoint = i128::from(sent.0) + (rtt.as_millis() as i128) / 2;
         let offset = i128::from(their) - midpoint;
-        i64::try_from(offset).map_err(|_| NodeError::PeerMisbehaved("absurd time".into()))
+        let offset =
+            i64::try_from(offset).map_err(|_| NodeError::PeerMisbehaved("absurd time".into()))?;
+        Ok((offset, uptime_ms))
     }
 
-    /// Keeps `peer`'s sample and moves the clock's offset to the median.
-    fn record(&self, peer: PublicKey, offset_ms: i64) {
+    /// Keeps `peer`'s sample and moves the clock's offset to the vote's
+    /// median.
+    fn record(&self, peer: PublicKey, offset_ms: i64, uptime_ms: u64) {
         let now = self.clock.instant();
         let median = {
             let Ok(mut samples) = self.samples.lock() else {
                 return;
             };
             samples.retain(|_, s| now.saturating_duration_since(s.at) < SAMPLE_TTL);
-            samples.insert(peer, Sample { offset_ms, at: now });
+            samples.insert(
+                peer,
+                Sample {
+                    offset_ms,
+                    at: now,
+                    uptime_ms,
+                },
+            );
             // Bounded: the oldest go first.
             while samples.len() > 4 * WANTED_PEERS {
                 let oldest = samples.iter().min_by_key(|(_, s)| s.at).map(|(k, _)| *k);
@@ -206,9 +240,12 @@ impl TimeSync {
                     None => break,
                 };
             }
-            let mut offsets: Vec<i64> = samples.values().map(|s| s.offset_ms).collect();
-            offsets.sort_unstable();
-            (offsets[offsets.len() / 2], offsets.len())
+            let mut votes: Vec<(i64, u64)> = samples
+                .values()
+                .map(|s| (s.offset_ms, s.uptime_ms))
+                .collect();
+            votes.push((0, self.uptime_ms()));
+            (median(&mut votes), samples.len())
         };
         self.apply(median.0, median.1);
     }
@@ -265,6 +302,7 @@ impl TimeSync {
         let payload = encode(&[
             ("c", Value::Bytes(challenge)),
             ("t", Value::Integer(self.clock.wall().0.into())),
+            ("u", Value::Integer(self.uptime_ms().into())),
         ]);
         match self.session.seal(Kind::TimeAnswer, &peer, &payload) {
             Ok(env) => {
@@ -300,6 +338,25 @@ impl TimeSync {
             .with(&[("outcome", "served")], get(&self.served))
             .with(&[("outcome", "refused")], get(&self.refused)),
         ]
+    }
+}
+
+/// The median offset of `(offset_ms, uptime_ms)` votes; of two middle
+/// votes, the one of whoever has been running longer.
+fn median(votes: &mut [(i64, u64)]) -> i64 {
+    votes.sort_unstable();
+    let n = votes.len();
+    match n {
+        0 => 0,
+        _ if n % 2 == 1 => votes[n / 2].0,
+        _ => {
+            let (a, b) = (votes[n / 2 - 1], votes[n / 2]);
+            if a.1 >= b.1 {
+                a.0
+            } else {
+                b.0
+            }
+        }
     }
 }
 
@@ -348,6 +405,27 @@ fn uint_field(map: &[(Value, Value)], name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two clocks: the longer-running one wins; three: the majority, a
+    /// lone liar notwithstanding.
+    #[test]
+    fn the_median_vote_defers_to_the_longer_running_clock() {
+        // A gateway just booted (up 1 s) with a seed up an hour, 2 h ahead.
+        assert_eq!(median(&mut [(0, 1_000), (7_200_000, 3_600_000)]), 7_200_000);
+        // The seed's view of that gateway: it keeps its own time.
+        assert_eq!(median(&mut [(0, 3_600_000), (-7_200_000, 1_000)]), 0);
+        // Two peers agree, one lies: the two win, whoever is older.
+        assert_eq!(
+            median(&mut [
+                (0, 10),
+                (600_000, 5),
+                (600_100, 7),
+                (-99_999_999, 1_000_000)
+            ]),
+            600_000
+        );
+        assert_eq!(median(&mut []), 0);
+    }
 
     #[test]
     fn payloads_round_trip_and_garbage_is_the_peers_fault() {

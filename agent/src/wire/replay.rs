@@ -10,21 +10,24 @@ use sha2::{Digest, Sha256};
 ///
 /// Memory bound: an entry is a 16-byte key (truncated SHA-256 of sender and
 /// nonce; a collision needs ~2^64 entries), held in a hash set, plus the
-/// key, a 16-byte sender key and the 8-byte timestamp in a min-heap ordered
+/// key, a 16-byte sender key, the 8-byte timestamp and nonce in a min-heap ordered
 /// by timestamp. The set is sized for twice `capacity` so that removals
 /// never force it to grow (hashbrown rehashes in place while at most half
-/// full). Per-sender floors (below) are at most `capacity / 8`.
+/// full), per-sender floors (below) are at most `capacity / 8`, and the
+/// count of entries per sender at most `capacity`.
 /// [`ReplayWindow::memory_bytes`] reports the allocation: at most
-/// `capacity × 121` bytes (3.8 MiB for the default 32,768), whatever
+/// `capacity × 217` bytes (6.8 MiB for the default 32,768; allocated,
+/// and touched only as entries arrive), whatever
 /// senders do — 10^6 distinct senders cost the same as ten.
 ///
-/// When the window is full the oldest entry is evicted and its timestamp
+/// When the window is full an entry is evicted — of the 64 oldest, the one
+/// whose sender holds the most entries — and its `(timestamp, nonce)`
 /// becomes *its sender's* floor: from then on anything of that sender at
 /// or below it is refused as a possible replay, since it can no longer be
 /// told apart from one. The floor is the sender's alone, so a flood (of
 /// envelopes stamped at the edge of the freshness window, say) costs the
-/// flooder, never honest senders: their floors only rise to timestamps of
-/// their own that are already older than what they send next. Floors
+/// flooder, never honest senders: their floors only rise to `(timestamp,
+/// nonce)` pairs of their own, older than what they send next. Floors
 /// fall away once the freshness window has passed them. Should more
 /// senders be evicted within one window than floors are kept, the
 /// window-wide floor takes the excess (the old behaviour: bounded memory
@@ -39,14 +42,27 @@ pub struct ReplayWindow {
     set_slots: usize,
     /// Refuse everything stamped at or before this (the start floor).
     floor: u64,
-    /// Per-sender floors raised by evictions.
-    sender_floors: HashMap<[u8; 16], u64>,
+    /// Per-sender floors raised by evictions: `(timestamp, nonce)` of the
+    /// last of its entries evicted.
+    sender_floors: HashMap<[u8; 16], (u64, u64)>,
     max_sender_floors: usize,
+    /// Entries remembered per sender (at most `capacity` senders).
+    held: HashMap<[u8; 16], u32>,
+    /// Reused by each eviction, never grown past [`EVICTION_SCAN`].
+    scratch: Vec<Reverse<Remembered>>,
 }
 
-/// One remembered envelope in eviction order: its timestamp, its entry
-/// key, its sender's key.
-type Remembered = (u64, [u8; 16], [u8; 16]);
+/// How many of the oldest entries an eviction looks at to find the one of
+/// the sender holding the most: a flooder's, not an honest peer's few.
+const EVICTION_SCAN: usize = 64;
+
+/// One remembered envelope in eviction order: its timestamp and nonce,
+/// its entry key, its sender's key. Ordering by nonce after the timestamp
+/// makes one sender's entries leave in the order it sent them (a sealer's
+/// nonces count up), so a sender's floor can be `(timestamp, nonce)`: an
+/// honest sender's envelopes stamped in the same millisecond as an evicted
+/// one still open.
+type Remembered = (u64, u64, [u8; 16], [u8; 16]);
 
 /// Outcome of [`ReplayWindow::check_and_insert`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +94,8 @@ impl ReplayWindow {
             floor: floor_ms,
             sender_floors: HashMap::with_capacity(2 * max_sender_floors + 2),
             max_sender_floors,
+            held: HashMap::with_capacity(2 * capacity + 2),
+            scratch: Vec::with_capacity(EVICTION_SCAN),
         }
     }
 
@@ -97,12 +115,13 @@ impl ReplayWindow {
         timestamp_ms: u64,
         expire_before_ms: u64,
     ) -> ReplayCheck {
-        while let Some(Reverse((ts, key, _))) = self.order.peek().copied() {
+        while let Some(Reverse((ts, _, key, owner))) = self.order.peek().copied() {
             if ts >= expire_before_ms {
                 break;
             }
             self.order.pop();
             self.seen.remove(&key);
+            self.release(owner);
         }
         let key = entry_key(sender, nonce);
         if self.seen.contains(&key) {
@@ -110,36 +129,72 @@ impl ReplayWindow {
         }
         let who = sender_key(sender);
         if self.seen.len() >= self.capacity {
-            if let Some(Reverse((ts, old, owner))) = self.order.pop() {
-                self.seen.remove(&old);
-                self.raise_sender_floor(owner, ts, expire_before_ms);
-            }
+            self.evict(expire_before_ms);
         }
-        let sender_floor = self.sender_floors.get(&who).copied().unwrap_or(0);
-        if timestamp_ms <= self.floor || timestamp_ms <= sender_floor {
+        let sender_floor = self.sender_floors.get(&who).copied();
+        if timestamp_ms <= self.floor || sender_floor.is_some_and(|f| (timestamp_ms, nonce) <= f) {
             return ReplayCheck::Replayed;
         }
         self.seen.insert(key);
-        self.order.push(Reverse((timestamp_ms, key, who)));
+        self.order.push(Reverse((timestamp_ms, nonce, key, who)));
+        *self.held.entry(who).or_insert(0) += 1;
         ReplayCheck::Fresh
     }
 
-    fn raise_sender_floor(&mut self, owner: [u8; 16], ts: u64, expire_before_ms: u64) {
+    fn release(&mut self, owner: [u8; 16]) {
+        if let Some(n) = self.held.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(&owner);
+            }
+        }
+    }
+
+    /// Makes room: of the [`EVICTION_SCAN`] oldest entries, forgets the
+    /// one whose sender holds the most (the oldest among equals), and
+    /// raises that sender's floor to it. A flood is what holds the most, so
+    /// it is the flooder's entries that go; an honest peer with a few
+    /// entries keeps them, even when they are the oldest.
+    fn evict(&mut self, expire_before_ms: u64) {
+        self.scratch.clear();
+        while self.scratch.len() < EVICTION_SCAN {
+            match self.order.pop() {
+                Some(e) => self.scratch.push(e),
+                None => break,
+            }
+        }
+        let load = |e: &Reverse<Remembered>| self.held.get(&e.0 .3).copied().unwrap_or(0);
+        let victim = (0..self.scratch.len()).fold(None, |best: Option<usize>, i| match best {
+            Some(b) if load(&self.scratch[b]) >= load(&self.scratch[i]) => Some(b),
+            _ => Some(i),
+        });
+        let victim = victim.map(|i| self.scratch.swap_remove(i));
+        for e in self.scratch.drain(..) {
+            self.order.push(e);
+        }
+        if let Some(Reverse((ts, n, old, owner))) = victim {
+            self.seen.remove(&old);
+            self.release(owner);
+            self.raise_sender_floor(owner, (ts, n), expire_before_ms);
+        }
+    }
+
+    fn raise_sender_floor(&mut self, owner: [u8; 16], at: (u64, u64), expire_before_ms: u64) {
         if !self.sender_floors.contains_key(&owner)
             && self.sender_floors.len() >= self.max_sender_floors
         {
             // Floors the freshness window has passed refuse nothing more.
-            self.sender_floors.retain(|_, f| *f >= expire_before_ms);
+            self.sender_floors.retain(|_, f| f.0 >= expire_before_ms);
             if self.sender_floors.len() >= self.max_sender_floors {
                 // Still full: the window-wide floor takes them all.
-                let highest = self.sender_floors.values().copied().max().unwrap_or(0);
-                self.floor = self.floor.max(highest).max(ts);
+                let highest = self.sender_floors.values().map(|f| f.0).max().unwrap_or(0);
+                self.floor = self.floor.max(highest).max(at.0);
                 self.sender_floors.clear();
                 return;
             }
         }
-        let f = self.sender_floors.entry(owner).or_insert(0);
-        *f = (*f).max(ts);
+        let f = self.sender_floors.entry(owner).or_insert(at);
+        *f = (*f).max(at);
     }
 
     /// Entries currently remembered.
@@ -162,12 +217,11 @@ impl ReplayWindow {
         self.floor
     }
 
-    /// The floor of `sender` alone (0: none).
+    /// The timestamp of `sender`'s own floor (0: none).
     pub fn sender_floor_ms(&self, sender: &[u8; 32]) -> u64 {
         self.sender_floors
             .get(&sender_key(sender))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |f| f.0)
     }
 
     /// Bytes allocated by the window's tables (hash map buckets with their
@@ -180,8 +234,11 @@ impl ReplayWindow {
         let heap =
             self.order.capacity() * std::mem::size_of::<Reverse<(u64, [u8; 16], [u8; 16])>>();
         let floor_buckets = (self.sender_floors.capacity() * 8 / 7).next_power_of_two();
-        let floors = floor_buckets * (std::mem::size_of::<([u8; 16], u64)>() + 1) + 16;
-        map + heap + floors
+        let floors = floor_buckets * (std::mem::size_of::<([u8; 16], (u64, u64))>() + 1) + 16;
+        let held_buckets = (self.held.capacity() * 8 / 7).next_power_of_two();
+        let held = held_buckets * (std::mem::size_of::<([u8; 16], u32)>() + 1) + 16;
+        let scratch = self.scratch.capacity() * std::mem::size_of::<Reverse<Remembered>>();
+        map + heap + floors + held + scratch
     }
 
     /// Whether every table still fits in what was allocated at
@@ -191,6 +248,8 @@ impl ReplayWindow {
         self.seen.capacity() <= self.set_slots
             && self.order.capacity() <= self.capacity
             && self.sender_floors.len() <= self.max_sender_floors
+            && self.held.len() <= self.capacity
+            && self.scratch.capacity() <= EVICTION_SCAN
     }
 }
 

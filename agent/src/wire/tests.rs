@@ -428,11 +428,12 @@ fn replay_window_memory_is_fixed_with_100k_senders() {
         );
     }
     // 92 bytes an entry before per-sender floors (issue 17); each
-    // remembered envelope now also names its sender (16 bytes), and the
-    // floors take 1/8 of the capacity at most.
+    // remembered envelope now also names its sender and keeps its nonce
+    // (24 bytes), the floors take 1/8 of the capacity at most, and the
+    // count per sender one more table.
     let default = ReplayWindow::new(ReplayWindow::DEFAULT_CAPACITY, 0).memory_bytes();
     assert!(
-        default <= ReplayWindow::DEFAULT_CAPACITY * 121 + 32,
+        default <= ReplayWindow::DEFAULT_CAPACITY * 217 + 64,
         "{default}"
     );
 }
