@@ -56,7 +56,13 @@ fn main() {
         .map(|i| SigningKey::from_bytes(&[i as u8 + 1; 32]))
         .collect();
     let dir = tempfile::tempdir().expect("tmp");
-    let outboxes = Outboxes::open(dir.path(), 64 * 1024 * 1024, 16);
+    let outboxes = Outboxes::open(
+        dir.path(),
+        64 * 1024 * 1024,
+        16,
+        std::time::Duration::from_secs(30 * 24 * 3600),
+        streembit_agent::clock::Clock::system(),
+    );
     let subscriber = Keypair::from_seed(&[200; 32]).public();
     // One subscriber per device, so every reading is queued once.
     for k in &keys {

@@ -184,7 +184,8 @@ impl Journal {
     }
 
     /// Up to `max_records` records with a sequence above `after`, oldest
-    /// first, stopping early past `max_bytes` of bodies.
+    /// first, whose bodies add up to at most `max_bytes` — except that the
+    /// first is returned whatever its size, so a reader always progresses.
     pub(crate) fn read_after(
         &self,
         after: u64,
@@ -205,6 +206,9 @@ impl Journal {
             while let Some((seq, body)) = read_record(&mut reader)? {
                 if seq <= after {
                     continue;
+                }
+                if !out.is_empty() && total + body.len() > max_bytes {
+                    return Ok(out);
                 }
                 total += body.len();
                 out.push((seq, body));

@@ -65,6 +65,10 @@ pub struct AgentConfig {
     pub outbox_max_bytes: u64,
     /// The most subscribers one hosted device accepts.
     pub max_subscribers_per_device: usize,
+    /// Days a subscription to a hosted device lives without a sign of its
+    /// subscriber (a subscribe, an acknowledgement, an open stream); then
+    /// its queue is deleted and its slot freed.
+    pub subscription_expiry_days: u64,
     /// The most each of this agent's subscription inboxes holds on disk,
     /// in bytes; when full, the oldest readings are dropped (and counted).
     pub inbox_max_bytes: u64,
@@ -193,6 +197,7 @@ impl Default for AgentConfig {
             log_level: "info".to_owned(),
             outbox_max_bytes: 8 * 1024 * 1024,
             max_subscribers_per_device: 16,
+            subscription_expiry_days: 30,
             inbox_max_bytes: 16 * 1024 * 1024,
             mqtt: MqttConfig::default(),
             nat: NatSection::default(),

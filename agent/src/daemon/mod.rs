@@ -204,6 +204,8 @@ async fn serve(
         &state_dir.join("outbox"),
         config.outbox_max_bytes,
         config.max_subscribers_per_device,
+        Duration::from_secs(config.subscription_expiry_days.saturating_mul(86_400)),
+        clock.clone(),
     ));
     // The broker first: local MQTT devices in the bridge files connect to it.
     let mqtt_stats = Arc::new(local_mqtt::MqttStats::default());
@@ -262,9 +264,14 @@ async fn serve(
         let outboxes = outboxes.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(devices::SYNC_EVERY);
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
                 outboxes.sync_all();
+                ticks += 1;
+                if ticks % 60 == 1 {
+                    outboxes.expire();
+                }
             }
         });
     }

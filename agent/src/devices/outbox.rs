@@ -8,6 +8,13 @@
 //! most what arrived since the last sync (`SYNC_EVERY`). When a queue is
 //! full its oldest readings are dropped and counted.
 //!
+//! A subscription that nobody acknowledges or follows for
+//! `subscription_expiry` (30 days by default) expires: its queue is
+//! deleted and its slot freed, so throwaway keys cannot hold a device's
+//! subscriber slots for ever. Activity (a `subscribe` frame, an
+//! acknowledgement, an open delivery stream) is kept in memory and written
+//! to `<queue>/seen` at most hourly, so expiry survives restarts.
+//!
 //! Layout: `<state>/outbox/<device key>/<subscriber key>/*.seg`.
 
 use std::collections::BTreeMap;
@@ -20,9 +27,11 @@ use tokio::sync::Notify;
 
 use super::protocol::ErrorCode;
 use super::DevicesError;
+use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::journal::Journal;
 use crate::metrics::{Family, Kind};
+use crate::state_file::{write_atomic, write_error_hint};
 
 /// How often queues are flushed to the disk: what a power cut can lose.
 pub(crate) const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -36,6 +45,11 @@ pub(super) struct Outbox {
     pub(super) wake: Notify,
     /// Bumped by each new delivery stream, so an older one stops.
     pub(super) generation: AtomicU64,
+    /// Network time of the subscriber's last sign of life, in ms.
+    seen_ms: AtomicU64,
+    /// What `seen` on disk says.
+    seen_written_ms: AtomicU64,
+    dir: PathBuf,
     /// Readings this queue refused (the disk, a sequence not above its
     /// last).
     refused: AtomicU64,
@@ -59,6 +73,26 @@ impl Outbox {
         }
     }
 
+    /// Reading `seq` cannot be sent in any frame: counted as refused and
+    /// passed over (logged, so the operator sees which).
+    pub(super) fn skip_oversize(&self, seq: u64) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(subscriber = %self.subscriber, seq, "a reading too large for any frame to a subscriber was skipped");
+        self.ack(seq);
+    }
+
+    /// The subscriber showed it is alive at `now_ms` (network time).
+    pub(super) fn touch(&self, now_ms: u64) {
+        self.seen_ms.fetch_max(now_ms, Ordering::Relaxed);
+        let written = self.seen_written_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(written) >= SEEN_WRITE_EVERY_MS {
+            self.seen_written_ms.store(now_ms, Ordering::Relaxed);
+            if let Err(e) = write_atomic(&self.dir.join(SEEN_FILE), &now_ms.to_be_bytes()) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot note a subscriber's activity: {}", write_error_hint(&e));
+            }
+        }
+    }
+
     /// The subscriber has everything up to `seq`.
     pub(super) fn ack(&self, seq: u64) {
         if let Ok(mut j) = self.journal.lock() {
@@ -69,25 +103,41 @@ impl Outbox {
     }
 }
 
+/// The file a queue's last sign of life is kept in.
+const SEEN_FILE: &str = "seen";
+/// How often that file is rewritten at most.
+const SEEN_WRITE_EVERY_MS: u64 = 3_600_000;
+
 /// Every store-and-forward queue of this gateway.
 pub struct Outboxes {
     root: PathBuf,
     max_bytes: u64,
     max_per_device: usize,
+    expiry: Duration,
+    clock: Clock,
+    expired: AtomicU64,
     by_device: Mutex<BTreeMap<PublicKey, Vec<Arc<Outbox>>>>,
 }
 
 impl Outboxes {
     /// Opens the queues under `root`, each holding at most `max_bytes`, at
-    /// most `max_per_device` subscribers per device.
-    pub fn open(root: &Path, max_bytes: u64, max_per_device: usize) -> Self {
+    /// most `max_per_device` subscribers per device, each expiring after
+    /// `expiry` without a sign of life (by `clock`, the network's time).
+    pub fn open(
+        root: &Path,
+        max_bytes: u64,
+        max_per_device: usize,
+        expiry: Duration,
+        clock: Clock,
+    ) -> Self {
+        let now = clock.wall().0;
         let mut by_device: BTreeMap<PublicKey, Vec<Arc<Outbox>>> = BTreeMap::new();
         for (device, subscriber, dir) in subdirs(root) {
             match Journal::open(&dir, max_bytes) {
                 Ok(journal) => by_device
                     .entry(device)
                     .or_default()
-                    .push(Arc::new(new_outbox(subscriber, journal))),
+                    .push(Arc::new(new_outbox(subscriber, journal, &dir, now))),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "store-and-forward queue not opened")
                 }
@@ -97,8 +147,35 @@ impl Outboxes {
             root: root.to_owned(),
             max_bytes,
             max_per_device,
+            expiry,
+            clock,
+            expired: AtomicU64::new(0),
             by_device: Mutex::new(by_device),
         }
+    }
+
+    /// Deletes the subscriptions without a sign of life for longer than
+    /// the expiry; how many.
+    pub(crate) fn expire(&self) -> usize {
+        let now = self.clock.wall().0;
+        let limit = u64::try_from(self.expiry.as_millis()).unwrap_or(u64::MAX);
+        let stale: Vec<(PublicKey, PublicKey)> = self
+            .by_device
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .flat_map(|(d, list)| list.iter().map(move |o| (d, o)))
+                    .filter(|(_, o)| now.saturating_sub(o.seen_ms.load(Ordering::Relaxed)) > limit)
+                    .map(|(d, o)| (*d, o.subscriber))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (device, subscriber) in &stale {
+            tracing::info!(device = %device, subscriber = %subscriber, days = self.expiry.as_secs() / 86_400, "subscription expired: no sign of the subscriber for that long; its queue is deleted");
+            self.cancel(device, subscriber);
+            self.expired.fetch_add(1, Ordering::Relaxed);
+        }
+        stale.len()
     }
 
     /// Queues `envelope` (sequence `seq`) for every subscriber of `device`.
@@ -146,6 +223,7 @@ impl Outboxes {
             .map_err(|_| (ErrorCode::Busy, "queues unavailable".to_owned()))?;
         let list = map.entry(*device).or_default();
         if let Some(o) = list.iter().find(|o| o.subscriber == *subscriber) {
+            o.touch(self.clock.wall().0);
             return Ok(o.clone());
         }
         if list.len() >= self.max_per_device {
@@ -164,7 +242,9 @@ impl Outboxes {
                 format!("cannot create the queue: {e}"),
             )
         })?;
-        let outbox = Arc::new(new_outbox(*subscriber, journal));
+        let now = self.clock.wall().0;
+        let outbox = Arc::new(new_outbox(*subscriber, journal, &dir, now));
+        outbox.touch(now);
         list.push(outbox.clone());
         Ok(outbox)
     }
@@ -247,17 +327,36 @@ impl Outboxes {
                 }
             }
         }
-        vec![pending, dropped, refused]
+        vec![
+            pending,
+            dropped,
+            refused,
+            Family::single(
+                "streembit_subscriptions_expired",
+                "Subscriptions deleted after no sign of their subscriber for the expiry time.",
+                Kind::Counter,
+                self.expired.load(Ordering::Relaxed),
+            ),
+        ]
     }
 }
 
-fn new_outbox(subscriber: PublicKey, journal: Journal) -> Outbox {
+/// A queue at `dir`; its last sign of life from its `seen` file, or `now`
+/// for a queue without one (made before expiry existed).
+fn new_outbox(subscriber: PublicKey, journal: Journal, dir: &Path, now: u64) -> Outbox {
+    let seen = std::fs::read(dir.join(SEEN_FILE))
+        .ok()
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(now, u64::from_be_bytes);
     Outbox {
         subscriber,
         journal: Mutex::new(journal),
         wake: Notify::new(),
         generation: AtomicU64::new(0),
         refused: AtomicU64::new(0),
+        seen_ms: AtomicU64::new(seen),
+        seen_written_ms: AtomicU64::new(seen),
+        dir: dir.to_owned(),
     }
 }
 

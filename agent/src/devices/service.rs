@@ -31,9 +31,11 @@ use crate::wire::{FromPeer, Session};
 const MAX_STREAMS: usize = 512;
 /// A request must arrive this soon after its stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Readings sent to a subscriber per frame (kept well under the envelope
-/// cap: a reading envelope is a few hundred bytes).
+/// Readings sent to a subscriber per frame at most.
 const BATCH: usize = 128;
+/// What a `readings` frame adds around the readings it carries: the
+/// envelope's headers and signature, and a CBOR header per reading.
+const FRAME_OVERHEAD: usize = 512 + 9 * BATCH;
 
 /// Answers peers on behalf of the hosted devices.
 pub(crate) struct DeviceService {
@@ -272,6 +274,7 @@ impl DeviceService {
                         Request::decode(opened.kind(), opened.payload())
                     {
                         outbox.ack(after);
+                        outbox.touch(self.session.now().0);
                     }
                 }
             }
@@ -282,8 +285,14 @@ impl DeviceService {
                 if outbox.generation.load(Ordering::SeqCst) != generation {
                     return;
                 }
-                let batch = outbox.read_after(sent, BATCH, self.max_frame * 3 / 4);
+                // Bounded by bytes, so the frame fits the subscriber's
+                // frame cap whatever the readings' sizes.
+                let room = self.max_frame.saturating_sub(FRAME_OVERHEAD);
+                let batch = outbox.read_after(sent, BATCH, room);
                 if batch.is_empty() {
+                    // An open stream is a subscriber alive, even when its
+                    // device is quiet and there is nothing to acknowledge.
+                    outbox.touch(self.session.now().0);
                     tokio::select! {
                         _ = outbox.wake.notified() => {}
                         // A safety net for a wake taken by a stream that
@@ -300,6 +309,14 @@ impl DeviceService {
                 let Some(frame) = self.seal(&hosted, &caller, &answer) else {
                     return;
                 };
+                if frame.len() > self.max_frame {
+                    // One reading too large for any frame (the read returns
+                    // at least one): it can never reach the subscriber.
+                    // Skipped and counted, or the stream would stall on it.
+                    outbox.skip_oversize(last);
+                    sent = last;
+                    continue;
+                }
                 if write_frame(&mut send, &frame).await.is_err() {
                     return;
                 }

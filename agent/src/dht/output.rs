@@ -105,6 +105,9 @@ pub(crate) struct Counters {
     pub store_refused: BTreeMap<StoreRefusal, u64>,
     /// Requests that timed out (each attempt).
     pub timeouts: u64,
+    /// Lookup requests not sent: the lookup had asked as many contacts
+    /// outside the routing table as one may.
+    pub unverified_skipped: u64,
 }
 
 impl Counters {

@@ -13,6 +13,8 @@ use crate::transport::{Connection, Endpoint};
 pub(crate) const CLOSE_EVICTED: u32 = 2;
 /// Live connections one peer may hold to us at once.
 pub(crate) const MAX_PER_PEER: usize = 4;
+/// Live connections one peer may hold to hosted devices at once.
+pub(crate) const DEVICE_CONNS_PER_PEER: usize = 64;
 /// Application close code: the agent is shutting down.
 pub(crate) const CLOSE_SHUTDOWN: u32 = 3;
 /// Application close code: the peer left the allowlist.
@@ -21,6 +23,25 @@ pub(crate) const CLOSE_NOT_ALLOWED: u32 = 4;
 struct Entry {
     conn: Connection,
     last_used: u64,
+}
+
+/// A connection to a hosted device, counted until dropped.
+pub(crate) struct DeviceSlot {
+    inner: Arc<Mutex<Inner>>,
+    peer: PublicKey,
+}
+
+impl Drop for DeviceSlot {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            if let Some(n) = inner.to_devices.get_mut(&self.peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    inner.to_devices.remove(&self.peer);
+                }
+            }
+        }
+    }
 }
 
 /// Shared between the node loop and its I/O tasks.
@@ -32,6 +53,9 @@ pub(crate) struct Connections {
 
 struct Inner {
     by_peer: HashMap<PublicKey, Entry>,
+    /// Live connections peers made to hosted devices, by peer: not cached
+    /// (they carry no DHT traffic) but counted against the same caps.
+    to_devices: HashMap<PublicKey, usize>,
     /// Live connections beyond the cached one (both sides dialed at once):
     /// not used for our requests, but closed with the peer's.
     extra: HashMap<PublicKey, Vec<Connection>>,
@@ -44,6 +68,7 @@ impl Connections {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 by_peer: HashMap::new(),
+                to_devices: HashMap::new(),
                 extra: HashMap::new(),
                 max: max.max(1),
                 tick: 0,
@@ -142,6 +167,25 @@ impl Connections {
                 last_used: tick,
             },
         );
+    }
+
+    /// Admits a connection a peer made to a hosted device, if the caps
+    /// allow: all connections together at most the cache's size, and one
+    /// peer's to devices at most [`DEVICE_CONNS_PER_PEER`] (a reader may
+    /// read many devices of one gateway, each on a connection proven by
+    /// the device's key). The slot is held until the returned guard drops.
+    pub(crate) fn admit_to_device(&self, peer: PublicKey) -> Option<DeviceSlot> {
+        let mut inner = self.inner.lock().ok()?;
+        let total: usize = inner.by_peer.len() + inner.to_devices.values().sum::<usize>();
+        let mine = inner.to_devices.get(&peer).copied().unwrap_or(0);
+        if total >= inner.max || mine >= DEVICE_CONNS_PER_PEER {
+            return None;
+        }
+        *inner.to_devices.entry(peer).or_insert(0) += 1;
+        Some(DeviceSlot {
+            inner: self.inner.clone(),
+            peer,
+        })
     }
 
     /// Forgets `conn` if it is the cached one for its peer.

@@ -8,7 +8,7 @@
 //! if/else chain.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -16,6 +16,27 @@ use super::{queries, Node, NodeError, NodeEvent, REPUBLISH_SPACING};
 use crate::api::LookupAnswer;
 use crate::dht::{Addrs, Event, Outcome, PeerRecord, QueryId};
 use crate::identity::PublicKey;
+
+/// The longest wait between republishes of a record held too narrowly.
+pub(super) const MAX_REPUBLISH_SPACING: Duration = Duration::from_secs(600);
+
+/// How republishing an under-replicated record backs off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Republish {
+    /// Wait this long after the last publish.
+    pub(super) spacing: Duration,
+    /// The holders wanted when the spacing last started over.
+    pub(super) wanted: u32,
+}
+
+impl Default for Republish {
+    fn default() -> Self {
+        Self {
+            spacing: REPUBLISH_SPACING,
+            wanted: 0,
+        }
+    }
+}
 
 /// Where a user lookup's answer goes.
 pub(super) type LookupReply = oneshot::Sender<Result<Option<LookupAnswer>, NodeError>>;
@@ -193,20 +214,31 @@ impl Node {
     }
 
     /// Until our record is held by as many nodes as we know (up to k),
-    /// publish again as the table grows.
+    /// publish again as the table grows. The spacing doubles with each
+    /// try that leaves it short (up to [`MAX_REPUBLISH_SPACING`]) and starts
+    /// over when the table grows or the record is held widely enough: a
+    /// peer that ignores STOREs cannot keep every node near it publishing
+    /// every 2 s for ever.
     pub(super) fn maybe_republish(&mut self) {
         if self.in_flight.joining() || self.in_flight.publishing() {
             return;
         }
         let want = self.dht.table().len().min(self.cfg.dht.k) as u32;
+        if self.published_acks >= want || want > self.republish.wanted {
+            self.republish = Republish {
+                spacing: REPUBLISH_SPACING,
+                wanted: want,
+            };
+        }
         let now = self.clock.instant();
         let spaced = self
             .last_publish
-            .is_none_or(|t| now.saturating_duration_since(t) >= REPUBLISH_SPACING);
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.republish.spacing);
         if self.published_acks < want && spaced {
             self.publish_record();
             // Device records went out with the same (smaller) view.
             self.publish_all_devices();
+            self.republish.spacing = (self.republish.spacing * 2).min(MAX_REPUBLISH_SPACING);
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) table_size: usize,
     pub(crate) records_stored: usize,
     pub(crate) replay_entries: usize,
+    pub(crate) dials_refused: u64,
 }
 
 /// The node's metric families.
@@ -136,6 +137,18 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
             s.records_stored as u64,
         ),
         stores,
+        Family::single(
+            "streembit_dials_refused",
+            "Dials not made: more unproven keys at one address than the per-address budget allows.",
+            Kind::Counter,
+            s.dials_refused,
+        ),
+        Family::single(
+            "streembit_dht_unverified_skipped",
+            "Lookup requests not sent: the lookup had asked as many contacts outside the routing table as one may.",
+            Kind::Counter,
+            d.unverified_skipped,
+        ),
         Family::single(
             "streembit_dht_request_timeouts",
             "DHT requests that timed out.",

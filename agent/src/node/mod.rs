@@ -8,6 +8,8 @@
 //! - `in_flight.rs`: the one map of DHT queries in flight, tagged with
 //!   what each is for, and what the node does when one finishes.
 //! - `connections.rs`: the bounded connection cache.
+//! - `dial_budget.rs`: how many unproven keys the node dials per address
+//!   (the DHT must not be an amplifier aimed at a third party).
 //! - `rpc.rs`: request/answer over streams (I/O tasks only move bytes).
 //! - `queries.rs`: answering the handle (status, peers, lookup, metrics).
 //! - `persist.rs`: the routing table on disk.
@@ -29,6 +31,7 @@
 //! a device is beyond its key (the devices layer above does).
 
 mod connections;
+mod dial_budget;
 mod error;
 mod handle;
 mod hosting;
@@ -195,11 +198,13 @@ pub(crate) struct Node {
     hosted: HashMap<PublicKey, hosting::HostedIdentity>,
     published_acks: u32,
     last_publish: Option<Instant>,
+    republish: in_flight::Republish,
     events: mpsc::Sender<NodeEvent>,
     /// Where streams to hosted devices go (the devices layer).
     device_streams: Option<mpsc::Sender<DeviceStream>>,
     counters: NodeCounters,
     started: Instant,
+    dial_budget: dial_budget::DialBudget,
 }
 
 impl Node {
@@ -269,10 +274,12 @@ impl Node {
             hosted: HashMap::new(),
             published_acks: 0,
             last_publish: None,
+            republish: in_flight::Republish::default(),
             events,
             device_streams: None,
             counters: NodeCounters::default(),
             started: clock.instant(),
+            dial_budget: dial_budget::DialBudget::default(),
             clock,
             cfg,
         }
@@ -399,6 +406,11 @@ impl Node {
                     };
                     match conn.served_as() {
                         Some(device) if device != conns.endpoint().key() => {
+                            // Counted against the same caps as any other.
+                            let Some(_slot) = conns.admit_to_device(conn.peer().key()) else {
+                                conn.close(connections::CLOSE_EVICTED, "too many connections");
+                                return;
+                            };
                             let membership = conns.endpoint().membership().clone();
                             rpc::serve_device_connection(
                                 conn,
@@ -575,6 +587,11 @@ impl Node {
             return;
         }
         let addrs = nat::parse_addrs(to.addrs().iter());
+        if !self.within_dial_budget(&to, &key, &addrs) {
+            let now = self.now();
+            self.dht.handle_unreachable(now, rid);
+            return;
+        }
         let timeout = self.cfg.dht.request_timeout + Duration::from_millis(500);
         tokio::spawn(rpc::send_request(
             self.nat.clone(),
@@ -585,6 +602,22 @@ impl Node {
             rpc::Outgoing { kind, payload },
             timeout,
         ));
+    }
+
+    /// Whether a request to `to` may dial: always for a contact the table
+    /// holds (proven) or one we are connected to; for one we only heard
+    /// of, within the per-address budget (see `dial_budget.rs`).
+    fn within_dial_budget(&mut self, to: &Contact, key: &PublicKey, addrs: &[PeerAddr]) -> bool {
+        if self.dht.table().contains(to.id()) || self.conns.cached(key).is_some() {
+            return true;
+        }
+        // Only direct addresses: a relayed one is reached through the
+        // relay, a peer we have proven, and aims nothing at anyone else.
+        let Some(PeerAddr::Direct(addr)) = addrs.first().copied() else {
+            return true;
+        };
+        let now = self.clock.instant();
+        self.dial_budget.allow(addr, key, now)
     }
 
     /// Saves the routing table. A failure (disk full, read-only) is logged

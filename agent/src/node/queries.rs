@@ -98,6 +98,7 @@ impl Node {
                     table_size: self.dht.table().len(),
                     records_stored: self.dht.store().len(),
                     replay_entries: self.session.replay_entries(),
+                    dials_refused: self.dial_budget.refused(),
                 });
                 families.extend(self.nat.families());
                 families.extend(self.nat.time().families());

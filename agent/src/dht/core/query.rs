@@ -29,6 +29,17 @@ pub(super) enum Kind {
     Put(Vec<u8>),
 }
 
+/// Holders of a record a FIND_VALUE hears before it ends (it also ends
+/// when it runs out of nodes to ask): the highest sequence among them
+/// wins. One more request, usually in the same round (alpha = 3 are in
+/// flight), buys resistance to a node serving a stale record.
+pub(super) const VALUE_HOLDERS: u32 = 2;
+
+/// Contacts outside the routing table one lookup may ask. An honest lookup
+/// in a 10,000-node network asks about 15 (docs/dht.md); this only stops a
+/// lookup from being steered at a list of made-up contacts.
+pub(super) const MAX_UNVERIFIED_PER_LOOKUP: u32 = 40;
+
 /// A PUT's second phase: STOREs sent, and how they went so far.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Storing {
@@ -45,7 +56,13 @@ pub(super) struct Query {
     pub(super) kind: Kind,
     pub(super) origin: Origin,
     pub(super) started: Time,
-    pub(super) value: Option<Vec<u8>>,
+    /// The highest-sequence valid record found so far, and its sequence.
+    pub(super) value: Option<(u64, Vec<u8>)>,
+    /// Holders that answered FIND_VALUE with a valid record.
+    pub(super) holders: u32,
+    /// Requests sent to contacts not in the routing table (learned from
+    /// NODES replies, unverified until they answer).
+    pub(super) unverified: u32,
     pub(super) storing: Option<Storing>,
 }
 
@@ -104,6 +121,8 @@ impl Dht {
                 origin,
                 started: now,
                 value: None,
+                holders: 0,
+                unverified: 0,
                 storing: None,
             },
         );
@@ -126,6 +145,18 @@ impl Dht {
             }
             match q.lookup.next() {
                 Next::Query { contact, path } => {
+                    if !self.table.contains(contact.id()) {
+                        // A contact somebody told us about: anyone can list
+                        // a victim's address under made-up keys, so each
+                        // lookup dials only so many (the shell also limits
+                        // dials per address, node-wide).
+                        if q.unverified >= MAX_UNVERIFIED_PER_LOOKUP {
+                            self.counters.unverified_skipped += 1;
+                            q.lookup.on_failure(path, contact.id());
+                            continue;
+                        }
+                        q.unverified += 1;
+                    }
                     let target = *q.lookup.target();
                     let msg = match q.kind {
                         Kind::FindValue => Message::FindValue {
@@ -189,7 +220,9 @@ impl Dht {
                 refused: s.refused,
                 failed: s.failed,
             },
-            (Kind::FindValue, _) => Outcome::Value { record: q.value },
+            (Kind::FindValue, _) => Outcome::Value {
+                record: q.value.map(|(_, bytes)| bytes),
+            },
             _ => Outcome::Nodes {
                 closest: q.lookup.closest_succeeded(),
                 target: q.lookup.found_target().cloned(),
@@ -249,10 +282,19 @@ impl Dht {
                     }
                     (Some(bytes), Kind::FindValue) => {
                         match record::check(verifier, &bytes, Some(q.lookup.target()), now) {
-                            Ok(_) => {
-                                q.lookup.on_success(path, from.id(), Vec::new());
-                                q.value = Some(bytes);
-                                q.lookup.finish();
+                            Ok(v) => {
+                                // Not the first valid record: the highest
+                                // sequence of several holders, so one node
+                                // on the path cannot roll a record back to an
+                                // older one that has not expired.
+                                q.lookup.on_success(path, from.id(), nodes);
+                                if q.value.as_ref().is_none_or(|(seq, _)| v.seq > *seq) {
+                                    q.value = Some((v.seq, bytes));
+                                }
+                                q.holders += 1;
+                                if q.holders >= VALUE_HOLDERS {
+                                    q.lookup.finish();
+                                }
                             }
                             Err(_) => {
                                 self.counters.bad_records += 1;

@@ -315,6 +315,67 @@ fn a_value_under_the_wrong_key_is_not_accepted() {
     }
 }
 
+/// A node on the path serving an older record that has not expired cannot
+/// roll it back: the lookup hears a second holder and keeps the higher
+/// sequence, whichever answers first.
+#[test]
+fn a_rolled_back_record_is_not_returned() {
+    let mut v = SimVerifier::default();
+    let t = Time(1_000_000);
+    let want = *contact(5).id();
+    for stale_first in [true, false] {
+        let mut a = dht(1, Config::default());
+        for peer in [2, 3, 4] {
+            a.handle_message(
+                t,
+                &key(peer),
+                Addrs::empty(),
+                Message::Ping {
+                    rid: u64::from(peer),
+                },
+                &mut v,
+            );
+        }
+        let _ = sends(&mut a);
+        a.find_value(want, t);
+        let asked = sends(&mut a);
+        assert!(
+            asked.len() >= 2,
+            "FIND_VALUE goes to alpha peers: {asked:?}"
+        );
+        let mut answers = vec![
+            (asked[0].clone(), record(5, 3, t, HOUR)),
+            (asked[1].clone(), record(5, 9, t, HOUR)),
+        ];
+        if !stale_first {
+            answers.reverse();
+        }
+        for ((to, m), rec) in answers {
+            let peer = (2..=4)
+                .find(|p| contact(*p).id() == to.id())
+                .expect("asked a known peer");
+            let reply = Message::Value {
+                rid: m.rid(),
+                record: Some(rec),
+                nodes: vec![],
+            };
+            a.handle_message(t, &key(peer), Addrs::empty(), reply, &mut v);
+        }
+        let found = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            Event::QueryFinished {
+                outcome: Outcome::Value { record },
+                ..
+            } => Some(record),
+            _ => None,
+        });
+        assert_eq!(
+            found,
+            Some(Some(record(5, 9, t, HOUR))),
+            "stale first: {stale_first}"
+        );
+    }
+}
+
 #[test]
 fn records_expire_and_owners_are_asked_to_republish_at_half_ttl() {
     let mut v = SimVerifier::default();

@@ -1,0 +1,103 @@
+//! How many keys the node dials at one address it only heard of.
+//!
+//! A lookup learns contacts from other nodes' NODES replies: key bytes and
+//! addresses that nobody has proven yet. A lying node can list a victim's
+//! address under any number of made-up keys, and every dial sends QUIC
+//! Initials (1,200 bytes and more, with retries) to it: the DHT as an
+//! amplifier aimed at a third party. An honest address serves one node key
+//! (devices are dialed through their verified records, not through this
+//! path), so the node dials at most [`KEYS_PER_ADDRESS`] distinct unproven
+//! keys per address within [`WINDOW`]; past that the request fails at
+//! once, and is counted. Contacts in the routing table (proven by a
+//! handshake) are never limited.
+//!
+//! What this module does not do: limit lookups (the DHT core caps the
+//! unverified contacts one lookup asks), or dials the devices layer makes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::identity::PublicKey;
+
+/// Distinct unproven keys dialed at one address within [`WINDOW`].
+pub(super) const KEYS_PER_ADDRESS: usize = 3;
+/// How long an address remembers the keys dialed there.
+pub(super) const WINDOW: Duration = Duration::from_secs(600);
+/// Addresses remembered at most (the oldest are forgotten first).
+const MAX_ADDRESSES: usize = 4096;
+
+struct Entry {
+    keys: Vec<PublicKey>,
+    since: Instant,
+}
+
+/// The per-address budget.
+#[derive(Default)]
+pub(super) struct DialBudget {
+    by_addr: HashMap<SocketAddr, Entry>,
+    refused: u64,
+}
+
+impl DialBudget {
+    /// Whether `key` may be dialed at `addr` at `now`; counts it if so.
+    pub(super) fn allow(&mut self, addr: SocketAddr, key: &PublicKey, now: Instant) -> bool {
+        if self.by_addr.len() >= MAX_ADDRESSES && !self.by_addr.contains_key(&addr) {
+            self.by_addr
+                .retain(|_, e| now.saturating_duration_since(e.since) < WINDOW);
+            if self.by_addr.len() >= MAX_ADDRESSES {
+                let oldest = self.by_addr.iter().min_by_key(|(_, e)| e.since).map(|(a, _)| *a);
+                if let Some(a) = oldest {
+                    self.by_addr.remove(&a);
+                }
+            }
+        }
+        let entry = self.by_addr.entry(addr).or_insert(Entry {
+            keys: Vec::new(),
+            since: now,
+        });
+        if now.saturating_duration_since(entry.since) >= WINDOW {
+            entry.keys.clear();
+            entry.since = now;
+        }
+        if entry.keys.contains(key) {
+            return true;
+        }
+        if entry.keys.len() >= KEYS_PER_ADDRESS {
+            self.refused += 1;
+            return false;
+        }
+        entry.keys.push(*key);
+        true
+    }
+
+    /// Dials refused so far.
+    pub(super) fn refused(&self) -> u64 {
+        self.refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+
+    #[test]
+    fn an_address_gets_a_few_keys_per_window() {
+        let mut b = DialBudget::default();
+        let victim: SocketAddr = "192.0.2.9:7470".parse().expect("addr");
+        let other: SocketAddr = "192.0.2.10:7470".parse().expect("addr");
+        let now = Instant::now();
+        let keys: Vec<PublicKey> = (0..20u8)
+            .map(|i| Keypair::from_seed(&[i; 32]).public())
+            .collect();
+        let allowed = keys.iter().filter(|k| b.allow(victim, k, now)).count();
+        assert_eq!(allowed, KEYS_PER_ADDRESS);
+        assert_eq!(b.refused(), (20 - KEYS_PER_ADDRESS) as u64);
+        // A key already dialed there may be dialed again (retries).
+        assert!(b.allow(victim, &keys[0], now));
+        // Another address has its own budget; the window renews it.
+        assert!(b.allow(other, &keys[19], now));
+        assert!(b.allow(victim, &keys[19], now + WINDOW));
+    }
+}
