@@ -22,9 +22,9 @@
 //! Whose time: a vote. The node's own clock is one vote, each peer's latest
 //! sample another, and the offset is their median, so one lying peer among
 //! three cannot move it. With an even count the two middle votes may
-//! disagree, and nothing in two clocks says which is wrong: the vote of
-//! whoever has been running longer wins, so a newcomer defers to the
-//! network it joins. A gateway that boots after a power cut with a wrong
+//! disagree: the one more votes agree with wins, and if as many — nothing
+//! in two clocks says which is wrong — the vote of whoever has been
+//! running longer, so a newcomer defers to the network it joins. A gateway that boots after a power cut with a wrong
 //! clock takes the time of its seed, or of the subscriber that reconnects
 //! to it; a seed does not take the time of each gateway that dials it. The
 //! offset is applied to the [`Clock`] (every stamp, every freshness check
@@ -341,20 +341,26 @@ impl TimeSync {
     }
 }
 
-/// The median offset of `(offset_ms, uptime_ms)` votes; of two middle
-/// votes, the one of whoever has been running longer.
+/// Votes within this of each other agree (round trips jitter).
+const AGREE_MS: i64 = 2_000;
+
+/// The median offset of `(offset_ms, uptime_ms)` votes. Of two middle
+/// votes, the one more votes agree with; if as many, the one of whoever
+/// has been running longer.
 fn median(votes: &mut [(i64, u64)]) -> i64 {
     votes.sort_unstable();
     let n = votes.len();
+    let support = |x: i64| votes.iter().filter(|v| (v.0 - x).abs() <= AGREE_MS).count();
     match n {
         0 => 0,
         _ if n % 2 == 1 => votes[n / 2].0,
         _ => {
             let (a, b) = (votes[n / 2 - 1], votes[n / 2]);
-            if a.1 >= b.1 {
-                a.0
-            } else {
-                b.0
+            match support(a.0).cmp(&support(b.0)) {
+                std::cmp::Ordering::Greater => a.0,
+                std::cmp::Ordering::Less => b.0,
+                std::cmp::Ordering::Equal if a.1 >= b.1 => a.0,
+                std::cmp::Ordering::Equal => b.0,
             }
         }
     }
@@ -414,7 +420,8 @@ mod tests {
         assert_eq!(median(&mut [(0, 1_000), (7_200_000, 3_600_000)]), 7_200_000);
         // The seed's view of that gateway: it keeps its own time.
         assert_eq!(median(&mut [(0, 3_600_000), (-7_200_000, 1_000)]), 0);
-        // Two peers agree, one lies: the two win, whoever is older.
+        // Two peers agree, one lies and claims the longest run: the two
+        // win over our clock and the liar.
         assert_eq!(
             median(&mut [
                 (0, 10),

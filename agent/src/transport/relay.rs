@@ -32,8 +32,14 @@ pub struct RelayLimits {
     pub bytes_per_sec: u64,
     /// Burst allowance per session, in bytes.
     pub burst_bytes: u64,
-    /// A session without a datagram for this long is forgotten.
+    /// A session without a datagram *from each end* for this long is
+    /// forgotten (frames from one side alone do not keep it alive).
     pub idle: Duration,
+    /// A session whose target never sent anything is forgotten after this
+    /// long: a real handshake answers in well under it.
+    pub setup: Duration,
+    /// Sessions one client may hold to one target at once.
+    pub max_sessions_per_pair: usize,
 }
 
 impl Default for RelayLimits {
@@ -46,6 +52,8 @@ impl Default for RelayLimits {
             bytes_per_sec: 256 * 1024,
             burst_bytes: 256 * 1024,
             idle: Duration::from_secs(120),
+            setup: Duration::from_secs(15),
+            max_sessions_per_pair: 2,
         }
     }
 }
@@ -55,7 +63,8 @@ impl Default for RelayLimits {
 pub enum RelayRefusal {
     /// The relay holds `max_sessions` already.
     Full,
-    /// One of the two keys holds `max_sessions_per_peer` already.
+    /// One of the two keys holds `max_sessions_per_peer` already, or the
+    /// client holds `max_sessions_per_pair` to this target.
     PeerLimit,
 }
 
@@ -73,7 +82,24 @@ struct Session {
     ends: [(PublicKey, SocketAddr); 2],
     tokens: f64,
     refilled: Instant,
-    last_packet: Instant,
+    /// The last datagram from each end (both start at the opening).
+    last_from: [Instant; 2],
+    /// Whether the target (end 1) has sent anything yet.
+    target_spoke: bool,
+}
+
+impl Session {
+    /// Alive while both ends keep sending: junk from one end alone does
+    /// not hold a session (and a target's slot) for ever.
+    fn alive(&self, now: Instant, limits: &RelayLimits) -> bool {
+        let quiet = |i: usize| now.saturating_duration_since(self.last_from[i]);
+        let limit = if self.target_spoke {
+            limits.idle
+        } else {
+            limits.setup
+        };
+        quiet(0) < limits.idle && quiet(1) < limit
+    }
 }
 
 /// Counters of the relay (monotonic).
@@ -141,17 +167,22 @@ impl Forwarder {
         let Ok(mut map) = self.sessions.lock() else {
             return Err(RelayRefusal::Full);
         };
-        let idle = self.limits.idle;
-        map.retain(|_, s| now.saturating_duration_since(s.last_packet) < idle);
+        let limits = &self.limits;
+        map.retain(|_, s| s.alive(now, limits));
         let involved = |k: PublicKey| {
             map.values()
                 .filter(|s| s.ends.iter().any(|e| e.0 == k))
                 .count()
         };
+        let pair = map
+            .values()
+            .filter(|s| s.ends[0].0 == client.0 && s.ends[1].0 == target.0)
+            .count();
         let refusal = if map.len() >= self.limits.max_sessions {
             Some(RelayRefusal::Full)
         } else if involved(client.0) >= self.limits.max_sessions_per_peer
             || involved(target.0) >= self.limits.max_sessions_per_peer
+            || pair >= self.limits.max_sessions_per_pair
         {
             Some(RelayRefusal::PeerLimit)
         } else {
@@ -170,7 +201,8 @@ impl Forwarder {
                 ends: [client, target],
                 tokens: self.limits.burst_bytes as f64,
                 refilled: now,
-                last_packet: now,
+                last_from: [now, now],
+                target_spoke: false,
             },
         );
         bump(&self.counters.opened);
@@ -191,14 +223,19 @@ impl Forwarder {
             bump(&self.counters.dropped_unknown);
             return None;
         };
-        let to = if s.ends[0].1 == src {
-            s.ends[1].1
+        let (from, to) = if s.ends[0].1 == src {
+            (0, s.ends[1].1)
         } else if s.ends[1].1 == src {
-            s.ends[0].1
+            (1, s.ends[0].1)
         } else {
             bump(&self.counters.dropped_wrong_source);
             return None;
         };
+        if !s.alive(now, &self.limits) {
+            map.remove(&sid);
+            bump(&self.counters.dropped_unknown);
+            return None;
+        }
         let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
         s.refilled = now;
         s.tokens = (s.tokens + elapsed * self.limits.bytes_per_sec as f64)
@@ -208,7 +245,8 @@ impl Forwarder {
             return None;
         }
         s.tokens -= len as f64;
-        s.last_packet = now;
+        s.last_from[from] = now;
+        s.target_spoke |= from == 1;
         bump(&self.counters.packets);
         self.counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
         Some(to)
@@ -232,11 +270,10 @@ impl Forwarder {
     /// Sessions open now (idle ones are forgotten first: a relay is not
     /// told when the connection inside a session ends).
     pub fn sessions(&self, now: Instant) -> usize {
-        let idle = self.limits.idle;
         self.sessions
             .lock()
             .map(|mut m| {
-                m.retain(|_, s| now.saturating_duration_since(s.last_packet) < idle);
+                m.retain(|_, s| s.alive(now, &self.limits));
                 m.len()
             })
             .unwrap_or(0)
@@ -327,6 +364,41 @@ mod tests {
         // Idle sessions make room.
         let later = now + RelayLimits::default().idle + Duration::from_secs(1);
         assert!(f.open(6, end(6, 6), end(7, 7), later).is_ok());
+        assert_eq!(f.sessions(later), 1);
+    }
+
+    /// A client flooding junk into sessions whose target never answers
+    /// holds them only for `setup`, and at most two to one target: it
+    /// cannot lock a target out of the relay.
+    #[test]
+    fn junk_from_one_end_does_not_hold_a_session() {
+        let f = Forwarder::new(RelayLimits::default());
+        let (squatter, target, honest) = (end(1, 1000), end(2, 2000), end(3, 3000));
+        let now = Instant::now();
+        assert!(f.open(1, squatter, target, now).is_ok());
+        assert!(f.open(2, squatter, target, now).is_ok());
+        assert_eq!(
+            f.open(3, squatter, target, now),
+            Err(RelayRefusal::PeerLimit),
+            "two sessions per client and target"
+        );
+        // Junk every second from the squatter alone...
+        let mut t = now;
+        while t < now + RelayLimits::default().setup {
+            let _ = f.route(squatter.1, 1, 100, t);
+            t += Duration::from_secs(1);
+        }
+        // ...and past the setup time the sessions are gone.
+        assert_eq!(f.sessions(t), 0);
+        assert!(f.open(4, honest, target, t).is_ok());
+        // A session both ends speak in lives on.
+        let later = t + Duration::from_secs(30);
+        assert!(f
+            .route(honest.1, 4, 100, t + Duration::from_secs(1))
+            .is_some());
+        assert!(f
+            .route(target.1, 4, 100, t + Duration::from_secs(2))
+            .is_some());
         assert_eq!(f.sessions(later), 1);
     }
 }

@@ -38,6 +38,8 @@ const PUNCH_SPACING: Duration = Duration::from_millis(250);
 /// towards C (unreplied UDP mappings live 30 s on Linux), and a dial
 /// riding on that mapping proves nothing.
 const REVERSE_DIAL_QUARANTINE: Duration = Duration::from_secs(40);
+/// Reservations a relay holds for peers at one IP address.
+const RESERVATIONS_PER_IP: usize = 4;
 /// Application close code: a dial-back test is done.
 pub(crate) const CLOSE_DIAL_BACK: u32 = 5;
 
@@ -311,6 +313,20 @@ impl Nat {
             held.retain(|_, c| c.quic().close_reason().is_none());
             if !held.contains_key(&peer.key()) && held.len() >= limits.max_sessions {
                 return NatAnswer::error("busy", "this relay holds as many reservations as it may");
+            }
+            // Keys cost nothing: a few reservations per address, so one
+            // machine cannot take them all.
+            let from_there = held
+                .iter()
+                .filter(|(k, c)| {
+                    **k != peer.key() && c.quic().remote_address().ip() == peer.addr().ip()
+                })
+                .count();
+            if from_there >= RESERVATIONS_PER_IP {
+                return NatAnswer::error(
+                    "busy",
+                    "as many reservations from this address as it may hold",
+                );
             }
             held.insert(peer.key(), conn.clone());
         }
