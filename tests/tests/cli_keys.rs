@@ -93,3 +93,44 @@ fn id_without_identity_or_with_broken_config_says_why() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing.toml"));
 }
+
+/// Keys are PKCS#8 v1 (RFC 8410), which OpenSSL 3.0 reads: Debian 12's
+/// `openssl pkey` derives the same public key `keygen` printed.
+#[test]
+fn openssl_reads_the_key_and_derives_the_same_public_key() {
+    let sb = Sandbox::new();
+    let key = stdout(&sb.run(&["keygen", "--out", "k.pem"], b""));
+    let out = std::process::Command::new("openssl")
+        .args(["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"])
+        .current_dir(sb.path())
+        .output()
+        .expect("openssl (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl pkey refused our key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SubjectPublicKeyInfo of Ed25519: a 12-byte header, then the key.
+    assert_eq!(out.stdout.len(), 44);
+    assert_eq!(hex::encode(&out.stdout[12..]), key);
+    let text = std::process::Command::new("openssl")
+        .args(["pkey", "-in", "k.pem", "-noout", "-text"])
+        .current_dir(sb.path())
+        .output()
+        .expect("openssl");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("ED25519 Private-Key"));
+
+    // A key openssl made is ours to use too.
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out", "o.pem"])
+        .current_dir(sb.path())
+        .status()
+        .expect("openssl genpkey");
+    assert!(made.success());
+    fs::set_permissions(sb.path().join("o.pem"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    let signed = sb.run(
+        &["sign", "--kind", "note", "--key", "o.pem", "--hex"],
+        b"hi",
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+}

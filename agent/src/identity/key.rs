@@ -6,7 +6,7 @@ use std::str::FromStr;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::IdentityError;
 
@@ -202,17 +202,31 @@ impl Keypair {
         self.secret.sign(msg).to_bytes()
     }
 
-    /// PKCS#8 v1 PEM ("PRIVATE KEY"), the form stored on disk.
+    /// PKCS#8 v1 PEM ("PRIVATE KEY"): the RFC 8410 `OneAsymmetricKey`
+    /// with version 0 and no public key, the form stored on disk.
+    ///
+    /// dalek's own encoder writes v2 (version 1, the public key attached),
+    /// which OpenSSL 3.0 (`openssl pkey`: "unsupported") and Python
+    /// cryptography before 41 refuse; v1 is what every tool reads, and the
+    /// public key follows from the secret anyway.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, IdentityError> {
-        self.secret
-            .to_pkcs8_pem(Default::default())
-            .map_err(|e| IdentityError::BadKeyFile {
-                path: Default::default(),
-                reason: e.to_string(),
-            })
+        let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.secret.to_bytes(),
+            public_key: None,
+        };
+        let pem = v1.to_pkcs8_pem(Default::default());
+        // KeypairBytes clears its secret on drop only with ed25519's
+        // `zeroize` feature, which dalek does not turn on.
+        let mut v1 = v1;
+        v1.secret_key.zeroize();
+        pem.map_err(|e| IdentityError::BadKeyFile {
+            path: Default::default(),
+            reason: e.to_string(),
+        })
     }
 
-    /// Parses PKCS#8 PEM. `path` only labels errors.
+    /// Parses PKCS#8 PEM, v1 or v2 (v2's public key must match the
+    /// secret). `path` only labels errors.
     pub fn from_pkcs8_pem(pem: &str, path: &std::path::Path) -> Result<Self, IdentityError> {
         SigningKey::from_pkcs8_pem(pem)
             .map(Self::from_signing_key)
@@ -281,6 +295,32 @@ mod tests {
         assert!(dbg.contains("redacted"));
         assert!(!dbg.contains(&hex::encode(seed)));
         assert!(!dbg.contains("90, 90"), "raw seed bytes leaked: {dbg}");
+    }
+
+    /// RFC 8410, section 10.3: the v1 DER of an Ed25519 key is this
+    /// 16-byte header and the 32-byte seed, nothing else.
+    #[test]
+    fn pem_is_pkcs8_v1_without_the_public_key() {
+        let seed = [9u8; 32];
+        let pem = Keypair::from_seed(&seed).to_pkcs8_pem().expect("encode");
+        let (label, doc) = ed25519_dalek::pkcs8::SecretDocument::from_pem(&pem).expect("pem");
+        assert_eq!(label, "PRIVATE KEY");
+        let der = doc.as_bytes();
+        let header = hex::decode("302e020100300506032b657004220420").expect("hex");
+        assert_eq!(der.len(), 48, "{}", hex::encode(der));
+        assert_eq!(der[..16], header[..]);
+        assert_eq!(der[16..], seed[..]);
+    }
+
+    /// Keys written before v1 (PKCS#8 v2, public key attached) still load.
+    #[test]
+    fn pkcs8_v2_keys_still_load() {
+        let kp = Keypair::from_seed(&[3; 32]);
+        let v2 = kp.secret.to_pkcs8_pem(Default::default()).expect("v2");
+        let (_, doc) = ed25519_dalek::pkcs8::SecretDocument::from_pem(&v2).expect("pem");
+        assert_eq!(doc.as_bytes()[4], 1, "dalek's encoder no longer writes v2");
+        let back = Keypair::from_pkcs8_pem(&v2, "v2.pem".as_ref()).expect("v2 loads");
+        assert_eq!(back.public(), kp.public());
     }
 
     #[test]
