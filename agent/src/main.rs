@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match cli::run(cli, &mut stdout) {
         Ok(()) => ExitCode::from(cli::EXIT_OK),
         Err(failure) => {
-            eprintln!("streembit: {}", failure.message);
+            cli::report(&failure);
             ExitCode::from(failure.code)
         }
     }

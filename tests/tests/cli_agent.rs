@@ -85,3 +85,43 @@ fn status_peers_lookup_devices_metrics_human_and_json() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no record"), "{}", stderr(&out));
 }
+
+/// A user who may not open the API socket is told so, and what to do,
+/// not that the agent is not running (issue 20). Runs the CLI as `nobody`
+/// (setpriv, root only; skipped otherwise).
+#[test]
+fn a_user_outside_the_group_is_told_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("SKIPPED: running the CLI as another user needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let a = AgentProcess::start(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n");
+    let bin = tmp.path().join("streembit");
+    std::fs::copy(streembit_tests::harness::cli::binary(), &bin).expect("copy the binary");
+    let run_dir = a.api_socket().parent().expect("runtime dir").to_owned();
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["status", "--config"])
+        .arg("agent.toml")
+        .current_dir(a.dir())
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUNTIME_DIRECTORY")
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied: add yourself to group streembit"),
+        "{err}"
+    );
+    assert!(!err.contains("not running"), "{err}");
+}

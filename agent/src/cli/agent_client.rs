@@ -8,12 +8,22 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use super::{Failure, EXIT_NOT_RUNNING};
+use super::{Failure, EXIT_INVALID, EXIT_NOT_RUNNING};
 
 /// Longest a CLI command waits for the agent (a lookup may take a while).
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest answer the CLI accepts.
 const MAX_ANSWER: usize = 16 << 20;
+
+/// What a user outside the service's group is told.
+pub(super) fn permission_denied(socket: &Path) -> String {
+    format!(
+        "permission denied: add yourself to group streembit to talk to the agent \
+         (sudo adduser $USER streembit, then log in again), or use sudo; \
+         {} is for the service's group only",
+        socket.display()
+    )
+}
 
 /// `GET path` on the agent at `socket`: the status code and the body.
 pub(super) fn get(socket: &Path, path: &str) -> Result<(u16, Vec<u8>), Failure> {
@@ -56,12 +66,20 @@ async fn fetch(
     path: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), Failure> {
-    let not_running = |e: std::io::Error| Failure {
-        code: EXIT_NOT_RUNNING,
-        message: format!(
-            "agent not running: cannot connect to {} ({e}); start it with `streembit run`",
-            socket.display()
-        ),
+    let not_running = |e: std::io::Error| match e.kind() {
+        // The socket (or its directory, 0750) belongs to the service's
+        // group: the agent may well be running.
+        std::io::ErrorKind::PermissionDenied => Failure {
+            code: EXIT_INVALID,
+            message: permission_denied(socket),
+        },
+        _ => Failure {
+            code: EXIT_NOT_RUNNING,
+            message: format!(
+                "agent not running: cannot connect to {} ({e}); start it with `streembit run`",
+                socket.display()
+            ),
+        },
     };
     let stream = UnixStream::connect(socket).await.map_err(not_running)?;
     let broken = |e: hyper::Error| Failure {

@@ -51,10 +51,13 @@ pub(super) fn status(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Res
     if json {
         return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
     }
+    // The line systemd shows as the service's STATUS, from the same data.
+    let (devices, _): (Vec<DeviceInfo>, _) = fetch(config, "/v1/devices")?;
     write(
         out,
         &format!(
-            "network:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\nreachability: {}\nannounced:    {}\nclock:        {}\n",
+            "{}\nnetwork:      {} ({})\nkey:          {}\nnode id:      {}\nlisten:       {}\nuptime:       {} s\nconnections:  {}\ntable size:   {}\nrecords:      {}\ndevices:      {}\nreachability: {}\nannounced:    {}\nclock:        {}\n",
+            crate::daemon::systemd::summary(&s, &devices),
             s.network,
             s.network_kind,
             s.key,

@@ -9,6 +9,8 @@
 //!   `metrics`, `devices` — thin clients of the running agent's local API.
 //! - `device_cmds`: `read`, `write` and subscriptions, for devices
 //!   anywhere on the network, through the local API.
+//! - `reload`: `streembit reload`, the unit's ExecReload: signals the agent
+//!   and returns once it has reloaded.
 //! - `demo`: `streembit demo`, a local network with simulated devices.
 //!
 //! Exit codes: 0 success, 1 a verification or request failed, 2 bad usage
@@ -21,6 +23,7 @@ mod device_cmds;
 mod encoding;
 mod envelope;
 mod keys;
+mod reload;
 
 use std::path::PathBuf;
 
@@ -62,6 +65,10 @@ pub enum Command {
     Run(ConfigArg),
     /// Validate the agent config (all problems, each with file and key).
     CheckConfig(ConfigArg),
+    /// Make the running agent re-read its bridge files and allowlist, and
+    /// wait until it has (systemd's ExecReload); prints the outcome, exits
+    /// 1 if a file was refused (its previous version keeps running).
+    Reload(ReloadArgs),
     /// Ask the running agent for its status.
     Status(JsonArgs),
     /// List the running agent's routing-table contacts.
@@ -106,6 +113,21 @@ pub struct JsonArgs {
     /// Print the API's JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+}
+
+/// Arguments of `reload`.
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The agent's process id [default: the process serving the API
+    /// socket].
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub timeout: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
@@ -315,8 +337,27 @@ fn check_config(
     writeln!(out, "{summary}").map_err(Failure::usage)
 }
 
+/// Prints a failure to stderr as `streembit: <message>`: under the
+/// journal (ExecStart, ExecReload), one entry at priority error.
+pub fn report(failure: &Failure) {
+    crate::daemon::logging::print_stderr(3, &format!("streembit: {}", failure.message));
+}
+
 /// Runs an offline command, writing its output to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
+    // The agent logs this itself; every other command says it here.
+    if !matches!(cli.command, Command::Run(_)) {
+        let ignored = crate::daemon::config::unknown_env_vars();
+        if !ignored.is_empty() {
+            crate::daemon::logging::print_stderr(
+                4,
+                &format!(
+                    "streembit: warning: {}",
+                    crate::daemon::config::unknown_env_warning(&ignored)
+                ),
+            );
+        }
+    }
     match cli.command {
         Command::Keygen(a) => keys::keygen(&a, out),
         Command::Id(a) => keys::id(&a, out),
@@ -327,6 +368,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
             message: e.message,
         }),
         Command::CheckConfig(a) => check_config(a.config.as_deref(), out),
+        Command::Reload(a) => reload::reload(&a, out),
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),

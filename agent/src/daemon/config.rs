@@ -1,6 +1,12 @@
 //! Agent configuration: built-in defaults < the config file < `STREEMBIT_*`
 //! environment variables (figment; nested keys with `__`, e.g.
-//! `STREEMBIT_DHT__K=16`).
+//! `STREEMBIT_NAT__REACHABILITY=private`).
+//!
+//! The file is strict: an unknown key is an error naming it. The
+//! environment is not: a `STREEMBIT_*` variable that names no key is
+//! ignored with a warning naming it ([`unknown_env_vars`]), because any
+//! process may inherit one meant for something else, and it must not stop
+//! every command (`sign --key` included).
 //!
 //! With no file at all the agent still runs: state in `$STATE_DIRECTORY`
 //! (set by systemd) or `./.streembit`, on the public network, listening on
@@ -277,7 +283,11 @@ impl AgentConfig {
             }
             None => {}
         }
-        let figment = figment.merge(Env::prefixed("STREEMBIT_").split("__"));
+        let figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .filter(|key| is_config_key(key.as_str())),
+        );
         let config: AgentConfig = figment
             .extract()
             .map_err(|e| ConfigError(e.into_iter().map(|e| describe(&e)).collect()))?;
@@ -493,6 +503,49 @@ impl AgentConfig {
     }
 }
 
+/// The prefix of the environment variables that set config keys.
+const ENV_PREFIX: &str = "STREEMBIT_";
+
+/// Whether `key` (dotted, any case: `mqtt.embedded`) names a key of
+/// [`AgentConfig`] or one of its sections.
+fn is_config_key(key: &str) -> bool {
+    let Ok(mut value) = serde_json::to_value(AgentConfig::default()) else {
+        return false;
+    };
+    for part in key.to_ascii_lowercase().split('.') {
+        match value.get_mut(part) {
+            Some(v) => value = v.take(),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The `STREEMBIT_*` environment variables that name no config key
+/// (sorted): the config ignores them, and the agent and the CLI warn.
+pub(crate) fn unknown_env_vars() -> Vec<String> {
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| {
+            name.strip_prefix(ENV_PREFIX)
+                .is_some_and(|key| !is_config_key(&key.replace("__", ".")))
+        })
+        .collect();
+    unknown.sort();
+    unknown
+}
+
+/// The warning about [`unknown_env_vars`].
+pub(crate) fn unknown_env_warning(names: &[String]) -> String {
+    format!(
+        "ignoring environment variable{} {}: no such config key \
+         (config keys are {ENV_PREFIX}<KEY> or {ENV_PREFIX}<SECTION>__<KEY>, \
+         e.g. {ENV_PREFIX}NAT__REACHABILITY)",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+    )
+}
+
 fn first_of_env(var: &str) -> Option<PathBuf> {
     std::env::var(var).ok().and_then(|v| {
         v.split(':')
@@ -567,6 +620,24 @@ mod tests {
             .expect_err("wrong type")
             .0;
         assert!(errs.iter().any(|e| e.contains("`listen`")), "{errs:?}");
+    }
+
+    #[test]
+    fn config_keys_are_known_by_their_dotted_path() {
+        for key in [
+            "listen",
+            "NETWORK",
+            "mqtt.embedded",
+            "nat.reachability",
+            "dht.max_devices_per_gateway",
+            "state_dir",
+            "mqtt",
+        ] {
+            assert!(is_config_key(key), "{key}");
+        }
+        for key in ["dht.k", "bogus", "mqtt.embedded.x", "listen.port", ""] {
+            assert!(!is_config_key(key), "{key}");
+        }
     }
 
     #[test]

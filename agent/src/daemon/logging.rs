@@ -1,31 +1,237 @@
 //! Logging set-up.
 //!
-//! Under systemd (`JOURNAL_STREAM` set) lines carry no timestamp or colour:
-//! journald adds its own. Colour only on a terminal, so log files and
-//! pipes stay plain text. `RUST_LOG` overrides the configured level. Keys
-//! are never logged: types holding secrets print as `<redacted>`.
+//! Under systemd, when stderr is the journal's stream (`JOURNAL_STREAM`
+//! names its device and inode), every line starts with its syslog priority
+//! as sd-daemon(3) defines it (`<3>` error, `<4>` warning, `<6>` info,
+//! `<7>` debug), so `journalctl -p warning` finds the agent's warnings; one
+//! event is one line, hence one journal entry (a multi-line message, such
+//! as a TOML error with its caret, is joined with ` ⏎ `); no timestamp or
+//! colour: journald adds its own. Elsewhere, lines carry a timestamp, and
+//! colour only on a terminal, so log files and pipes stay plain text.
+//!
+//! The embedded MQTT broker (rumqttd) reports every client's ordinary
+//! disconnect as two ERRORs and chats at info. Its events are shown at
+//! warning at most; its disconnect reports are debug, and its info is
+//! off unless `RUST_LOG` asks for it.
+//!
+//! `RUST_LOG` overrides the configured level. Keys are never logged: types
+//! holding secrets print as `<redacted>`.
 
+use std::fmt;
+use std::io::Write;
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
+
+/// Where the broker's events come from (`rumqttd::router::routing`, ...).
+const BROKER_TARGET: &str = "rumqttd";
 
 /// Installs the global subscriber (once; later calls do nothing).
 pub(super) fn init(level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
+        .or_else(|_| EnvFilter::try_new(format!("{level},{BROKER_TARGET}=warn")))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{BROKER_TARGET}=warn")));
+    let journal = journal_stream();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder
-            .without_time()
-            .with_ansi(false)
-            .with_target(false)
-            .try_init()
-    } else {
-        use std::io::IsTerminal;
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
+        .with_ansi(!journal && std::io::stderr().is_terminal())
+        .event_format(Line { journal })
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` is set and
+/// names stderr's device and inode (a child whose stderr was redirected
+/// inherits the variable, but not the stream).
+pub(crate) fn journal_stream() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
     };
-    let _ = result;
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(m) => stream.to_str() == Some(&format!("{}:{}", m.dev(), m.ino())),
+        // No /proc: trust the variable.
+        Err(_) => true,
+    }
+}
+
+/// `text` as one journal entry at `priority`: the sd-daemon prefix, and
+/// its lines joined into one.
+pub(crate) fn journal_line(priority: u8, text: &str) -> String {
+    format!("<{priority}>{}", one_line(text))
+}
+
+/// The lines of `text`, trimmed, empty ones dropped, joined with ` ⏎ `.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(" ⏎ ");
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// The syslog priority of a level (sd-daemon(3)).
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// The level an event is shown at. The broker's events are capped at
+/// WARN, and the reports of a client going away are DEBUG: a device that
+/// disconnects is not the agent's error.
+fn shown_level(target: &str, level: Level, text: &str) -> Level {
+    if !is_broker(target) {
+        return level;
+    }
+    let disconnect = (text.starts_with("no-connection id") && text.contains("is already gone"))
+        || text.starts_with("router-drop")
+        || text.starts_with("connection-stop")
+        || text.starts_with("disconnected")
+        || text.starts_with("Disconnecting connection");
+    if disconnect {
+        Level::DEBUG
+    } else {
+        level.max(Level::WARN)
+    }
+}
+
+fn is_broker(target: &str) -> bool {
+    target == BROKER_TARGET || target.starts_with("rumqttd::")
+}
+
+/// Whether the filter lets the broker's debug events through (`RUST_LOG`
+/// with `rumqttd=debug`): a demoted event is shown only then.
+fn broker_debug_enabled() -> bool {
+    tracing::enabled!(target: "rumqttd", Level::DEBUG)
+}
+
+/// The line format: `<N>LEVEL [target: ]message fields` under the journal,
+/// `time LEVEL target: message fields` elsewhere.
+struct Line {
+    journal: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for Line
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut text = String::new();
+        ctx.format_fields(Writer::new(&mut text), event)?;
+        let level = shown_level(meta.target(), *meta.level(), &text);
+        if level == Level::DEBUG && *meta.level() < Level::DEBUG && !broker_debug_enabled() {
+            // Demoted below what the filter shows: nothing to write.
+            return Ok(());
+        }
+        let target = if is_broker(meta.target()) {
+            "embedded MQTT broker"
+        } else {
+            meta.target()
+        };
+        if self.journal {
+            // The agent's own modules need no name in the journal.
+            let from = if target.starts_with("streembit") {
+                String::new()
+            } else {
+                format!("{target}: ")
+            };
+            let line = journal_line(priority(level), &format!("{level} {from}{text}"));
+            return writeln!(writer, "{line}");
+        }
+        SystemTime.format_time(&mut writer)?;
+        let (on, off) = match (writer.has_ansi_escapes(), level) {
+            (false, _) => ("", ""),
+            (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+            (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+            (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+            (true, _) => ("\x1b[34m", "\x1b[0m"),
+        };
+        writeln!(writer, " {on}{level:>5}{off} {target}: {text}")
+    }
+}
+
+/// A message printed without the subscriber (the CLI's errors and
+/// warnings, the agent's failure to start): under the journal, one entry
+/// at `priority`; elsewhere as it is.
+pub(crate) fn print_stderr(priority: u8, text: &str) {
+    let line = if journal_stream() {
+        journal_line(priority, text)
+    } else {
+        text.to_owned()
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_are_sd_daemons() {
+        assert_eq!(priority(Level::ERROR), 3);
+        assert_eq!(priority(Level::WARN), 4);
+        assert_eq!(priority(Level::INFO), 6);
+        assert_eq!(priority(Level::DEBUG), 7);
+        assert_eq!(priority(Level::TRACE), 7);
+    }
+
+    #[test]
+    fn a_multi_line_message_is_one_line() {
+        let toml = "TOML parse error at line 1, column 7\n  |\n1 | listen\n  |       ^\nexpected `.`, `=`\n";
+        let line = journal_line(3, toml);
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(
+            line,
+            "<3>TOML parse error at line 1, column 7 ⏎ | ⏎ 1 | listen ⏎ |       ^ ⏎ expected `.`, `=`"
+        );
+        assert_eq!(journal_line(6, "one line"), "<6>one line");
+    }
+
+    #[test]
+    fn the_broker_is_never_an_error_and_disconnects_are_debug() {
+        let t = "rumqttd::router::routing";
+        for ordinary in [
+            "no-connection id 2 is already gone",
+            "router-drop error=Recv(Disconnected)",
+            "disconnected error=Io(Kind(ConnectionReset))",
+            "connection-stop",
+        ] {
+            assert_eq!(shown_level(t, Level::ERROR, ordinary), Level::DEBUG);
+        }
+        assert_eq!(
+            shown_level(
+                "rumqttd::server::broker",
+                Level::ERROR,
+                "Unable to accept socket."
+            ),
+            Level::WARN
+        );
+        assert_eq!(shown_level(t, Level::WARN, "x"), Level::WARN);
+        assert_eq!(shown_level(t, Level::INFO, "x"), Level::INFO);
+        // Our own errors stay errors, whatever they say.
+        assert_eq!(
+            shown_level("streembit_agent::daemon", Level::ERROR, "disconnected"),
+            Level::ERROR
+        );
+        assert!(!is_broker("rumqttdx"));
+    }
 }

@@ -7,6 +7,7 @@
 //!   are [`crate::api`]).
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
+//! - `systemd.rs`: the STATUS line and the reload handshake.
 //! - `local_mqtt/`: the embedded MQTT broker and the publication of
 //!   signed readings to local MQTT.
 //!
@@ -21,9 +22,10 @@
 
 pub(crate) mod config;
 mod local_mqtt;
-mod logging;
+pub(crate) mod logging;
 pub(crate) mod routes;
 mod server;
+pub(crate) mod systemd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +78,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 pub(crate) fn run(config_path: Option<&std::path::Path>) -> Result<(), DaemonError> {
     let config = AgentConfig::load(config_path).map_err(DaemonError::config)?;
     logging::init(&config.log_level);
+    let ignored = config::unknown_env_vars();
+    if !ignored.is_empty() {
+        tracing::warn!("{}", config::unknown_env_warning(&ignored));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -290,11 +296,21 @@ async fn serve(
     ));
 
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
+    // The first STATUS names the bound address (the tests read it); the
+    // summary replaces it at once.
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&format!("listening on {bound}, network {network}")),
     ]);
 
+    // From here on STATUS is the operator's summary, kept current.
+    let status_line = systemd::StatusLine::spawn(
+        handle.clone(),
+        devices.clone(),
+        config.dht.max_devices_per_gateway,
+        shutdown_rx.clone(),
+    );
+    let mut reloads = systemd::Reloads::new(config.runtime_dir(), status_line.clone());
     // Pets start only once READY=1 went out: systemd (and the tests) see
     // READY, STATUS, then WATCHDOG, in that order.
     if let Some(period) = watchdog_period() {
@@ -307,8 +323,11 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &bridges_dir, &clock).await,
-            Some(event) = events_rx.recv() => report(&event),
+            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &bridges_dir, &clock, &mut reloads).await,
+            Some(event) = events_rx.recv() => {
+                report(&event);
+                status_line.refresh();
+            }
         }
     }
 
@@ -338,9 +357,10 @@ async fn reload(
     devices: &Devices,
     bridges_dir: &std::path::Path,
     clock: &Clock,
+    reloads: &mut systemd::Reloads,
 ) {
-    notify(&[sd_notify::NotifyState::Reloading]);
-    let problems = devices.apply(devices::load_dir(bridges_dir)).await;
+    reloads.started();
+    let mut problems = devices.apply(devices::load_dir(bridges_dir)).await;
     host_devices(node, devices, membership, clock).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
@@ -362,12 +382,12 @@ async fn reload(
             tracing::info!(removed = removed.len(), "allowlist reloaded");
         }
         Ok(_) => tracing::info!("reload: public network, nothing to apply"),
-        Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running config: {e}");
+            problems.push(format!("config refused, running one kept: {e}"));
+        }
     }
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
+    reloads.finished(status, problems);
 }
 
 /// Starts the embedded broker if configured; the broker readings are
@@ -423,8 +443,11 @@ async fn host_devices(
     let _ = tokio::time::timeout(NODE_ANSWER, node.host(devices.keypairs())).await;
 }
 
+/// A node event for the log and the tests' fake systemd: a custom
+/// notification field (systemd ignores `X_` fields), not STATUS, which
+/// stays the operator's summary.
 fn report(event: &NodeEvent) {
-    let status = match event {
+    let text = match event {
         NodeEvent::Restored { contacts } => format!("restored {contacts} contacts"),
         NodeEvent::Joined { contacts } => format!("joined: {contacts} contacts"),
         NodeEvent::Published { seq, acks } => format!("published seq={seq} acks={acks}"),
@@ -433,7 +456,10 @@ fn report(event: &NodeEvent) {
             format!("device {device} record stored at {acks} nodes")
         }
     };
-    notify(&[sd_notify::NotifyState::Status(&status)]);
+    tracing::debug!("{text}");
+    notify(&[sd_notify::NotifyState::Custom(&format!(
+        "X_STREEMBIT_EVENT={text}"
+    ))]);
 }
 
 /// Half of systemd's `WatchdogSec` (`WATCHDOG_USEC`), if it asked for pings
