@@ -53,3 +53,20 @@ fn agent_commands_say_plainly_when_the_agent_is_not_running() {
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     }
 }
+
+/// `docs/streembit.1` is what `streembit man` prints: the from-source
+/// install and the Yocto recipe install it (a cross build cannot run the
+/// binary to make it). After a CLI change:
+/// `cargo run -p streembit-agent -- man > docs/streembit.1`.
+#[test]
+fn the_committed_man_page_is_current() {
+    let sb = Sandbox::new();
+    let man = sb.run(&["man"], b"");
+    assert!(man.status.success());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/streembit.1");
+    let committed = std::fs::read(&path).expect("docs/streembit.1");
+    assert!(
+        committed == man.stdout,
+        "docs/streembit.1 is stale: run `cargo run -p streembit-agent -- man > docs/streembit.1`"
+    );
+}

@@ -48,16 +48,14 @@ fn systemd_analyze() -> Option<&'static str> {
     found.then_some("systemd-analyze")
 }
 
-/// A copy of the unit, in `dir`, whose ExecStart runs `binary`: verify
+/// A copy of the unit, in `dir`, whose commands run `binary`: verify
 /// checks that the command exists, and /usr/bin/streembit is only there
 /// once the package is installed.
 fn unit_copy(dir: &Path, binary: &Path) -> PathBuf {
     let text = unit_text();
     assert!(text.contains("ExecStart=/usr/bin/streembit "));
-    let copy = text.replace(
-        "ExecStart=/usr/bin/streembit ",
-        &format!("ExecStart={} ", binary.display()),
-    );
+    // ExecStart and ExecReload both run it.
+    let copy = text.replace("=/usr/bin/streembit ", &format!("={} ", binary.display()));
     let path = dir.join("streembit.service");
     std::fs::write(&path, copy).expect("write the unit copy");
     path
@@ -151,7 +149,13 @@ fn the_unit_matches_the_agent() {
             "/usr/bin/streembit run --config {DEFAULT_CONFIG_PATH}"
         )]
     );
-    assert_eq!(values(&unit, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    // `systemctl reload` returns once the agent has reloaded (issue 20).
+    assert_eq!(
+        values(&unit, "ExecReload"),
+        [format!(
+            "/usr/bin/streembit reload --config {DEFAULT_CONFIG_PATH} --pid $MAINPID"
+        )]
+    );
     assert_eq!(values(&unit, "User"), ["streembit"]);
     assert_eq!(values(&unit, "SupplementaryGroups"), ["dialout i2c"]);
     assert_eq!(values(&unit, "Restart"), ["on-failure"]);
@@ -186,4 +190,25 @@ fn the_unit_matches_the_agent() {
     assert_eq!(config.state_dir(), Path::new("/var/lib/streembit"));
     assert_eq!(config.runtime_dir(), Path::new("/run/streembit"));
     assert_eq!(config.api_socket(), Path::new("/run/streembit/api.sock"));
+}
+
+/// The drop-in for systemd 253 and newer: Type=notify-reload, where
+/// systemd signals and waits itself, and no ExecReload (it would signal a
+/// second time). systemd 252 (Debian 12, this machine) rejects the type,
+/// so the Debian package ships it as an example and the Yocto recipe,
+/// whose releases carry newer systemd, installs it.
+#[test]
+fn the_notify_reload_drop_in_replaces_the_reload_helper() {
+    let path = repo().join("systemd/notify-reload.conf");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(values(&text, "Type"), ["notify-reload"]);
+    assert_eq!(values(&text, "ExecReload"), [""]);
+    let sections: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(sections, ["[Service]"]);
+    let recipe = std::fs::read_to_string(
+        repo().join("yocto/meta-streembit/recipes-streembit/streembit/streembit_0.1.0.bb"),
+    )
+    .expect("recipe");
+    assert!(recipe.contains("${S}/systemd/notify-reload.conf"));
+    assert!(recipe.contains("${S}/docs/streembit.1"));
 }

@@ -34,6 +34,15 @@ do_install:append() {
     install -m 0644 ${S}/systemd/streembit.service ${D}${systemd_system_unitdir}/
     sed -i -e 's,/usr/bin/streembit,${bindir}/streembit,' \
         ${D}${systemd_system_unitdir}/streembit.service
+    # The layer's releases carry systemd 257 or newer: Type=notify-reload.
+    install -d ${D}${systemd_system_unitdir}/streembit.service.d
+    install -m 0644 ${S}/systemd/notify-reload.conf ${D}${systemd_system_unitdir}/streembit.service.d/
+
+    # The unit's Documentation=man:streembit(1); the page is generated
+    # from the CLI definition and kept in docs/ (a cross build cannot run
+    # the binary to make it). It lands in ${PN}-doc.
+    install -d ${D}${mandir}/man1
+    install -m 0644 ${S}/docs/streembit.1 ${D}${mandir}/man1/
 
     install -d ${D}${sysconfdir}/streembit/bridges.d
     install -m 0644 ${S}/etc/agent.example.toml ${D}${sysconfdir}/streembit/agent.toml
@@ -54,4 +63,4 @@ USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/streembit --no-c
                        --shell ${base_sbindir}/nologin --user-group --groups dialout,i2c streembit"
 
 CONFFILES:${PN} = "${sysconfdir}/streembit/agent.toml"
-FILES:${PN} += "${sysconfdir}/streembit"
+FILES:${PN} += "${sysconfdir}/streembit ${systemd_system_unitdir}/streembit.service.d"
