@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use streembit_bridges::{BridgeFile, DeviceState, DeviceStatus, Value};
 use streembit_tests::harness::bridge::{point, reading, start, status, tee, StatusLog};
 use streembit_tests::peers::modbus_checks::{
-    bridge_file, expect_all_types, load, offline, online, Link,
+    bridge_file, expect_all_types, load, offline, online, Link, Offline,
 };
 use streembit_tests::peers::pty::PtyPair;
 use streembit_tests::peers::pymodbus::ModbusServer;
@@ -53,12 +53,8 @@ async fn killed_server_goes_offline_other_line_keeps_polling_then_recovers() {
     point(&mut rb, "meter", "u16", |r| r.value.is_some()).await;
 
     server_a.proc.kill().await;
-    let reason = offline(&bridge_a, "meter").await;
+    let Offline { reason, since } = offline(&bridge_a, "meter").await;
     assert!(reason.contains("timed out"), "{reason}");
-    let since = match bridge_a.device_status("meter").map(|s| s.state) {
-        Some(DeviceState::Offline { since, .. }) => since,
-        other => panic!("{other:?}"),
-    };
     // The other line goes on: fresh readings after A went offline.
     for _ in 0..3 {
         point(&mut rb, "meter", "u16", |r| {
@@ -111,15 +107,11 @@ async fn slow_slave_goes_offline_and_its_late_answers_cost_the_neighbour_nothing
     // 400 ms late with a 250 ms timeout: every answer misses its request
     // and arrives while the bridge is asking "meter" something.
     server.slow(2, 400).await;
-    let reason = offline(&bridge, "second").await;
+    let Offline { reason, since } = offline(&bridge, "second").await;
     assert!(
         reason.contains("unit 2") && reason.contains("timed out"),
         "{reason}"
     );
-    let since = match bridge.device_status("second").map(|s| s.state) {
-        Some(DeviceState::Offline { since, .. }) => since,
-        other => panic!("{other:?}"),
-    };
     // Offline after exactly `offline_after` failed polls, not before.
     let seen = second_log
         .until("offline", |s| {
@@ -170,11 +162,7 @@ async fn garbling_slave_goes_offline_while_the_neighbour_keeps_polling() {
     for mode in ["noise", "badcrc"] {
         let meter_log = StatusLog::start(&bridge, "meter");
         server.mode(2, mode).await;
-        offline(&bridge, "second").await;
-        let since = match bridge.device_status("second").map(|s| s.state) {
-            Some(DeviceState::Offline { since, .. }) => since,
-            other => panic!("{other:?}"),
-        };
+        let since = offline(&bridge, "second").await.since;
         for _ in 0..10 {
             point(&mut readings, "meter", "u16", |r| {
                 r.timestamp >= since && r.value == Some(Value::Int(65000))
@@ -243,7 +231,7 @@ async fn absent_port_at_start_comes_online_when_plugged_in() {
     let mut readings = tee(readings);
     let absent = format!("{} absent", line.a.display());
     for device in ["meter", "second"] {
-        assert_eq!(offline(&bridge, device).await, absent);
+        assert_eq!(offline(&bridge, device).await.reason, absent);
     }
     // It keeps trying (paced by the backoff) and does not give up.
     status(&bridge, "meter", "retried", |s| s.consecutive_failures >= 3).await;

@@ -2,7 +2,7 @@
 //! same checks as RTU (types, commands, exceptions, a silent unit, garbage),
 //! plus a killed and restarted server.
 
-use streembit_bridges::{DeviceState, Value};
+use streembit_bridges::Value;
 use streembit_tests::harness::bridge::{point, start, tee};
 use streembit_tests::harness::ports::free_port;
 use streembit_tests::peers::modbus_checks::{
@@ -35,12 +35,8 @@ async fn tcp_server_killed_goes_offline_then_recovers_on_restart() {
     online(&bridge, "meter").await;
 
     server.proc.kill().await;
-    offline(&bridge, "meter").await;
+    let since = offline(&bridge, "meter").await.since;
     offline(&bridge, "second").await;
-    let since = match bridge.device_status("meter").map(|s| s.state) {
-        Some(DeviceState::Offline { since, .. }) => since,
-        other => panic!("{other:?}"),
-    };
 
     let mut server = ModbusServer::tcp(port, &[1, 2]).await;
     load(&mut server).await;

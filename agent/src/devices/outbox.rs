@@ -87,9 +87,7 @@ impl Outbox {
         let written = self.seen_written_ms.load(Ordering::Relaxed);
         if now_ms.saturating_sub(written) >= SEEN_WRITE_EVERY_MS {
             self.seen_written_ms.store(now_ms, Ordering::Relaxed);
-            if let Err(e) = write_atomic(&self.dir.join(SEEN_FILE), &now_ms.to_be_bytes()) {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot note a subscriber's activity: {}", write_error_hint(&e));
-            }
+            write_seen(&self.dir, now_ms);
         }
     }
 
@@ -342,12 +340,18 @@ impl Outboxes {
 }
 
 /// A queue at `dir`; its last sign of life from its `seen` file, or `now`
-/// for a queue without one (made before expiry existed).
+/// for a queue without one (a new queue, or one made before expiry
+/// existed), written at once: otherwise a queue abandoned within its first
+/// hour would start from "now" again at every restart and never expire.
 fn new_outbox(subscriber: PublicKey, journal: Journal, dir: &Path, now: u64) -> Outbox {
-    let seen = std::fs::read(dir.join(SEEN_FILE))
+    let on_disk = std::fs::read(dir.join(SEEN_FILE))
         .ok()
         .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map_or(now, u64::from_be_bytes);
+        .map(u64::from_be_bytes);
+    let seen = on_disk.unwrap_or_else(|| {
+        write_seen(dir, now);
+        now
+    });
     Outbox {
         subscriber,
         journal: Mutex::new(journal),
@@ -357,6 +361,14 @@ fn new_outbox(subscriber: PublicKey, journal: Journal, dir: &Path, now: u64) -> 
         seen_ms: AtomicU64::new(seen),
         seen_written_ms: AtomicU64::new(seen),
         dir: dir.to_owned(),
+    }
+}
+
+/// Notes on disk that the subscriber of the queue at `dir` was last seen at
+/// `ms`; a failure is logged (expiry then counts from an older sign).
+fn write_seen(dir: &Path, ms: u64) {
+    if let Err(e) = write_atomic(&dir.join(SEEN_FILE), &ms.to_be_bytes()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot note a subscriber's activity: {}", write_error_hint(&e));
     }
 }
 

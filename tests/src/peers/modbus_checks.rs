@@ -148,16 +148,26 @@ pub async fn online(bridge: &BridgeHandle, device: &str) {
     status(bridge, device, "online", |s| s.state == DeviceState::Online).await;
 }
 
-/// Waits for `device` to be offline and returns the reason.
-pub async fn offline(bridge: &BridgeHandle, device: &str) -> String {
+/// Waits for `device` to be offline; returns why and since when.
+pub async fn offline(bridge: &BridgeHandle, device: &str) -> Offline {
     let st = status(bridge, device, "offline", |s| {
         matches!(s.state, DeviceState::Offline { .. })
     })
     .await;
     match st.state {
-        DeviceState::Offline { reason, .. } => reason,
+        DeviceState::Offline { reason, since } => Offline { reason, since },
         other => panic!("not offline: {other:?}"),
     }
+}
+
+/// What [`offline`] saw, from one observation: reading the status again
+/// could already find the device back (a noisy line can, rarely, carry a
+/// frame whose CRC happens to match).
+#[derive(Debug)]
+pub struct Offline {
+    pub reason: String,
+    /// When the device went offline, ms since the epoch.
+    pub since: u64,
 }
 
 fn cmd(p: &str, v: Value) -> Command {
@@ -248,12 +258,8 @@ pub async fn silent_slave(
 ) {
     online(bridge, "second").await;
     server.mode(2, "mute").await;
-    let reason = offline(bridge, "second").await;
+    let Offline { reason, since } = offline(bridge, "second").await;
     assert!(reason.contains("unit 2"), "{reason}");
-    let since = match bridge.device_status("second").map(|s| s.state) {
-        Some(DeviceState::Offline { since, .. }) => since,
-        other => panic!("{other:?}"),
-    };
     for _ in 0..3 {
         point(readings, "meter", "u16", |r| {
             r.timestamp >= since && r.value.is_some()

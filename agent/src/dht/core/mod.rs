@@ -54,8 +54,8 @@ pub(crate) struct Dht {
     requests: BTreeMap<u64, Pending>,
     deadlines: BTreeSet<(Time, u64)>,
     timers: TimerTable,
-    /// Records we publish: key → when to ask for a republish.
-    owned: BTreeMap<NodeId, Time>,
+    /// Records we publish, by key.
+    owned: BTreeMap<NodeId, Owned>,
     /// Seeds of the last bootstrap (at most k), for a rejoin.
     seeds: Vec<Contact>,
     /// When to bootstrap again (the last one found nobody, or missed a
@@ -70,6 +70,15 @@ pub(crate) struct Dht {
     next_rid: u64,
     next_qid: u64,
     counters: Counters,
+}
+
+/// A record this node publishes.
+#[derive(Clone, Debug)]
+struct Owned {
+    /// When to ask the node for a fresh one; `None` once asked.
+    republish_at: Option<Time>,
+    expires: Time,
+    record: Vec<u8>,
 }
 
 impl Dht {
@@ -200,7 +209,12 @@ impl Dht {
     ) -> Result<QueryId, DhtError> {
         let v = record::check(verifier, &record, None, now)?;
         let key = v.key();
-        self.owned.insert(key, (v.issued + v.ttl() / 2).max(now));
+        let owned = Owned {
+            republish_at: Some((v.issued + v.ttl() / 2).max(now)),
+            expires: v.issued + v.ttl(),
+            record: record.clone(),
+        };
+        self.owned.insert(key, owned);
         Ok(self.start(key, Kind::Put(record), Origin::User, Vec::new(), now))
     }
 
@@ -265,7 +279,11 @@ impl Dht {
                 self.send(peer, Message::Nodes { rid, nodes });
             }
             Message::FindValue { rid, key } => {
-                let reply = match self.store.get(&key, now) {
+                let reply = match self
+                    .store
+                    .get(&key, now)
+                    .or_else(|| self.own_record(&key, now))
+                {
                     Some(r) => Message::Value {
                         rid,
                         record: Some(r.to_vec()),
@@ -323,15 +341,12 @@ impl Dht {
             }
         }
         if self.timers.is_due(Timer::Republish, now) {
-            let due: Vec<NodeId> = self
-                .owned
-                .iter()
-                .filter(|(_, t)| **t <= now)
-                .map(|(k, _)| *k)
-                .collect();
-            for key in due {
-                self.owned.remove(&key);
-                self.events.push_back(Event::RepublishDue { key });
+            for (key, owned) in &mut self.owned {
+                if owned.republish_at.is_some_and(|t| t <= now) {
+                    // Still answered from until the new one replaces it.
+                    owned.republish_at = None;
+                    self.events.push_back(Event::RepublishDue { key: *key });
+                }
             }
         }
         if self.timers.is_due(Timer::Rejoin, now) {
@@ -381,11 +396,26 @@ impl Dht {
                 .map(|q| q.lookup.heap_bytes() + std::mem::size_of::<Query>())
                 .sum::<usize>()
             + self.requests.len() * per_request
-            + self.owned.len() * 48
+            + self
+                .owned
+                .values()
+                .map(|o| o.record.capacity() + std::mem::size_of::<(NodeId, Owned)>())
+                .sum::<usize>()
             + self.seeds.len() * std::mem::size_of::<Contact>()
     }
 
     // ----- internals -----
+
+    /// One of our own records, while it has not expired: the publisher
+    /// answers for what it publishes, so a record stays findable when its
+    /// only other holder restarts with an empty store (a two-agent site),
+    /// until the next republish puts it back there.
+    fn own_record(&self, key: &NodeId, now: Time) -> Option<&[u8]> {
+        self.owned
+            .get(key)
+            .filter(|o| now < o.expires)
+            .map(|o| o.record.as_slice())
+    }
 
     fn closest_for(&self, target: &NodeId, requester: &NodeId) -> Vec<Contact> {
         let mut nodes = self.table.closest(target, self.cfg.k + 1);
@@ -488,7 +518,10 @@ impl Dht {
             Timer::Refresh,
             self.table.next_refresh(self.cfg.refresh_interval),
         );
-        t.set(Timer::Republish, self.owned.values().min().copied());
+        t.set(
+            Timer::Republish,
+            self.owned.values().filter_map(|o| o.republish_at).min(),
+        );
         t.set(Timer::Expire, self.store.next_expiry());
         t.set(Timer::Rejoin, self.rejoin_at);
     }

@@ -413,6 +413,23 @@ fn records_expire_and_owners_are_asked_to_republish_at_half_ttl() {
         })
     );
     assert_eq!(a.poll_timeout(), None);
+
+    // The publisher answers for its own record, also while the republish
+    // is pending (a site whose only other holder restarted empty), and not
+    // once it has expired.
+    let mut ask = |now: Time, rid: u64| {
+        let find = Message::FindValue {
+            rid,
+            key: *contact(5).id(),
+        };
+        a.handle_message(now, &key(7), Addrs::empty(), find, &mut v);
+        sends(&mut a).into_iter().find_map(|(_, m)| match m {
+            Message::Value { record, .. } => Some(record),
+            _ => None,
+        })
+    };
+    assert_eq!(ask(t + HOUR, 1), Some(Some(record(5, 1, t, 2 * HOUR))));
+    assert_eq!(ask(t + 2 * HOUR, 2), Some(None));
 }
 
 /// Participants whose ids fall in the same bucket of `local`'s table.
