@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the amd64 .deb (from scripts/deb.sh) into a fresh Debian 12
-# minimal root made by debootstrap, and checks what the maintainer scripts
+# Installs the amd64 .deb (from scripts/deb.sh) into a fresh copy of a
+# Debian 12 root made by debootstrap, and checks what the maintainer scripts
 # do: the user `streembit` with the groups dialout and i2c, the unit
 # enabled, the conffile kept across a reinstall and after `dpkg -r`, and
 # everything gone after `dpkg -P`. No systemd runs in the chroot, so the
-# service itself is not started here.
+# service itself is not started here: tests/tests/systemd_container.rs
+# boots the same root with systemd and installs the package there.
 #
-# Needs root (chroot) and debootstrap; the Debian mirror is the one apt uses.
+# Needs root (chroot) and debootstrap (scripts/debian-root.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,25 +22,23 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 deb="$(ls "$target_dir"/debian/streembit_*_amd64.deb 2>/dev/null | head -n 1)"
 [ -n "$deb" ] || fail "no amd64 .deb in $target_dir/debian: run scripts/deb.sh first"
 
-# The mirror apt already uses (deb822 sources first, then sources.list);
-# DEBIAN_MIRROR overrides it.
-mirror="${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-    awk '/^URIs:/ {u = $2} /^Suites:/ && $2 !~ /security/ && u {print u; exit}')}"
-[ -n "$mirror" ] || mirror="$(awk '$1 == "deb" && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)"
-[ -n "$mirror" ] || fail "no Debian mirror found in apt's sources: set DEBIAN_MIRROR"
-
+# The Debian 12 root scripts/debian-root.sh made (and cached: the container
+# test boots the same one), copied so the cache stays pristine.
+cached="$(./scripts/debian-root.sh | tail -n 1)"
 root="$(mktemp -d)"
 trap 'rm -rf --one-file-system "$root"' EXIT
-step "debootstrap bookworm (minbase) into $root"
-debootstrap --variant=minbase --include=adduser,init-system-helpers \
-    bookworm "$root" "$mirror" > "$root.log" 2>&1 ||
-    { tail -20 "$root.log" >&2; fail "debootstrap failed"; }
-rm -f "$root.log"
+step "a copy of the cached Debian 12 root in $root"
+cp -a --reflink=auto "$cached/." "$root/"
 cp "$deb" "$root/tmp/streembit.deb"
 in_root() { chroot "$root" /bin/sh -c "$1"; }
 
 step "dpkg -i $(basename "$deb")"
-in_root 'dpkg -i /tmp/streembit.deb' > /dev/null
+said="$(in_root 'dpkg -i /tmp/streembit.deb' 2>&1)" || fail "dpkg -i failed: $said"
+# adduser warned "The home dir /var/lib/streembit ... can't be accessed"
+# until the postinst made the directory first.
+if grep -q "can't be accessed" <<< "$said"; then
+    fail "the install warns: $said"
+fi
 groups="$(in_root 'id -nG streembit')"
 for g in streembit dialout i2c; do
     grep -qw "$g" <<< "$groups" || fail "user streembit is not in group $g (groups: $groups)"

@@ -59,7 +59,8 @@ check() {
         "-rw-r--r-- ./usr/share/doc/streembit/copyright" \
         "-rw-r--r-- ./usr/share/doc/streembit/examples/bridges.d/sdm120.toml" \
         "-rw-r--r-- ./usr/share/doc/streembit/examples/bridges.d/climate-i2c.toml" \
-        "-rw-r--r-- ./usr/share/doc/streembit/examples/bridges.d/tasmota-plug.toml"; do
+        "-rw-r--r-- ./usr/share/doc/streembit/examples/bridges.d/tasmota-plug.toml" \
+        "-rw-r--r-- ./usr/share/doc/streembit/examples/notify-reload.conf"; do
         grep -qxF -- "$x" <<< "$contents" || fail "$deb: no '$x' in:
 $contents"
     done

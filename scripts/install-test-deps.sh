@@ -17,8 +17,9 @@ PIP_PACKAGES=("pycose==1.1.0" "cbor2==5.6.5")
 # deploy (issue 9): the aarch64 cross linker and qemu to run its binary,
 # lintian for the .deb packages, systemd for `systemd-analyze verify`.
 APT_PACKAGES+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static lintian systemd)
-# deploy: a minimal Debian root to install the amd64 .deb into.
-APT_PACKAGES+=(debootstrap)
+# deploy: a minimal Debian root to install the amd64 .deb into, and
+# systemd-nspawn to boot it with systemd (tests/tests/systemd_container.rs).
+APT_PACKAGES+=(debootstrap systemd-container)
 # bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
 # PTY pair, TCP on loopback); pyserial is its serial transport.
 PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
