@@ -19,6 +19,10 @@
 # so the host's pip installs it into the root, --target, no pip inside),
 # and openssl (reads the agent's key files).
 #
+# With --systemd-backports: the same root with systemd from
+# bookworm-backports (254: Type=notify-reload), cached beside it, for the
+# container test of the notify-reload drop-in.
+#
 # Needs root and debootstrap; the Debian mirror is the one apt uses
 # (DEBIAN_MIRROR overrides it), pymodbus comes through pip.
 set -euo pipefail
@@ -39,18 +43,53 @@ key="$(printf '%s %s %s v1' "$SUITE" "$PACKAGES" "$PYMODBUS" | sha256sum | cut -
 base="$target_dir/debian-root/$SUITE-$key"
 root="$base/root"
 
+variant=""
+case "${1:-}" in
+    "") ;;
+    --systemd-backports) variant=systemd-backports ;;
+    *) fail "unknown argument ${1}" ;;
+esac
+
+# fresh DIR: DIR holds a root built less than MAX_AGE_DAYS ago.
 fresh() {
-    [ -f "$base/done" ] && [ -z "${DEBIAN_ROOT_REFRESH:-}" ] &&
-        [ -n "$(find "$base/done" -mtime -"$MAX_AGE_DAYS" 2>/dev/null)" ]
+    [ -f "$1/done" ] && [ -z "${DEBIAN_ROOT_REFRESH:-}" ] &&
+        [ -n "$(find "$1/done" -mtime -"$MAX_AGE_DAYS" 2>/dev/null)" ]
+}
+
+# The variant: a copy of the base root with systemd from backports.
+backports() {
+    local vbase="$base-$variant" started=$SECONDS
+    if fresh "$vbase"; then
+        echo "cached Debian $SUITE root, $variant ($(cat "$vbase/done"))" >&2
+        echo "$vbase/root"
+        return
+    fi
+    rm -rf --one-file-system "$vbase"
+    mkdir -p "$vbase"
+    cp -a "$root" "$vbase/root"
+    local mirror
+    mirror="$(awk '$1 == "deb" {print $2; exit}' "$vbase/root/etc/apt/sources.list")"
+    echo "deb $mirror $SUITE-backports main" > "$vbase/root/etc/apt/sources.list.d/backports.list"
+    cp /etc/resolv.conf "$vbase/root/etc/resolv.conf" 2> /dev/null || true
+    echo "== systemd from $SUITE-backports into $vbase/root" >&2
+    { chroot "$vbase/root" apt-get update -qq &&
+        chroot "$vbase/root" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq -t "$SUITE-backports" systemd systemd-sysv; } \
+        > "$vbase/apt.log" 2>&1 ||
+        { tail -20 "$vbase/apt.log" >&2; fail "installing systemd from backports failed"; }
+    rm -f "$vbase"/root/var/cache/apt/archives/*.deb
+    echo "built $(date -u +%FT%TZ) in $((SECONDS - started)) s, $(chroot "$vbase/root" systemctl --version | head -n 1)" > "$vbase/done"
+    echo "Debian $SUITE root, $variant: $(cat "$vbase/done")" >&2
+    echo "$vbase/root"
 }
 
 mkdir -p "$target_dir/debian-root"
 # One builder at a time; a second caller waits and then finds it done.
 exec 9> "$target_dir/debian-root/.lock"
 flock 9
-if fresh; then
+if fresh "$base"; then
     echo "cached Debian $SUITE root ($(cat "$base/done"))" >&2
-    echo "$root"
+    if [ -n "$variant" ]; then backports; else echo "$root"; fi
     exit 0
 fi
 
@@ -85,4 +124,4 @@ echo streembit-ct > "$root/etc/hostname"
 rm -f "$root"/var/cache/apt/archives/*.deb
 echo "built $(date -u +%FT%TZ) in $((SECONDS - started)) s" > "$base/done"
 echo "Debian $SUITE root ready: $(cat "$base/done"), $(du -sh "$root" | cut -f1)" >&2
-echo "$root"
+if [ -n "$variant" ]; then backports; else echo "$root"; fi

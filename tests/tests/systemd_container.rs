@@ -403,3 +403,63 @@ print(d[\"meter\"][\"key\"])'",
     );
     s.step("done");
 }
+
+/// systemd 253 and newer: the notify-reload drop-in the package ships as an
+/// example (and the Yocto recipe installs). systemd itself sends SIGHUP and
+/// waits for RELOADING=1 with MONOTONIC_USEC, then READY=1; the same root
+/// with systemd 254 from bookworm-backports.
+#[test]
+#[ignore = "needs the .deb: scripts/test.sh runs it after scripts/deb.sh"]
+fn type_notify_reload_under_systemd_254() {
+    let deb = amd64_deb();
+    let s = Steps {
+        started: Instant::now(),
+    };
+    let Some(ct) = Container::boot_root("streembit-ct254", &["--systemd-backports"]) else {
+        return;
+    };
+    let version: u32 = ct
+        .sh("systemctl --version | head -n 1 | cut -d' ' -f2")
+        .parse()
+        .expect("systemd version");
+    assert!(version >= 253, "systemd {version}: no Type=notify-reload");
+    s.step("apt install, then the notify-reload drop-in from the package's examples");
+    ct.put(&deb, "/srv/streembit.deb", 0o644);
+    ct.sh("apt-get install -y /srv/streembit.deb > /dev/null 2>&1");
+    ct.wait_for(
+        "active after install",
+        SOON,
+        "systemctl is-active streembit",
+    );
+    ct.sh("mkdir -p /etc/systemd/system/streembit.service.d && \
+         cp /usr/share/doc/streembit/examples/notify-reload.conf \
+            /etc/systemd/system/streembit.service.d/ && \
+         systemctl daemon-reload && systemctl restart streembit");
+    assert_eq!(show(&ct, "Type"), "notify-reload");
+    assert_eq!(show(&ct, "ExecReload"), "", "the helper would signal twice");
+    let verify = ct.sh_lenient("systemd-analyze verify streembit.service");
+    assert!(
+        verify.trim().is_empty(),
+        "systemd-analyze verify:\n{verify}"
+    );
+
+    s.step("40 back-to-back reloads, systemd signalling and waiting itself");
+    ct.sh("systemctl reload streembit");
+    let early = ct.sh("early=0; for i in $(seq 40); do \
+           before=$(head -n 1 /run/streembit/reloaded | cut -d' ' -f2); \
+           systemctl reload streembit; \
+           after=$(head -n 1 /run/streembit/reloaded | cut -d' ' -f2); \
+           [ \"$after\" -gt \"$before\" ] || early=$((early + 1)); \
+         done; echo $early");
+    assert_eq!(
+        early, "0",
+        "reloads that returned before the agent reloaded"
+    );
+    assert_eq!(show(&ct, "SubState"), "running");
+    assert_eq!(show(&ct, "NRestarts"), "0");
+    let complaints = ct.sh_lenient("journalctl -u streembit -o cat | grep -i monotonic || true");
+    assert!(complaints.trim().is_empty(), "{complaints}");
+    ct.sh("systemctl stop streembit");
+    assert_eq!(show(&ct, "Result"), "success");
+    s.step("done");
+}

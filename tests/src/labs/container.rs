@@ -75,12 +75,19 @@ impl Container {
     /// until systemd reports the system running. `None` (reason printed)
     /// where the machine cannot.
     pub fn boot(name: &str) -> Option<Container> {
+        Self::boot_root(name, &[])
+    }
+
+    /// [`Container::boot`] on the root variant `scripts/debian-root.sh`
+    /// makes with `root_args` (`--systemd-backports`: systemd 254).
+    pub fn boot_root(name: &str, root_args: &[&str]) -> Option<Container> {
         if let Some(why) = unavailable() {
             eprintln!("SKIPPED: cannot boot systemd in a container: {why}");
             return None;
         }
         let started = Instant::now();
         let out = Command::new(repo().join("scripts/debian-root.sh"))
+            .args(root_args)
             .stderr(Stdio::inherit())
             .output()
             .expect("run scripts/debian-root.sh");
