@@ -119,6 +119,8 @@ impl Relay {
                         bytes_per_sec: 1 << 30,
                         burst_bytes: 1 << 30,
                         idle: Duration::from_secs(600),
+                        setup: Duration::from_secs(600),
+                        max_sessions_per_pair: 1024,
                     };
                     let ep =
                         Endpoint::bind(Arc::new(key), Membership::public(), &config(Some(limits)))

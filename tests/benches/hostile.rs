@@ -155,7 +155,7 @@ fn spoiled(tmp: &std::path::Path, failed: &mut Vec<String>) {
 
 fn replay_window_bound(failed: &mut Vec<String>) {
     let mut w = ReplayWindow::new(ReplayWindow::DEFAULT_CAPACITY, 0);
-    let bound = ReplayWindow::DEFAULT_CAPACITY * 92 + 16;
+    let bound = ReplayWindow::memory_bound(ReplayWindow::DEFAULT_CAPACITY);
     let before = w.memory_bytes();
     let mut max = before;
     for i in 0..1_000_000u64 {

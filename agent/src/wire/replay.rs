@@ -224,6 +224,12 @@ impl ReplayWindow {
             .map_or(0, |f| f.0)
     }
 
+    /// The most [`memory_bytes`](Self::memory_bytes) can be for a window of
+    /// `capacity` entries, whatever senders do (see the type's doc).
+    pub const fn memory_bound(capacity: usize) -> usize {
+        capacity * 217 + 64
+    }
+
     /// Bytes allocated by the window's tables (hash map buckets with their
     /// control bytes, and the heap's buffer). Constant after construction.
     pub fn memory_bytes(&self) -> usize {

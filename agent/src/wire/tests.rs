@@ -433,7 +433,7 @@ fn replay_window_memory_is_fixed_with_100k_senders() {
     // count per sender one more table.
     let default = ReplayWindow::new(ReplayWindow::DEFAULT_CAPACITY, 0).memory_bytes();
     assert!(
-        default <= ReplayWindow::DEFAULT_CAPACITY * 217 + 64,
+        default <= ReplayWindow::memory_bound(ReplayWindow::DEFAULT_CAPACITY),
         "{default}"
     );
 }
