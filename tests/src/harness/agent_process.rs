@@ -35,6 +35,9 @@ pub struct AgentProcess {
     pub addr: String,
     /// Its public key.
     pub key: String,
+    /// Wall time from starting the process to its READY=1, for the last
+    /// (re)start.
+    pub ready_in: Duration,
     /// A command the agent runs under (e.g. `ip netns exec NS`), or empty.
     wrapper: Vec<String>,
 }
@@ -103,6 +106,7 @@ impl AgentBuilder {
             seen: Vec::new(),
             addr: String::new(),
             key: String::new(),
+            ready_in: Duration::ZERO,
             wrapper: self.wrapper,
         };
         me.launch();
@@ -137,6 +141,7 @@ impl AgentProcess {
             .append(true)
             .open(self.dir.join("agent.log"))
             .expect("log file");
+        let started = Instant::now();
         let child = wrapped(&self.wrapper, binary())
             .args(["run", "--config", "agent.toml"])
             .current_dir(&self.dir)
@@ -154,6 +159,7 @@ impl AgentProcess {
             .expect("spawn streembit run");
         self.child = Some(child);
         let status = self.wait_for("READY", |m| m.contains("READY=1"));
+        self.ready_in = started.elapsed();
         self.addr = status
             .lines()
             .find_map(|l| l.strip_prefix("STATUS=listening on "))
