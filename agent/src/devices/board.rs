@@ -25,16 +25,37 @@ pub(crate) struct HostedDevice {
     pub key: Arc<Keypair>,
 }
 
+// Design: a device has one point or a few, so its points are a Vec kept
+// in name order, not a map. A BTreeMap allocates a whole node (room for 11
+// entries, ~2 KiB with a `ReadingView`) for the first one: with 1,000
+// one-point devices, two maps per device came to ~2.4 MiB of a gateway's
+// heap, the Vec to ~0.2 MiB.
 struct Entry {
     bridge: String,
     key: Arc<Keypair>,
-    /// Latest view per point (its `cose` is filled from `sealed` when
-    /// shown: hex-encoding every reading as it passes would be waste).
-    points: BTreeMap<String, ReadingView>,
-    /// The latest signed reading per point (raw envelope).
-    sealed: BTreeMap<String, Arc<Vec<u8>>>,
+    /// Latest reading per point, by point name.
+    points: Vec<Point>,
     good: u64,
     bad: u64,
+}
+
+/// One point's latest reading.
+struct Point {
+    /// As the API shows it (its `cose` is filled from `sealed` when shown:
+    /// hex-encoding every reading as it passes would be waste).
+    view: ReadingView,
+    /// The latest signed reading of the point (raw envelope), if any was
+    /// sealed.
+    sealed: Option<Arc<Vec<u8>>>,
+}
+
+impl Entry {
+    fn point(&self, name: &str) -> Option<&Point> {
+        self.points
+            .binary_search_by(|p| p.view.point.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.points[i])
+    }
 }
 
 #[derive(Default)]
@@ -64,8 +85,7 @@ impl Board {
             let e = b.devices.entry(name.clone()).or_insert_with(|| Entry {
                 bridge: bridge.to_owned(),
                 key: key.clone(),
-                points: BTreeMap::new(),
-                sealed: BTreeMap::new(),
+                points: Vec::new(),
                 good: 0,
                 bad: 0,
             });
@@ -83,8 +103,7 @@ impl Board {
         if let Ok(mut b) = self.0.lock() {
             b.devices.retain(|name, e| match defined.get(name) {
                 Some(points) => {
-                    e.points.retain(|p, _| points.contains(p));
-                    e.sealed.retain(|p, _| points.contains(p));
+                    e.points.retain(|p| points.contains(&p.view.point));
                     true
                 }
                 None => false,
@@ -113,10 +132,26 @@ impl Board {
         } else {
             dev.bad += 1;
         }
-        if let Some(env) = sealed {
-            dev.sealed.insert(view.point.clone(), env);
+        match dev
+            .points
+            .binary_search_by(|p| p.view.point.cmp(&view.point))
+        {
+            Ok(i) => {
+                let p = &mut dev.points[i];
+                p.view = view;
+                // A reading that could not be sealed leaves the last
+                // signed one in place.
+                if sealed.is_some() {
+                    p.sealed = sealed;
+                }
+            }
+            Err(i) => {
+                // Exactly one more: a Vec's first allocation would
+                // otherwise make room for four.
+                dev.points.reserve_exact(1);
+                dev.points.insert(i, Point { view, sealed });
+            }
         }
-        dev.points.insert(view.point.clone(), view);
     }
 
     /// Every hosted device.
@@ -144,10 +179,10 @@ impl Board {
                     points: e
                         .points
                         .iter()
-                        .map(|(p, r)| {
-                            let mut r = r.clone();
-                            r.cose = e.sealed.get(p).map(|env| hex::encode(env.as_slice()));
-                            (p.clone(), r)
+                        .map(|p| {
+                            let mut r = p.view.clone();
+                            r.cose = p.sealed.as_ref().map(|env| hex::encode(env.as_slice()));
+                            (r.point.clone(), r)
                         })
                         .collect(),
                 }
@@ -195,8 +230,12 @@ impl Board {
             return Vec::new();
         };
         match point {
-            Some(p) => e.sealed.get(p).cloned().into_iter().collect(),
-            None => e.sealed.values().cloned().collect(),
+            Some(p) => e
+                .point(p)
+                .and_then(|p| p.sealed.clone())
+                .into_iter()
+                .collect(),
+            None => e.points.iter().filter_map(|p| p.sealed.clone()).collect(),
         }
     }
 
@@ -282,5 +321,45 @@ mod tests {
         let points: Vec<&String> = list[0].points.keys().collect();
         assert_eq!(points, ["volts"]);
         assert_eq!(board.latest_sealed("meter", None).len(), 1);
+    }
+
+    /// Points come out in name order whatever order they arrive in; a
+    /// reading that could not be sealed updates the view and leaves the
+    /// last signed envelope in place.
+    #[test]
+    fn latest_reading_per_point_and_its_last_envelope() {
+        let board = Board::default();
+        let key = Arc::new(Keypair::from_seed(&[5; 32]));
+        let (_tx, status) = watch::channel(StatusMap::default());
+        board.attach("a.toml", &[("meter".into(), key)], status);
+        for (p, env) in [("volts", 1), ("amps", 2), ("watts", 3), ("amps", 4)] {
+            board.record(
+                "a.toml",
+                view("meter", p),
+                true,
+                Some(Arc::new(vec![env])),
+                0,
+            );
+        }
+        let mut unsealed = view("meter", "volts");
+        unsealed.value = Some(serde_json::json!(7));
+        board.record("a.toml", unsealed, false, None, 0);
+
+        let list = board.list();
+        let points: Vec<&String> = list[0].points.keys().collect();
+        assert_eq!(points, ["amps", "volts", "watts"]);
+        assert_eq!(list[0].points["volts"].value, Some(serde_json::json!(7)));
+        assert_eq!(list[0].points["volts"].cose.as_deref(), Some("01"));
+        assert_eq!(list[0].points["amps"].cose.as_deref(), Some("04"));
+        let envelope = |p| board.latest_sealed("meter", Some(p));
+        assert_eq!(envelope("amps"), [Arc::new(vec![4])]);
+        assert_eq!(envelope("volts"), [Arc::new(vec![1])]);
+        assert!(envelope("none").is_empty());
+        let all: Vec<u8> = board
+            .latest_sealed("meter", None)
+            .iter()
+            .map(|e| e[0])
+            .collect();
+        assert_eq!(all, [4, 1, 3]);
     }
 }
