@@ -46,7 +46,11 @@ impl DialBudget {
             self.by_addr
                 .retain(|_, e| now.saturating_duration_since(e.since) < WINDOW);
             if self.by_addr.len() >= MAX_ADDRESSES {
-                let oldest = self.by_addr.iter().min_by_key(|(_, e)| e.since).map(|(a, _)| *a);
+                let oldest = self
+                    .by_addr
+                    .iter()
+                    .min_by_key(|(_, e)| e.since)
+                    .map(|(a, _)| *a);
                 if let Some(a) = oldest {
                     self.by_addr.remove(&a);
                 }
