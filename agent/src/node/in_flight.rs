@@ -74,6 +74,13 @@ impl InFlight {
         self.any(|p| matches!(p, Purpose::Bootstrap))
     }
 
+    pub(super) fn device_publishes(&self) -> usize {
+        self.0
+            .values()
+            .filter(|p| matches!(p, Purpose::DevicePublish(_)))
+            .count()
+    }
+
     pub(super) fn publishing(&self) -> bool {
         self.any(|p| matches!(p, Purpose::Publish { .. }))
     }
@@ -125,6 +132,7 @@ impl Node {
                             acks: *acks,
                         });
                     }
+                    self.pump_device_publishes();
                 }
                 Some(Purpose::Lookup {
                     key,
@@ -220,6 +228,9 @@ impl Node {
     /// peer that ignores STOREs cannot keep every node near it publishing
     /// every 2 s for ever.
     pub(super) fn maybe_republish(&mut self) {
+        // Also the backstop of the device pace: a publication ends only
+        // with its query, and every query ends (RPC timeouts).
+        self.pump_device_publishes();
         if self.in_flight.joining() || self.in_flight.publishing() {
             return;
         }

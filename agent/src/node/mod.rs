@@ -196,6 +196,8 @@ pub(crate) struct Node {
     own_record: Option<Vec<u8>>,
     /// Devices this gateway hosts, by key.
     hosted: HashMap<PublicKey, hosting::HostedIdentity>,
+    /// Hosted devices whose record is due to go out (paced).
+    publish_queue: hosting::PublishQueue,
     published_acks: u32,
     last_publish: Option<Instant>,
     republish: in_flight::Republish,
@@ -272,6 +274,7 @@ impl Node {
             record_seq: 0,
             own_record: None,
             hosted: HashMap::new(),
+            publish_queue: hosting::PublishQueue::default(),
             published_acks: 0,
             last_publish: None,
             republish: in_flight::Republish::default(),
