@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::identity::PublicKey;
 use crate::wire::NetworkId;
 
+use super::config_env::{is_config_key, ENV_PREFIX};
+pub(crate) use super::config_env::{unknown_env_vars, unknown_env_warning};
+pub(crate) use super::seed::Seed;
+
 /// Where the agent reads its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/streembit/agent.toml";
 /// The agent's default UDP port.
@@ -220,47 +224,8 @@ impl Default for AgentConfig {
 pub struct ConfigError(pub Vec<String>);
 
 impl ConfigError {
-    fn one(msg: impl std::fmt::Display) -> Self {
+    pub(super) fn one(msg: impl std::fmt::Display) -> Self {
         Self(vec![msg.to_string()])
-    }
-}
-
-/// A seed peer: its key and where to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seed {
-    /// The seed's public key.
-    pub key: PublicKey,
-    /// Its address as written (host may be a name).
-    pub addr: String,
-}
-
-impl Seed {
-    /// Parses `"<pubkey-hex>@host:port"`.
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        let (key, addr) = s
-            .split_once('@')
-            .ok_or_else(|| ConfigError::one(format!("{s:?} is not \"<pubkey-hex>@host:port\"")))?;
-        let key = key.parse::<PublicKey>().map_err(ConfigError::one)?;
-        if addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
-            return Err(ConfigError::one(format!("{addr:?} is not host:port")));
-        }
-        Ok(Self {
-            key,
-            addr: addr.to_owned(),
-        })
-    }
-
-    /// Resolves the address (DNS names included); the first answer wins.
-    pub fn resolve(&self) -> Result<SocketAddr, ConfigError> {
-        self.addr
-            .to_socket_addrs()
-            .map_err(|e| ConfigError::one(format!("cannot resolve seed {}: {e}", self.addr)))?
-            .next()
-            .ok_or_else(|| ConfigError::one(format!("seed {} resolves to no address", self.addr)))
     }
 }
 
@@ -503,49 +468,6 @@ impl AgentConfig {
     }
 }
 
-/// The prefix of the environment variables that set config keys.
-const ENV_PREFIX: &str = "STREEMBIT_";
-
-/// Whether `key` (dotted, any case: `mqtt.embedded`) names a key of
-/// [`AgentConfig`] or one of its sections.
-fn is_config_key(key: &str) -> bool {
-    let Ok(mut value) = serde_json::to_value(AgentConfig::default()) else {
-        return false;
-    };
-    for part in key.to_ascii_lowercase().split('.') {
-        match value.get_mut(part) {
-            Some(v) => value = v.take(),
-            None => return false,
-        }
-    }
-    true
-}
-
-/// The `STREEMBIT_*` environment variables that name no config key
-/// (sorted): the config ignores them, and the agent and the CLI warn.
-pub(crate) fn unknown_env_vars() -> Vec<String> {
-    let mut unknown: Vec<String> = std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| {
-            name.strip_prefix(ENV_PREFIX)
-                .is_some_and(|key| !is_config_key(&key.replace("__", ".")))
-        })
-        .collect();
-    unknown.sort();
-    unknown
-}
-
-/// The warning about [`unknown_env_vars`].
-pub(crate) fn unknown_env_warning(names: &[String]) -> String {
-    format!(
-        "ignoring environment variable{} {}: no such config key \
-         (config keys are {ENV_PREFIX}<KEY> or {ENV_PREFIX}<SECTION>__<KEY>, \
-         e.g. {ENV_PREFIX}NAT__REACHABILITY)",
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", "),
-    )
-}
-
 fn first_of_env(var: &str) -> Option<PathBuf> {
     std::env::var(var).ok().and_then(|v| {
         v.split(':')
@@ -575,17 +497,6 @@ fn describe(e: &figment::Error) -> String {
 mod tests {
     use super::*;
     use crate::identity::Keypair;
-
-    #[test]
-    fn seeds_parse_strictly() {
-        let k = Keypair::from_seed(&[1; 32]).public();
-        let s = Seed::parse(&format!("{k}@127.0.0.1:7470")).expect("seed");
-        assert_eq!(s.key, k);
-        assert_eq!(s.resolve(), Ok("127.0.0.1:7470".parse().expect("addr")));
-        assert!(Seed::parse("127.0.0.1:7470").is_err());
-        assert!(Seed::parse(&format!("{k}@host")).is_err());
-        assert!(Seed::parse("abc@127.0.0.1:1").is_err());
-    }
 
     #[test]
     fn validation_reports_every_problem() {
@@ -620,24 +531,6 @@ mod tests {
             .expect_err("wrong type")
             .0;
         assert!(errs.iter().any(|e| e.contains("`listen`")), "{errs:?}");
-    }
-
-    #[test]
-    fn config_keys_are_known_by_their_dotted_path() {
-        for key in [
-            "listen",
-            "NETWORK",
-            "mqtt.embedded",
-            "nat.reachability",
-            "dht.max_devices_per_gateway",
-            "state_dir",
-            "mqtt",
-        ] {
-            assert!(is_config_key(key), "{key}");
-        }
-        for key in ["dht.k", "bogus", "mqtt.embedded.x", "listen.port", ""] {
-            assert!(!is_config_key(key), "{key}");
-        }
     }
 
     #[test]

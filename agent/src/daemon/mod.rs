@@ -3,6 +3,8 @@
 //! - `mod.rs`: start-up and shutdown order, signals, systemd notifications.
 //! - `config.rs`: `agent.toml` and `STREEMBIT_*` environment variables
 //!   (figment), and where the bridge files are: the daemon's input.
+//! - `config_env.rs`: which `STREEMBIT_*` variables name a config key.
+//! - `seed.rs`: a seed as written, `<key>@host:port`, and resolving it.
 //! - `server.rs`: the local HTTP API on a Unix socket (its JSON shapes
 //!   are [`crate::api`]).
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
@@ -21,9 +23,11 @@
 //! by asking them (the node through its `NodeHandle`).
 
 pub(crate) mod config;
+mod config_env;
 mod local_mqtt;
 pub(crate) mod logging;
 pub(crate) mod routes;
+mod seed;
 mod server;
 pub(crate) mod systemd;
 

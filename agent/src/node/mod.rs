@@ -3,6 +3,9 @@
 //!
 //! - `mod.rs`: [`Node`], its one loop (feed one input, drain every output,
 //!   re-arm a single timer) and the calling contract.
+//! - `config.rs`: [`NodeConfig`], the settings the daemon hands over.
+//! - `accept.rs`: the accept loop (a device's name to the devices layer,
+//!   anything else into the node).
 //! - `handle.rs`: [`NodeHandle`], how the layers above ask the node.
 //! - `error.rs`: [`NodeError`], what goes wrong, and whose fault it is.
 //! - `in_flight.rs`: the one map of DHT queries in flight, tagged with
@@ -30,6 +33,8 @@
 //! [`crate::transport::Membership`] does; the node asks it), or know what
 //! a device is beyond its key (the devices layer above does).
 
+mod accept;
+mod config;
 mod connections;
 mod dial_budget;
 mod error;
@@ -44,21 +49,18 @@ mod rpc;
 mod time_sync;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::dht::{
-    self, Action, Addrs, Contact, Dht, Message, MessageKind, Time, WireRecordVerifier,
-};
+use crate::dht::{Action, Addrs, Contact, Dht, Message, MessageKind, Time, WireRecordVerifier};
 use crate::identity::{Keypair, PublicKey};
 use crate::transport::{Connection, Endpoint, VerifiedPeer};
-use crate::wire::{FromPeer, Kind, NetworkId, Session, SessionError, TimeSource, WireConfig};
+use crate::wire::{FromPeer, Kind, Session, SessionError, TimeSource};
 
+pub(crate) use config::NodeConfig;
 pub(crate) use connections::Connections;
 pub(crate) use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
 pub(crate) use error::NodeError;
@@ -72,56 +74,6 @@ pub(crate) use nat::{Dialer, Nat};
 pub(crate) use nat::{NatConfig, ReachMode};
 use rpc::Input;
 pub(crate) use rpc::{DeviceStream, BUSY};
-
-/// Node settings.
-#[derive(Debug, Clone)]
-pub(crate) struct NodeConfig {
-    /// Network id (signed into every envelope).
-    pub network: NetworkId,
-    /// Where the routing table is persisted.
-    pub state_dir: PathBuf,
-    /// Addresses announced in our peer record.
-    pub announce: Vec<SocketAddr>,
-    /// Peers to join through.
-    pub seeds: Vec<(PublicKey, SocketAddr)>,
-    /// DHT tunables.
-    pub dht: dht::Config,
-    /// Envelope limits.
-    pub wire: WireConfig,
-    /// Connections kept open at most.
-    pub max_connections: usize,
-    /// Persist the routing table this often (and at shutdown).
-    pub persist_every: Duration,
-    /// Lifetime of our peer record.
-    pub record_ttl: Duration,
-    /// Reachability, relaying and hole punching.
-    pub nat: NatConfig,
-    /// Where the node reads the time.
-    pub clock: Clock,
-}
-
-impl NodeConfig {
-    /// Defaults for `network` with state in `state_dir`.
-    pub(crate) fn new(network: NetworkId, state_dir: PathBuf) -> Self {
-        Self {
-            network,
-            state_dir,
-            announce: Vec::new(),
-            seeds: Vec::new(),
-            dht: dht::Config::default(),
-            wire: WireConfig::default(),
-            max_connections: 256,
-            persist_every: Duration::from_secs(60),
-            record_ttl: dht::DEFAULT_TTL,
-            nat: NatConfig {
-                mode: ReachMode::Auto,
-                relay: None,
-                max_relays: 2,
-            },
-            clock: Clock::system(),
-        }
-    }
-}
 
 /// What the node tells its owner (the daemon logs them; tests await them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,60 +333,6 @@ impl Node {
                 for conn in peers.iter().take(time_sync::WANTED_PEERS) {
                     nat.time().sync_with(conn).await;
                 }
-            }
-        });
-    }
-
-    fn spawn_accept_loop(&self, mut shutdown: watch::Receiver<bool>) {
-        let conns = self.conns.clone();
-        let nat = self.nat.clone();
-        let inputs = self.inputs_tx.clone();
-        let device_streams = self.device_streams.clone();
-        let clock = self.clock.clone();
-        tokio::spawn(async move {
-            loop {
-                let incoming = tokio::select! {
-                    i = conns.endpoint().incoming() => i,
-                    _ = shutdown.changed() => None,
-                };
-                let Some(incoming) = incoming else { break };
-                let conns = conns.clone();
-                let inputs = inputs.clone();
-                let device_streams = device_streams.clone();
-                let clock = clock.clone();
-                let nat = nat.clone();
-                tokio::spawn(async move {
-                    let Ok(conn) = conns.endpoint().handshake(incoming).await else {
-                        return;
-                    };
-                    match conn.served_as() {
-                        Some(device) if device != conns.endpoint().key() => {
-                            // Counted against the same caps as any other.
-                            let Some(_slot) = conns.admit_to_device(conn.peer().key()) else {
-                                conn.close(connections::CLOSE_EVICTED, "too many connections");
-                                return;
-                            };
-                            let membership = conns.endpoint().membership().clone();
-                            rpc::serve_device_connection(
-                                conn,
-                                device,
-                                membership,
-                                clock,
-                                device_streams,
-                            )
-                            .await;
-                        }
-                        _ => {
-                            conns.insert(conn.clone());
-                            let _ = inputs.send(Input::Connected(conn.clone())).await;
-                            // A peer that dials us may be one to learn the
-                            // network's time from (see `time_sync.rs`).
-                            if nat.time().wants_more() {
-                                nat.time().sync_with(&conn).await;
-                            }
-                        }
-                    }
-                });
             }
         });
     }

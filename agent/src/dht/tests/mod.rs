@@ -2,11 +2,13 @@
 //!
 //! - `table.rs`: proptest properties of the routing table.
 //! - `protocol.rs`: one or two cores driven by hand: handshakes, timeouts,
-//!   rejections, record rules, timers, persistence.
+//!   rejections, timers, persistence.
+//! - `records.rs`: record rules (sequence, key, rollback, expiry), by hand.
 //! - `sim.rs`: the figures-table scenarios at N = 1,000 and determinism.
 //! - here: the check that the core stays sans-IO.
 
 mod protocol;
+mod records;
 mod sim;
 mod table;
 mod util;
