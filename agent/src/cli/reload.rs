@@ -12,10 +12,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::agent_client::permission_denied;
 use super::{Failure, ReloadArgs, EXIT_INVALID, EXIT_NOT_RUNNING};
+use crate::clock::Clock;
 use crate::daemon::config::AgentConfig;
 use crate::daemon::systemd::{monotonic_usec, Reloaded};
 
@@ -32,7 +33,8 @@ pub(super) fn reload(args: &ReloadArgs, out: &mut dyn Write) -> Result<(), Failu
     let sent = monotonic_usec()
         .ok_or_else(|| Failure::usage("cannot read the monotonic clock".to_owned()))?;
     signal_hup(pid)?;
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let clock = Clock::system();
+    let deadline = clock.instant() + Duration::from_secs(args.timeout);
     loop {
         if let Some(done) =
             Reloaded::read(&runtime).filter(|r| r.pid == pid && r.started_usec >= sent)
@@ -52,7 +54,7 @@ pub(super) fn reload(args: &ReloadArgs, out: &mut dyn Write) -> Result<(), Failu
                 message: format!("the agent (pid {pid}) exited during the reload"),
             });
         }
-        if Instant::now() > deadline {
+        if clock.instant() > deadline {
             return Err(Failure {
                 code: EXIT_INVALID,
                 message: format!(
