@@ -16,13 +16,32 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ANSWER: usize = 16 << 20;
 
 /// What a user outside the service's group is told.
-pub(super) fn permission_denied(socket: &Path) -> String {
+fn permission_denied(socket: &Path) -> String {
     format!(
         "permission denied: add yourself to group streembit to talk to the agent \
          (sudo adduser $USER streembit, then log in again), or use sudo; \
          {} is for the service's group only",
         socket.display()
     )
+}
+
+/// Why connecting to the API socket failed, said to the user: a
+/// permission error means the agent may well be running (the socket, or
+/// its directory, 0750, belongs to the service's group).
+pub(super) fn cannot_connect(socket: &Path, e: &std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Failure {
+            code: EXIT_INVALID,
+            message: permission_denied(socket),
+        },
+        _ => Failure {
+            code: EXIT_NOT_RUNNING,
+            message: format!(
+                "agent not running: cannot connect to {} ({e}); start it with `streembit run`",
+                socket.display()
+            ),
+        },
+    }
 }
 
 /// `GET path` on the agent at `socket`: the status code and the body.
@@ -66,22 +85,9 @@ async fn fetch(
     path: &str,
     body: Vec<u8>,
 ) -> Result<(u16, Vec<u8>), Failure> {
-    let not_running = |e: std::io::Error| match e.kind() {
-        // The socket (or its directory, 0750) belongs to the service's
-        // group: the agent may well be running.
-        std::io::ErrorKind::PermissionDenied => Failure {
-            code: EXIT_INVALID,
-            message: permission_denied(socket),
-        },
-        _ => Failure {
-            code: EXIT_NOT_RUNNING,
-            message: format!(
-                "agent not running: cannot connect to {} ({e}); start it with `streembit run`",
-                socket.display()
-            ),
-        },
-    };
-    let stream = UnixStream::connect(socket).await.map_err(not_running)?;
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| cannot_connect(socket, &e))?;
     let broken = |e: hyper::Error| Failure {
         code: EXIT_NOT_RUNNING,
         message: format!(

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use super::agent_client::permission_denied;
+use super::agent_client::cannot_connect;
 use super::{Failure, ReloadArgs, EXIT_INVALID, EXIT_NOT_RUNNING};
 use crate::clock::Clock;
 use crate::daemon::config::AgentConfig;
@@ -79,19 +79,7 @@ fn agent_pid(socket: &Path) -> Result<u32, Failure> {
         let stream = tokio::net::UnixStream::connect(socket).await?;
         stream.peer_cred()
     });
-    let cred = cred.map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => Failure {
-            code: EXIT_INVALID,
-            message: permission_denied(socket),
-        },
-        _ => Failure {
-            code: EXIT_NOT_RUNNING,
-            message: format!(
-                "agent not running: cannot connect to {} ({e})",
-                socket.display()
-            ),
-        },
-    })?;
+    let cred = cred.map_err(|e| cannot_connect(socket, &e))?;
     cred.pid()
         .and_then(|p| u32::try_from(p).ok())
         .ok_or_else(|| Failure::usage("the API socket does not name its process".to_owned()))
