@@ -66,10 +66,7 @@ fn gateway(dir: &std::path::Path, port: u16, devices: usize) -> AgentProcess {
 }
 
 fn subscriber(dir: &std::path::Path, gw: &AgentProcess) -> AgentProcess {
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        gw.key, gw.addr
-    );
+    let cfg = gw.seeded_config();
     let mut a = AgentProcess::builder(dir, &cfg).log("warn").spawn();
     a.wait_published(1);
     a

@@ -104,13 +104,6 @@ fn summary(values: &[f64], unit: &str, digits: usize) -> String {
     )
 }
 
-fn seeded(seed: &AgentProcess) -> String {
-    format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        seed.key, seed.addr
-    )
-}
-
 /// A bridge file of `devices` MQTT devices with one integer point each,
 /// on `<prefix>/<i>/v`.
 fn bridge(port: u16, client_id: &str, prefix: &str, devices: usize) -> String {
@@ -178,7 +171,7 @@ fn devices_round(
                     &bridge(broker.port, &format!("field-{round}-{n}"), &prefix, n),
                 );
             }
-            AgentProcess::builder(&dir, &seeded(&seed))
+            AgentProcess::builder(&dir, &seed.seeded_config())
                 .log("warn")
                 .spawn()
         })
@@ -191,7 +184,7 @@ fn devices_round(
     let others: Vec<AgentProcess> = ["a", "b"]
         .iter()
         .map(|n| {
-            AgentProcess::builder(&base.join(n), &seeded(&seed))
+            AgentProcess::builder(&base.join(n), &seed.seeded_config())
                 .log("warn")
                 .spawn()
         })
@@ -302,7 +295,7 @@ fn clock_run(
     let seed = AgentProcess::builder(&base.join("seed"), "listen = \"127.0.0.1:0\"\n")
         .log("warn")
         .spawn();
-    let mut reader = AgentProcess::builder(&base.join("reader"), &seeded(&seed))
+    let mut reader = AgentProcess::builder(&base.join("reader"), &seed.seeded_config())
         .log("warn")
         .spawn();
     reader.wait_published(1);
@@ -334,7 +327,10 @@ fn clock_run(
             }
         }
     });
-    let config = format!("{}simulate_clock_offset_ms = {offset_ms}\n", seeded(&seed));
+    let config = format!(
+        "{}simulate_clock_offset_ms = {offset_ms}\n",
+        seed.seeded_config()
+    );
     let t0 = Instant::now();
     let gw = AgentProcess::builder(&gw_dir, &config).log("warn").spawn();
     let mut attempts = 0;

@@ -42,13 +42,6 @@ fn bridge_file(port: u16) -> String {
     s
 }
 
-fn seeded(seed: &AgentProcess) -> String {
-    format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        seed.key, seed.addr
-    )
-}
-
 /// `GET path` on `agent`'s API as JSON, with its status code.
 fn api(agent: &AgentProcess, path: &str) -> (u16, Value) {
     match api_get(&agent.api_socket(), path) {
@@ -149,12 +142,12 @@ fn a_thousand_devices_on_one_gateway_are_all_found_and_a_sample_read() {
     .expect("bridge file");
     // Info level: a debug line per device record and message would be
     // most of the gateway's work.
-    let gw = AgentProcess::builder(&gw_dir, &seeded(&seed))
+    let gw = AgentProcess::builder(&gw_dir, &seed.seeded_config())
         .log("info")
         .spawn();
     let mut others: Vec<AgentProcess> = ["a", "b", "c"]
         .iter()
-        .map(|n| AgentProcess::start(&dir(n), &seeded(&seed)))
+        .map(|n| AgentProcess::start(&dir(n), &seed.seeded_config()))
         .collect();
     for a in &mut others {
         a.wait_published(1);

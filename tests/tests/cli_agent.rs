@@ -9,10 +9,7 @@ use streembit_tests::harness::cli::{stderr, stdout};
 fn status_peers_lookup_devices_metrics_human_and_json() {
     let tmp = tempfile::tempdir().expect("tmp");
     let mut a = AgentProcess::start(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n");
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        a.key, a.addr
-    );
+    let cfg = a.seeded_config();
     let mut b = AgentProcess::start(&tmp.path().join("b"), &cfg);
     b.wait_published(1);
     a.wait_published(1);

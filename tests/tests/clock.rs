@@ -45,10 +45,6 @@ fn counter_bridge(dir: &Path, broker: u16) {
     .expect("bridge file");
 }
 
-fn seed_of(a: &AgentProcess) -> String {
-    format!("{}@{}", a.key, a.addr)
-}
-
 fn status(a: &AgentProcess) -> Value {
     json(&a.cli(&["status", "--json"]))
 }
@@ -109,11 +105,10 @@ fn a_gateway_two_hours_slow_and_an_agent_ten_minutes_fast_join_serve_and_lose_no
 
     let gw_dir = tmp.path().join("gw");
     counter_bridge(&gw_dir, broker.port);
-    let mut gw =
-        AgentProcess::builder(&gw_dir, &config(0, TWO_HOURS_SLOW, &[seed_of(&seed)])).spawn();
+    let mut gw = AgentProcess::builder(&gw_dir, &config(0, TWO_HOURS_SLOW, &[seed.seed()])).spawn();
     let mut reader = AgentProcess::builder(
         &tmp.path().join("reader"),
-        &config(0, TEN_MINUTES_FAST, &[seed_of(&seed)]),
+        &config(0, TEN_MINUTES_FAST, &[seed.seed()]),
     )
     .spawn();
 
@@ -162,7 +157,7 @@ fn a_gateway_two_hours_slow_and_an_agent_ten_minutes_fast_join_serve_and_lose_no
 
     // The gateway's clock is corrected (a restart on the right time):
     // the subscriber goes on from where it was, missing nothing.
-    gw.restart(Some(&config(0, 0, &[seed_of(&seed)])));
+    gw.restart(Some(&config(0, 0, &[seed.seed()])));
     count(&rt, &broker, &reader, &dev, 21, 40);
     let got = inbox(&reader, &dev);
     // The subscription began after reading 1.
@@ -191,7 +186,7 @@ fn a_clock_stepped_back_an_hour_across_a_restart_loses_no_reading() {
         .port();
     let mut gw = AgentProcess::builder(&gw_dir, &config(port, 0, &[])).spawn();
     let mut sub =
-        AgentProcess::builder(&tmp.path().join("sub"), &config(0, 0, &[seed_of(&gw)])).spawn();
+        AgentProcess::builder(&tmp.path().join("sub"), &config(0, 0, &[gw.seed()])).spawn();
     sub.wait_published(1);
     gw.wait_for("the device record", |m| {
         m.contains("record stored at") && !m.contains("at 0 nodes")

@@ -220,10 +220,7 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
     .expect("write");
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let device_key = devices(&gw)[0]["key"].as_str().expect("key").to_owned();
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        gw.key, gw.addr
-    );
+    let cfg = gw.seeded_config();
     let mut other = AgentProcess::start(&tmp.path().join("other"), &cfg);
     other.wait_published(1);
     gw.wait_published(1);

@@ -37,13 +37,7 @@ fn gateway_and_subscriber(
         &gw_dir,
         &format!("listen = \"127.0.0.1:{port}\"\n{gw_extra}"),
     );
-    let mut sub = AgentProcess::start(
-        &tmp.join("sub"),
-        &format!(
-            "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-            gw.key, gw.addr
-        ),
-    );
+    let mut sub = AgentProcess::start(&tmp.join("sub"), &gw.seeded_config());
     sub.wait_published(1);
     gw.wait_for("the device record", |m| {
         m.contains("record stored at") && !m.contains("at 0 nodes")

@@ -53,13 +53,6 @@ fn remote_value(agent: &AgentProcess, device: &str, point: &str) -> Option<Value
     Some(v)
 }
 
-fn seeded(gw: &AgentProcess) -> String {
-    format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        gw.key, gw.addr
-    )
-}
-
 fn device_key(gw: &AgentProcess, name: &str) -> String {
     let d = json(&gw.cli(&["devices", "--json"]));
     d.as_array()
@@ -105,8 +98,8 @@ points = [
     );
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let plug = device_key(&gw, "plug");
-    let mut reader = AgentProcess::start(&tmp.path().join("reader"), &seeded(&gw));
-    let writer = AgentProcess::start(&writer_dir, &seeded(&gw));
+    let mut reader = AgentProcess::start(&tmp.path().join("reader"), &gw.seeded_config());
+    let writer = AgentProcess::start(&writer_dir, &gw.seeded_config());
     assert_eq!(writer.key, writer_key);
     reader.wait_published(1);
     wait_device_record(&mut gw, &plug);
@@ -216,8 +209,8 @@ points = [
     rt.block_on(slave.set(1, "hr", 0, &[42]));
     let mut gw = AgentProcess::start(&gw_dir, "listen = \"127.0.0.1:0\"\n");
     let meter = device_key(&gw, "meter");
-    let mut reader = AgentProcess::start(&tmp.path().join("reader"), &seeded(&gw));
-    let writer = AgentProcess::start(&writer_dir, &seeded(&gw));
+    let mut reader = AgentProcess::start(&tmp.path().join("reader"), &gw.seeded_config());
+    let writer = AgentProcess::start(&writer_dir, &gw.seeded_config());
     reader.wait_published(1);
     wait_device_record(&mut gw, &meter);
 
@@ -286,7 +279,7 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
     let gw_config = format!("listen = \"127.0.0.1:{port}\"\n");
     let mut gw = AgentProcess::start(&gw_dir, &gw_config);
     let counter = device_key(&gw, "counter");
-    let mut sub = AgentProcess::start(&tmp.path().join("sub"), &seeded(&gw));
+    let mut sub = AgentProcess::start(&tmp.path().join("sub"), &gw.seeded_config());
     sub.wait_published(1);
     wait_device_record(&mut gw, &counter);
     let out = sub.cli(&["subscribe", &counter]);

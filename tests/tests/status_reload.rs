@@ -22,10 +22,7 @@ fn last(a: &AgentProcess, key: &str) -> Option<String> {
 fn status_is_the_summary_and_the_cli_says_the_same() {
     let tmp = tempfile::tempdir().expect("tmp");
     let mut a = AgentProcess::start(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n");
-    let cfg = format!(
-        "listen = \"127.0.0.1:0\"\nseeds = [\"{}@{}\"]\n",
-        a.key, a.addr
-    );
+    let cfg = a.seeded_config();
     let mut b = AgentProcess::start(&tmp.path().join("b"), &cfg);
     // Passing events are X_STREEMBIT_EVENT, not STATUS.
     b.wait_published(1);

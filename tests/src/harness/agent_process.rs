@@ -185,6 +185,16 @@ impl AgentProcess {
         &self.dir
     }
 
+    /// This agent as a seed entry: `<key>@<addr>`.
+    pub fn seed(&self) -> String {
+        format!("{}@{}", self.key, self.addr)
+    }
+
+    /// The config of an agent on loopback that joins through this one.
+    pub fn seeded_config(&self) -> String {
+        format!("listen = \"127.0.0.1:0\"\nseeds = [\"{}\"]\n", self.seed())
+    }
+
     /// Waits for a notification matching `pred`; returns it. Fails the test
     /// (with everything seen and the log's tail) after [`WAIT`].
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
