@@ -74,7 +74,7 @@ pub mod internals {
         pub use crate::transport::relay::RelayLimits;
         pub use crate::transport::socket::{Path, Paths};
         pub use crate::transport::{
-            alpn_for, Connection, Endpoint, Membership, TransportConfig, TransportError,
+            alpn_for, Answer, Connection, Endpoint, Membership, TransportConfig, TransportError,
         };
     }
 

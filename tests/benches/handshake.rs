@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use streembit_agent::identity::Keypair;
 use streembit_agent::internals::transport::{read_frame, request, write_frame};
-use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
+use streembit_agent::internals::transport::{Answer, Endpoint, Membership, TransportConfig};
 use streembit_agent::wire::NetworkId;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -64,7 +64,7 @@ fn serve_echo(ep: Arc<Endpoint>) {
         while let Some(incoming) = ep.incoming().await {
             let ep = ep.clone();
             tokio::spawn(async move {
-                let Ok(conn) = ep.handshake(incoming).await else {
+                let Ok(conn) = ep.handshake(incoming, Answer::OwnOnly).await else {
                     return;
                 };
                 while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {

@@ -238,11 +238,15 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
     assert_eq!(found["gateway"], gw.key.as_str());
     assert_eq!(found["addrs"][0], gw.addr.as_str());
 
-    // Dialing the device's key at that address: the handshake is proven by
-    // the device's own key, not the gateway's.
+    // Dialing the device's key at that address. A prober with no
+    // connection to the gateway is refused as if the device were not
+    // hosted there (issue 19, item 9), before any signature; after a
+    // handshake with the gateway, the device's own key proves the
+    // connection, not the gateway's.
     let device: streembit_agent::identity::PublicKey = device_key.parse().expect("key");
+    let gateway: streembit_agent::identity::PublicKey = gw.key.parse().expect("key");
     let addr: std::net::SocketAddr = gw.addr.parse().expect("addr");
-    let peer = rt.block_on(async {
+    let (cold, absent, peer) = rt.block_on(async {
         use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
         let me = std::sync::Arc::new(streembit_agent::identity::Keypair::generate());
         let cfg = TransportConfig::new(
@@ -250,8 +254,28 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
             streembit_agent::wire::NetworkId::public(),
         );
         let ep = Endpoint::bind(me, Membership::public(), &cfg).expect("bind");
-        ep.dial(&device, addr).await.map(|c| c.peer().key())
+        let cold = ep.dial(&device, addr).await.map(|c| c.peer().key());
+        let nobody = streembit_agent::identity::Keypair::generate().public();
+        let absent = ep.dial(&nobody, addr).await.map(|c| c.peer().key());
+        let _gateway = ep.dial(&gateway, addr).await.expect("dial the gateway");
+        (
+            cold,
+            absent,
+            ep.dial(&device, addr).await.map(|c| c.peer().key()),
+        )
     });
+    let (Err(cold), Err(absent)) = (cold, absent) else {
+        panic!("a cold dial of a device (or of nobody) got an answer");
+    };
+    assert_eq!(
+        cold.to_string(),
+        absent.to_string(),
+        "the probe learns nothing"
+    );
+    assert_eq!(
+        gw.metric(r#"streembit_handshakes_refused_total{reason="device_name_unproven"}"#),
+        1
+    );
     assert_eq!(peer.ok(), Some(device));
     gw.terminate();
     other.terminate();

@@ -3,6 +3,11 @@
 //! connection caps as any other; any other connection joins the node's
 //! cache and its request loop.
 //!
+//! A hosted device's name is answered only to an address that already
+//! holds a verified connection to this agent, or to a relayed session
+//! (see `transport::Answer`): probing for devices costs the prober a
+//! handshake with the gateway first.
+//!
 //! What this file does not do: admission (the handshake's verifier asks
 //! the transport's membership before a connection exists).
 
@@ -10,6 +15,8 @@ use tokio::sync::watch;
 
 use super::rpc::{self, Input};
 use super::Node;
+use crate::transport::socket::is_virtual;
+use crate::transport::Answer;
 
 impl Node {
     /// Accepts connections until shutdown, each handshake in its own task.
@@ -32,7 +39,16 @@ impl Node {
                 let clock = clock.clone();
                 let nat = nat.clone();
                 tokio::spawn(async move {
-                    let Ok(conn) = conns.endpoint().handshake(incoming).await else {
+                    // A relayed session was opened by the relay for a
+                    // client it verified; a direct address must already
+                    // hold a verified connection (transport::Answer).
+                    let from = incoming.remote_address();
+                    let answer = if is_virtual(&from) || conns.holds_address(&from) {
+                        Answer::Hosted
+                    } else {
+                        Answer::OwnOnly
+                    };
+                    let Ok(conn) = conns.endpoint().handshake(incoming, answer).await else {
                         return;
                     };
                     match conn.served_as() {

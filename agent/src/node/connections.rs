@@ -3,6 +3,7 @@
 //! first.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::identity::PublicKey;
@@ -98,6 +99,20 @@ impl Connections {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether a live, verified connection (either side dialed) runs to
+    /// `addr`: what lets that address ask for a hosted device (see
+    /// [`crate::transport::Answer`]). A linear scan of at most the cache's
+    /// bound, once per incoming handshake.
+    pub(crate) fn holds_address(&self, addr: &SocketAddr) -> bool {
+        let Ok(inner) = self.inner.lock() else {
+            return false;
+        };
+        let open = |c: &Connection| {
+            c.quic().remote_address() == *addr && c.quic().close_reason().is_none()
+        };
+        inner.by_peer.values().any(|e| open(&e.conn)) || inner.extra.values().flatten().any(open)
     }
 
     /// A live connection to `peer`, if cached.

@@ -153,13 +153,58 @@ impl Connection {
     }
 }
 
+/// Which of this endpoint's identities an incoming handshake may be
+/// answered as.
+///
+/// In TLS 1.3 the server signs as the identity asked for before it sees
+/// the client's certificate, so answering a device's name to anyone would
+/// tell a prober, for one packet, whether that device is hosted here, and
+/// cost us a signature. The choice is therefore made from the client's
+/// address, before the handshake: a hosted device answers only on an
+/// address that already holds a verified connection to this agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Our own key only; a hosted device's name is refused exactly as an
+    /// unknown one (counted as `device_name_unproven`).
+    OwnOnly,
+    /// Our own key and every hosted device.
+    Hosted,
+}
+
 /// The identities this endpoint answers for, by server name: the gateway
 /// itself and, later, each device it hosts.
 #[derive(Debug)]
 struct Identities {
     by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     own: Arc<CertifiedKey>,
+    own_name: String,
     membership: Membership,
+}
+
+/// The resolver for addresses not yet proven: our own name only.
+#[derive(Debug)]
+struct OwnOnly(Arc<Identities>);
+
+impl ResolvesServerCert for OwnOnly {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name();
+        if name == Some(self.0.own_name.as_str()) {
+            return Some(self.0.own.clone());
+        }
+        let hosted = name.is_some_and(|n| {
+            self.0
+                .by_name
+                .read()
+                .map(|m| m.contains_key(n))
+                .unwrap_or(false)
+        });
+        self.0.membership.refusals().count(if hosted {
+            Refusal::DeviceNameUnproven
+        } else {
+            Refusal::UnknownServerName
+        });
+        None
+    }
 }
 
 impl ResolvesServerCert for Identities {
@@ -194,6 +239,9 @@ impl ResolvesClientCert for Identities {
 pub struct Endpoint {
     quic: quinn::Endpoint,
     identities: Arc<Identities>,
+    /// Server settings answering as every identity ([`Answer::Hosted`]);
+    /// the endpoint's default answers as its own only.
+    hosted: Arc<quinn::ServerConfig>,
     membership: Membership,
     own: PublicKey,
     handshakes: Arc<tokio::sync::Semaphore>,
@@ -220,30 +268,24 @@ impl Endpoint {
     ) -> Result<Self, TransportError> {
         let own = key.public();
         let own_cert = certified_key(key)?;
+        let own_name = server_name_for(&own);
         let identities = Arc::new(Identities {
-            by_name: RwLock::new(HashMap::from([(server_name_for(&own), own_cert.clone())])),
+            by_name: RwLock::new(HashMap::from([(own_name.clone(), own_cert.clone())])),
             own: own_cert,
+            own_name,
             membership: membership.clone(),
         });
         let verifier = PeerVerifier::new(membership.clone(), config.clock.clone());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let alpn = vec![alpn_for(&config.network)];
 
-        let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TransportError::Local(format!("TLS versions: {e}")))?
-            .with_client_cert_verifier(verifier.clone())
-            .with_cert_resolver(identities.clone());
-        server_tls.alpn_protocols = alpn.clone();
-        server_tls.max_early_data_size = 0;
-
-        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TransportError::Local(format!("TLS versions: {e}")))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_custom_certificate_verifier(verifier.clone())
             .with_client_cert_resolver(identities.clone());
-        client_tls.alpn_protocols = alpn;
+        client_tls.alpn_protocols = alpn.clone();
         client_tls.enable_early_data = false;
 
         let mut transport = quinn::TransportConfig::default();
@@ -256,12 +298,24 @@ impl Endpoint {
             .max_concurrent_uni_streams(0u32.into());
         let transport = Arc::new(transport);
 
-        let server_crypto = QuicServerConfig::try_from(server_tls)
-            .map_err(|e| TransportError::Local(format!("QUIC server TLS: {e}")))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
-        server.max_incoming(config.max_incoming);
-        server.migration(false);
+        let server_for = |resolver: Arc<dyn ResolvesServerCert>| {
+            let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .map_err(|e| TransportError::Local(format!("TLS versions: {e}")))?
+                .with_client_cert_verifier(verifier.clone())
+                .with_cert_resolver(resolver);
+            tls.alpn_protocols = alpn.clone();
+            tls.max_early_data_size = 0;
+            let crypto = QuicServerConfig::try_from(tls)
+                .map_err(|e| TransportError::Local(format!("QUIC server TLS: {e}")))?;
+            let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            server.transport_config(transport.clone());
+            server.max_incoming(config.max_incoming);
+            server.migration(false);
+            Ok::<_, TransportError>(server)
+        };
+        let server = server_for(Arc::new(OwnOnly(identities.clone())))?;
+        let hosted = Arc::new(server_for(identities.clone())?);
 
         let client_crypto = QuicClientConfig::try_from(client_tls)
             .map_err(|e| TransportError::Local(format!("QUIC client TLS: {e}")))?;
@@ -296,6 +350,7 @@ impl Endpoint {
         Ok(Self {
             quic,
             identities,
+            hosted,
             membership,
             own,
             handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
@@ -384,9 +439,9 @@ impl Endpoint {
     /// Waits for the next incoming connection and completes its handshake.
     /// `None` once the endpoint is closed. A failed handshake is counted
     /// and returned as an error.
-    pub async fn accept(&self) -> Option<Result<Connection, TransportError>> {
+    pub async fn accept(&self, answer: Answer) -> Option<Result<Connection, TransportError>> {
         let incoming = self.quic.accept().await?;
-        Some(self.handshake(incoming).await)
+        Some(self.handshake(incoming, answer).await)
     }
 
     /// The next connection attempt, before its handshake: servers that must
@@ -395,8 +450,8 @@ impl Endpoint {
         self.quic.accept().await
     }
 
-    /// Completes the handshake of an incoming connection; failures are
-    /// counted by reason.
+    /// Completes the handshake of an incoming connection, answering as the
+    /// identities `answer` allows; failures are counted by reason.
     ///
     /// Handshake floods: every accepted attempt costs a certificate
     /// signature and connection state until it completes or times out, and
@@ -407,7 +462,11 @@ impl Endpoint {
     /// Initial never does, and since unproven clients can never hold more
     /// than half the slots, proven ones always find room. With every slot
     /// taken, even a proven client is refused; both are counted as `busy`.
-    pub async fn handshake(&self, incoming: quinn::Incoming) -> Result<Connection, TransportError> {
+    pub async fn handshake(
+        &self,
+        incoming: quinn::Incoming,
+        answer: Answer,
+    ) -> Result<Connection, TransportError> {
         let proven = incoming.remote_address_validated();
         let free = self.handshakes.available_permits();
         let permit = if !proven && free <= self.max_handshakes / 2 {
@@ -427,7 +486,11 @@ impl Endpoint {
         };
         // The ClientHello arrives in the first packet, so ALPN and other
         // early failures already surface from `accept()`.
-        let result = match incoming.accept() {
+        let accepted = match answer {
+            Answer::OwnOnly => incoming.accept(),
+            Answer::Hosted => incoming.accept_with(self.hosted.clone()),
+        };
+        let result = match accepted {
             Ok(connecting) => connecting.await,
             Err(e) => Err(e),
         };

@@ -44,11 +44,15 @@ pub enum Refusal {
     /// Too many handshakes in progress: an unproven address was sent a
     /// stateless Retry, or a proven one was refused (handshake floods).
     Busy,
+    /// A hosted device's name asked for from an address with no verified
+    /// connection to this agent: answered as if no such identity were
+    /// here, before any signature (probing, issue 19).
+    DeviceNameUnproven,
 }
 
 impl Refusal {
     /// Every refusal, in the order metrics list them.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::NotAllowlisted,
         Refusal::WrongKey,
         Refusal::BadCertificate,
@@ -56,6 +60,7 @@ impl Refusal {
         Refusal::WrongNetwork,
         Refusal::HandshakeFailed,
         Refusal::Busy,
+        Refusal::DeviceNameUnproven,
     ];
 
     /// The metric label.
@@ -68,6 +73,7 @@ impl Refusal {
             Refusal::WrongNetwork => "wrong_network",
             Refusal::HandshakeFailed => "handshake_failed",
             Refusal::Busy => "busy",
+            Refusal::DeviceNameUnproven => "device_name_unproven",
         }
     }
 
@@ -83,6 +89,10 @@ impl Refusal {
             Refusal::WrongNetwork => "another network or protocol version",
             Refusal::HandshakeFailed => "the handshake failed",
             Refusal::Busy => "too many handshakes at once",
+            Refusal::DeviceNameUnproven => {
+                "a hosted device answers only on an address already connected to its \
+                 gateway (connect to the gateway first)"
+            }
         }
     }
 
@@ -326,7 +336,7 @@ mod tests {
         let labels: HashSet<&str> = Refusal::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), Refusal::ALL.len());
         let counts = Refusals::default();
-        counts.count(Refusal::Busy);
-        assert_eq!(counts.snapshot().last(), Some(&("busy", 1)));
+        counts.count(Refusal::DeviceNameUnproven);
+        assert_eq!(counts.snapshot().last(), Some(&("device_name_unproven", 1)));
     }
 }

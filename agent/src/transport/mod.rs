@@ -30,7 +30,7 @@ mod verify;
 use std::net::SocketAddr;
 
 pub(crate) use endpoint::VerifiedPeer;
-pub use endpoint::{alpn_for, Connection, Endpoint, TransportConfig};
+pub use endpoint::{alpn_for, Answer, Connection, Endpoint, TransportConfig};
 pub use membership::Membership;
 pub(crate) use membership::{read_allowlist, Refusals};
 

@@ -30,12 +30,23 @@ fn node(seed: u8, membership: Membership, network: &str) -> (Arc<Keypair>, Endpo
 }
 
 /// Serves one echo exchange per accepted connection until closed; returns
-/// how many connections were accepted.
+/// how many connections were accepted. Answers as hosted devices only to
+/// addresses that already completed a handshake, as the node does.
 fn serve_echo(ep: Arc<Endpoint>) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move {
         let mut accepted = 0;
-        while let Some(result) = ep.accept().await {
-            let Ok(conn) = result else { continue };
+        let mut proven = std::collections::HashSet::new();
+        while let Some(incoming) = ep.incoming().await {
+            let from = incoming.remote_address();
+            let answer = if proven.contains(&from) {
+                Answer::Hosted
+            } else {
+                Answer::OwnOnly
+            };
+            let Ok(conn) = ep.handshake(incoming, answer).await else {
+                continue;
+            };
+            proven.insert(from);
             accepted += 1;
             tokio::spawn(async move {
                 while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
@@ -114,6 +125,28 @@ async fn a_gateway_answers_for_its_devices_by_server_name() {
     let task = serve_echo(gateway.clone());
     let (_, client) = node(2, Membership::public(), "public");
 
+    // Cold, a hosted device's name is refused exactly as a key that is
+    // not hosted: a prober learns nothing and costs no signature.
+    let hosted = client
+        .dial(&device.public(), addr)
+        .await
+        .expect_err("a device is not answered to an unproven address");
+    let absent = Keypair::from_seed(&[9; 32]).public();
+    let not_hosted = client
+        .dial(&absent, addr)
+        .await
+        .expect_err("no such identity");
+    assert_eq!(hosted.to_string(), not_hosted.to_string());
+    let refusals = gateway.membership().refusals();
+    assert_eq!(refusals.get(Refusal::DeviceNameUnproven), 1);
+    assert_eq!(refusals.get(Refusal::UnknownServerName), 1);
+
+    // Once this address holds a verified connection, the device answers.
+    let conn2 = client
+        .dial(&gateway_key.public(), addr)
+        .await
+        .expect("dial gateway");
+    assert_eq!(conn2.peer().key(), gateway_key.public());
     let conn = client
         .dial(&device.public(), addr)
         .await
@@ -123,11 +156,6 @@ async fn a_gateway_answers_for_its_devices_by_server_name() {
         device.public(),
         "handshake proven by the device key"
     );
-    let conn2 = client
-        .dial(&gateway_key.public(), addr)
-        .await
-        .expect("dial gateway");
-    assert_eq!(conn2.peer().key(), gateway_key.public());
     // An answer on each proves the gateway accepted both.
     for c in [&conn, &conn2] {
         assert!(request(c, b"x", 1024, WAIT)
@@ -200,7 +228,11 @@ async fn oversize_frames_are_refused_before_reading_the_body() {
     let addr = server.local_addr().expect("addr");
     let s = server.clone();
     let reader = tokio::spawn(async move {
-        let conn = s.accept().await.expect("incoming").expect("handshake");
+        let conn = s
+            .accept(Answer::OwnOnly)
+            .await
+            .expect("incoming")
+            .expect("handshake");
         let (_send, mut recv) = conn.quic().accept_bi().await.expect("stream");
         read_frame(&mut recv, 100).await
     });

@@ -68,6 +68,12 @@ impl Nat {
         for addr in addrs {
             let started = self.clock.instant();
             let dialed = match *addr {
+                PeerAddr::Direct(a) if peer != host => {
+                    match self.host_connected_at(host, a).await {
+                        Ok(()) => self.endpoint.dial(peer, a).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 PeerAddr::Direct(a) => self.endpoint.dial(peer, a).await,
                 PeerAddr::Relay { relay, addr } => self.dial_relayed(peer, host, relay, addr).await,
             };
@@ -89,6 +95,28 @@ impl Nat {
             }
         }
         Err(last)
+    }
+
+    /// Makes sure a verified connection to `host` runs from this endpoint
+    /// to `addr`: a gateway answers as one of its devices only on such an
+    /// address (`transport::Answer`), so a device is never dialed cold.
+    async fn host_connected_at(
+        &self,
+        host: &PublicKey,
+        addr: SocketAddr,
+    ) -> Result<(), TransportError> {
+        if self
+            .conns
+            .cached(host)
+            .is_some_and(|c| c.quic().remote_address() == addr)
+        {
+            return Ok(());
+        }
+        let conn = self.endpoint.dial(host, addr).await?;
+        self.conns.insert(conn.clone());
+        let _ = self.inputs.send(Input::Connected(conn.clone())).await;
+        self.learn_time(&conn).await;
+        Ok(())
     }
 
     /// Asks a newly connected peer for its time while too few have
