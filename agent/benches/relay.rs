@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use streembit_agent::identity::Keypair;
 use streembit_agent::internals::transport::RelayLimits;
-use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
+use streembit_agent::internals::transport::{Answer, Endpoint, Membership, TransportConfig};
 use streembit_agent::internals::transport::{Path, Paths};
 use streembit_agent::wire::NetworkId;
 
@@ -178,7 +178,7 @@ impl Drop for Relay {
 /// stream is read to its end and answered with one byte.
 fn serve(b: Arc<Endpoint>) {
     tokio::spawn(async move {
-        while let Some(accepted) = b.accept().await {
+        while let Some(accepted) = b.accept(Answer::OwnOnly).await {
             let Ok(conn) = accepted else { continue };
             tokio::spawn(async move {
                 while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
