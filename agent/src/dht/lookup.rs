@@ -140,6 +140,15 @@ impl Lookup {
         self.state = State::Finished;
     }
 
+    /// Requests sent and not yet answered or failed, on every path.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.paths
+            .iter()
+            .flat_map(|p| &p.peers)
+            .filter(|p| p.state == PeerState::Waiting)
+            .count()
+    }
+
     fn insert(&mut self, path: usize, c: Contact, round: u32) {
         if c.id() == &self.local {
             return;

@@ -62,12 +62,15 @@ pub(crate) enum Timer {
     Expire = 3,
     /// Bootstrap again: the last one ended with an empty table.
     Rejoin = 4,
+    /// The earliest moment a FIND_VALUE holding one record stops waiting
+    /// for a second holder (`Query::settle_by`).
+    Settle = 5,
 }
 
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerTable {
-    slots: [Option<Time>; 5],
+    slots: [Option<Time>; 6],
 }
 
 impl TimerTable {

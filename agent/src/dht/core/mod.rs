@@ -358,6 +358,17 @@ impl Dht {
         if self.timers.is_due(Timer::Expire, now) {
             let _expired = self.store.expire(now);
         }
+        if self.timers.is_due(Timer::Settle, now) {
+            let settled: Vec<QueryId> = self
+                .queries
+                .iter()
+                .filter(|(_, q)| q.settle_by.is_some_and(|t| t <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            for qid in settled {
+                self.finish(qid, now);
+            }
+        }
         self.rearm();
     }
 
@@ -524,6 +535,10 @@ impl Dht {
         );
         t.set(Timer::Expire, self.store.next_expiry());
         t.set(Timer::Rejoin, self.rejoin_at);
+        t.set(
+            Timer::Settle,
+            self.queries.values().filter_map(|q| q.settle_by).min(),
+        );
     }
 }
 

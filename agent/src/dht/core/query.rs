@@ -30,10 +30,21 @@ pub(super) enum Kind {
 }
 
 /// Holders of a record a FIND_VALUE hears before it ends (it also ends
-/// when it runs out of nodes to ask): the highest sequence among them
-/// wins. One more request, usually in the same round (alpha = 3 are in
-/// flight), buys resistance to a node serving a stale record.
+/// when it runs out of nodes to ask, or at `Query::settle_by`): the
+/// highest sequence among them wins, so one node on the path cannot roll a
+/// record back to an older one that has not expired.
+///
+/// What it costs: once one holder has answered, the query sends no new
+/// request while others are in flight (alpha = 3 go out per round, and
+/// near the key most of them hold the record), so a second holder usually
+/// costs no message, only the wait for an answer already on its way. Only
+/// when none of those held it does the query ask one more node at a time.
 pub(super) const VALUE_HOLDERS: u32 = 2;
+
+/// The shortest wait for a second holder once the first has answered; the
+/// wait is otherwise as long as the first answer took, and never longer
+/// than a request's timeout.
+const MIN_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Contacts outside the routing table one lookup may ask. An honest lookup
 /// in a 10,000-node network asks about 15 (docs/dht.md); this only stops a
@@ -60,6 +71,9 @@ pub(super) struct Query {
     pub(super) value: Option<(u64, Vec<u8>)>,
     /// Holders that answered FIND_VALUE with a valid record.
     pub(super) holders: u32,
+    /// With one holder heard: when the query stops waiting for a second
+    /// and returns what it has.
+    pub(super) settle_by: Option<Time>,
     /// Requests sent to contacts not in the routing table (learned from
     /// NODES replies, unverified until they answer).
     pub(super) unverified: u32,
@@ -122,6 +136,7 @@ impl Dht {
                 started: now,
                 value: None,
                 holders: 0,
+                settle_by: None,
                 unverified: 0,
                 storing: None,
             },
@@ -141,6 +156,12 @@ impl Dht {
                 if s.pending == 0 {
                     self.finish(qid, now);
                 }
+                return;
+            }
+            // A record in hand: wait for the answers already on their way
+            // before asking anyone new, then ask one node at a time.
+            let settling = matches!(q.kind, Kind::FindValue) && q.value.is_some();
+            if settling && !q.lookup.is_finished() && q.lookup.in_flight() > 0 {
                 return;
             }
             match q.lookup.next() {
@@ -166,6 +187,9 @@ impl Dht {
                         Kind::FindNode | Kind::Put(_) => Message::FindNode { rid: 0, target },
                     };
                     self.request(now, contact, Purpose::Lookup { qid, path }, msg, 0);
+                    if settling {
+                        return;
+                    }
                 }
                 Next::Wait => return,
                 Next::Done => {
@@ -280,13 +304,21 @@ impl Dht {
                         self.counters.mismatched_replies += 1;
                         q.lookup.on_failure(path, from.id());
                     }
+                    (Some(bytes), Kind::FindValue)
+                        if q.value.as_ref().is_some_and(|(_, held)| *held == bytes) =>
+                    {
+                        // The same bytes as a record already checked.
+                        q.lookup.on_success(path, from.id(), nodes);
+                        q.holders += 1;
+                        if q.holders >= VALUE_HOLDERS {
+                            q.lookup.finish();
+                        }
+                    }
                     (Some(bytes), Kind::FindValue) => {
                         match record::check(verifier, &bytes, Some(q.lookup.target()), now) {
                             Ok(v) => {
                                 // Not the first valid record: the highest
-                                // sequence of several holders, so one node
-                                // on the path cannot roll a record back to an
-                                // older one that has not expired.
+                                // sequence of several holders (VALUE_HOLDERS).
                                 q.lookup.on_success(path, from.id(), nodes);
                                 if q.value.as_ref().is_none_or(|(seq, _)| v.seq > *seq) {
                                     q.value = Some((v.seq, bytes));
@@ -294,6 +326,9 @@ impl Dht {
                                 q.holders += 1;
                                 if q.holders >= VALUE_HOLDERS {
                                     q.lookup.finish();
+                                } else if q.settle_by.is_none() {
+                                    let waited = now.since(q.started).max(MIN_SETTLE);
+                                    q.settle_by = Some(now + waited.min(self.cfg.request_timeout));
                                 }
                             }
                             Err(_) => {
@@ -335,7 +370,11 @@ impl Dht {
                     let _ = self.table.on_failure(p.to.id(), self.cfg.max_failures);
                     return;
                 };
-                if retry && p.attempt < self.cfg.request_retries && !q.lookup.is_finished() {
+                if retry
+                    && p.attempt < self.cfg.request_retries
+                    && !q.lookup.is_finished()
+                    && q.settle_by.is_none()
+                {
                     q.lookup.on_retry();
                     let target = *q.lookup.target();
                     let msg = match q.kind {

@@ -134,62 +134,152 @@ fn a_value_under_the_wrong_key_is_not_accepted() {
 /// A node on the path serving an older record that has not expired cannot
 /// roll it back: the lookup hears a second holder and keeps the higher
 /// sequence, whichever answers first.
+/// Node 1 knows `peers` and starts a FIND_VALUE for contact 5's record;
+/// returns it and the requests it sent.
+fn finding(peers: &[u32], t: Time, v: &mut SimVerifier) -> (crate::dht::Dht, Vec<Sent>) {
+    let mut a = dht(1, Config::default());
+    for &peer in peers {
+        a.handle_message(
+            t,
+            &key(peer),
+            Addrs::empty(),
+            Message::Ping {
+                rid: u64::from(peer),
+            },
+            v,
+        );
+    }
+    let _ = sends(&mut a);
+    a.find_value(*contact(5).id(), t);
+    let asked = sends(&mut a);
+    (a, asked)
+}
+
+type Sent = (crate::dht::Contact, Message);
+
+/// `to` (one of `peers`) answers its FIND_VALUE with `record`.
+fn answer(
+    a: &mut crate::dht::Dht,
+    peers: &[u32],
+    (to, m): &Sent,
+    record: Option<Vec<u8>>,
+    now: Time,
+    v: &mut SimVerifier,
+) {
+    let peer = peers
+        .iter()
+        .copied()
+        .find(|p| contact(*p).id() == to.id())
+        .expect("asked a known peer");
+    let reply = Message::Value {
+        rid: m.rid(),
+        record,
+        nodes: vec![],
+    };
+    a.handle_message(now, &key(peer), Addrs::empty(), reply, v);
+}
+
+/// The record a finished FIND_VALUE returned (`Some(None)`: none found),
+/// and how many requests it sent; `None` while it runs.
+fn found(a: &mut crate::dht::Dht) -> Option<(Option<Vec<u8>>, u32)> {
+    std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+        Event::QueryFinished {
+            outcome: Outcome::Value { record },
+            stats,
+            ..
+        } => Some((record, stats.messages)),
+        _ => None,
+    })
+}
+
 #[test]
 fn a_rolled_back_record_is_not_returned() {
     let mut v = SimVerifier::default();
     let t = Time(1_000_000);
-    let want = *contact(5).id();
+    let peers = [2, 3, 4];
     for stale_first in [true, false] {
-        let mut a = dht(1, Config::default());
-        for peer in [2, 3, 4] {
-            a.handle_message(
-                t,
-                &key(peer),
-                Addrs::empty(),
-                Message::Ping {
-                    rid: u64::from(peer),
-                },
-                &mut v,
-            );
-        }
-        let _ = sends(&mut a);
-        a.find_value(want, t);
-        let asked = sends(&mut a);
+        let (mut a, asked) = finding(&peers, t, &mut v);
         assert!(
             asked.len() >= 2,
             "FIND_VALUE goes to alpha peers: {asked:?}"
         );
         let mut answers = vec![
-            (asked[0].clone(), record(5, 3, t, HOUR)),
-            (asked[1].clone(), record(5, 9, t, HOUR)),
+            (&asked[0], record(5, 3, t, HOUR)),
+            (&asked[1], record(5, 9, t, HOUR)),
         ];
         if !stale_first {
             answers.reverse();
         }
-        for ((to, m), rec) in answers {
-            let peer = (2..=4)
-                .find(|p| contact(*p).id() == to.id())
-                .expect("asked a known peer");
-            let reply = Message::Value {
-                rid: m.rid(),
-                record: Some(rec),
-                nodes: vec![],
-            };
-            a.handle_message(t, &key(peer), Addrs::empty(), reply, &mut v);
+        for (sent, rec) in answers {
+            answer(&mut a, &peers, sent, Some(rec), t, &mut v);
         }
-        let found = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
-            Event::QueryFinished {
-                outcome: Outcome::Value { record },
-                ..
-            } => Some(record),
-            _ => None,
-        });
         assert_eq!(
-            found,
+            found(&mut a).map(|(r, _)| r),
             Some(Some(record(5, 9, t, HOUR))),
             "stale first: {stale_first}"
         );
     }
+}
+
+#[test]
+fn a_second_holder_is_awaited_among_the_requests_in_flight_then_settled_for() {
+    let mut v = SimVerifier::default();
+    let mut rng = super::util::SimRng::new(3);
+    let t = Time(1_000_000);
+    let peers = [2, 3, 4];
+    let (mut a, asked) = finding(&peers, t, &mut v);
+    assert_eq!(asked.len(), 3);
+    answer(
+        &mut a,
+        &peers,
+        &asked[0],
+        Some(record(5, 9, t, HOUR)),
+        t + Duration::from_millis(10),
+        &mut v,
+    );
+    assert!(
+        sends(&mut a).is_empty(),
+        "nobody new is asked while two answers are on their way"
+    );
+    assert_eq!(found(&mut a), None, "it waits for them");
+    // They never come: the query settles for the one record well before
+    // the requests would time out, without retrying them.
+    let settle = a.poll_timeout().expect("a deadline");
+    assert!(settle < t + Config::default().request_timeout, "{settle:?}");
+    a.handle_timeout(settle, &mut rng);
+    assert!(sends(&mut a).is_empty(), "no retries once settled");
+    assert_eq!(found(&mut a), Some((Some(record(5, 9, t, HOUR)), 3)));
+}
+
+#[test]
+fn when_no_request_in_flight_holds_the_record_one_more_node_is_asked() {
+    let mut v = SimVerifier::default();
+    let t = Time(1_000_000);
+    let peers = [2, 3, 4, 6, 7];
+    let (mut a, asked) = finding(&peers, t, &mut v);
+    assert_eq!(asked.len(), 3, "alpha = 3");
+    answer(
+        &mut a,
+        &peers,
+        &asked[0],
+        Some(record(5, 9, t, HOUR)),
+        t,
+        &mut v,
+    );
+    answer(&mut a, &peers, &asked[1], None, t, &mut v);
+    assert!(sends(&mut a).is_empty(), "one answer is still on its way");
+    answer(&mut a, &peers, &asked[2], None, t, &mut v);
+    let more = sends(&mut a);
+    assert_eq!(more.len(), 1, "one node at a time: {more:?}");
+    answer(
+        &mut a,
+        &peers,
+        &more[0],
+        Some(record(5, 9, t, HOUR)),
+        t,
+        &mut v,
+    );
+    assert_eq!(found(&mut a), Some((Some(record(5, 9, t, HOUR)), 4)));
 }
 
 #[test]
