@@ -323,3 +323,81 @@ fn a_legitimate_peer_connects_through_a_handshake_flood() {
     // The agent is still whole and answers its API.
     assert!(agent.cli(&["status", "--json"]).status.success());
 }
+
+/// Issue 19, item 3: a `dial` for a dial-back test is made only to an
+/// address the target itself signed for, for the peer that asks.
+#[test]
+fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
+    use streembit_agent::internals::node::{NatAnswer, NatRequest};
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = AgentProcess::start(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n");
+    let target = key_of(&agent);
+    let mut peer = HostilePeer::new("public", &[]);
+    let conn = peer.dial(&target, addr_of(&agent)).expect("dial");
+    // Where a victim listens: any datagram the agent sends it would be
+    // queued here before the agent answers (a dial sends, then waits).
+    let victim = std::net::UdpSocket::bind("127.0.0.1:0").expect("victim");
+    victim.set_nonblocking(true).expect("nonblocking");
+    let victim_addr = victim.local_addr().expect("addr").to_string();
+    let victim_key = Keypair::generate().public().to_string();
+    let me = peer.key.public();
+    let mine = peer.local_addr().to_string();
+    let dial = |peer: &str, addr: &str, token: String| NatRequest::Dial {
+        peer: peer.to_owned(),
+        addr: addr.to_owned(),
+        token,
+    };
+    let signed = |p: &mut HostilePeer, peer: &str, addr: &str| {
+        hex::encode(p.seal_nat(&me, &dial(peer, addr, String::new())))
+    };
+    let cases = [
+        ("no token", dial(&victim_key, &victim_addr, String::new())),
+        (
+            "our token for our own address, aimed at the victim's",
+            dial(
+                &me.to_string(),
+                &victim_addr,
+                signed(&mut peer, &me.to_string(), &mine),
+            ),
+        ),
+        (
+            "a token we signed in the victim key's name",
+            dial(
+                &victim_key,
+                &victim_addr,
+                signed(&mut peer, &victim_key, &victim_addr),
+            ),
+        ),
+    ];
+    let refused_before = agent.metric("streembit_nat_requests_refused_total");
+    for (why, req) in &cases {
+        let env = peer.seal_nat(&target, req);
+        let answer = match peer.send_all(&conn, vec![env], 1).pop() {
+            Some(Answer::Answered(bytes)) => peer.open_nat_answer(&bytes),
+            other => panic!("{why}: no answer: {other:?}"),
+        };
+        assert!(
+            matches!(&answer, Some(NatAnswer::Error { code, .. }) if code == "forbidden"),
+            "{why}: {answer:?}"
+        );
+    }
+    let mut buf = [0u8; 2048];
+    assert!(victim.recv(&mut buf).is_err(), "the victim got a datagram");
+    assert_eq!(
+        agent.metric("streembit_nat_requests_refused_total"),
+        refused_before + cases.len() as u64
+    );
+
+    // The control: a dial the target signed for its own address is made.
+    let token = signed(&mut peer, &me.to_string(), &mine);
+    let env = peer.seal_nat(&target, &dial(&me.to_string(), &mine, token));
+    let answer = match peer.send_all(&conn, vec![env], 1).pop() {
+        Some(Answer::Answered(bytes)) => peer.open_nat_answer(&bytes),
+        other => panic!("no answer: {other:?}"),
+    };
+    assert!(
+        matches!(answer, Some(NatAnswer::Dialed { .. })),
+        "{answer:?}"
+    );
+}

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use streembit_agent::identity::{Keypair, PublicKey};
 use streembit_agent::internals::dht::{Addrs, Message, MessageKind, PeerRecord};
+use streembit_agent::internals::node::{
+    decode as nat_decode, encode as nat_encode, NatAnswer, NatRequest,
+};
 use streembit_agent::internals::transport::request;
 use streembit_agent::internals::transport::{
     Connection, Endpoint, Membership, TransportConfig, TransportError,
@@ -175,6 +178,34 @@ impl HostilePeer {
             }
             out
         })
+    }
+
+    /// Seals a NAT-traversal request for `audience` (the agent it is sent
+    /// to, or the peer a token is meant for), signed by this peer.
+    pub fn seal_nat(&mut self, audience: &PublicKey, req: &NatRequest) -> Vec<u8> {
+        self.sealer
+            .seal(
+                &self.key,
+                Kind::Nat,
+                Audience::Node(audience.node_id()),
+                &nat_encode(req),
+                streembit_agent::clock::Clock::system().wall(),
+            )
+            .expect("seal")
+    }
+
+    /// Opens the agent's answer to a NAT-traversal request.
+    pub fn open_nat_answer(&mut self, bytes: &[u8]) -> Option<NatAnswer> {
+        let opened = self
+            .opener
+            .open(bytes, streembit_agent::clock::Clock::system().wall())
+            .ok()?;
+        nat_decode(opened.payload()).ok()
+    }
+
+    /// Where this peer's endpoint is bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("bound")
     }
 
     /// Opens an answer from the agent and decodes its DHT message.

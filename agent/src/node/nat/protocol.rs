@@ -22,6 +22,10 @@ pub enum NatRequest {
         /// them may ride on the NAT mapping that connection keeps open.
         #[serde(default)]
         exclude: Vec<String>,
+        /// The `dial` the third peer is to be sent, sealed by the requester
+        /// for the peer it asks (hex of a `nat` envelope): see `Dial`.
+        #[serde(default)]
+        token: String,
     },
     /// Dial `peer` at `addr` with a fresh handshake and say if it worked
     /// (asked by the peer serving a `dial_back`).
@@ -30,6 +34,13 @@ pub enum NatRequest {
         peer: String,
         /// Where.
         addr: String,
+        /// This same request sealed by `peer` itself for the peer that
+        /// forwards it (hex): a node dials only an address the target
+        /// itself asked to be dialed at, within the freshness window, once.
+        /// Without it anyone connected could aim our handshakes at any
+        /// ip:port, or learn whether a key answers at an internal address.
+        #[serde(default)]
+        token: String,
     },
     /// Relay for me: forward sessions to me while this connection lasts.
     Reserve,
@@ -133,6 +144,7 @@ mod tests {
             NatRequest::DialBack {
                 addr: "192.0.2.1:7470".into(),
                 exclude: vec!["ab".repeat(32)],
+                token: "a0".into(),
             },
             NatRequest::Incoming {
                 sid: u64::MAX,

@@ -179,11 +179,12 @@ impl Nat {
             .collect();
         let (mut confirmed, mut failed) = (Vec::new(), false);
         for cand in candidates {
-            let ask = NatRequest::DialBack {
-                addr: cand.to_string(),
-                exclude: exclude.clone(),
-            };
             for p in &peers {
+                let ask = NatRequest::DialBack {
+                    addr: cand.to_string(),
+                    exclude: exclude.clone(),
+                    token: self.dial_token(&p.peer().key(), cand),
+                };
                 match self.ask(p, &ask, DIAL_BACK_ASK).await {
                     // We sent to the dialer lately (DHT traffic, a dial
                     // for someone else): its dial may have ridden on the

@@ -211,8 +211,14 @@ impl Nat {
             NatRequest::Observe => NatAnswer::Observed {
                 addr: seen.to_string(),
             },
-            NatRequest::DialBack { addr, exclude } => self.dial_back(conn, &addr, &exclude).await,
-            NatRequest::Dial { peer, addr } => self.dial_for(&peer, &addr).await,
+            NatRequest::DialBack {
+                addr,
+                exclude,
+                token,
+            } => self.dial_back(conn, &addr, &exclude, token).await,
+            NatRequest::Dial { peer, addr, token } => {
+                self.dial_for(conn, &peer, &addr, &token).await
+            }
             NatRequest::Reserve => self.reserve(conn),
             NatRequest::Connect { target } => self.connect(conn, &target).await,
             NatRequest::Incoming { sid, peer, addr } => self.incoming(conn, sid, &peer, &addr),
@@ -221,7 +227,13 @@ impl Nat {
 
     /// A third peer dials the requester at `addr`: only a dial that did
     /// not ride on an existing NAT mapping proves reachability.
-    async fn dial_back(&self, conn: &Connection, addr: &str, exclude: &[String]) -> NatAnswer {
+    async fn dial_back(
+        &self,
+        conn: &Connection,
+        addr: &str,
+        exclude: &[String],
+        token: String,
+    ) -> NatAnswer {
         let requester = conn.peer();
         let Ok(target) = addr.parse::<SocketAddr>() else {
             return NatAnswer::error("bad_request", "not an ip:port address");
@@ -242,6 +254,7 @@ impl Nat {
         let req = NatRequest::Dial {
             peer: requester.key().to_string(),
             addr: target.to_string(),
+            token,
         };
         for third in thirds.take(2) {
             if !self.arrange(third.peer().key(), requester.key()) {
@@ -277,11 +290,45 @@ impl Nat {
         true
     }
 
-    /// Dials `peer` at `addr` with a fresh handshake, for a dial-back.
-    async fn dial_for(&self, peer: &str, addr: &str) -> NatAnswer {
+    /// The token a `dial_back` carries (see `NatRequest::Dial`): the
+    /// `dial` the third peer will be sent, sealed by us for `helper`.
+    pub(super) fn dial_token(&self, helper: &PublicKey, addr: SocketAddr) -> String {
+        let dial = NatRequest::Dial {
+            peer: self.endpoint.key().to_string(),
+            addr: addr.to_string(),
+            token: String::new(),
+        };
+        // A seal that fails leaves the token empty: the test then finds no
+        // dialer, as with an old peer.
+        self.session
+            .seal(Kind::Nat, helper, &encode(&dial))
+            .map(hex::encode)
+            .unwrap_or_default()
+    }
+
+    /// Dials `peer` at `addr` with a fresh handshake, for a dial-back that
+    /// the peer of `conn` arranged; only with `peer`'s own token for it.
+    async fn dial_for(&self, conn: &Connection, peer: &str, addr: &str, token: &str) -> NatAnswer {
         let (Ok(peer), Ok(addr)) = (peer.parse::<PublicKey>(), addr.parse::<SocketAddr>()) else {
             return NatAnswer::error("bad_request", "bad key or address");
         };
+        let signed = hex::decode(token)
+            .ok()
+            .and_then(|bytes| {
+                self.session
+                    .open_from_to(&peer, conn.peer().key().node_id(), &bytes)
+                    .ok()
+            })
+            .and_then(|f| f.expect(Kind::Nat).ok())
+            .and_then(|f| decode::<NatRequest>(f.payload()).ok());
+        let asked = matches!(signed, Some(NatRequest::Dial { peer: p, addr: a, .. })
+            if p == peer.to_string() && a.parse::<SocketAddr>() == Ok(addr));
+        if !asked {
+            return NatAnswer::error(
+                "forbidden",
+                "a dial needs the target's own signed request for that address",
+            );
+        }
         let Ok(_permit) = self.dials.clone().try_acquire_owned() else {
             return NatAnswer::error("busy", "too many dial-backs at once");
         };
