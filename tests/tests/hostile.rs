@@ -401,3 +401,112 @@ fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
         "{answer:?}"
     );
 }
+
+/// The distinct QUIC connections whose Initials reached `socket` (by
+/// destination connection id): one per dial.
+fn dials_received(socket: &std::net::UdpSocket) -> std::collections::HashSet<Vec<u8>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = socket.recv(&mut buf) {
+        // Long header: 1 flags byte, 4 version bytes, DCID length, DCID.
+        let packet = &buf[..n];
+        if packet.first().is_some_and(|b| b & 0x80 != 0) && packet.len() > 6 {
+            let len = usize::from(packet[5]);
+            if let Some(dcid) = packet.get(6..6 + len) {
+                seen.insert(dcid.to_vec());
+            }
+        }
+    }
+    seen
+}
+
+/// Issue 19, item 4 on a running agent: a peer that answers every lookup
+/// with 20 made-up contacts at a victim's address gets at most 3 of them
+/// dialed there, 6 dials in all; the rest are refused and counted.
+#[test]
+fn lying_lookups_send_a_bounded_number_of_dials() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = AgentProcess::start(&tmp.path().join("a"), "listen = \"127.0.0.1:0\"\n");
+    let target = key_of(&agent);
+    let victim = std::net::UdpSocket::bind("127.0.0.1:0").expect("victim");
+    victim.set_nonblocking(true).expect("nonblocking");
+    let at_victim = victim.local_addr().expect("addr").to_string();
+    let fakes: Vec<Contact> = (0..20)
+        .map(|_| {
+            let addrs = Addrs::new(&[at_victim.as_str()]).expect("addr");
+            Contact::from_verified(&Keypair::generate().public(), addrs)
+        })
+        .collect();
+    let mut liar = HostilePeer::new("public", &[]);
+    let conn = liar.dial(&target, addr_of(&agent)).expect("dial");
+    liar.answer_lookups_with(&conn, target, fakes);
+    // A ping puts the liar in the agent's table: its one contact to ask.
+    let env = liar.seal(&target, &ping(1));
+    let pong = liar.send_all(&conn, vec![env], 1);
+    assert!(matches!(pong[0], Answer::Answered(_)), "{pong:?}");
+    assert_eq!(agent.metric("streembit_dht_table_size"), 1);
+
+    let wanted = Keypair::generate().public().to_string();
+    let out = agent.cli(&["lookup", &wanted]);
+    assert!(!out.status.success(), "nothing to find");
+    // At most 3 of the keys, 6 dials in all (retries included), per
+    // address per 10 minutes.
+    let dialed = dials_received(&victim);
+    assert!(
+        (1..=6).contains(&dialed.len()),
+        "{} dials reached the victim",
+        dialed.len()
+    );
+    assert!(agent.metric("streembit_dials_refused_total") >= 17);
+}
+
+/// Issue 19, item 2 on a running agent: one key opening sessions to a
+/// relayed target gets 2, and another key still gets one.
+#[test]
+fn relay_squatting_by_one_key_does_not_lock_the_target() {
+    use streembit_agent::internals::node::{NatAnswer, NatRequest};
+    let _serial = serial();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let relay = AgentProcess::start(
+        &tmp.path().join("relay"),
+        "listen = \"127.0.0.1:0\"\n[nat]\nrelay = true\n",
+    );
+    let seeds = format!("seeds = [\"{}@{}\"]\n", relay.key, relay.addr);
+    let mut gw = AgentProcess::builder(
+        &tmp.path().join("gw"),
+        &format!("listen = \"127.0.0.1:0\"\n{seeds}"),
+    )
+    .env("STREEMBIT_NAT__REACHABILITY", "private")
+    .spawn();
+    gw.wait_relayed();
+    let relay_key = key_of(&relay);
+    let connect = NatRequest::Connect {
+        target: gw.key.clone(),
+    };
+    let ask = |peer: &mut HostilePeer, n: usize| -> (usize, usize) {
+        let conn = peer.dial(&relay_key, addr_of(&relay)).expect("dial relay");
+        let (mut sessions, mut refused) = (0, 0);
+        for _ in 0..n {
+            let env = peer.seal_nat(&relay_key, &connect);
+            let answer = match peer.send_all(&conn, vec![env], 1).pop() {
+                Some(Answer::Answered(bytes)) => peer.open_nat_answer(&bytes),
+                other => panic!("no answer: {other:?}"),
+            };
+            match answer {
+                Some(NatAnswer::Session { .. }) => sessions += 1,
+                Some(NatAnswer::Error { code, .. }) if code == "busy" => refused += 1,
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+        (sessions, refused)
+    };
+    let mut squatter = HostilePeer::new("public", &[]);
+    assert_eq!(ask(&mut squatter, 8), (2, 6), "sessions, refused");
+    assert_eq!(
+        relay.metric("streembit_relay_sessions_refused_total{reason=\"peer_limit\"}"),
+        6
+    );
+    let mut other = HostilePeer::new("public", &[]);
+    assert_eq!(ask(&mut other, 1), (1, 0), "another client still gets in");
+}

@@ -7,9 +7,11 @@
 //! amplifier aimed at a third party. An honest address serves one node key
 //! (devices are dialed through their verified records, not through this
 //! path), so the node dials at most [`KEYS_PER_ADDRESS`] distinct unproven
-//! keys per address within [`WINDOW`]; past that the request fails at
-//! once, and is counted. Contacts in the routing table (proven by a
-//! handshake) are never limited.
+//! keys, and at most [`DIALS_PER_ADDRESS`] times in all (a lookup retries a
+//! silent contact, and several lookups may ask the same one), per address
+//! within [`WINDOW`]; past that the request fails at once, and is counted.
+//! Contacts in the routing table (proven by a handshake) or connected are
+//! never limited, so an honest newcomer costs one dial.
 //!
 //! What this module does not do: limit lookups (the DHT core caps the
 //! unverified contacts one lookup asks), or dials the devices layer makes.
@@ -22,6 +24,8 @@ use crate::identity::PublicKey;
 
 /// Distinct unproven keys dialed at one address within [`WINDOW`].
 pub(super) const KEYS_PER_ADDRESS: usize = 3;
+/// Dials at one unproven address within [`WINDOW`], whatever the key.
+pub(super) const DIALS_PER_ADDRESS: u32 = 6;
 /// How long an address remembers the keys dialed there.
 pub(super) const WINDOW: Duration = Duration::from_secs(600);
 /// Addresses remembered at most (the oldest are forgotten first).
@@ -29,6 +33,7 @@ const MAX_ADDRESSES: usize = 4096;
 
 struct Entry {
     keys: Vec<PublicKey>,
+    dials: u32,
     since: Instant,
 }
 
@@ -58,20 +63,23 @@ impl DialBudget {
         }
         let entry = self.by_addr.entry(addr).or_insert(Entry {
             keys: Vec::new(),
+            dials: 0,
             since: now,
         });
         if now.saturating_duration_since(entry.since) >= WINDOW {
             entry.keys.clear();
+            entry.dials = 0;
             entry.since = now;
         }
-        if entry.keys.contains(key) {
-            return true;
-        }
-        if entry.keys.len() >= KEYS_PER_ADDRESS {
+        let known = entry.keys.contains(key);
+        if entry.dials >= DIALS_PER_ADDRESS || (!known && entry.keys.len() >= KEYS_PER_ADDRESS) {
             self.refused += 1;
             return false;
         }
-        entry.keys.push(*key);
+        if !known {
+            entry.keys.push(*key);
+        }
+        entry.dials += 1;
         true
     }
 
@@ -98,8 +106,13 @@ mod tests {
         let allowed = keys.iter().filter(|k| b.allow(victim, k, now)).count();
         assert_eq!(allowed, KEYS_PER_ADDRESS);
         assert_eq!(b.refused(), (20 - KEYS_PER_ADDRESS) as u64);
-        // A key already dialed there may be dialed again (retries).
-        assert!(b.allow(victim, &keys[0], now));
+        // A key already dialed there may be dialed again (retries), up to
+        // DIALS_PER_ADDRESS dials in all.
+        let retries = DIALS_PER_ADDRESS as usize - KEYS_PER_ADDRESS;
+        for _ in 0..retries {
+            assert!(b.allow(victim, &keys[0], now));
+        }
+        assert!(!b.allow(victim, &keys[0], now));
         // Another address has its own budget; the window renews it.
         assert!(b.allow(other, &keys[19], now));
         assert!(b.allow(victim, &keys[19], now + WINDOW));

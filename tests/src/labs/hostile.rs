@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streembit_agent::identity::{Keypair, PublicKey};
-use streembit_agent::internals::dht::{Addrs, Message, MessageKind, PeerRecord};
+use streembit_agent::internals::dht::{Addrs, Contact, Message, MessageKind, PeerRecord};
 use streembit_agent::internals::node::{
     decode as nat_decode, encode as nat_encode, NatAnswer, NatRequest,
 };
-use streembit_agent::internals::transport::request;
+use streembit_agent::internals::transport::{read_frame, request, write_frame};
 use streembit_agent::internals::transport::{
     Connection, Endpoint, Membership, TransportConfig, TransportError,
 };
@@ -201,6 +201,54 @@ impl HostilePeer {
             .open(bytes, streembit_agent::clock::Clock::system().wall())
             .ok()?;
         nat_decode(opened.payload()).ok()
+    }
+
+    /// Answers, in the background, every DHT request `agent` sends on
+    /// `conn` with `nodes`: a lying peer steering lookups at made-up
+    /// contacts. Runs until the connection closes.
+    pub fn answer_lookups_with(&self, conn: &Connection, agent: PublicKey, nodes: Vec<Contact>) {
+        let conn = conn.clone();
+        let key = self.key.clone();
+        let network = self.network.clone();
+        self.rt.spawn(async move {
+            let mut sealer = Sealer::new(network.clone());
+            let mut opener =
+                Opener::new(network, key.node_id(), WireConfig::default(), UnixMillis(0));
+            while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
+                let Ok(Some(bytes)) = read_frame(&mut recv, MAX_ANSWER).await else {
+                    continue;
+                };
+                let now = streembit_agent::clock::Clock::system().wall();
+                let Ok(opened) = opener.open(&bytes, now) else {
+                    continue;
+                };
+                let asked = MessageKind::from_name(opened.kind().name())
+                    .and_then(|k| Message::decode(k, opened.payload()).ok());
+                let reply = match asked {
+                    Some(Message::FindNode { rid, .. }) => Message::Nodes {
+                        rid,
+                        nodes: nodes.clone(),
+                    },
+                    Some(Message::FindValue { rid, .. }) => Message::Value {
+                        rid,
+                        record: None,
+                        nodes: nodes.clone(),
+                    },
+                    Some(Message::Ping { rid }) => Message::Pong { rid },
+                    _ => continue,
+                };
+                let kind: Kind = reply
+                    .kind()
+                    .name()
+                    .parse()
+                    .expect("DHT kinds are wire kinds");
+                let audience = Audience::Node(agent.node_id());
+                if let Ok(env) = sealer.seal(&key, kind, audience, &reply.encode(), now) {
+                    let _ = write_frame(&mut send, &env).await;
+                    let _ = send.finish();
+                }
+            }
+        });
     }
 
     /// Where this peer's endpoint is bound.
