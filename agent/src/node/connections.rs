@@ -249,3 +249,46 @@ impl Connections {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+    use crate::transport::{Membership, TransportConfig};
+
+    fn cache(max: usize) -> Connections {
+        let key = Arc::new(Keypair::generate());
+        let cfg = TransportConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            crate::wire::NetworkId::public(),
+        );
+        let endpoint = Endpoint::bind(key, Membership::public(), &cfg).expect("bind");
+        Connections::new(Arc::new(endpoint), max)
+    }
+
+    /// Issue 19, item 6: connections to hosted devices count towards the
+    /// total cap and have a per-peer cap of their own.
+    #[tokio::test]
+    async fn connections_to_devices_count_towards_the_caps() {
+        let (a, b) = (Keypair::generate().public(), Keypair::generate().public());
+        let small = cache(3);
+        let held: Vec<DeviceSlot> = (0..3).filter_map(|_| small.admit_to_device(a)).collect();
+        assert_eq!(held.len(), 3);
+        assert!(small.admit_to_device(b).is_none(), "the total cap is full");
+        drop(held);
+        assert!(
+            small.admit_to_device(b).is_some(),
+            "slots come back on drop"
+        );
+
+        let large = cache(1000);
+        let held: Vec<DeviceSlot> = (0..DEVICE_CONNS_PER_PEER + 1)
+            .filter_map(|_| large.admit_to_device(a))
+            .collect();
+        assert_eq!(held.len(), DEVICE_CONNS_PER_PEER, "one peer's cap");
+        assert!(
+            large.admit_to_device(b).is_some(),
+            "another peer still gets in"
+        );
+    }
+}
