@@ -287,6 +287,7 @@ impl Endpoint {
             .with_client_cert_resolver(identities.clone());
         client_tls.alpn_protocols = alpn.clone();
         client_tls.enable_early_data = false;
+        client_tls.resumption = rustls::client::Resumption::disabled();
 
         let mut transport = quinn::TransportConfig::default();
         let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -306,6 +307,12 @@ impl Endpoint {
                 .with_cert_resolver(resolver);
             tls.alpn_protocols = alpn.clone();
             tls.max_early_data_size = 0;
+            // No resumption: a resumed TLS 1.3 handshake restores the
+            // client certificate of the first one without asking the
+            // verifier, so a key removed from the membership could come
+            // back on an old ticket. Every handshake is checked in full.
+            tls.send_tls13_tickets = 0;
+            tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
             let crypto = QuicServerConfig::try_from(tls)
                 .map_err(|e| TransportError::Local(format!("QUIC server TLS: {e}")))?;
             let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));

@@ -204,6 +204,46 @@ async fn private_network_refuses_outsiders_in_the_handshake() {
     );
 }
 
+/// Issue 18, "session resumption": a resumed TLS 1.3 handshake skips the
+/// certificate check, so a key removed from the allowlist could come
+/// back on a ticket from before. No tickets are issued or used.
+#[tokio::test]
+async fn a_removed_member_cannot_come_back_by_resuming_a_session() {
+    let member = Keypair::from_seed(&[2; 32]).public();
+    let (server_key, server) = node(1, Membership::allowlist([member]), "acme");
+    let server = Arc::new(server);
+    let addr = server.local_addr().expect("addr");
+    let task = serve_echo(server.clone());
+    let (_, client) = node(2, Membership::allowlist([server_key.public()]), "acme");
+
+    let first = client
+        .dial(&server_key.public(), addr)
+        .await
+        .expect("member dial");
+    assert!(request(&first, b"x", 1024, WAIT)
+        .await
+        .expect("req")
+        .is_some());
+    first.close(0, "done");
+    assert!(server.membership().replace_allowlist([]).contains(&member));
+
+    for _ in 0..3 {
+        let attempt = async {
+            let conn = client.dial(&server_key.public(), addr).await?;
+            request(&conn, b"x", 1024, WAIT).await
+        };
+        let r = tokio::time::timeout(WAIT, attempt).await.expect("in time");
+        assert!(r.is_err(), "a removed member got an answer");
+    }
+    assert_eq!(
+        server.membership().refusals().get(Refusal::NotAllowlisted),
+        3,
+        "every attempt checked in full"
+    );
+    server.close(0, "done");
+    assert_eq!(task.await.expect("join"), 1);
+}
+
 #[tokio::test]
 async fn different_networks_never_complete_a_handshake() {
     let (key, server) = node(1, Membership::public(), "public");
