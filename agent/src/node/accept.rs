@@ -68,6 +68,7 @@ impl Node {
                                 membership,
                                 clock,
                                 device_streams,
+                                conns.expelled(),
                             )
                             .await;
                         }

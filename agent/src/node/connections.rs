@@ -50,6 +50,9 @@ impl Drop for DeviceSlot {
 pub(crate) struct Connections {
     inner: Arc<Mutex<Inner>>,
     endpoint: Arc<Endpoint>,
+    /// Keys whose connections were just dropped: connections to hosted
+    /// devices are served outside the cache and close on this.
+    expelled: tokio::sync::broadcast::Sender<PublicKey>,
 }
 
 struct Inner {
@@ -75,7 +78,14 @@ impl Connections {
                 tick: 0,
             })),
             endpoint,
+            expelled: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Tells of every key [`Connections::drop_peer`] drops, for the
+    /// connections to hosted devices, which are not in the cache.
+    pub(crate) fn expelled(&self) -> tokio::sync::broadcast::Receiver<PublicKey> {
+        self.expelled.subscribe()
     }
 
     pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
@@ -85,6 +95,14 @@ impl Connections {
     /// Open connections.
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().map(|i| i.by_peer.len()).unwrap_or(0)
+    }
+
+    /// Open connections peers made to hosted devices.
+    pub(crate) fn device_connections(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|i| i.to_devices.values().sum())
+            .unwrap_or(0)
     }
 
     /// The cached live connections.
@@ -223,7 +241,8 @@ impl Connections {
         }
     }
 
-    /// Closes and forgets every connection to `peer`.
+    /// Closes and forgets every connection to `peer`, those made to hosted
+    /// devices included (through [`Connections::expelled`]).
     pub(crate) fn drop_peer(&self, peer: &PublicKey, code: u32, reason: &str) {
         if let Ok(mut inner) = self.inner.lock() {
             if let Some(e) = inner.by_peer.remove(peer) {
@@ -233,6 +252,8 @@ impl Connections {
                 c.close(code, reason);
             }
         }
+        // Err: no connection to a device is open; nobody to tell.
+        let _ = self.expelled.send(*peer);
     }
 
     /// Closes everything (shutdown).

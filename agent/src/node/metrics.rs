@@ -31,6 +31,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) refusals: &'a Refusals,
     pub(crate) stream_refusals: &'a Refusals,
     pub(crate) connections: usize,
+    pub(crate) device_connections: usize,
     pub(crate) table_size: usize,
     pub(crate) records_stored: usize,
     pub(crate) replay_entries: usize,
@@ -100,6 +101,13 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
             "Open QUIC connections.",
             Kind::Gauge,
             s.connections as u64,
+        ),
+        Family::single(
+            "streembit_device_connections",
+            "Open QUIC connections peers made to hosted devices (not cached; counted \
+             towards the same caps).",
+            Kind::Gauge,
+            s.device_connections as u64,
         ),
         Family::single(
             "streembit_connections_opened",

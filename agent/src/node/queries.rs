@@ -84,6 +84,10 @@ impl Node {
             Query::Forget(key, reply) => {
                 self.conns
                     .drop_peer(&key, CLOSE_NOT_ALLOWED, "removed from the allowlist");
+                // Relayed sessions it is an end of, as client or target.
+                if let Some(f) = self.conns.endpoint().paths().forwarder() {
+                    f.close_peer(&key);
+                }
                 let known = self.dht.forget(&key.node_id());
                 let _ = reply.send(known);
             }
@@ -95,6 +99,7 @@ impl Node {
                     refusals: membership.refusals(),
                     stream_refusals: membership.stream_refusals(),
                     connections: self.conns.len(),
+                    device_connections: self.conns.device_connections(),
                     table_size: self.dht.table().len(),
                     records_stored: self.dht.store().len(),
                     replay_entries: self.session.replay_entries(),

@@ -181,9 +181,44 @@ pub(crate) async fn serve_device_connection(
     membership: Membership,
     clock: Clock,
     streams: Option<mpsc::Sender<DeviceStream>>,
+    expelled: tokio::sync::broadcast::Receiver<PublicKey>,
 ) {
+    use tokio::sync::broadcast::error::RecvError;
     let peer = conn.peer();
-    while let Ok((send, recv)) = conn.quic().accept_bi().await {
+    let mut expelled = Some(expelled);
+    loop {
+        let dropped = async {
+            match expelled.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (send, recv) = tokio::select! {
+            accepted = conn.quic().accept_bi() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => break,
+            },
+            // A key was dropped (left the membership), or we missed some:
+            // check ours again, and close at once if it is out.
+            dropped = dropped => {
+                let ours = match dropped {
+                    Ok(key) => key == peer.key(),
+                    Err(RecvError::Lagged(_)) => true,
+                    // The node is going away: nothing more to watch.
+                    Err(RecvError::Closed) => {
+                        expelled = None;
+                        false
+                    }
+                };
+                if ours {
+                    if let Err(refusal) = membership.still_admits(&peer.key(), clock.wall()) {
+                        conn.close(super::CLOSE_NOT_ALLOWED, refusal.explain());
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
         // Checked per stream: the membership may have changed since the
         // handshake.
         if let Err(refusal) = membership.still_admits(&peer.key(), clock.wall()) {
