@@ -1,7 +1,8 @@
 //! A member removed from a private network while connected (issue 18,
 //! "the gate never leaks"): a reload of the allowlist closes every
 //! connection of the removed key at once, the one it holds to a hosted
-//! device's name included (those are not in the connection cache).
+//! device's name included (those are not in the connection cache), and
+//! frees its subscriber slots and queues.
 
 use streembit_tests::harness::agent_process::{eventually, AgentProcess};
 use streembit_tests::harness::cli::{json, keygen};
@@ -9,7 +10,7 @@ use streembit_tests::peers::mosquitto::Broker;
 use streembit_tests::peers::plug::{feed_plug, plug_bridge, read_plug};
 
 #[test]
-fn a_removed_reader_loses_its_connection_to_a_device_at_once() {
+fn a_removed_reader_loses_its_device_connection_and_subscriptions_at_once() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
@@ -37,8 +38,14 @@ fn a_removed_reader_loses_its_connection_to_a_device_at_once() {
         reader.cli(&["lookup", &plug, "--json"]).status.success()
     });
     assert_eq!(read_plug(&reader, &plug), 42.5);
-    // The reader keeps its connection to the device's name open.
+    // The reader keeps its connection to the device's name open, and
+    // follows the device: a subscriber slot and a queue at the gateway.
     assert_eq!(gw.metric("streembit_device_connections"), 1);
+    assert!(reader.cli(&["subscribe", &plug]).status.success());
+    let queue = format!("subscriber=\"{reader_key}\"");
+    eventually("the reader's queue at the gateway", || {
+        String::from_utf8_lossy(&gw.cli(&["metrics"]).stdout).contains(&queue)
+    });
 
     write_allow(&[&gw_key, &plug]);
     gw.signal("HUP");
@@ -49,6 +56,9 @@ fn a_removed_reader_loses_its_connection_to_a_device_at_once() {
         gw.metric("streembit_device_connections") == 0
     });
     assert_eq!(gw.metric("streembit_connections"), 0);
+    // Its slot and queue are freed with it.
+    assert_eq!(gw.metric("streembit_subscriptions_removed_total"), 1);
+    assert!(!String::from_utf8_lossy(&gw.cli(&["metrics"]).stdout).contains(&queue));
     let refused = reader.cli(&["read", &plug, "power", "--json"]);
     assert!(!refused.status.success(), "{}", json(&refused));
 }

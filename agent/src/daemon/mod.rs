@@ -240,7 +240,11 @@ async fn serve(
     // One session per protocol, each with its own replay window.
     let time: Arc<dyn TimeSource> = Arc::new(clock.clone());
     let session = || Session::new(key.clone(), network.clone(), wire.clone(), time.clone());
-    let service = Arc::new(DeviceService::new(devices.clone(), session()));
+    let service = Arc::new(DeviceService::new(
+        devices.clone(),
+        session(),
+        membership.clone(),
+    ));
     let (device_streams_tx, device_streams_rx) = mpsc::channel(256);
     node.serve_devices(device_streams_tx);
     tokio::spawn(service.clone().run(device_streams_rx));
@@ -382,6 +386,11 @@ async fn reload(
             let removed = membership.replace_allowlist(keys);
             for k in &removed {
                 let _ = tokio::time::timeout(NODE_ANSWER, node.forget(*k)).await;
+                // Its subscriber slots and queues go with it.
+                let dropped = devices.outboxes().forget_subscriber(k);
+                if dropped > 0 {
+                    tracing::info!(key = %k, subscriptions = dropped, "removed member's subscriptions deleted");
+                }
             }
             tracing::info!(removed = removed.len(), "allowlist reloaded");
         }

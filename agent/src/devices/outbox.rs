@@ -114,6 +114,8 @@ pub struct Outboxes {
     expiry: Duration,
     clock: Clock,
     expired: AtomicU64,
+    /// Subscriptions deleted because their subscriber left the membership.
+    removed: AtomicU64,
     by_device: Mutex<BTreeMap<PublicKey, Vec<Arc<Outbox>>>>,
 }
 
@@ -148,6 +150,7 @@ impl Outboxes {
             expiry,
             clock,
             expired: AtomicU64::new(0),
+            removed: AtomicU64::new(0),
             by_device: Mutex::new(by_device),
         }
     }
@@ -259,10 +262,37 @@ impl Outboxes {
             .map_err(|(_, message)| DevicesError::Queue(message))
     }
 
-    /// Forgets `subscriber`'s subscription to `device` and its queue.
+    /// Forgets every subscription of `subscriber` and their queues: it left
+    /// the membership. Its delivery streams end and its slots are free at
+    /// once. Returns how many it held.
+    pub(crate) fn forget_subscriber(&self, subscriber: &PublicKey) -> usize {
+        let devices: Vec<PublicKey> = self
+            .by_device
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, list)| list.iter().any(|o| o.subscriber == *subscriber))
+                    .map(|(device, _)| *device)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for device in &devices {
+            self.cancel(device, subscriber);
+        }
+        self.removed
+            .fetch_add(devices.len() as u64, Ordering::Relaxed);
+        devices.len()
+    }
+
+    /// Forgets `subscriber`'s subscription to `device` and its queue; a
+    /// stream delivering it ends.
     pub(super) fn cancel(&self, device: &PublicKey, subscriber: &PublicKey) {
         if let Ok(mut map) = self.by_device.lock() {
             if let Some(list) = map.get_mut(device) {
+                for o in list.iter().filter(|o| o.subscriber == *subscriber) {
+                    o.generation.fetch_add(1, Ordering::SeqCst);
+                    o.wake.notify_waiters();
+                }
                 list.retain(|o| o.subscriber != *subscriber);
             }
         }
@@ -334,6 +364,12 @@ impl Outboxes {
                 "Subscriptions deleted after no sign of their subscriber for the expiry time.",
                 Kind::Counter,
                 self.expired.load(Ordering::Relaxed),
+            ),
+            Family::single(
+                "streembit_subscriptions_removed",
+                "Subscriptions deleted because their subscriber left the membership.",
+                Kind::Counter,
+                self.removed.load(Ordering::Relaxed),
             ),
         ]
     }

@@ -23,6 +23,7 @@ use crate::identity::PublicKey;
 use crate::metrics::{Family, Kind as MetricKind};
 use crate::node::{DeviceStream, BUSY};
 use crate::transport::framing::{read_frame, write_frame};
+use crate::transport::Membership;
 use crate::wire::payload::value_to_json;
 use crate::wire::{FromPeer, Session};
 
@@ -43,6 +44,8 @@ pub(crate) struct DeviceService {
     /// The gateway's session: opens requests to its devices, seals the
     /// devices' answers (each with its own key).
     session: Session,
+    /// Who may take part: checked again before each delivery.
+    membership: Membership,
     max_frame: usize,
     /// `(request kind, outcome)` → count.
     counts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -51,8 +54,9 @@ pub(crate) struct DeviceService {
 impl DeviceService {
     /// A service for `devices`, opening and sealing with the gateway's
     /// `session`.
-    pub(crate) fn new(devices: Devices, session: Session) -> Self {
+    pub(crate) fn new(devices: Devices, session: Session, membership: Membership) -> Self {
         Self {
+            membership,
             max_frame: session.max_frame(),
             session,
             devices,
@@ -316,6 +320,16 @@ impl DeviceService {
                     outbox.skip_oversize(last);
                     sent = last;
                     continue;
+                }
+                // Checked before each delivery: the membership may have
+                // changed since the subscription (and the handshake).
+                if self
+                    .membership
+                    .still_admits(&caller, self.session.now())
+                    .is_err()
+                {
+                    self.count("subscribe", "not_admitted");
+                    return;
                 }
                 if write_frame(&mut send, &frame).await.is_err() {
                     return;
