@@ -193,6 +193,10 @@ impl ManagedBroker {
         };
         cmd.arg("-c")
             .arg(dir.join("mosquitto.conf"))
+            // mosquitto speaks sd_notify too: its READY=1 is not ours.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
