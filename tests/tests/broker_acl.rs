@@ -10,6 +10,8 @@
 //! - A device's publish on a signed output topic (`streembit/...`) or on
 //!   a command topic never reaches a subscriber.
 //! - An anonymous client is refused by default.
+//! - A bridge file added on reload brings its accounts; a broker that
+//!   dies is counted and restarted.
 //!
 //! Every assertion awaits an event (a line from a subscriber, a process
 //! exit, a metric); nothing sleeps and then looks.
@@ -301,4 +303,64 @@ fn an_anonymous_client_is_refused_by_default() {
     ));
     assert!(!out.status.success(), "a wrong password got in: {out:?}");
     eventually("the refusals counted", || refused(&gw, "login") >= 2);
+}
+
+#[test]
+fn a_new_bridge_file_gets_its_accounts_on_reload() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("gw");
+    let (mut gw, port) = gateway(&dir);
+    let lamp = Some(("lamp", "lamp-pw"));
+    let out = rt.block_on(publish(port, lamp, "tele/lamp/STATE", "1"));
+    assert!(!out.status.success(), "an unknown account got in: {out:?}");
+    std::fs::write(
+        dir.join("bridges.d/lamp.toml"),
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"gw-lamp\"\n\
+             username = \"bridge-c\"\npassword = \"bridge-c-pw\"\n\n\
+             [[mqtt.devices]]\nname = \"lamp\"\nusername = \"lamp\"\npassword = \"lamp-pw\"\n\
+             points = [ {{ name = \"on\", topic = \"tele/lamp/STATE\", type = \"int\" }} ]\n"
+        ),
+    )
+    .expect("bridge file");
+    gw.signal("HUP");
+    gw.wait_for("the reload", |m| {
+        m.contains("READY=1") && m.contains("reload")
+    });
+    // The lamp logs in once mosquitto has re-read its files (SIGHUP);
+    // its bridge subscribes on its own schedule.
+    eventually("the lamp's reading at the gateway", || {
+        rt.block_on(publish(port, lamp, "tele/lamp/STATE", "1"))
+            .status
+            .success()
+            && json(&gw.cli(&["devices", "--json"]))
+                .as_array()
+                .and_then(|a| a.iter().find(|d| d["name"] == "lamp"))
+                .is_some_and(|d| d["points"]["on"]["value"] == 1)
+    });
+}
+
+#[test]
+fn a_dead_broker_is_counted_and_restarted() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (gw, port) = gateway(&tmp.path().join("gw"));
+    let agent = gw.pid().expect("the agent runs").to_string();
+    let found = Command::new("pgrep")
+        .args(["-P", &agent, "mosquitto"])
+        .output()
+        .expect("pgrep");
+    let child = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+    assert!(!child.is_empty(), "no mosquitto child of the agent");
+    let killed = Command::new("kill").args(["-9", &child]).status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    eventually("the death counted and mosquitto back", || {
+        gw.metric("streembit_mqtt_broker_restarts_total") >= 1
+            && gw.metric("streembit_mqtt_embedded_broker") == 1
+            && rt
+                .block_on(publish(port, METER, "tele/meter/SENSOR", "1"))
+                .status
+                .success()
+    });
 }
