@@ -204,25 +204,31 @@ impl ManagedBroker {
         let (last_words_tx, mut last_words) = watch::channel(String::new());
         let mut child = spawn(&mut cmd, &stats, &last_words_tx)?;
         // Up as soon as it accepts a connection; dead if it exits first.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(policy.listen).await.is_ok() {
-                break;
+        let up = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if tokio::net::TcpStream::connect(policy.listen).await.is_ok() {
+                    return Ok(());
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    // Give the stderr reader its last lines.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), last_words.changed())
+                        .await;
+                    let said = last_words.borrow().clone();
+                    return Err(BrokerError::Start(format!("{status}: {said}")));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Give the stderr reader its last lines.
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), last_words.changed()).await;
-                let said = last_words.borrow().clone();
-                return Err(BrokerError::Start(format!("{status}: {said}")));
-            }
-            if tokio::time::Instant::now() > deadline {
+        })
+        .await;
+        match up {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
                 return Err(BrokerError::Start(format!(
                     "not listening on {} after 10 s",
                     policy.listen
-                )));
+                )))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         stats.broker_running.store(1, Ordering::Relaxed);
         let pid = Arc::new(AtomicU32::new(child.id().unwrap_or(0)));
@@ -290,22 +296,27 @@ async fn supervise(
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let started = tokio::time::Instant::now();
-        let status = tokio::select! {
-            s = child.wait() => s,
-            _ = stop.changed() => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                stats.broker_running.store(0, Ordering::Relaxed);
-                return;
+        // A minute up is a healthy life: the next death starts over at 1 s.
+        let mut healthy = std::pin::pin!(tokio::time::sleep(Duration::from_secs(60)));
+        let mut was_healthy = false;
+        let status = loop {
+            tokio::select! {
+                s = child.wait() => break s,
+                () = &mut healthy, if !was_healthy => {
+                    was_healthy = true;
+                    backoff = Duration::from_secs(1);
+                }
+                _ = stop.changed() => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    stats.broker_running.store(0, Ordering::Relaxed);
+                    return;
+                }
             }
         };
         pid.store(0, Ordering::Relaxed);
         stats.broker_running.store(0, Ordering::Relaxed);
         stats.broker_restarts.fetch_add(1, Ordering::Relaxed);
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
-        }
         let said = last_words.borrow().clone();
         match status {
             Ok(s) => {
