@@ -104,8 +104,14 @@ pub(crate) fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec
         problems.extend(e.0);
     }
     let dir = bridges_dir(path);
-    let loaded = devices::load_dir(&dir);
+    let mut loaded = devices::load_dir(&dir);
     problems.extend(loaded.errors());
+    // The accounts the agent's MQTT broker would be given.
+    if let Ok(c) = AgentConfig::load(path) {
+        let (bad, warnings) = local_mqtt::check_accounts(&c.mqtt, &loaded);
+        problems.extend(bad);
+        loaded.warnings.extend(warnings);
+    }
     if !problems.is_empty() {
         problems.extend(loaded.warnings.iter().map(|w| format!("warning: {w}")));
         return Err(problems);

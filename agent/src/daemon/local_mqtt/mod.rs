@@ -233,6 +233,30 @@ impl LocalMqtt {
     }
 }
 
+/// What `check-config` says of the accounts the broker would get from
+/// `bridges` (none when `[mqtt] embedded = false`): problems, warnings.
+pub(crate) fn check_accounts(config: &MqttConfig, bridges: &Loaded) -> (Vec<String>, Vec<String>) {
+    use std::net::ToSocketAddrs;
+    let listen = config
+        .listen
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut i| i.next());
+    let Some(listen) = listen.filter(|_| config.embedded) else {
+        return (Vec::new(), Vec::new());
+    };
+    let policy = BrokerPolicy {
+        listen,
+        topic_prefix: config.topic_prefix.clone(),
+        agent_password: String::new(),
+        allow_anonymous: config.allow_anonymous,
+    };
+    match broker_files(&bridges.good, &policy) {
+        Ok(files) => (Vec::new(), files.warnings),
+        Err(problems) => (problems, Vec::new()),
+    }
+}
+
 /// Signed readings to local MQTT, if there is somewhere to publish.
 pub(crate) fn publish(
     local: &LocalMqtt,
