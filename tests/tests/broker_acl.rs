@@ -289,19 +289,27 @@ fn a_device_cannot_publish_on_signed_output_or_command_topics() {
 fn an_anonymous_client_is_refused_by_default() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let tmp = tempfile::tempdir().expect("tmp");
-    let (gw, port) = gateway(&tmp.path().join("gw"));
+    // The default config and no bridge file (what main before issue 19
+    // also ran: there this client got in).
+    let port = free_port();
+    let gw = AgentProcess::builder(
+        &tmp.path().join("gw"),
+        &format!("listen = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .env("STREEMBIT_MQTT__EMBEDDED", "true")
+    .spawn();
     let out = rt.block_on(publish(port, ANONYMOUS, "tele/meter/SENSOR", "1"));
     assert!(!out.status.success(), "an anonymous client got in: {out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("not authorised"), "{said}");
-    // A wrong password is no better.
+    // A made-up login is no better.
     let out = rt.block_on(publish(
         port,
         Some(("meter", "guess")),
         "tele/meter/SENSOR",
         "1",
     ));
-    assert!(!out.status.success(), "a wrong password got in: {out:?}");
+    assert!(!out.status.success(), "a made-up login got in: {out:?}");
     eventually("the refusals counted", || refused(&gw, "login") >= 2);
 }
 
