@@ -12,6 +12,7 @@
 //! - An anonymous client is refused by default.
 //! - A bridge file added on reload brings its accounts; a broker that
 //!   dies is counted and restarted.
+//! - Without mosquitto the agent refuses to start and names the fix.
 //!
 //! Every assertion awaits an event (a line from a subscriber, a process
 //! exit, a metric); nothing sleeps and then looks.
@@ -371,4 +372,44 @@ fn a_dead_broker_is_counted_and_restarted() {
                 .status
                 .success()
     });
+}
+
+#[test]
+fn without_mosquitto_the_agent_says_what_to_install_or_set() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let port = free_port();
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "state_dir = \"state\"\nruntime_dir = \"run\"\nlisten = \"127.0.0.1:0\"\n\
+             [mqtt]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .expect("config");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    // A mount namespace where /usr/sbin (mosquitto's home) is empty and
+    // PATH has no mosquitto: a machine without the package.
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /usr/sbin && shift && PATH=/usr/bin:/bin exec "$@""#)
+        .arg("sh")
+        .arg(&empty)
+        .arg(binary())
+        .args(["run", "--config", "agent.toml"])
+        .current_dir(dir)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUNTIME_DIRECTORY")
+        .output()
+        .expect("unshare (util-linux; needs root, as the lab tests do)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("mosquitto")
+            && said.contains("apt install mosquitto")
+            && said.contains("embedded = false"),
+        "{said}"
+    );
 }
