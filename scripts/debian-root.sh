@@ -13,8 +13,9 @@
 # Besides debootstrap's minbase: systemd as PID 1 (systemd-sysv, dbus),
 # what the package's postinst needs (adduser, init-system-helpers), man-db
 # (`systemd-analyze verify` looks up Documentation=man:), and the test's
-# devices: mosquitto-clients (an MQTT device publishing to the agent's
-# embedded broker), python3 with pymodbus (a Modbus TCP device: the same
+# devices: mosquitto (the package depends on it: the agent runs it as its
+# local broker) and mosquitto-clients (an MQTT device publishing to it),
+# python3 with pymodbus (a Modbus TCP device: the same
 # version and server script as the other tests; pymodbus is pure Python,
 # so the host's pip installs it into the root, --target, no pip inside),
 # and openssl (reads the agent's key files).
@@ -31,7 +32,7 @@ cd "$(dirname "$0")/.."
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 SUITE=bookworm
-PACKAGES=adduser,init-system-helpers,systemd,systemd-sysv,dbus,man-db,mosquitto-clients,python3,openssl,procps
+PACKAGES=adduser,init-system-helpers,systemd,systemd-sysv,dbus,man-db,mosquitto,mosquitto-clients,python3,openssl,procps
 PYMODBUS=pymodbus==3.16.1
 MAX_AGE_DAYS=7
 

@@ -156,3 +156,29 @@ fn environment_overrides_the_file_and_is_validated_too() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(sb.path().join("from-env/identity.pem").exists());
 }
+
+#[test]
+fn check_config_refuses_broker_accounts_that_would_let_a_device_act_as_its_bridge() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("agent.toml"), "listen = \"127.0.0.1:0\"\n").expect("write");
+    std::fs::create_dir_all(sb.path().join("bridges.d")).expect("mkdir");
+    let file = |device_user: &str| {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nclient_id = \"gw\"\nusername = \"gw\"\npassword = \"a\"\n\n\
+             [[mqtt.devices]]\nname = \"plug\"\nusername = \"{device_user}\"\npassword = \"b\"\n\
+             points = [ {{ name = \"p\", topic = \"t/p\", type = \"float\" }} ]\n"
+        )
+    };
+    std::fs::write(sb.path().join("bridges.d/plug.toml"), file("gw")).expect("write");
+    let out = sb.run(&["check-config", "--config", "agent.toml"], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plug.toml") && err.contains("`gw`") && err.contains("never share"),
+        "{err}"
+    );
+    // Its own account: fine; a device without one is a warning.
+    std::fs::write(sb.path().join("bridges.d/plug.toml"), file("plug")).expect("write");
+    let out = sb.run(&["check-config", "--config", "agent.toml"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

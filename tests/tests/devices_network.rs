@@ -12,7 +12,7 @@ use serde_json::Value;
 use streembit_tests::harness::agent_process::AgentProcess;
 use streembit_tests::harness::cli::{binary, json, keygen, stderr, stdout};
 use streembit_tests::peers::mosquitto::{mosquitto_sub, Broker};
-use streembit_tests::peers::plug::plug_bridge;
+use streembit_tests::peers::plug::{plug_bridge, PLUG_PASSWORD, PLUG_USER};
 use streembit_tests::peers::pty::PtyPair;
 use streembit_tests::peers::pymodbus::ModbusServer;
 use streembit_tests::peers::python;
@@ -353,17 +353,22 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
     .spawn();
     let plug = device_key(&gw, "plug");
     let topic = format!("streembit/{plug}/power");
-    // A local application on the embedded broker: topic and hex payload.
+    // A local application on the agent's broker (any account may read the
+    // signed readings; here the plug's): topic and hex payload.
     let mut app = rt.block_on(mosquitto_sub(&[
         "-p",
         &port.to_string(),
+        "-u",
+        PLUG_USER,
+        "-P",
+        PLUG_PASSWORD,
         "-d",
         "-t",
         "streembit/#",
         "-F",
         "%t %x",
     ]));
-    // The device publishes on the embedded broker until the gateway's
+    // The device publishes on the agent's broker until the gateway's
     // bridge (which connects on its own schedule) has taken a reading.
     let line = rt.block_on(async {
         let publish = || async {
@@ -373,6 +378,10 @@ fn embedded_broker_serves_a_device_and_carries_its_signed_readings() {
                     "127.0.0.1",
                     "-p",
                     &port.to_string(),
+                    "-u",
+                    PLUG_USER,
+                    "-P",
+                    PLUG_PASSWORD,
                     "-t",
                     "tele/plug/SENSOR",
                 ])

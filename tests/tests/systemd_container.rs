@@ -197,7 +197,8 @@ fn the_package_under_a_real_systemd() {
     assert!(prio.contains("\"PRIORITY\":\"6\""), "{prio}");
 
     // ---- Real work under the filter: a Modbus TCP device (pymodbus), an
-    // MQTT device on the embedded broker, a second agent subscribing over
+    // MQTT device on the agent's broker (mosquitto, its child under the
+    // unit's hardening), a second agent subscribing over
     // QUIC.
     s.step("devices: pymodbus on 127.0.0.1:5020, an MQTT plug, reload");
     ct.sh("systemd-run --quiet --unit=modbus-sim sh -c \
@@ -216,12 +217,15 @@ fn the_package_under_a_real_systemd() {
     );
     ct.write(
         "/etc/streembit/bridges.d/plug.toml",
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nclient_id = \"gw-plug\"\n\n\
-         [[mqtt.devices]]\nname = \"plug\"\npoints = [\n  \
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nclient_id = \"gw-plug\"\n\
+         username = \"gw-plug\"\npassword = \"bridge-pw\"\n\n\
+         [[mqtt.devices]]\nname = \"plug\"\nusername = \"plug\"\npassword = \"plug-pw\"\npoints = [\n  \
          { name = \"power\", topic = \"tele/plug/SENSOR\", pointer = \"/ENERGY/Power\", type = \"float\", unit = \"W\" },\n]\n",
     );
     ct.sh("systemctl reload streembit");
-    ct.sh("mosquitto_pub -h 127.0.0.1 -p 1883 -r -t tele/plug/SENSOR -m '{\"ENERGY\":{\"Power\":42.5}}'");
+    // The plug logs in with its own account (the agent's mosquitto admits
+    // no one else); its bridge file made it.
+    ct.sh("mosquitto_pub -h 127.0.0.1 -p 1883 -u plug -P plug-pw -r -t tele/plug/SENSOR -m '{\"ENERGY\":{\"Power\":42.5}}'");
     let devices = ct.wait_for(
         "both devices online with their readings",
         SOON,
@@ -262,7 +266,7 @@ print(d[\"meter\"][\"key\"])'",
     // Several clients connect to the broker and go: ordinary disconnects.
     for i in 0..5 {
         ct.sh(&format!(
-            "mosquitto_pub -h 127.0.0.1 -p 1883 -i probe{i} -t probe -m x"
+            "mosquitto_pub -h 127.0.0.1 -p 1883 -u plug -P plug-pw -i probe{i} -t probe -m x"
         ));
     }
     assert_eq!(

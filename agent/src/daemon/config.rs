@@ -82,8 +82,8 @@ pub struct AgentConfig {
     /// The most each of this agent's subscription inboxes holds on disk,
     /// in bytes; when full, the oldest readings are dropped (and counted).
     pub inbox_max_bytes: u64,
-    /// The local MQTT side: the embedded broker and where signed readings
-    /// are published.
+    /// The local MQTT side: the local broker (mosquitto, run by the agent)
+    /// and where signed readings are published.
     pub mqtt: MqttConfig,
     /// `[nat]`: reachability, relaying for others, hole punching.
     pub nat: NatSection,
@@ -165,16 +165,21 @@ impl NatSection {
     }
 }
 
-/// `[mqtt]`: the embedded broker and the publication of signed readings.
+/// `[mqtt]`: the local broker and the publication of signed readings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Run the embedded MQTT broker (rumqttd) for local devices and
-    /// applications.
+    /// Run a local MQTT broker for local devices and applications: the
+    /// system's mosquitto, started, confined and supervised by the agent.
+    /// Every client logs in with an account from the bridge files and may
+    /// publish only on its own topics.
     pub embedded: bool,
-    /// Where the embedded broker listens (TCP, MQTT 3.1.1, no TLS: keep it
-    /// on loopback or a trusted LAN).
+    /// Where that broker listens (TCP, no TLS: keep it on loopback or a
+    /// trusted LAN; passwords cross it in the clear).
     pub listen: String,
+    /// Let clients without credentials connect to that broker. They may
+    /// then read every topic and publish on none. Default false.
+    pub allow_anonymous: bool,
     /// Publish every signed reading (raw COSE) to this broker; default:
     /// the embedded one, when it runs.
     pub publish_to: Option<String>,
@@ -187,6 +192,7 @@ impl Default for MqttConfig {
         Self {
             embedded: true,
             listen: "127.0.0.1:1883".to_owned(),
+            allow_anonymous: false,
             publish_to: None,
             topic_prefix: "streembit".to_owned(),
         }

@@ -9,10 +9,10 @@
 //! colour: journald adds its own. Elsewhere, lines carry a timestamp, and
 //! colour only on a terminal, so log files and pipes stay plain text.
 //!
-//! The embedded MQTT broker (rumqttd) reports every client's ordinary
-//! disconnect as two ERRORs and chats at info. Its events are shown at
-//! warning at most; its disconnect reports are debug, and its info is
-//! off unless `RUST_LOG` asks for it.
+//! The managed MQTT broker's (mosquitto's) log arrives under the target
+//! `mosquitto`, already at the agent's levels (`local_mqtt/mosquitto.rs`):
+//! clients coming and going are debug (`RUST_LOG=info,mosquitto=debug`
+//! shows them).
 //!
 //! `RUST_LOG` overrides the configured level. Keys are never logged: types
 //! holding secrets print as `<redacted>`.
@@ -27,14 +27,11 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
-/// Where the broker's events come from (`rumqttd::router::routing`, ...).
-const BROKER_TARGET: &str = "rumqttd";
-
 /// Installs the global subscriber (once; later calls do nothing).
 pub(super) fn init(level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{level},{BROKER_TARGET}=warn")))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,{BROKER_TARGET}=warn")));
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let journal = journal_stream();
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
@@ -88,35 +85,6 @@ fn priority(level: Level) -> u8 {
     }
 }
 
-/// The level an event is shown at. The broker's events are capped at
-/// WARN, and the reports of a client going away are DEBUG: a device that
-/// disconnects is not the agent's error.
-fn shown_level(target: &str, level: Level, text: &str) -> Level {
-    if !is_broker(target) {
-        return level;
-    }
-    let disconnect = (text.starts_with("no-connection id") && text.contains("is already gone"))
-        || text.starts_with("router-drop")
-        || text.starts_with("connection-stop")
-        || text.starts_with("disconnected")
-        || text.starts_with("Disconnecting connection");
-    if disconnect {
-        Level::DEBUG
-    } else {
-        level.max(Level::WARN)
-    }
-}
-
-fn is_broker(target: &str) -> bool {
-    target == BROKER_TARGET || target.starts_with("rumqttd::")
-}
-
-/// Whether the filter lets the broker's debug events through (`RUST_LOG`
-/// with `rumqttd=debug`): a demoted event is shown only then.
-fn broker_debug_enabled() -> bool {
-    tracing::enabled!(target: "rumqttd", Level::DEBUG)
-}
-
 /// The line format: `<N>LEVEL [target: ]message fields` under the journal,
 /// `time LEVEL target: message fields` elsewhere.
 struct Line {
@@ -137,16 +105,8 @@ where
         let meta = event.metadata();
         let mut text = String::new();
         ctx.format_fields(Writer::new(&mut text), event)?;
-        let level = shown_level(meta.target(), *meta.level(), &text);
-        if level == Level::DEBUG && *meta.level() < Level::DEBUG && !broker_debug_enabled() {
-            // Demoted below what the filter shows: nothing to write.
-            return Ok(());
-        }
-        let target = if is_broker(meta.target()) {
-            "embedded MQTT broker"
-        } else {
-            meta.target()
-        };
+        let level = *meta.level();
+        let target = meta.target();
         if self.journal {
             // The agent's own modules need no name in the journal.
             let from = if target.starts_with("streembit") {
@@ -204,34 +164,5 @@ mod tests {
             "<3>TOML parse error at line 1, column 7 ⏎ | ⏎ 1 | listen ⏎ |       ^ ⏎ expected `.`, `=`"
         );
         assert_eq!(journal_line(6, "one line"), "<6>one line");
-    }
-
-    #[test]
-    fn the_broker_is_never_an_error_and_disconnects_are_debug() {
-        let t = "rumqttd::router::routing";
-        for ordinary in [
-            "no-connection id 2 is already gone",
-            "router-drop error=Recv(Disconnected)",
-            "disconnected error=Io(Kind(ConnectionReset))",
-            "connection-stop",
-        ] {
-            assert_eq!(shown_level(t, Level::ERROR, ordinary), Level::DEBUG);
-        }
-        assert_eq!(
-            shown_level(
-                "rumqttd::server::broker",
-                Level::ERROR,
-                "Unable to accept socket."
-            ),
-            Level::WARN
-        );
-        assert_eq!(shown_level(t, Level::WARN, "x"), Level::WARN);
-        assert_eq!(shown_level(t, Level::INFO, "x"), Level::INFO);
-        // Our own errors stay errors, whatever they say.
-        assert_eq!(
-            shown_level("streembit_agent::daemon", Level::ERROR, "disconnected"),
-            Level::ERROR
-        );
-        assert!(!is_broker("rumqttdx"));
     }
 }

@@ -10,8 +10,8 @@
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
 //! - `logging.rs`: tracing set-up (journald-friendly).
 //! - `systemd.rs`: the STATUS line and the reload handshake.
-//! - `local_mqtt/`: the embedded MQTT broker and the publication of
-//!   signed readings to local MQTT.
+//! - `local_mqtt/`: the managed MQTT broker (mosquitto, run and confined
+//!   by the agent) and the publication of signed readings to local MQTT.
 //!
 //! Start-up: config → logging → identity → endpoint bound → table restored
 //! → API socket → READY=1. Shutdown (SIGTERM/SIGINT): STOPPING=1, the node
@@ -104,8 +104,14 @@ pub(crate) fn check_config(path: Option<&std::path::Path>) -> Result<String, Vec
         problems.extend(e.0);
     }
     let dir = bridges_dir(path);
-    let loaded = devices::load_dir(&dir);
+    let mut loaded = devices::load_dir(&dir);
     problems.extend(loaded.errors());
+    // The accounts the agent's MQTT broker would be given.
+    if let Ok(c) = AgentConfig::load(path) {
+        let (bad, warnings) = local_mqtt::check_accounts(&c.mqtt, &loaded);
+        problems.extend(bad);
+        loaded.warnings.extend(warnings);
+    }
     if !problems.is_empty() {
         problems.extend(loaded.warnings.iter().map(|w| format!("warning: {w}")));
         return Err(problems);
@@ -217,9 +223,13 @@ async fn serve(
         Duration::from_secs(config.subscription_expiry_days.saturating_mul(86_400)),
         clock.clone(),
     ));
-    // The broker first: local MQTT devices in the bridge files connect to it.
+    // The broker first: local MQTT devices in the bridge files connect to
+    // it, with the accounts their files give them.
     let mqtt_stats = Arc::new(local_mqtt::MqttStats::default());
-    let publish_to = local_mqtt(&config, &mqtt_stats);
+    let mut local_mqtt =
+        local_mqtt::LocalMqtt::start(&config.mqtt, &state_dir, &loaded_bridges, &mqtt_stats)
+            .await
+            .map_err(DaemonError::config)?;
     let devices = Devices::new(
         Keystore::new(&state_dir),
         network.clone(),
@@ -230,6 +240,7 @@ async fn serve(
     let problems = devices.apply(loaded_bridges).await;
     if !problems.is_empty() {
         devices.stop_all().await;
+        local_mqtt.stop().await;
         return Err(DaemonError::config(problems.join("\n")));
     }
     if devices.count() > 0 {
@@ -263,17 +274,14 @@ async fn serve(
         config.inbox_max_bytes,
         clock.clone(),
     );
-    if let Some(broker) = publish_to {
-        let id = key.public().to_string();
-        local_mqtt::spawn_publisher(
-            broker,
-            config.mqtt.topic_prefix.clone(),
-            format!("streembit-{}", &id[..16]),
-            devices.feed().subscribe(),
-            mqtt_stats.clone(),
-        );
-        tracing::info!(broker = %broker, prefix = %config.mqtt.topic_prefix, "publishing signed readings to local MQTT");
-    }
+    let id = key.public().to_string();
+    local_mqtt::publish(
+        &local_mqtt,
+        &config.mqtt.topic_prefix,
+        format!("streembit-{}", &id[..16]),
+        devices.feed().subscribe(),
+        mqtt_stats.clone(),
+    );
     {
         let outboxes = outboxes.clone();
         tokio::spawn(async move {
@@ -331,7 +339,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &bridges_dir, &clock, &mut reloads).await,
+            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &mut local_mqtt, &bridges_dir, &clock, &mut reloads).await,
             Some(event) = events_rx.recv() => {
                 report(&event);
                 status_line.refresh();
@@ -348,27 +356,34 @@ async fn serve(
         let _ = api_task.await;
     })
     .await;
+    local_mqtt.stop().await;
     outboxes.sync_all();
     subscriptions.sync_all();
     server::remove(&socket);
     Ok(())
 }
 
-/// SIGHUP: re-read the bridge files and the config's allowlist. A broken
-/// bridge file is reported (log, metric, STATUS) and its running version
-/// kept; peers removed from the allowlist lose their connection; a broken
-/// config keeps the old allowlist.
+/// SIGHUP: re-read the bridge files (and the MQTT broker's accounts made
+/// from them) and the config's allowlist. A broken bridge file is reported
+/// (log, metric, STATUS) and its running version kept; peers removed from
+/// the allowlist lose their connection; a broken config keeps the old
+/// allowlist.
+#[allow(clippy::too_many_arguments)]
 async fn reload(
     path: Option<&std::path::Path>,
     membership: &Membership,
     node: &NodeHandle,
     devices: &Devices,
+    local_mqtt: &mut local_mqtt::LocalMqtt,
     bridges_dir: &std::path::Path,
     clock: &Clock,
     reloads: &mut systemd::Reloads,
 ) {
     reloads.started();
-    let mut problems = devices.apply(devices::load_dir(bridges_dir)).await;
+    let loaded = devices::load_dir(bridges_dir);
+    // Accounts first, so a new bridge's devices can log in at once.
+    let mut problems = local_mqtt.reload(&loaded);
+    problems.extend(devices.apply(loaded).await);
     host_devices(node, devices, membership, clock).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
@@ -401,27 +416,6 @@ async fn reload(
         }
     }
     reloads.finished(status, problems);
-}
-
-/// Starts the embedded broker if configured; the broker readings are
-/// published to, if any. A broker that cannot start (its port taken) is
-/// reported and the agent runs on without it.
-fn local_mqtt(config: &AgentConfig, stats: &local_mqtt::MqttStats) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let resolve = |a: &str| a.to_socket_addrs().ok().and_then(|mut i| i.next());
-    let mut publish_to = config.mqtt.publish_to.as_deref().and_then(resolve);
-    if config.mqtt.embedded {
-        match resolve(&config.mqtt.listen).ok_or_else(|| "no address".to_owned()).and_then(|a| {
-            local_mqtt::start_broker(a, stats).map(|()| a).map_err(|e| e.to_string())
-        }) {
-            Ok(addr) => {
-                tracing::info!(listen = %addr, "embedded MQTT broker running");
-                publish_to.get_or_insert(addr);
-            }
-            Err(e) => tracing::warn!("embedded MQTT broker not started: {e}; set [mqtt] embedded = false to silence this"),
-        }
-    }
-    publish_to
 }
 
 /// How long the daemon waits for the node to host devices or forget a

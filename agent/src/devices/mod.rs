@@ -52,7 +52,7 @@ mod supervisor;
 
 pub(crate) use error::{DevicesError, ProtocolError};
 pub(crate) use feed::SignedReading;
-pub(crate) use files::load_dir;
+pub(crate) use files::{load_dir, Loaded, LoadedBridge};
 pub use outbox::Outboxes;
 pub(crate) use outbox::SYNC_EVERY;
 pub use reading::{next_seq, seal_reading, verify_reading, verify_readings};

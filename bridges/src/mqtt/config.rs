@@ -15,7 +15,9 @@ pub struct MqttBus {
     pub port: u16,
     /// Client id; keep it stable so the broker keeps our QoS 1 session.
     pub client_id: String,
-    /// Username, if the broker wants one.
+    /// Username, if the broker wants one. The agent's managed broker
+    /// (`[mqtt] embedded = true`) wants one, and lets this account read the
+    /// devices' topics and publish on their command topics, nothing else.
     pub username: Option<String>,
     /// Password (with `username`).
     pub password: Option<String>,
@@ -62,6 +64,14 @@ pub struct MqttDevice {
     /// Public keys allowed to write this device's `rw` points.
     #[serde(default)]
     pub writers: Vec<String>,
+    /// The account the device's own MQTT client logs in with on the
+    /// agent's managed broker, which then lets it publish only on this
+    /// device's point and availability topics and read only its command
+    /// topics: what the gateway signs with the device's key is then what
+    /// this device said. Not used with a broker of your own.
+    pub username: Option<String>,
+    /// Password of `username`.
+    pub password: Option<String>,
     /// Availability (last-will) topic; without it the device counts as
     /// online while the broker connection is up.
     pub availability: Option<Availability>,
@@ -186,8 +196,37 @@ fn default_off() -> String {
 }
 
 fn check_topic(errs: &mut Errors, path: &str, topic: &str) {
-    if topic.is_empty() || topic.contains(['#', '+', '\0']) {
-        errs.push(path, "a topic must be non-empty and without wildcards");
+    // Control characters would also break the broker's ACL file, one
+    // topic per line.
+    if topic.is_empty() || topic.contains(['#', '+']) || topic.chars().any(char::is_control) {
+        errs.push(
+            path,
+            "a topic must be non-empty, without wildcards or control characters",
+        );
+    }
+}
+
+/// A username goes into the managed broker's password file
+/// (`name:hash`) and ACL file (`user name`), one per line.
+fn check_account(errs: &mut Errors, path: &str, username: Option<&str>, password: Option<&str>) {
+    if password.is_some() && username.is_none() {
+        errs.push(&format!("{path}.password"), "a password needs a username");
+    }
+    if let Some(u) = username {
+        errs.check(
+            !u.is_empty()
+                && !u.contains(':')
+                && !u.chars().any(|c| c.is_control() || c.is_whitespace()),
+            &format!("{path}.username"),
+            "must be non-empty, without ':', spaces or control characters",
+        );
+    }
+    if let Some(p) = password {
+        errs.check(
+            !p.chars().any(char::is_control),
+            &format!("{path}.password"),
+            "must not contain control characters",
+        );
     }
 }
 
@@ -205,9 +244,12 @@ impl MqttBus {
             &format!("{path}.client_id"),
             "must be 1..=92 characters",
         );
-        if self.password.is_some() && self.username.is_none() {
-            errs.push(&format!("{path}.password"), "a password needs a username");
-        }
+        check_account(
+            errs,
+            path,
+            self.username.as_deref(),
+            self.password.as_deref(),
+        );
         if let Some(t) = &self.tls {
             if t.client_cert_file.is_some() != t.client_key_file.is_some() {
                 errs.push(
@@ -235,6 +277,7 @@ impl MqttBus {
         for (i, d) in self.devices.iter().enumerate() {
             let dp = format!("{path}.devices[{i}]");
             check_writers(errs, &format!("{dp}.writers"), &d.writers);
+            check_account(errs, &dp, d.username.as_deref(), d.password.as_deref());
             if let Some(a) = &d.availability {
                 check_topic(errs, &format!("{dp}.availability.topic"), &a.topic);
             }

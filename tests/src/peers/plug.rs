@@ -2,8 +2,9 @@
 //! it from another agent: what the NAT test and bench read across NATs,
 //! and what the embedded-broker test serves.
 //!
-//! The plug is `mosquitto_pub` publishing what a Tasmota plug publishes;
-//! the gateway's side is an ordinary MQTT bridge file.
+//! The plug is `mosquitto_pub` publishing what a Tasmota plug publishes,
+//! logged in with its own account; the gateway's side is an ordinary MQTT
+//! bridge file, which also gives the gateway's broker both accounts.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,6 +12,15 @@ use std::time::{Duration, Instant};
 use crate::harness::agent_process::{AgentProcess, WAIT};
 use crate::harness::cli::json;
 use crate::harness::process::wrapped;
+
+/// The plug's account on the gateway's broker (its bridge file says so).
+pub const PLUG_USER: &str = "plug";
+/// Its password.
+pub const PLUG_PASSWORD: &str = "plug-secret";
+/// The gateway bridge's account.
+pub const BRIDGE_USER: &str = "gw-plug";
+/// Its password.
+pub const BRIDGE_PASSWORD: &str = "bridge-secret";
 
 /// Writes a bridge file to `dir/bridges.d/plug.toml`: one device `plug`
 /// fed by the broker at 127.0.0.1:`broker` (the gateway's embedded one).
@@ -23,9 +33,13 @@ pub fn plug_bridge(dir: &Path, broker: u16) {
 host = "127.0.0.1"
 port = {broker}
 client_id = "gw-plug"
+username = "{BRIDGE_USER}"
+password = "{BRIDGE_PASSWORD}"
 
 [[mqtt.devices]]
 name = "plug"
+username = "{PLUG_USER}"
+password = "{PLUG_PASSWORD}"
 points = [ {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/Power", type = "float" }} ]
 "#
         ),
@@ -41,6 +55,7 @@ pub fn feed_plug(gw: &AgentProcess, broker: u16, wrapper: &[String]) -> String {
     loop {
         let published = wrapped(wrapper, "mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &broker.to_string()])
+            .args(["-u", PLUG_USER, "-P", PLUG_PASSWORD])
             .args(["-t", "tele/plug/SENSOR", "-m", r#"{"Power": 42.5}"#])
             .status()
             .expect("mosquitto_pub");

@@ -1,7 +1,8 @@
 //! `streembit demo`: a small network on loopback, with nothing installed
-//! but this binary. Five agents run as real processes (this binary's
-//! `run`): a gateway hosting a simulated Modbus TCP meter and an MQTT plug
-//! on its embedded broker, and four peers. The demo then shows what the
+//! but this binary and mosquitto (the gateway's MQTT broker, which the
+//! agent runs). Five agents run as real processes (this binary's `run`):
+//! a gateway hosting a simulated Modbus TCP meter and an MQTT plug that
+//! logs in to its broker, and four peers. The demo then shows what the
 //! product does, as it happens: device records found in the DHT, readings
 //! fetched from another agent and verified with the device key, a write
 //! refused for an outsider and applied for a writer, a subscription
@@ -171,6 +172,7 @@ fn scenario(
         .map_err(|e| Failure::usage(e.to_string()))?
         .public();
     let gw_port = free_port(true)?;
+    let plug_login = PlugLogin::random();
     let mut agents = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
         std::fs::create_dir_all(dir.join("bridges.d")).map_err(io)?;
@@ -193,7 +195,7 @@ fn scenario(
             .map_err(io)?;
             std::fs::write(
                 dir.join("bridges.d/plug.toml"),
-                plug_file(broker_addr, &writer_key.to_string()),
+                plug_file(broker_addr, &writer_key.to_string(), &plug_login),
             )
             .map_err(io)?;
         } else {
@@ -224,7 +226,7 @@ fn scenario(
             child: Some(child),
         });
         if i == GATEWAY {
-            // The plug needs the embedded broker, which the gateway starts.
+            // The plug needs the gateway's broker, which the gateway starts.
             wait_until(stop, Duration::from_secs(20), || {
                 agents[GATEWAY].get("/v1/status")
             })
@@ -235,7 +237,7 @@ fn scenario(
                 ))
             })?;
             let _guard = rt.enter();
-            sim::plug(broker_addr);
+            sim::plug(broker_addr, &plug_login);
         }
     }
     for a in &agents {
@@ -288,7 +290,7 @@ fn scenario(
     say(
         out,
         started,
-        &format!("         and plug  {plug} (MQTT on the embedded broker, simulated)"),
+        &format!("         and plug  {plug} (MQTT on the gateway's broker, simulated)"),
     )?;
     let mut tally = Tally::default();
     for (name, key) in [("meter", &meter), ("plug", &plug)] {
@@ -496,17 +498,42 @@ points = [
     )
 }
 
-fn plug_file(broker: SocketAddr, writer: &str) -> String {
+/// The demo plug's account on the gateway's broker, and its bridge's: the
+/// broker admits no one else.
+#[derive(Debug)]
+pub(super) struct PlugLogin {
+    /// The plug's password (user `demo-plug`).
+    pub plug: String,
+    /// The gateway bridge's password (user `demo-gateway`).
+    pub bridge: String,
+}
+
+impl PlugLogin {
+    fn random() -> Self {
+        let mut b = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+        Self {
+            plug: hex::encode(&b[..16]),
+            bridge: hex::encode(&b[16..]),
+        }
+    }
+}
+
+fn plug_file(broker: SocketAddr, writer: &str, login: &PlugLogin) -> String {
     format!(
-        r#"# The demo's simulated smart plug (MQTT, on the gateway's embedded broker).
+        r#"# The demo's simulated smart plug (MQTT, on the gateway's broker).
 [mqtt]
 host = "{ip}"
 port = {port}
 client_id = "demo-gateway"
+username = "demo-gateway"
+password = "{bridge}"
 
 [[mqtt.devices]]
 name = "plug"
 writers = ["{writer}"]
+username = "demo-plug"
+password = "{plug}"
 points = [
   {{ name = "power", topic = "tele/plug/SENSOR", pointer = "/ENERGY/Power", type = "float", unit = "W" }},
   {{ name = "relay", topic = "stat/plug/POWER", type = "bool", access = "rw", command = {{ topic = "cmnd/plug/POWER", on = "ON", off = "OFF" }} }},
@@ -514,5 +541,7 @@ points = [
 "#,
         ip = broker.ip(),
         port = broker.port(),
+        bridge = login.bridge,
+        plug = login.plug,
     )
 }

@@ -1,6 +1,6 @@
 //! The demo's simulated devices, so it needs nothing but this binary: a
 //! Modbus TCP energy meter (tokio-modbus's server) and a Tasmota-style MQTT
-//! plug on the gateway's embedded broker.
+//! plug on the gateway's broker.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -90,8 +90,9 @@ pub(super) async fn meter(addr: SocketAddr) -> std::io::Result<Registers> {
 /// A Tasmota-style plug on the broker at `broker`: reports its power every
 /// second and switches its relay on `cmnd/plug/POWER`, confirming on
 /// `stat/plug/POWER` as a real one does.
-pub(super) fn plug(broker: SocketAddr) {
+pub(super) fn plug(broker: SocketAddr, login: &super::PlugLogin) {
     let mut options = MqttOptions::new("demo-plug", broker.ip().to_string(), broker.port());
+    options.set_credentials("demo-plug", login.plug.clone());
     options.set_keep_alive(Duration::from_secs(10));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     let commands = client.clone();

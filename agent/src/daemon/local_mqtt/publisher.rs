@@ -1,7 +1,6 @@
 //! Every signed reading of the feed, published to a local broker as raw
 //! COSE bytes.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,18 +8,22 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::broadcast;
 
-use super::MqttStats;
+use super::{MqttStats, PublishTo};
 use crate::devices::SignedReading;
 
-/// Publishes every reading of `feed` to the broker at `broker`.
+/// Publishes every reading of `feed` to the broker `to`.
 pub(crate) fn spawn_publisher(
-    broker: SocketAddr,
+    to: PublishTo,
     prefix: String,
     client_id: String,
     mut feed: broadcast::Receiver<SignedReading>,
     stats: Arc<MqttStats>,
 ) {
+    let broker = to.addr;
     let mut options = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+    if let Some((user, password)) = to.login {
+        options.set_credentials(user, password);
+    }
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(256 * 1024, 256 * 1024);
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
