@@ -10,8 +10,9 @@
 //! keys, and at most [`DIALS_PER_ADDRESS`] times in all (a lookup retries a
 //! silent contact, and several lookups may ask the same one), per address
 //! within [`WINDOW`]; past that the request fails at once, and is counted.
-//! Contacts in the routing table (proven by a handshake) or connected are
-//! never limited, so an honest newcomer costs one dial.
+//! Contacts in the routing table (proven by a handshake), connected, or
+//! configured as seeds are never limited, so an honest newcomer costs one
+//! dial and a seed across a partition is retried for as long as it lasts.
 //!
 //! What this module does not do: limit lookups (the DHT core caps the
 //! unverified contacts one lookup asks), or dials the devices layer makes.

@@ -506,10 +506,15 @@ impl Node {
     }
 
     /// Whether a request to `to` may dial: always for a contact the table
-    /// holds (proven) or one we are connected to; for one we only heard
-    /// of, within the per-address budget (see `dial_budget.rs`).
+    /// holds (proven), one we are connected to, or a configured seed (the
+    /// operator's, not a peer's word: retried while a partition lasts); for
+    /// one we only heard of, within the per-address budget (see
+    /// `dial_budget.rs`).
     fn within_dial_budget(&mut self, to: &Contact, key: &PublicKey, addrs: &[PeerAddr]) -> bool {
-        if self.dht.table().contains(to.id()) || self.conns.cached(key).is_some() {
+        if self.dht.table().contains(to.id())
+            || self.conns.cached(key).is_some()
+            || self.cfg.seeds.iter().any(|(seed, _)| seed == key)
+        {
             return true;
         }
         // Only direct addresses: a relayed one is reached through the
