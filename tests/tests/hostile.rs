@@ -389,6 +389,28 @@ fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
         refused_before + cases.len() as u64
     );
 
+    // A token in our own name can name the victim's address: such dials
+    // are bounded per address (6 per 10 minutes), the rest refused busy.
+    let aimed: Vec<Vec<u8>> = (0..10)
+        .map(|_| {
+            let token = signed(&mut peer, &me.to_string(), &victim_addr);
+            peer.seal_nat(&target, &dial(&me.to_string(), &victim_addr, token))
+        })
+        .collect();
+    let mut dialed = 0;
+    for answer in peer.send_all(&conn, aimed, 2) {
+        let Answer::Answered(bytes) = answer else {
+            panic!("no answer: {answer:?}");
+        };
+        match peer.open_nat_answer(&bytes) {
+            Some(NatAnswer::Dialed { .. }) => dialed += 1,
+            Some(NatAnswer::Error { code, .. }) if code == "busy" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(dialed, 6, "dials made at one address for others");
+    assert!(dials_received(&victim).len() <= 6);
+
     // The control: a dial the target signed for its own address is made.
     let token = signed(&mut peer, &me.to_string(), &mine);
     let env = peer.seal_nat(&target, &dial(&me.to_string(), &mine, token));

@@ -15,6 +15,7 @@ use super::{NatConfig, Reachability};
 use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::node::connections::Connections;
+use crate::node::dial_budget::DialBudget;
 use crate::node::rpc::{self, Input};
 use crate::node::time_sync::TimeSync;
 use crate::node::NodeError;
@@ -89,6 +90,9 @@ pub(crate) struct Nat {
     arranging: Arc<Semaphore>,
     /// Dial-backs this node arranged: (dialer, dialed) and when.
     arranged: Mutex<HashMap<(PublicKey, PublicKey), Instant>>,
+    /// Dials made for others, per address: a requester can sign a token
+    /// for any address in its own name, so this bounds what it can aim.
+    dialed_for_others: Mutex<DialBudget>,
     pub(super) counters: NatCounters,
 }
 
@@ -117,6 +121,7 @@ impl Nat {
             dials: Arc::new(Semaphore::new(MAX_DIALS)),
             arranging: Arc::new(Semaphore::new(MAX_ARRANGING)),
             arranged: Mutex::new(HashMap::new()),
+            dialed_for_others: Mutex::new(DialBudget::default()),
             counters: NatCounters::default(),
         }
     }
@@ -328,6 +333,16 @@ impl Nat {
                 "forbidden",
                 "a dial needs the target's own signed request for that address",
             );
+        }
+        // A token in one's own name can name any address: at most a few
+        // keys and dials per address, as for contacts a lookup heard of.
+        let now = self.clock.instant();
+        let within = self
+            .dialed_for_others
+            .lock()
+            .is_ok_and(|mut b| b.allow(addr, &peer, now));
+        if !within {
+            return NatAnswer::error("busy", "enough dials to that address for now");
         }
         let Ok(_permit) = self.dials.clone().try_acquire_owned() else {
             return NatAnswer::error("busy", "too many dial-backs at once");
