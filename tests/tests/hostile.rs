@@ -370,7 +370,8 @@ fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
             ),
         ),
     ];
-    let refused_before = agent.metric("streembit_nat_requests_refused_total");
+    let forbidden = r#"streembit_nat_requests_refused_total{code="forbidden"}"#;
+    let refused_before = agent.metric(forbidden);
     for (why, req) in &cases {
         let env = peer.seal_nat(&target, req);
         let answer = match peer.send_all(&conn, vec![env], 1).pop() {
@@ -384,10 +385,7 @@ fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
     }
     let mut buf = [0u8; 2048];
     assert!(victim.recv(&mut buf).is_err(), "the victim got a datagram");
-    assert_eq!(
-        agent.metric("streembit_nat_requests_refused_total"),
-        refused_before + cases.len() as u64
-    );
+    assert_eq!(agent.metric(forbidden), refused_before + cases.len() as u64);
 
     // A token in our own name can name the victim's address: such dials
     // are bounded per address (6 per 10 minutes), the rest refused busy.
@@ -409,6 +407,10 @@ fn a_dial_to_an_address_the_target_did_not_sign_for_is_refused() {
         }
     }
     assert_eq!(dialed, 6, "dials made at one address for others");
+    assert_eq!(
+        agent.metric(r#"streembit_nat_requests_refused_total{code="busy"}"#),
+        4
+    );
     assert!(dials_received(&victim).len() <= 6);
 
     // The control: a dial the target signed for its own address is made.

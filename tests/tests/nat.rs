@@ -105,7 +105,7 @@ fn on_a_private_network_the_relayed_target_still_checks_its_allowlist() {
     // The relay admits `out`, but the gateway does not: refused, counted.
     let refused = out.cli(&["read", &plug, "power"]);
     assert!(!refused.status.success());
-    assert!(gw.metric("streembit_nat_requests_refused_total") >= 1);
+    assert!(gw.metric(r#"streembit_nat_requests_refused_total{code="not_allowed"}"#) >= 1);
     assert_eq!(
         out.metric("streembit_relayed_dials_total{outcome=\"failed\"}"),
         1

@@ -69,12 +69,20 @@ impl Nat {
                 Kind::Counter,
                 get(&c.incoming_sessions),
             ),
-            Family::single(
-                "streembit_nat_requests_refused",
-                "NAT-traversal requests refused (bad, not allowed, or over a limit).",
-                Kind::Counter,
-                get(&c.refused),
-            ),
+            {
+                let mut refused = Family::new(
+                    "streembit_nat_requests_refused",
+                    "NAT-traversal requests refused, by the error code answered \
+                     (undecodable: none could be).",
+                    Kind::Counter,
+                );
+                if let Ok(by_code) = c.refused.lock() {
+                    for (code, n) in by_code.iter() {
+                        refused.push(&[("code", code.as_str())], *n);
+                    }
+                }
+                refused
+            },
             Family::new(
                 "streembit_udp_frames",
                 "Non-QUIC datagrams on the socket, by kind.",

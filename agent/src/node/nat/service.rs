@@ -63,8 +63,17 @@ pub(crate) struct NatCounters {
     pub holepunch_failed: AtomicU64,
     /// Relayed sessions announced to us as a target.
     pub incoming_sessions: AtomicU64,
-    /// Requests refused, as a relay or otherwise.
-    pub refused: AtomicU64,
+    /// Requests refused, as a relay or otherwise, by the error code
+    /// answered (`undecodable` when none could be): a fixed set.
+    pub refused: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl NatCounters {
+    fn refuse(&self, code: &str) {
+        if let Ok(mut by_code) = self.refused.lock() {
+            *by_code.entry(code.to_owned()).or_default() += 1;
+        }
+    }
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -194,13 +203,13 @@ impl Nat {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(peer = %peer, error = %e, "nat request refused");
-                bump(&self.counters.refused);
+                self.counters.refuse("undecodable");
                 return;
             }
         };
         let answer = self.handle(&conn, req).await;
-        if matches!(answer, NatAnswer::Error { .. }) {
-            bump(&self.counters.refused);
+        if let NatAnswer::Error { code, .. } = &answer {
+            self.counters.refuse(code);
         }
         match self.session.seal(Kind::NatAnswer, &peer, &encode(&answer)) {
             Ok(env) => rpc::answer(reply, env).await,
