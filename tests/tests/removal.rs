@@ -61,4 +61,6 @@ fn a_removed_reader_loses_its_device_connection_and_subscriptions_at_once() {
     assert!(!String::from_utf8_lossy(&gw.cli(&["metrics"]).stdout).contains(&queue));
     let refused = reader.cli(&["read", &plug, "power", "--json"]);
     assert!(!refused.status.success(), "{}", json(&refused));
+    // The reader is told why, not only that nothing was found.
+    assert!(reader.metric(r#"streembit_refused_by_peers_total{reason="not_admitted"}"#) >= 1);
 }

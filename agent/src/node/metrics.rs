@@ -23,6 +23,8 @@ pub(crate) struct NodeCounters {
     pub(crate) app_bytes_received: u64,
     /// Writes to the state directory that failed (disk full, read-only).
     pub(crate) state_write_errors: u64,
+    /// Our requests' handshakes refused by peers, by their reason.
+    pub(crate) refused_by_peers: BTreeMap<&'static str, u64>,
 }
 
 pub(crate) struct Snapshot<'a> {
@@ -145,6 +147,18 @@ pub(crate) fn families(s: &Snapshot<'_>) -> Vec<Family> {
             s.records_stored as u64,
         ),
         stores,
+        {
+            let mut by_peers = Family::new(
+                "streembit_refused_by_peers",
+                "Our handshakes peers refused, by the reason their alert gave \
+                 (not_admitted: not in their network's membership).",
+                Kind::Counter,
+            );
+            for (why, n) in &s.node.refused_by_peers {
+                by_peers.push(&[("reason", why)], *n);
+            }
+            by_peers
+        },
         Family::single(
             "streembit_dials_refused",
             "Dials not made: more unproven keys at one address than the per-address budget allows.",

@@ -48,7 +48,7 @@ mod queries;
 mod rpc;
 mod time_sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::Clock;
 use crate::dht::{Action, Addrs, Contact, Dht, Message, MessageKind, Time, WireRecordVerifier};
 use crate::identity::{Keypair, PublicKey};
-use crate::transport::{Connection, Endpoint, VerifiedPeer};
+use crate::transport::{Connection, Endpoint, PeerRefusal, VerifiedPeer};
 use crate::wire::{FromPeer, Kind, Session, SessionError, TimeSource};
 
 pub(crate) use config::NodeConfig;
@@ -159,6 +159,8 @@ pub(crate) struct Node {
     counters: NodeCounters,
     started: Instant,
     dial_budget: dial_budget::DialBudget,
+    /// Peers whose refusal of our handshake was said at WARN (bounded).
+    warned_refusals: HashSet<PublicKey>,
 }
 
 impl Node {
@@ -235,6 +237,7 @@ impl Node {
             counters: NodeCounters::default(),
             started: clock.instant(),
             dial_budget: dial_budget::DialBudget::default(),
+            warned_refusals: HashSet::new(),
             clock,
             cfg,
         }
@@ -341,7 +344,10 @@ impl Node {
         match input {
             Input::Connected(conn) => self.on_connected(conn),
             Input::SetAddrs(addrs) => self.set_addrs(&addrs),
-            Input::Unreachable { rid } => {
+            Input::Unreachable { rid, refused } => {
+                if let Some((peer, why)) = refused {
+                    self.refused_by_peer(peer, why);
+                }
                 let now = self.now();
                 self.dht.handle_unreachable(now, rid)
             }
@@ -503,6 +509,20 @@ impl Node {
             rpc::Outgoing { kind, payload },
             timeout,
         ));
+    }
+
+    /// A peer refused our handshake and said why: counted, and said once
+    /// per peer at WARN (a node left out of a private network would
+    /// otherwise only see lookups that find nothing).
+    fn refused_by_peer(&mut self, peer: PublicKey, why: PeerRefusal) {
+        *self
+            .counters
+            .refused_by_peers
+            .entry(why.label())
+            .or_default() += 1;
+        if self.warned_refusals.len() < 256 && self.warned_refusals.insert(peer) {
+            tracing::warn!(peer = %peer, own_key = %self.key.public(), "refused by a peer: {}", why.explain());
+        }
     }
 
     /// Whether a request to `to` may dial: always for a contact the table

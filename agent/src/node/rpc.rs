@@ -14,7 +14,7 @@ use super::nat::{Nat, PeerAddr};
 use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::transport::framing::{read_frame, request, write_frame};
-use crate::transport::{Connection, Membership, TransportError, VerifiedPeer};
+use crate::transport::{Connection, Membership, PeerRefusal, TransportError, VerifiedPeer};
 use crate::wire::{Kind, Session};
 
 /// What the I/O tasks tell the node loop.
@@ -32,7 +32,11 @@ pub(crate) enum Input {
         bytes: Vec<u8>,
     },
     /// Request `rid` could not be delivered or was not answered.
-    Unreachable { rid: u64 },
+    Unreachable {
+        rid: u64,
+        /// The peer that refused us in the handshake, and why.
+        refused: Option<(PublicKey, PeerRefusal)>,
+    },
     /// A new connection is up (dialed or accepted).
     Connected(Connection),
     /// Our addresses changed (reachability, relays): republish records.
@@ -73,7 +77,11 @@ pub(crate) async fn send_request(
     };
     let input = match tokio::time::timeout(timeout * 2, result).await {
         Ok(Ok((peer, Some(bytes)))) => Input::Answer { peer, rid, bytes },
-        Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => Input::Unreachable { rid },
+        Ok(Err(TransportError::Refused(why))) => Input::Unreachable {
+            rid,
+            refused: Some((to, why)),
+        },
+        Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => Input::Unreachable { rid, refused: None },
     };
     let _ = inputs.send(input).await;
 }

@@ -18,7 +18,7 @@ use super::membership::{Membership, Refusal};
 use super::relay::{Forwarder, RelayLimits};
 use super::socket::{Path, PathSocket, Paths};
 use super::verify::PeerVerifier;
-use super::TransportError;
+use super::{PeerRefusal, TransportError};
 use crate::clock::Clock;
 use crate::identity::{Keypair, PublicKey};
 use crate::wire::NetworkId;
@@ -126,6 +126,14 @@ impl Connection {
             .and_then(|name| key_from_server_name(&name))
     }
 
+    /// Why the peer refused us, when it closed this connection with the
+    /// alert of a refusal (TLS 1.3 may complete our half of the handshake
+    /// before the server has checked our certificate, so a refusal can
+    /// arrive after the dial seemed to succeed).
+    pub fn refused_by_peer(&self) -> Option<TransportError> {
+        self.inner.close_reason().as_ref().and_then(peer_refusal)
+    }
+
     /// Closes with an application code and a short reason.
     pub fn close(&self, code: u32, reason: &str) {
         self.inner.close(code.into(), reason.as_bytes());
@@ -150,6 +158,26 @@ impl Connection {
             addr: inner.remote_address(),
         };
         Ok(Self { inner, peer })
+    }
+}
+
+/// A refusal the far side stated with its TLS alert, in words that name
+/// the cause and the fix. The alerts are the ones our own verifier and
+/// resolver send (verify.rs): access_denied (49) for a key its membership
+/// does not admit, handshake_failure (40) for a name it does not answer to.
+fn peer_refusal(e: &quinn::ConnectionError) -> Option<TransportError> {
+    let code = match e {
+        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
+        quinn::ConnectionError::TransportError(t) => t.code,
+        _ => return None,
+    };
+    let is = |alert: u8| code == quinn::TransportErrorCode::crypto(alert);
+    if is(49) {
+        Some(TransportError::Refused(PeerRefusal::NotAdmitted))
+    } else if is(40) {
+        Some(TransportError::Refused(PeerRefusal::UnknownName))
+    } else {
+        None
     }
 }
 
@@ -429,9 +457,9 @@ impl Endpoint {
             .quic
             .connect(addr, &server_name_for(peer))
             .map_err(|e| TransportError::Local(format!("cannot dial {addr}: {e}")))?;
-        let conn = connecting
-            .await
-            .map_err(|e| TransportError::Handshake(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| {
+            peer_refusal(&e).unwrap_or_else(|| TransportError::Handshake(e.to_string()))
+        })?;
         let conn = Connection::from_quic(conn)?;
         if conn.peer.key != *peer {
             // The verifier already refuses this; kept as a second line.

@@ -79,7 +79,9 @@ pub async fn request(
             .map_err(|e| TransportError::Stream(e.to_string()))?;
         read_frame(&mut recv, max_answer).await
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| TransportError::TimedOut)?
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Err(e)) => Err(conn.refused_by_peer().unwrap_or(e)),
+        Ok(answered) => answered,
+        Err(_) => Err(TransportError::TimedOut),
+    }
 }

@@ -72,6 +72,42 @@ pub enum TransportError {
     /// No answer in time.
     #[error("timed out")]
     TimedOut,
+    /// The peer refused us in the handshake, and said why (its TLS alert).
+    #[error("refused by the peer: {}", .0.explain())]
+    Refused(PeerRefusal),
+}
+
+/// Why a peer refused our handshake, as its TLS alert says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRefusal {
+    /// access_denied: its membership does not admit our key.
+    NotAdmitted,
+    /// handshake_failure: it does not answer to the name we asked for.
+    UnknownName,
+}
+
+impl PeerRefusal {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerRefusal::NotAdmitted => "not_admitted",
+            PeerRefusal::UnknownName => "unknown_name",
+        }
+    }
+
+    /// The cause and the fix, for a person.
+    pub fn explain(self) -> &'static str {
+        match self {
+            PeerRefusal::NotAdmitted => {
+                "this agent's key is not admitted by the peer's network (not on its allowlist: \
+                 its operator must add this agent's key, see `streembit id`)"
+            }
+            PeerRefusal::UnknownName => {
+                "no identity there answers to the key dialed (not hosted there, or a device \
+                 asked for before a connection to its gateway)"
+            }
+        }
+    }
 }
 
 #[cfg(test)]
