@@ -31,7 +31,7 @@ password = "pa"
 name = "plug"
 writers = ["{KEY}"]
 username = "plug"
-password = "pp"
+password = "plug-device-password"
 availability = { topic = "tele/plug/LWT" }
 points = [
   { name = "power", topic = "tele/plug/SENSOR", type = "float" },
@@ -104,7 +104,10 @@ fn each_account_gets_its_own_topics_only() {
         .collect();
     assert_eq!(users, ["bridge-a", "plug", AGENT_USER]);
     assert!(files.passwd.lines().all(|l| l.contains(":$7$1000$")));
-    assert!(!files.passwd.contains("pp") && !files.passwd.contains("agent-secret"));
+    // Distinctive passwords: base64 hashes may hold any short string.
+    assert!(
+        !files.passwd.contains("plug-device-password") && !files.passwd.contains("agent-secret")
+    );
 }
 
 #[test]
@@ -154,7 +157,10 @@ fn shared_reserved_and_missing_accounts_are_refused_or_warned() {
         "{err:?}"
     );
     let nameless = plug()
-        .replace("username = \"plug\"\npassword = \"pp\"\n", "")
+        .replace(
+            "username = \"plug\"\npassword = \"plug-device-password\"\n",
+            "",
+        )
         .replace("username = \"bridge-a\"\npassword = \"pa\"\n", "");
     let files = broker_files(&[bridge("plug.toml", &nameless)], &policy()).expect("files");
     assert_eq!(files.warnings.len(), 2, "{:?}", files.warnings);
