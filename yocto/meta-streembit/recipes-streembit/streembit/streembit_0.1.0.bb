@@ -55,13 +55,6 @@ do_install:append() {
 SYSTEMD_SERVICE:${PN} = "streembit.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "enable"
 
-# [mqtt] embedded = true (the default) runs mosquitto as the agent's child,
-# confined by the accounts of the bridge files. mosquitto is in
-# meta-networking (meta-openembedded): recommended, so an image without that
-# layer still builds; the agent then says so at start, and
-# `[mqtt] embedded = false` in agent.toml runs it without a local broker.
-RRECOMMENDS:${PN} += "mosquitto"
-
 # The unit runs as streembit with SupplementaryGroups=dialout i2c; OE's
 # base-passwd has dialout, i2c is created here when missing.
 USERADD_PACKAGES = "${PN}"
@@ -71,3 +64,10 @@ USERADD_PARAM:${PN} = "--system --home-dir ${localstatedir}/lib/streembit --no-c
 
 CONFFILES:${PN} = "${sysconfdir}/streembit/agent.toml"
 FILES:${PN} += "${sysconfdir}/streembit ${systemd_system_unitdir}/streembit.service.d"
+
+# [mqtt] embedded = true (the default) runs mosquitto as the agent's child,
+# confined by the accounts of the bridge files. mosquitto is in
+# meta-networking (meta-openembedded): recommended, so an image without that
+# layer still builds; the agent then says so at start, and
+# `[mqtt] embedded = false` in agent.toml runs it without a local broker.
+RRECOMMENDS:${PN} += "mosquitto"
