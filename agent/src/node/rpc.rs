@@ -193,6 +193,14 @@ pub(crate) async fn serve_device_connection(
 ) {
     use tokio::sync::broadcast::error::RecvError;
     let peer = conn.peer();
+    // Closes the connection if the peer is no longer admitted.
+    let expel = || match membership.still_admits(&peer.key(), clock.wall()) {
+        Ok(_) => false,
+        Err(refusal) => {
+            conn.close(super::CLOSE_NOT_ALLOWED, refusal.explain());
+            true
+        }
+    };
     let mut expelled = Some(expelled);
     loop {
         let dropped = async {
@@ -218,19 +226,15 @@ pub(crate) async fn serve_device_connection(
                         false
                     }
                 };
-                if ours {
-                    if let Err(refusal) = membership.still_admits(&peer.key(), clock.wall()) {
-                        conn.close(super::CLOSE_NOT_ALLOWED, refusal.explain());
-                        break;
-                    }
+                if ours && expel() {
+                    break;
                 }
                 continue;
             }
         };
         // Checked per stream: the membership may have changed since the
         // handshake.
-        if let Err(refusal) = membership.still_admits(&peer.key(), clock.wall()) {
-            conn.close(super::CLOSE_NOT_ALLOWED, refusal.explain());
+        if expel() {
             break;
         }
         let Some(tx) = &streams else {

@@ -86,9 +86,7 @@ impl Nat {
                         .saturating_duration_since(started)
                         .as_micros() as u64;
                     tracing::debug!(peer = %peer, addr = %addr, elapsed_us, "connected");
-                    self.conns.insert(conn.clone());
-                    let _ = self.inputs.send(Input::Connected(conn.clone())).await;
-                    self.learn_time(&conn).await;
+                    self.adopt(&conn).await;
                     return Ok(conn);
                 }
                 Err(e) => last = e,
@@ -113,10 +111,16 @@ impl Nat {
             return Ok(());
         }
         let conn = self.endpoint.dial(host, addr).await?;
+        self.adopt(&conn).await;
+        Ok(())
+    }
+
+    /// A connection we dialed joins the cache and the node's serving, and
+    /// may be asked the time.
+    async fn adopt(&self, conn: &Connection) {
         self.conns.insert(conn.clone());
         let _ = self.inputs.send(Input::Connected(conn.clone())).await;
-        self.learn_time(&conn).await;
-        Ok(())
+        self.learn_time(conn).await;
     }
 
     /// Asks a newly connected peer for its time while too few have
