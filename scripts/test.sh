@@ -3,6 +3,8 @@
 # then formatting, lints, and every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from cold: incremental state would only add gigabytes of disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 ./scripts/install-test-deps.sh
 cargo fmt --all --check
