@@ -254,6 +254,42 @@ pub fn offset_text(offset_ms: i64) -> String {
     format!("{amount} {side}")
 }
 
+/// What `streembit members` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MembersView {
+    /// The network's id.
+    pub network: String,
+    /// Whether it is private.
+    pub private: bool,
+    /// Its admin keys.
+    pub admins: Vec<String>,
+    /// How many admins must sign.
+    pub admin_threshold: usize,
+    /// Sequence of the newest revocation list held (0: none).
+    pub revocation_seq: u64,
+    /// The keys it revokes.
+    pub revoked: Vec<String>,
+    /// Keys admitted by credential that this node remembers.
+    pub admitted_by_credential: usize,
+    /// This agent's own credential.
+    pub credential: Option<CredentialView>,
+    /// What the operator should act on (a credential about to expire).
+    pub warnings: Vec<String>,
+}
+
+/// This agent's own credential, for `members` and `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialView {
+    /// `gateway` or `member`.
+    pub role: String,
+    /// The issuer's serial.
+    pub serial: u64,
+    /// When it was issued.
+    pub issued_unix_ms: u64,
+    /// When it ends, if it does.
+    pub expires_unix_ms: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

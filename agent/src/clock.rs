@@ -167,8 +167,71 @@ impl streembit_bridges::Clock for OffsetClock {
     }
 }
 
+/// `YYYY-MM-DD` (UTC) of a wall-clock time, for operators: credential
+/// expiry dates.
+pub fn format_date(t: UnixMillis) -> String {
+    let days = (t.0 / 86_400_000) as i64;
+    // Days to civil date (H. Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The start (00:00 UTC) of a `YYYY-MM-DD` date; an error names the
+/// expected form.
+pub fn parse_date(s: &str) -> Result<UnixMillis, String> {
+    let bad = || format!("{s:?} is not a date of the form YYYY-MM-DD");
+    let mut parts = s.trim().split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Civil date to days (the inverse of `format_date`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t = UnixMillis(u64::try_from(days).map_err(|_| bad())? * 86_400_000);
+    // 2027-02-31 and the like do not come back as themselves.
+    if format_date(t) != s.trim() {
+        return Err(bad());
+    }
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(format_date(UnixMillis(0)), "1970-01-01");
+        let t = parse_date("2027-03-01").expect("date");
+        assert_eq!(t, UnixMillis(1_803_859_200_000));
+        assert_eq!(format_date(t), "2027-03-01");
+        assert_eq!(format_date(UnixMillis(t.0 - 1)), "2027-02-28");
+        for bad in ["2027-02-30", "2027-13-01", "27-01-01", "2027-1-1x", ""] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -74,7 +74,8 @@ pub mod internals {
         pub use crate::transport::relay::RelayLimits;
         pub use crate::transport::socket::{Path, Paths};
         pub use crate::transport::{
-            alpn_for, Answer, Connection, Endpoint, Membership, TransportConfig, TransportError,
+            alpn_for, Answer, Authority, Connection, Endpoint, Membership, TransportConfig,
+            TransportError,
         };
     }
 

@@ -39,7 +39,9 @@ fn a_certificate_for_another_key_is_refused() {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("tls13")
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(AlwaysX(certified_key(x.clone()).expect("cert"))));
+        .with_cert_resolver(Arc::new(AlwaysX(
+            certified_key(x.clone(), &[]).expect("cert"),
+        )));
         tls.alpn_protocols = vec![alpn_for(&NetworkId::public())];
         let crypto = QuicServerConfig::try_from(tls).expect("quic tls");
         let server = quinn::Endpoint::server(

@@ -9,6 +9,8 @@
 //!   `metrics`, `devices` — thin clients of the running agent's local API.
 //! - `device_cmds`: `read`, `write` and subscriptions, for devices
 //!   anywhere on the network, through the local API.
+//! - `membership`: `network create`, `member issue`, `member revoke` and
+//!   `members`: running a private network.
 //! - `reload`: `streembit reload`, the unit's ExecReload: signals the agent
 //!   and returns once it has reloaded.
 //! - `demo`: `streembit demo`, a local network with simulated devices.
@@ -23,6 +25,7 @@ mod device_cmds;
 mod encoding;
 mod envelope;
 mod keys;
+mod membership;
 mod reload;
 
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use encoding::Encoding;
+pub use membership::{MemberCommand, NetworkCommand};
 
 /// Exit code: the command worked.
 pub const EXIT_OK: u8 = 0;
@@ -95,6 +99,21 @@ pub enum Command {
     Subscriptions(JsonArgs),
     /// Readings received from a subscribed device, oldest first.
     Inbox(InboxArgs),
+    /// Private networks: create one (an admin key and config lines).
+    Network {
+        /// What to do.
+        #[command(subcommand)]
+        command: membership::NetworkCommand,
+    },
+    /// Members of a private network: issue credentials, revoke keys.
+    Member {
+        /// What to do.
+        #[command(subcommand)]
+        command: membership::MemberCommand,
+    },
+    /// What the running agent knows of its network's membership: admins,
+    /// revocation sequence and revoked keys, its own credential.
+    Members(JsonArgs),
     /// A small network on loopback with simulated devices: readings
     /// signed, looked up, fetched and verified; writes refused and applied.
     Demo(DemoArgs),
@@ -380,6 +399,16 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Unsubscribe(a) => device_cmds::subscribe(&a, false, out),
         Command::Subscriptions(a) => device_cmds::subscriptions(&a, out),
         Command::Inbox(a) => device_cmds::inbox(&a, out),
+        Command::Network {
+            command: membership::NetworkCommand::Create(a),
+        } => membership::create(&a, out),
+        Command::Member {
+            command: membership::MemberCommand::Issue(a),
+        } => membership::issue(&a, out),
+        Command::Member {
+            command: membership::MemberCommand::Revoke(a),
+        } => membership::revoke(&a, out),
+        Command::Members(a) => membership::members(&a, out),
         Command::Demo(a) => demo::run(&a, out),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -20,7 +20,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::PublicKey;
 use crate::wire::NetworkId;
 
 use super::config_env::{is_config_key, ENV_PREFIX};
@@ -67,6 +66,14 @@ pub struct AgentConfig {
     /// A file of public keys (one per line, `#` comments) admitted on a
     /// private network, in addition to `allowlist`.
     pub allowlist_file: Option<PathBuf>,
+    /// Admin keys of a private network: the holders of a credential signed
+    /// by `admin_threshold` of them are members (no list needed).
+    pub admins: Vec<String>,
+    /// How many of `admins` must sign a credential or a revocation list.
+    pub admin_threshold: usize,
+    /// This agent's own credential (`streembit member issue` writes it),
+    /// presented in every handshake.
+    pub credential_file: Option<PathBuf>,
     /// Log level when `RUST_LOG` is not set.
     pub log_level: String,
     /// Store-and-forward: the most each subscriber's queue of a hosted
@@ -210,6 +217,9 @@ impl Default for AgentConfig {
             seeds: Vec::new(),
             allowlist: Vec::new(),
             allowlist_file: None,
+            admins: Vec::new(),
+            admin_threshold: 1,
+            credential_file: None,
             log_level: "info".to_owned(),
             outbox_max_bytes: 8 * 1024 * 1024,
             max_subscribers_per_device: 16,
@@ -290,13 +300,7 @@ impl AgentConfig {
     /// Every semantic check; `origin` names the file in messages.
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let mut errors = self.text_errors(origin);
-        if let Some(f) = &self.allowlist_file {
-            if let Err(reasons) = crate::transport::read_allowlist(f) {
-                for reason in reasons {
-                    errors.push(format!("{origin}: key `allowlist_file`: {reason}"));
-                }
-            }
-        }
+        errors.extend(self.membership_file_errors(origin));
         // Names are resolved only here (DNS is a side effect), and only
         // for addresses whose shape passed the text checks.
         for (key, addr) in [
@@ -354,11 +358,6 @@ impl AgentConfig {
                 err(&format!("seeds[{i}]"), reason.to_string());
             }
         }
-        for (i, k) in self.allowlist.iter().enumerate() {
-            if let Err(e) = k.parse::<PublicKey>() {
-                err(&format!("allowlist[{i}]"), e.to_string());
-            }
-        }
         for (key, v) in [
             ("outbox_max_bytes", self.outbox_max_bytes),
             ("inbox_max_bytes", self.inbox_max_bytes),
@@ -391,28 +390,8 @@ impl AgentConfig {
         if self.max_subscribers_per_device == 0 {
             err("max_subscribers_per_device", "must be at least 1".into());
         }
-        if self.is_private() && self.network == "public" {
-            err(
-                "network",
-                "an allowlist makes the network private: give it its own name (not \"public\")"
-                    .into(),
-            );
-        }
-        if !self.is_private() && self.network != "public" {
-            err(
-                "allowlist",
-                format!(
-                    "network {:?} is private but has no allowlist or allowlist_file",
-                    self.network
-                ),
-            );
-        }
+        errors.extend(self.membership_errors(origin));
         errors
-    }
-
-    /// Whether this is a private network (it has an allowlist).
-    pub fn is_private(&self) -> bool {
-        !self.allowlist.is_empty() || self.allowlist_file.is_some()
     }
 
     /// The state directory this config resolves to.
@@ -450,20 +429,6 @@ impl AgentConfig {
             .iter()
             .filter_map(|s| Seed::parse(s).ok())
             .collect()
-    }
-
-    /// The full allowlist: inline keys plus the file's (validated at load;
-    /// the file is re-read here, so a reload sees its new content).
-    pub fn allowlist(&self) -> Result<Vec<PublicKey>, ConfigError> {
-        let mut keys: Vec<PublicKey> = self
-            .allowlist
-            .iter()
-            .filter_map(|k| k.parse().ok())
-            .collect();
-        if let Some(f) = &self.allowlist_file {
-            keys.extend(crate::transport::read_allowlist(f).map_err(ConfigError)?);
-        }
-        Ok(keys)
     }
 
     /// The listen address (validated at load).

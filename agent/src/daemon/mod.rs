@@ -26,6 +26,7 @@ pub(crate) mod config;
 mod config_env;
 mod local_mqtt;
 pub(crate) mod logging;
+mod membership;
 pub(crate) mod routes;
 mod seed;
 mod server;
@@ -175,16 +176,21 @@ async fn serve(
             .map_err(DaemonError::config)?,
     );
     let network = config.network_id().map_err(DaemonError::config)?;
-    let membership = if config.is_private() {
-        Membership::allowlist(config.allowlist().map_err(DaemonError::config)?)
-    } else {
-        Membership::public()
-    };
+    let (membership, own_credential) =
+        membership::build(&config, &network, &key.public(), &state_dir)?;
+    if let Some(w) = own_credential
+        .as_ref()
+        .and_then(|o| membership::expiry_warning(&o.credential, clock.wall()))
+    {
+        tracing::warn!("{w}");
+    }
     let listen = config.listen_addr().map_err(DaemonError::config)?;
     let nat = config.nat.node_config().map_err(DaemonError::config)?;
     let mut transport = TransportConfig::new(listen, network.clone());
     transport.relay = nat.relay.clone();
     transport.clock = clock.clone();
+    transport.credential = own_credential.as_ref().map(|o| o.bytes.clone());
+    let own_credential = own_credential.map(Arc::new);
     let endpoint = Arc::new(
         Endpoint::bind(key.clone(), membership.clone(), &transport)
             .map_err(DaemonError::runtime)?,
@@ -266,7 +272,8 @@ async fn serve(
         handle.clone(),
     ));
     let node_task = tokio::spawn(node.run(shutdown_rx.clone()));
-    host_devices(&handle, &devices, &membership, &clock).await;
+    membership::spawn_removals(&membership, handle.clone(), devices.clone());
+    host_devices(&handle, &devices, own_credential.as_deref()).await;
     let subscriptions = Subscriptions::start(
         remote.clone(),
         devices.feed().clone(),
@@ -307,6 +314,10 @@ async fn serve(
             subscriptions: subscriptions.clone(),
             mqtt: mqtt_stats,
             device_budget: config.dht.max_devices_per_gateway,
+            membership: membership.clone(),
+            network: network.clone(),
+            credential: own_credential.clone(),
+            clock: clock.clone(),
         },
         shutdown_rx.clone(),
     ));
@@ -339,7 +350,7 @@ async fn serve(
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &mut local_mqtt, &bridges_dir, &clock, &mut reloads).await,
+            _ = hup.recv() => reload(config_path.as_deref(), &membership, &handle, &devices, &mut local_mqtt, &bridges_dir, own_credential.as_deref(), &mut reloads).await,
             Some(event) = events_rx.recv() => {
                 report(&event);
                 status_line.refresh();
@@ -376,7 +387,7 @@ async fn reload(
     devices: &Devices,
     local_mqtt: &mut local_mqtt::LocalMqtt,
     bridges_dir: &std::path::Path,
-    clock: &Clock,
+    own: Option<&membership::OwnCredential>,
     reloads: &mut systemd::Reloads,
 ) {
     reloads.started();
@@ -384,7 +395,7 @@ async fn reload(
     // Accounts first, so a new bridge's devices can log in at once.
     let mut problems = local_mqtt.reload(&loaded);
     problems.extend(devices.apply(loaded).await);
-    host_devices(node, devices, membership, clock).await;
+    host_devices(node, devices, own).await;
     for p in &problems {
         tracing::error!("bridge file refused on reload, previous version kept: {p}");
     }
@@ -398,15 +409,8 @@ async fn reload(
     };
     match AgentConfig::load(path).and_then(|c| c.allowlist()) {
         Ok(keys) if membership.is_private() => {
+            // What the removed keys hold is closed by the removals task.
             let removed = membership.replace_allowlist(keys);
-            for k in &removed {
-                let _ = tokio::time::timeout(NODE_ANSWER, node.forget(*k)).await;
-                // Its subscriber slots and queues go with it.
-                let dropped = devices.outboxes().forget_subscriber(k);
-                if dropped > 0 {
-                    tracing::info!(key = %k, subscriptions = dropped, "removed member's subscriptions deleted");
-                }
-            }
             tracing::info!(removed = removed.len(), "allowlist reloaded");
         }
         Ok(_) => tracing::info!("reload: public network, nothing to apply"),
@@ -423,30 +427,14 @@ async fn reload(
 const NODE_ANSWER: Duration = Duration::from_secs(5);
 
 /// Tells the node which devices it hosts (TLS identities, device records).
-/// On a private network every device key must be a member too (peers
-/// check the device's certificate against their membership): say so if not.
+/// On a private network each device presents a credential signed by this
+/// gateway, which peers accept only from a gateway: say so if we are not.
 async fn host_devices(
     node: &NodeHandle,
     devices: &Devices,
-    membership: &Membership,
-    clock: &Clock,
+    own: Option<&membership::OwnCredential>,
 ) {
-    for d in devices.list() {
-        let refused = d
-            .key
-            .parse()
-            .ok()
-            .and_then(|k| {
-                membership
-                    .admits(&k, clock.wall())
-                    .is_admitted()
-                    .then_some(())
-            })
-            .is_none();
-        if refused {
-            tracing::warn!(device = %d.name, key = %d.key, "device key not on the allowlist: peers of this private network will refuse it");
-        }
-    }
+    membership::warn_if_devices_refused(own, devices.count());
     let _ = tokio::time::timeout(NODE_ANSWER, node.host(devices.keypairs())).await;
 }
 

@@ -6,6 +6,16 @@ use crate::identity::PublicKey;
 
 /// The body of a request may be at most this large.
 pub(crate) const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// The body of a request may be at most this large: [`MAX_REQUEST_BODY`],
+/// or a whole revocation list for `POST /v1/revocations`.
+pub(crate) fn body_cap(method: &str, path: &str) -> usize {
+    if method == "POST" && path.trim_end_matches('/') == "/v1/revocations" {
+        crate::wire::membership::MAX_REVOCATIONS_BYTES
+    } else {
+        MAX_REQUEST_BODY
+    }
+}
+
 /// `limit` of an inbox read at most.
 pub(crate) const MAX_INBOX_LIMIT: usize = 10_000;
 
@@ -50,6 +60,12 @@ pub enum Route {
         /// Value.
         value: serde_json::Value,
     },
+    /// `GET /v1/members`: what this node knows of its network's
+    /// membership.
+    Members,
+    /// `POST /v1/revocations` with a signed revocation list (its COSE
+    /// bytes): applied if newer, then passed on to every peer.
+    Revoke(Vec<u8>),
     /// `GET /v1/subscriptions`
     Subscriptions,
     /// `POST /v1/subscriptions/{key}`
@@ -149,6 +165,8 @@ pub fn parse(method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Resu
             point: (*point).to_owned(),
             value: value(body)?,
         },
+        ("GET", ["v1", "members"]) => Route::Members,
+        ("POST", ["v1", "revocations"]) => Route::Revoke(body.to_vec()),
         ("GET", ["v1", "subscriptions"]) => Route::Subscriptions,
         ("POST", ["v1", "subscriptions", k]) => Route::Subscribe(key(k)?),
         ("DELETE", ["v1", "subscriptions", k]) => Route::Unsubscribe(key(k)?),

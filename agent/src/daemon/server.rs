@@ -19,11 +19,15 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 
 use super::local_mqtt::MqttStats;
-use super::routes::{self, Route, MAX_REQUEST_BODY};
+use super::membership::OwnCredential;
+use super::routes::{self, Route};
 use crate::api::{ApiError, ReadAnswer, ReadingView};
+use crate::clock::Clock;
 use crate::devices::{verify_readings, DeviceService, Devices, Remote, RemoteError, Subscriptions};
 use crate::identity::PublicKey;
 use crate::node::{NodeError, NodeHandle};
+use crate::transport::{Membership, RevocationError};
+use crate::wire::NetworkId;
 
 /// What the API serves from.
 #[derive(Clone)]
@@ -42,6 +46,14 @@ pub(crate) struct Context {
     pub mqtt: Arc<MqttStats>,
     /// Device records peers keep per gateway (`[dht]`), to warn near it.
     pub device_budget: usize,
+    /// Who may take part, and the revocation list held.
+    pub membership: Membership,
+    /// The network's id.
+    pub network: NetworkId,
+    /// This agent's own credential, if it has one.
+    pub credential: Option<Arc<OwnCredential>>,
+    /// Where "now" is read (credential expiry).
+    pub clock: Clock,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -103,7 +115,8 @@ pub(crate) fn remove(path: &PathBuf) {
 async fn handle(req: Request<Incoming>, ctx: Context) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     // Read at most the cap, so a client cannot make us buffer without bound.
-    let limited = http_body_util::Limited::new(body, MAX_REQUEST_BODY);
+    let cap = routes::body_cap(parts.method.as_str(), parts.uri.path());
+    let limited = http_body_util::Limited::new(body, cap);
     let body = match limited.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -136,12 +149,17 @@ async fn answer(
     let node = &ctx.node;
     let devices = &ctx.devices;
     match route {
-        Route::Status => ask(node.status()).await.map(|mut s| {
-            s.devices = devices.count();
-            s.warnings
-                .extend(super::device_budget_warning(s.devices, ctx.device_budget));
-            json(&s)
-        }),
+        Route::Status => {
+            ask(node.status()).await.map(|mut s| {
+                s.devices = devices.count();
+                s.warnings
+                    .extend(super::device_budget_warning(s.devices, ctx.device_budget));
+                s.warnings.extend(ctx.credential.as_ref().and_then(|o| {
+                    super::membership::expiry_warning(&o.credential, ctx.clock.wall())
+                }));
+                json(&s)
+            })
+        }
         Route::Peers => ask(node.peers()).await.map(|p| json(&p)),
         Route::Lookup(key) => Ok(match bounded(node.lookup(key)).await {
             Ok(Ok(Some(answer))) => json(&answer),
@@ -174,6 +192,22 @@ async fn answer(
             ),
             Err(e) => remote_error(&e),
         }),
+        Route::Members => Ok(json(&super::membership::members_view(
+            &ctx.membership,
+            &ctx.network,
+            ctx.credential.as_deref(),
+            ctx.clock.wall(),
+        ))),
+        Route::Revoke(list) => Ok(match ctx.membership.apply_revocations(&list) {
+            Ok(newly) => json(&serde_json::json!({
+                "seq": ctx.membership.revocation_seq(),
+                "revoked_now": newly.len(),
+            })),
+            Err(e @ RevocationError::NotSaved { .. }) => {
+                error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            }
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        }),
         Route::Subscriptions => Ok(json(&ctx.subscriptions.list())),
         Route::Subscribe(device) => Ok(match ctx.subscriptions.add(&device) {
             Ok(()) => json(&serde_json::json!({"device": device.to_string(), "subscribed": true})),
@@ -198,6 +232,11 @@ async fn answer(
             families.extend(ctx.service.families());
             families.extend(ctx.subscriptions.families());
             families.extend(ctx.mqtt.families());
+            families.extend(super::membership::families(
+                ctx.credential.as_deref(),
+                &ctx.membership,
+                ctx.clock.wall(),
+            ));
             let mut r = Response::new(Full::new(Bytes::from(crate::metrics::encode(families))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,

@@ -207,17 +207,25 @@ impl RecordStore {
             .map(|(k, _)| *k)
             .collect();
         for k in &dead {
-            if let Some(r) = self.records.remove(k) {
-                self.total_bytes -= r.bytes.len();
-                if let Some(n) = self.per_publisher.get_mut(&r.charged) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_publisher.remove(&r.charged);
-                    }
-                }
-            }
+            self.remove(k);
         }
         dead.len()
+    }
+
+    /// Drops the record under `key` (a member revoked); whether there was
+    /// one.
+    pub(crate) fn remove(&mut self, key: &NodeId) -> bool {
+        let Some(r) = self.records.remove(key) else {
+            return false;
+        };
+        self.total_bytes -= r.bytes.len();
+        if let Some(n) = self.per_publisher.get_mut(&r.charged) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_publisher.remove(&r.charged);
+            }
+        }
+        true
     }
 
     /// The earliest expiry.

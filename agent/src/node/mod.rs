@@ -45,6 +45,7 @@ mod metrics;
 mod nat;
 mod persist;
 mod queries;
+mod revocation_sync;
 mod rpc;
 mod time_sync;
 
@@ -204,6 +205,7 @@ impl Node {
             clock.clone(),
             cfg.wire.skew_ms,
         ));
+        let revocations = revocation_sync::RevocationSync::new(session(), conns.clone());
         let nat = Arc::new(Nat::new(
             session(),
             cfg.nat.clone(),
@@ -211,6 +213,7 @@ impl Node {
             inputs_tx.clone(),
             clock.clone(),
             time,
+            revocations,
         ));
         Self {
             verifier: WireRecordVerifier::new(cfg.network.clone()),
@@ -271,6 +274,7 @@ impl Node {
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.spawn_accept_loop(shutdown.clone());
         self.spawn_time_resync(shutdown.clone());
+        self.nat.revocations().spawn_flood();
         let seeds: Vec<Contact> = self
             .cfg
             .seeds
@@ -364,6 +368,8 @@ impl Node {
 
     fn on_connected(&mut self, conn: Connection) {
         self.counters.connections_opened += 1;
+        // Whoever holds the newer revocation list hands it over.
+        tokio::spawn(self.nat.revocations().clone().offer(conn.clone()));
         tokio::spawn(rpc::serve_connection(
             self.conns.clone(),
             conn,

@@ -107,6 +107,7 @@ impl Node {
                 });
                 families.extend(self.nat.families());
                 families.extend(self.nat.time().families());
+                families.extend(self.nat.revocations().families());
                 let _ = reply.send(families);
             }
         }

@@ -144,6 +144,9 @@ pub(crate) async fn serve_connection(
                 Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Time]) => {
                     nat.time().serve(conn, bytes, send).await;
                 }
+                Ok(Ok(Some(bytes))) if is_kind(&bytes, max_frame, &[Kind::Revocations]) => {
+                    nat.revocations().clone().serve(conn, bytes, send).await;
+                }
                 Ok(Ok(Some(bytes))) => {
                     let _ = inputs
                         .send(Input::Request {

@@ -5,7 +5,8 @@
 //! key. Nothing about the certificate is trusted except its public key: the
 //! TLS 1.3 CertificateVerify signature proves the peer holds that key, and
 //! the key *is* the identity. Validity dates, issuer and extensions are
-//! ignored.
+//! ignored. On a private network, the member's credentials follow the
+//! certificate in the chain.
 
 use std::sync::Arc;
 
@@ -136,8 +137,18 @@ fn key_serial(key: &TlsKey) -> [u8; 16] {
 }
 
 /// A self-signed certificate for `key`, named for its server name, with the
-/// key to sign handshakes.
-pub fn certified_key(key: Arc<Keypair>) -> Result<Arc<CertifiedKey>, TransportError> {
+/// key to sign handshakes, followed in the chain by `credentials`.
+///
+/// On a private network the chain carries the member's credentials (see
+/// `membership/credentials.rs`): each further entry of the TLS Certificate
+/// message is a COSE statement instead of an X.509 certificate. Our
+/// verifiers read them as such, and nothing else ever sees them; this
+/// needs no X.509 extension parser, and the credential binds the leaf's
+/// key by naming it.
+pub fn certified_key(
+    key: Arc<Keypair>,
+    credentials: &[Vec<u8>],
+) -> Result<Arc<CertifiedKey>, TransportError> {
     let name = server_name_for(&key.public());
     let tls = TlsKey(key);
     let mut params = rcgen::CertificateParams::new(vec![name])
@@ -150,10 +161,9 @@ pub fn certified_key(key: Arc<Keypair>) -> Result<Arc<CertifiedKey>, TransportEr
     let cert = params
         .self_signed(&tls)
         .map_err(|e| TransportError::Local(format!("self-signing certificate: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        Arc::new(tls),
-    )))
+    let mut chain = vec![cert.der().clone()];
+    chain.extend(credentials.iter().map(|c| CertificateDer::from(c.clone())));
+    Ok(Arc::new(CertifiedKey::new(chain, Arc::new(tls))))
 }
 
 #[cfg(test)]
@@ -178,7 +188,7 @@ mod tests {
     #[test]
     fn our_certificate_carries_our_key() {
         let kp = Arc::new(Keypair::from_seed(&[4; 32]));
-        let ck = certified_key(kp.clone()).expect("cert");
+        let ck = certified_key(kp.clone(), &[]).expect("cert");
         assert_eq!(key_from_cert(&ck.cert[0]).ok(), Some(kp.public()));
     }
 

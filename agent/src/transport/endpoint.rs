@@ -13,14 +13,16 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 
-use super::cert::{certified_key, key_from_cert, key_from_server_name, server_name_for};
+use super::cert::{certified_key, server_name_for};
+use super::connection::{peer_refusal, Connection};
 use super::membership::{Membership, Refusal};
 use super::relay::{Forwarder, RelayLimits};
 use super::socket::{Path, PathSocket, Paths};
 use super::verify::PeerVerifier;
-use super::{PeerRefusal, TransportError};
+use super::TransportError;
 use crate::clock::Clock;
 use crate::identity::{Keypair, PublicKey};
+use crate::wire::membership::{Credential, Role};
 use crate::wire::NetworkId;
 
 /// Protocol version carried in ALPN with the network id.
@@ -60,6 +62,9 @@ pub struct TransportConfig {
     pub relay: Option<RelayLimits>,
     /// Where admission checks and the socket's bookkeeping read the time.
     pub clock: Clock,
+    /// This node's credential on a private network with admins, presented
+    /// in every handshake after its certificate.
+    pub credential: Option<Vec<u8>>,
 }
 
 impl TransportConfig {
@@ -75,109 +80,8 @@ impl TransportConfig {
             max_handshakes: 64,
             relay: None,
             clock: Clock::system(),
+            credential: None,
         }
-    }
-}
-
-/// A peer whose key was proven in the TLS handshake. Only this module can
-/// make one, so code that holds a `VerifiedPeer` cannot have skipped the
-/// check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VerifiedPeer {
-    key: PublicKey,
-    addr: SocketAddr,
-}
-
-impl VerifiedPeer {
-    /// The peer's proven key.
-    pub fn key(&self) -> PublicKey {
-        self.key
-    }
-    /// Where its packets come from.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-/// An established connection to a verified peer.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    inner: quinn::Connection,
-    peer: VerifiedPeer,
-}
-
-impl Connection {
-    /// The verified peer at the other end.
-    pub fn peer(&self) -> VerifiedPeer {
-        self.peer
-    }
-    /// The QUIC connection, for streams.
-    pub fn quic(&self) -> &quinn::Connection {
-        &self.inner
-    }
-    /// On an accepted connection, the key of the identity the client
-    /// dialed (from its server name): the gateway's own or a hosted
-    /// device's. `None` on connections we dialed.
-    pub fn served_as(&self) -> Option<PublicKey> {
-        self.inner
-            .handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.server_name)
-            .and_then(|name| key_from_server_name(&name))
-    }
-
-    /// Why the peer refused us, when it closed this connection with the
-    /// alert of a refusal (TLS 1.3 may complete our half of the handshake
-    /// before the server has checked our certificate, so a refusal can
-    /// arrive after the dial seemed to succeed).
-    pub fn refused_by_peer(&self) -> Option<TransportError> {
-        self.inner.close_reason().as_ref().and_then(peer_refusal)
-    }
-
-    /// Closes with an application code and a short reason.
-    pub fn close(&self, code: u32, reason: &str) {
-        self.inner.close(code.into(), reason.as_bytes());
-    }
-
-    fn from_quic(inner: quinn::Connection) -> Result<Self, TransportError> {
-        let certs = inner
-            .peer_identity()
-            .and_then(|any| {
-                any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                    .ok()
-            })
-            .ok_or_else(|| {
-                TransportError::BadCertificate("peer presented no certificate".into())
-            })?;
-        let first = certs
-            .first()
-            .ok_or_else(|| TransportError::BadCertificate("empty certificate chain".into()))?;
-        let key = key_from_cert(first)?;
-        let peer = VerifiedPeer {
-            key,
-            addr: inner.remote_address(),
-        };
-        Ok(Self { inner, peer })
-    }
-}
-
-/// A refusal the far side stated with its TLS alert, in words that name
-/// the cause and the fix. The alerts are the ones our own verifier and
-/// resolver send (verify.rs): access_denied (49) for a key its membership
-/// does not admit, handshake_failure (40) for a name it does not answer to.
-fn peer_refusal(e: &quinn::ConnectionError) -> Option<TransportError> {
-    let code = match e {
-        quinn::ConnectionError::ConnectionClosed(c) => c.error_code,
-        quinn::ConnectionError::TransportError(t) => t.code,
-        _ => return None,
-    };
-    let is = |alert: u8| code == quinn::TransportErrorCode::crypto(alert);
-    if is(49) {
-        Some(TransportError::Refused(PeerRefusal::NotAdmitted))
-    } else if is(40) {
-        Some(TransportError::Refused(PeerRefusal::UnknownName))
-    } else {
-        None
     }
 }
 
@@ -272,6 +176,12 @@ pub struct Endpoint {
     hosted: Arc<quinn::ServerConfig>,
     membership: Membership,
     own: PublicKey,
+    /// Signs our devices' credentials (private networks).
+    own_key: Arc<Keypair>,
+    /// Our own credential, which follows each device's in its chain.
+    own_credential: Option<Vec<u8>>,
+    network: NetworkId,
+    clock: Clock,
     handshakes: Arc<tokio::sync::Semaphore>,
     max_handshakes: usize,
     paths: Arc<Paths>,
@@ -295,7 +205,8 @@ impl Endpoint {
         config: &TransportConfig,
     ) -> Result<Self, TransportError> {
         let own = key.public();
-        let own_cert = certified_key(key)?;
+        let own_chain: Vec<Vec<u8>> = config.credential.iter().cloned().collect();
+        let own_cert = certified_key(key.clone(), &own_chain)?;
         let own_name = server_name_for(&own);
         let identities = Arc::new(Identities {
             by_name: RwLock::new(HashMap::from([(own_name.clone(), own_cert.clone())])),
@@ -388,6 +299,10 @@ impl Endpoint {
             hosted,
             membership,
             own,
+            own_key: key,
+            own_credential: config.credential.clone(),
+            network: config.network.clone(),
+            clock: config.clock.clone(),
             handshakes: Arc::new(tokio::sync::Semaphore::new(max_handshakes)),
             max_handshakes,
             paths,
@@ -424,10 +339,26 @@ impl Endpoint {
         &self.membership
     }
 
-    /// Also answers, by server name, as `key` (a hosted device).
+    /// Also answers, by server name, as `key` (a hosted device). On a
+    /// private network the device presents a device credential signed by
+    /// this gateway, followed by the gateway's own credential: that is how
+    /// a gateway admits its devices, with no device key listed anywhere.
     pub fn add_identity(&self, key: Arc<Keypair>) -> Result<(), TransportError> {
         let name = server_name_for(&key.public());
-        let ck = certified_key(key)?;
+        let mut chain = Vec::new();
+        if self.membership.is_private() {
+            let credential = Credential {
+                network: self.network.as_str().to_owned(),
+                subject: key.public(),
+                role: Role::Device,
+                issued: self.clock.wall(),
+                expires: None,
+                serial: 0,
+            };
+            chain.push(credential.sign(&[&self.own_key]));
+            chain.extend(self.own_credential.iter().cloned());
+        }
+        let ck = certified_key(key, &chain)?;
         if let Ok(mut map) = self.identities.by_name.write() {
             map.insert(name, ck);
         }
@@ -461,7 +392,7 @@ impl Endpoint {
             peer_refusal(&e).unwrap_or_else(|| TransportError::Handshake(e.to_string()))
         })?;
         let conn = Connection::from_quic(conn)?;
-        if conn.peer.key != *peer {
+        if conn.peer().key() != *peer {
             // The verifier already refuses this; kept as a second line.
             conn.close(1, "wrong key");
             return Err(TransportError::BadCertificate(

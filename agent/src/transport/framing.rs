@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::endpoint::Connection;
+use super::connection::Connection;
 use super::TransportError;
 
 /// Writes one frame.

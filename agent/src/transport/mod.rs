@@ -3,9 +3,11 @@
 //! - [`cert`]: our self-signed Ed25519 certificates, the server-name
 //!   encoding of keys, and reading a peer's key from its certificate.
 //! - `verify.rs`: the rustls verifier used on both sides of a handshake.
-//! - `membership.rs`: [`Membership`], the one place admission is decided
-//!   (public, or an allowlist), and refusals counted by [`Refusal`].
+//! - `membership/`: [`Membership`], the one place admission is decided
+//!   (public; or an allowlist, admin-signed credentials and revocation
+//!   lists), and refusals counted by [`Refusal`].
 //! - [`endpoint`]: the quinn endpoint: bind, dial by key, accept.
+//! - `connection.rs`: [`Connection`], to a peer whose key was proven.
 //! - [`framing`]: length-prefixed envelopes on streams, request/response.
 //! - [`socket`]: the UDP socket under QUIC, which also carries relayed
 //!   paths (virtual peer addresses) and hole-punching probes.
@@ -20,6 +22,7 @@
 //! them (wire does).
 
 pub(crate) mod cert;
+mod connection;
 mod endpoint;
 pub(crate) mod framing;
 mod membership;
@@ -29,10 +32,12 @@ mod verify;
 
 use std::net::SocketAddr;
 
-pub(crate) use endpoint::VerifiedPeer;
-pub use endpoint::{alpn_for, Answer, Connection, Endpoint, TransportConfig};
-pub use membership::Membership;
+pub use connection::Connection;
+pub(crate) use connection::VerifiedPeer;
+pub use endpoint::{alpn_for, Answer, Endpoint, TransportConfig};
+pub(crate) use membership::RevocationError;
 pub(crate) use membership::{read_allowlist, Refusals};
+pub use membership::{Authority, Membership};
 
 /// What went wrong in the transport.
 #[derive(Debug, thiserror::Error)]

@@ -8,13 +8,17 @@ use std::time::Duration;
 use super::framing::{read_frame, request, write_frame};
 use super::membership::Refusal;
 use super::*;
-use crate::identity::Keypair;
+use crate::identity::{Keypair, PublicKey};
 use crate::wire::NetworkId;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn acme_allowlist(keys: impl IntoIterator<Item = PublicKey>) -> Membership {
+    Membership::private(&"acme".parse().expect("network id"), keys, None)
 }
 
 fn node(seed: u8, membership: Membership, network: &str) -> (Arc<Keypair>, Endpoint) {
@@ -171,9 +175,9 @@ async fn a_gateway_answers_for_its_devices_by_server_name() {
 async fn private_network_refuses_outsiders_in_the_handshake() {
     let insider_a = Keypair::from_seed(&[1; 32]).public();
     let insider_b = Keypair::from_seed(&[2; 32]).public();
-    let (_, server) = node(1, Membership::allowlist([insider_a, insider_b]), "acme");
-    let (_, insider) = node(2, Membership::allowlist([insider_a, insider_b]), "acme");
-    let (_, outsider) = node(3, Membership::allowlist([insider_a]), "acme");
+    let (_, server) = node(1, acme_allowlist([insider_a, insider_b]), "acme");
+    let (_, insider) = node(2, acme_allowlist([insider_a, insider_b]), "acme");
+    let (_, outsider) = node(3, acme_allowlist([insider_a]), "acme");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
@@ -214,11 +218,11 @@ async fn private_network_refuses_outsiders_in_the_handshake() {
 #[tokio::test]
 async fn a_removed_member_cannot_come_back_by_resuming_a_session() {
     let member = Keypair::from_seed(&[2; 32]).public();
-    let (server_key, server) = node(1, Membership::allowlist([member]), "acme");
+    let (server_key, server) = node(1, acme_allowlist([member]), "acme");
     let server = Arc::new(server);
     let addr = server.local_addr().expect("addr");
     let task = serve_echo(server.clone());
-    let (_, client) = node(2, Membership::allowlist([server_key.public()]), "acme");
+    let (_, client) = node(2, acme_allowlist([server_key.public()]), "acme");
 
     let first = client
         .dial(&server_key.public(), addr)
@@ -377,4 +381,132 @@ async fn a_relay_carries_one_session_and_drops_everything_else() {
     conn.close(0, "done");
     b.close(0, "done");
     let _ = echo.await;
+}
+
+/// Issue 18: admission by credential alone, in real handshakes: members
+/// and a gateway's devices get in with no list anywhere; an outsider, a
+/// credential from another network's admin, a forged one and an expired
+/// one are refused in the handshake and counted by reason; a revocation
+/// list shuts the door on a member who got in before.
+#[tokio::test]
+async fn credentials_admit_members_and_devices_with_no_list() {
+    use crate::wire::membership::{Credential, Revocations, Role};
+    use crate::wire::UnixMillis;
+
+    let acme: NetworkId = "acme".parse().expect("network id");
+    let admin = Keypair::from_seed(&[50; 32]);
+    let gate = || {
+        let authority = Authority::new(vec![admin.public()], 1).expect("authority");
+        Membership::private(&acme, [], Some(authority))
+    };
+    let credential = |seed: u8, role: Role, expires: Option<u64>, by: &Keypair| {
+        Credential {
+            network: "acme".into(),
+            subject: Keypair::from_seed(&[seed; 32]).public(),
+            role,
+            issued: UnixMillis(1),
+            expires: expires.map(UnixMillis),
+            serial: u64::from(seed),
+        }
+        .sign(&[by])
+    };
+    let node_with = |seed: u8, credential: Option<Vec<u8>>| {
+        let key = Arc::new(Keypair::from_seed(&[seed; 32]));
+        let mut cfg = TransportConfig::new(loopback(), acme.clone());
+        cfg.credential = credential;
+        let ep = Endpoint::bind(key.clone(), gate(), &cfg).expect("bind");
+        (key, ep)
+    };
+
+    let (gateway_key, gateway) = node_with(51, Some(credential(51, Role::Gateway, None, &admin)));
+    let device = Arc::new(Keypair::from_seed(&[52; 32]));
+    gateway.add_identity(device.clone()).expect("device");
+    let gateway = Arc::new(gateway);
+    let addr = gateway.local_addr().expect("addr");
+    let task = serve_echo(gateway.clone());
+
+    // A member: the gateway, then (on the proven address) its device.
+    let (_, member) = node_with(53, Some(credential(53, Role::Member, None, &admin)));
+    let conn = member
+        .dial(&gateway_key.public(), addr)
+        .await
+        .expect("member dial");
+    assert!(request(&conn, b"x", 1024, WAIT)
+        .await
+        .expect("req")
+        .is_some());
+    let to_device = member
+        .dial(&device.public(), addr)
+        .await
+        .expect("device dial");
+    assert!(request(&to_device, b"x", 1024, WAIT)
+        .await
+        .expect("req")
+        .is_some());
+
+    // Refused, each for its own reason.
+    let other_admin = Keypair::from_seed(&[60; 32]);
+    let mut forged = credential(57, Role::Member, None, &admin);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let cases = [
+        (54, None, Refusal::NotAllowlisted),
+        (
+            55,
+            Some(credential(55, Role::Member, None, &other_admin)),
+            Refusal::UntrustedIssuer,
+        ),
+        (57, Some(forged), Refusal::BadCredential),
+        (
+            58,
+            Some(credential(58, Role::Member, Some(2), &admin)),
+            Refusal::CredentialExpired,
+        ),
+    ];
+    for (seed, cred, reason) in cases {
+        let (_, client) = node_with(seed, cred);
+        let attempt = async {
+            let conn = client.dial(&gateway_key.public(), addr).await?;
+            request(&conn, b"x", 1024, WAIT).await
+        };
+        let r = tokio::time::timeout(WAIT, attempt).await.expect("in time");
+        assert!(
+            matches!(r, Err(TransportError::Refused(PeerRefusal::NotAdmitted))),
+            "{reason:?}: {r:?}"
+        );
+        assert_eq!(gateway.membership().refusals().get(reason), 1, "{reason:?}");
+    }
+
+    // Revoked: the member's next handshake is refused.
+    let list = Revocations {
+        network: "acme".into(),
+        seq: 1,
+        issued: UnixMillis(3),
+        revoked: [Keypair::from_seed(&[53; 32]).public()]
+            .into_iter()
+            .collect(),
+    }
+    .sign(&[&admin]);
+    assert_eq!(
+        gateway
+            .membership()
+            .apply_revocations(&list)
+            .expect("applied")
+            .len(),
+        1
+    );
+    conn.close(0, "done");
+    let attempt = async {
+        let conn = member.dial(&gateway_key.public(), addr).await?;
+        request(&conn, b"x", 1024, WAIT).await
+    };
+    let r = tokio::time::timeout(WAIT, attempt).await.expect("in time");
+    assert!(r.is_err(), "a revoked member got an answer: {r:?}");
+    assert_eq!(gateway.membership().refusals().get(Refusal::Revoked), 1);
+    gateway.close(0, "done");
+    assert_eq!(
+        task.await.expect("join"),
+        2,
+        "the member, to the gateway and its device"
+    );
 }

@@ -1,8 +1,9 @@
 //! One verifier type for both sides of the handshake (the rustls
 //! `ServerCertVerifier` / `ClientCertVerifier` pair): derive the peer's key
 //! from its certificate, check it is the key we dialed, ask the
-//! [`Membership`] whether it is admitted, and check the handshake
-//! signature with Ed25519 only.
+//! [`Membership`] whether it is admitted (with the credentials that follow
+//! the certificate in its chain), and check the handshake signature with
+//! Ed25519 only.
 
 use std::sync::Arc;
 
@@ -34,13 +35,22 @@ impl PeerVerifier {
         })
     }
 
-    /// The key in `cert`, if the membership admits it.
-    fn admit(&self, cert: &CertificateDer<'_>) -> Result<PublicKey, rustls::Error> {
+    /// The key in `cert`, if the membership admits it with the credentials
+    /// that follow it in the chain (`rest`).
+    fn admit(
+        &self,
+        cert: &CertificateDer<'_>,
+        rest: &[CertificateDer<'_>],
+    ) -> Result<PublicKey, rustls::Error> {
         let key = key_from_cert(cert).map_err(|_| {
             self.membership.refusals().count(Refusal::BadCertificate);
             rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
         })?;
-        if let Err(refusal) = self.membership.admit_handshake(&key, self.clock.wall()) {
+        let chain: Vec<&[u8]> = rest.iter().map(|c| c.as_ref()).collect();
+        if let Err(refusal) = self
+            .membership
+            .admit_handshake(&key, &chain, self.clock.wall())
+        {
             tracing::debug!(peer = %key, reason = refusal.as_str(), "refused: {}", refusal.explain());
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -84,12 +94,12 @@ impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let key = self.admit(end_entity)?;
+        let key = self.admit(end_entity, intermediates)?;
         // We only ever dial by key: the name we asked for encodes it.
         match key_from_rustls_name(server_name) {
             Some(expected) if expected == key => Ok(ServerCertVerified::assertion()),
@@ -122,10 +132,10 @@ impl ClientCertVerifier for PeerVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.admit(end_entity)?;
+        self.admit(end_entity, intermediates)?;
         Ok(ClientCertVerified::assertion())
     }
 

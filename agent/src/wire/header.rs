@@ -190,6 +190,10 @@ kinds! {
     Time = "time", false;
     /// The answer to `time`: the peer's time, bound to the challenge.
     TimeAnswer = "time_answer", false;
+    /// Offer of the sequence of the newest revocation list a node holds
+    /// (private networks with admins); answered with a newer list, if any,
+    /// as a bare signed statement (docs/wire.md, "Membership").
+    Revocations = "revocations", false;
     /// Free-form operator message (`streembit sign --kind note`), never
     /// acted on by the agent.
     Note = "note", true;

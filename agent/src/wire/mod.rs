@@ -13,6 +13,9 @@
 //!   point-to-point exchanges, and [`FromPeer`], the proof that an
 //!   envelope came from the peer the connection proved.
 //! - [`payload`]: operator JSON to CBOR payloads and back, for display.
+//! - [`multisigned`]: statements signed by several keys (COSE_Sign), and
+//!   [`membership`]: the two a private network's admins sign, credentials
+//!   and revocation lists.
 //!
 //! The exact byte layout, so that anyone can verify our messages with any
 //! COSE library, is in `docs/wire.md`.
@@ -22,6 +25,8 @@
 
 mod envelope;
 mod header;
+pub mod membership;
+pub mod multisigned;
 mod opener;
 pub mod payload;
 pub(crate) mod replay;

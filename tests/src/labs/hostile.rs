@@ -75,7 +75,7 @@ impl HostilePeer {
         let gate = if trust.is_empty() {
             Membership::public()
         } else {
-            Membership::allowlist(trust.iter().copied())
+            Membership::private(&network, trust.iter().copied(), None)
         };
         let endpoint = {
             let _guard = rt.enter();

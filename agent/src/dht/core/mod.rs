@@ -124,10 +124,12 @@ impl Dht {
         &self.table
     }
 
-    /// Drops a contact from the routing table at once (e.g. a peer removed
-    /// from a private network's allowlist). Returns whether it was there.
+    /// Drops a contact from the routing table at once, and the record kept
+    /// under its id (a peer removed from a private network's allowlist, or
+    /// revoked). Returns whether either was there.
     pub(crate) fn forget(&mut self, id: &NodeId) -> bool {
-        self.table.remove(id)
+        let record = self.store.remove(id);
+        self.table.remove(id) || record
     }
 
     /// The records kept for others.

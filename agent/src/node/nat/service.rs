@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::identity::PublicKey;
 use crate::node::connections::Connections;
 use crate::node::dial_budget::DialBudget;
+use crate::node::revocation_sync::RevocationSync;
 use crate::node::rpc::{self, Input};
 use crate::node::time_sync::TimeSync;
 use crate::node::NodeError;
@@ -90,6 +91,7 @@ pub(crate) struct Nat {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(super) clock: Clock,
     time: Arc<TimeSync>,
+    revocations: Arc<RevocationSync>,
     /// As a relay: who holds a reservation, on which connection.
     reservations: Mutex<HashMap<PublicKey, Connection>>,
     /// Behind NAT: the relays holding a reservation for us.
@@ -115,11 +117,13 @@ impl Nat {
         inputs: mpsc::Sender<Input>,
         clock: Clock,
         time: Arc<TimeSync>,
+        revocations: Arc<RevocationSync>,
     ) -> Self {
         Self {
             session,
             clock,
             time,
+            revocations,
             cfg,
             endpoint: conns.endpoint().clone(),
             conns,
@@ -138,6 +142,11 @@ impl Nat {
     /// The node's time exchange (every connection is a peer to ask).
     pub(crate) fn time(&self) -> &Arc<TimeSync> {
         &self.time
+    }
+
+    /// The revocation exchange (served on the same connections).
+    pub(crate) fn revocations(&self) -> &Arc<RevocationSync> {
+        &self.revocations
     }
 
     /// What this node found out about itself.

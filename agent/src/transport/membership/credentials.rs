@@ -1,0 +1,153 @@
+//! Admission by credential: who signed what, checked with the admin keys
+//! alone, with no list of members.
+//!
+//! A peer's TLS certificate chain is its own self-signed certificate
+//! followed by its credentials (see `cert.rs`):
+//! - a member or gateway: `[leaf, credential signed by the admins]`;
+//! - a device: `[leaf, device credential signed by its gateway, the
+//!   gateway's credential signed by the admins]`, or only the first two
+//!   when the gateway is on the allowlist.
+//!
+//! What this module does not do: remember anything (the membership keeps
+//! what was admitted and what is revoked) or count (callers do).
+
+use super::refusal::Refusal;
+use crate::identity::PublicKey;
+use crate::wire::membership::{Credential, Role};
+use crate::wire::UnixMillis;
+
+/// The network's admin keys and how many of them must sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    admins: Vec<PublicKey>,
+    threshold: usize,
+}
+
+impl Authority {
+    /// `threshold` of `admins` must sign; an error names what is wrong.
+    pub fn new(admins: Vec<PublicKey>, threshold: usize) -> Result<Self, String> {
+        if admins.is_empty() {
+            return Err("no admin keys".into());
+        }
+        if threshold == 0 || threshold > admins.len() {
+            return Err(format!(
+                "admin_threshold {threshold} must be between 1 and the {} admin key(s)",
+                admins.len()
+            ));
+        }
+        Ok(Self { admins, threshold })
+    }
+
+    /// The admin keys.
+    pub fn admins(&self) -> &[PublicKey] {
+        &self.admins
+    }
+
+    /// How many must sign.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// Whether enough distinct admins are among `signers`.
+    pub fn signed_by_enough(&self, signers: &[PublicKey]) -> bool {
+        signers.iter().filter(|s| self.admins.contains(s)).count() >= self.threshold
+    }
+}
+
+/// How a key was admitted by credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Basis {
+    /// Its role.
+    pub role: Role,
+    /// When its admission ends (the earliest expiry in its chain).
+    pub until: Option<UnixMillis>,
+    /// The gateway that admitted it, for a device.
+    pub via: Option<PublicKey>,
+    /// Whether that gateway was a member by the allowlist (rather than by
+    /// a credential, whose expiry is already in `until`).
+    pub via_allowlist: bool,
+}
+
+/// What the rest of the chain is checked against.
+pub(super) struct Context<'a> {
+    pub network: &'a str,
+    pub authority: Option<&'a Authority>,
+    pub allowlisted: &'a dyn Fn(&PublicKey) -> bool,
+    pub revoked: &'a dyn Fn(&PublicKey) -> bool,
+    pub now: UnixMillis,
+}
+
+/// Admits `leaf` by the credentials after it in its chain, or says why not.
+pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Result<Basis, Refusal> {
+    let Some(first) = chain.first() else {
+        return Err(Refusal::NotAllowlisted);
+    };
+    let (credential, signers) = open_for(cx, leaf, first)?;
+    match credential.role {
+        Role::Gateway | Role::Member => {
+            let authority = cx.authority.ok_or(Refusal::UntrustedIssuer)?;
+            if !authority.signed_by_enough(&signers) {
+                return Err(Refusal::UntrustedIssuer);
+            }
+            Ok(Basis {
+                role: credential.role,
+                until: credential.expires,
+                via: None,
+                via_allowlist: false,
+            })
+        }
+        Role::Device => {
+            // Exactly one issuer: the gateway that hosts it.
+            let [gateway] = signers[..] else {
+                return Err(Refusal::UntrustedIssuer);
+            };
+            if (cx.revoked)(&gateway) {
+                return Err(Refusal::Revoked);
+            }
+            let via_allowlist = (cx.allowlisted)(&gateway);
+            let gateway_until = if via_allowlist {
+                None
+            } else {
+                let Some(second) = chain.get(1) else {
+                    return Err(Refusal::UntrustedIssuer);
+                };
+                let (theirs, by) = open_for(cx, &gateway, second)?;
+                let authority = cx.authority.ok_or(Refusal::UntrustedIssuer)?;
+                if theirs.role != Role::Gateway || !authority.signed_by_enough(&by) {
+                    return Err(Refusal::UntrustedIssuer);
+                }
+                theirs.expires
+            };
+            Ok(Basis {
+                role: Role::Device,
+                until: earliest(credential.expires, gateway_until),
+                via: Some(gateway),
+                via_allowlist,
+            })
+        }
+    }
+}
+
+/// Opens a credential that must be for `subject` on this network and still
+/// valid at `now`.
+fn open_for(
+    cx: &Context<'_>,
+    subject: &PublicKey,
+    bytes: &[u8],
+) -> Result<(Credential, Vec<PublicKey>), Refusal> {
+    let (credential, signers) = Credential::open(bytes).map_err(|_| Refusal::BadCredential)?;
+    if credential.subject != *subject || credential.network != cx.network {
+        return Err(Refusal::BadCredential);
+    }
+    if credential.expires.is_some_and(|e| e <= cx.now) {
+        return Err(Refusal::CredentialExpired);
+    }
+    Ok((credential, signers))
+}
+
+fn earliest(a: Option<UnixMillis>, b: Option<UnixMillis>) -> Option<UnixMillis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
