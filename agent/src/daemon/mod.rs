@@ -487,11 +487,56 @@ async fn watchdog(period: Duration, node: NodeHandle, mut shutdown: watch::Recei
 }
 
 /// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.
+///
+/// The send itself blocks when the socket's queue is full (a busy systemd,
+/// or a reader that does not read), so it runs on a thread of its own
+/// behind a bounded queue: the agent's runtime never waits on it. When
+/// even that queue is full, the notification is dropped and logged. READY,
+/// STOPPING and RELOADING are sent at once (rare, and they must not be lost
+/// or overtaken).
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = sd_notify::notify(states) {
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::OnceLock;
+    static QUEUE: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = sync_channel::<String>(64);
+        std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                for msg in rx {
+                    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Custom(&msg)]) {
+                        tracing::debug!(error = %e, "sd_notify failed");
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let msg = states
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The state changes a service manager acts on go at once, in order
+    // with the process's life (a queued STOPPING could be lost at exit).
+    if ["READY=1", "STOPPING=1", "RELOADING=1"]
+        .iter()
+        .any(|s| msg.starts_with(s))
+    {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Custom(&msg)]) {
             tracing::debug!(error = %e, "sd_notify failed");
         }
+        return;
+    }
+    match queue.as_ref().map(|q| q.try_send(msg)) {
+        Some(Ok(())) => {}
+        Some(Err(TrySendError::Full(m))) => {
+            tracing::debug!(notification = %m, "notification dropped: the service manager is not reading")
+        }
+        _ => tracing::debug!("no notification thread"),
     }
 }
 

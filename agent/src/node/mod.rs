@@ -368,8 +368,12 @@ impl Node {
 
     fn on_connected(&mut self, conn: Connection) {
         self.counters.connections_opened += 1;
-        // Whoever holds the newer revocation list hands it over.
-        tokio::spawn(self.nat.revocations().clone().offer(conn.clone()));
+        // Whoever holds the newer revocation list hands it over: offered
+        // here on connections a node dialed as us (dialed ones are offered
+        // by the dialer, which knows a node from a device's name).
+        if conn.served_as() == Some(self.conns.endpoint().key()) {
+            tokio::spawn(self.nat.revocations().clone().offer(conn.clone()));
+        }
         tokio::spawn(rpc::serve_connection(
             self.conns.clone(),
             conn,

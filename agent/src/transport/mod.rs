@@ -104,8 +104,10 @@ impl PeerRefusal {
     pub fn explain(self) -> &'static str {
         match self {
             PeerRefusal::NotAdmitted => {
-                "this agent's key is not admitted by the peer's network (not on its allowlist: \
-                 its operator must add this agent's key, see `streembit id`)"
+                "this agent's key is not admitted by the peer's network: no credential it \
+                 accepts (missing, expired, of another network's admins) and not on its \
+                 allowlist, or revoked; `streembit members` shows this agent's credential, \
+                 `streembit id` its key for the operator"
             }
             PeerRefusal::UnknownName => {
                 "no identity there answers to the key dialed (not hosted there, or a device \

@@ -86,7 +86,7 @@ impl Nat {
                         .saturating_duration_since(started)
                         .as_micros() as u64;
                     tracing::debug!(peer = %peer, addr = %addr, elapsed_us, "connected");
-                    self.adopt(&conn).await;
+                    self.adopt(&conn, peer == host).await;
                     return Ok(conn);
                 }
                 Err(e) => last = e,
@@ -111,14 +111,18 @@ impl Nat {
             return Ok(());
         }
         let conn = self.endpoint.dial(host, addr).await?;
-        self.adopt(&conn).await;
+        self.adopt(&conn, true).await;
         Ok(())
     }
 
     /// A connection we dialed joins the cache and the node's serving, and
     /// may be asked the time.
-    async fn adopt(&self, conn: &Connection) {
+    async fn adopt(&self, conn: &Connection, to_a_node: bool) {
         self.conns.insert(conn.clone());
+        // A node (not a device's name) is offered our revocation sequence.
+        if to_a_node {
+            tokio::spawn(self.revocations().clone().offer(conn.clone()));
+        }
         let _ = self.inputs.send(Input::Connected(conn.clone())).await;
         self.learn_time(conn).await;
     }
