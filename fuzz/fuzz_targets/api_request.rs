@@ -58,6 +58,8 @@ fn render(route: &Route) -> (&'static str, String, Option<String>, Vec<u8>) {
             Some(format!("after={after}&limit={limit}")),
             Vec::new(),
         ),
+        Route::Members => ("GET", "/v1/members".into(), None, Vec::new()),
+        Route::Revoke(list) => ("POST", "/v1/revocations".into(), None, list.clone()),
         Route::Metrics => ("GET", "/metrics".into(), None, Vec::new()),
     }
 }

@@ -269,7 +269,7 @@ impl Membership {
 
     /// The check at a handshake, with the credentials after the peer's
     /// certificate (`chain`): admitted, or refused and counted.
-    pub(crate) fn admit_handshake(
+    pub fn admit_handshake(
         &self,
         key: &PublicKey,
         chain: &[&[u8]],
