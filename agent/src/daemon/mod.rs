@@ -375,7 +375,7 @@ async fn serve(
 }
 
 /// SIGHUP: re-read the bridge files (and the MQTT broker's accounts made
-/// from them) and the config's allowlist. A broken bridge file is reported
+/// from them) and the config's allowlist and admin keys. A broken bridge file is reported
 /// (log, metric, STATUS) and its running version kept; peers removed from
 /// the allowlist lose their connection; a broken config keeps the old
 /// allowlist.
@@ -407,11 +407,16 @@ async fn reload(
             problems.len()
         )
     };
-    match AgentConfig::load(path).and_then(|c| c.allowlist()) {
-        Ok(keys) if membership.is_private() => {
+    match AgentConfig::load(path).and_then(|c| Ok((c.allowlist()?, c.authority()))) {
+        Ok((keys, authority)) if membership.is_private() => {
             // What the removed keys hold is closed by the removals task.
             let removed = membership.replace_allowlist(keys);
-            tracing::info!(removed = removed.len(), "allowlist reloaded");
+            let unsigned = membership.replace_authority(authority);
+            tracing::info!(
+                removed = removed.len(),
+                no_longer_signed = unsigned.len(),
+                "allowlist and admin keys reloaded"
+            );
         }
         Ok(_) => tracing::info!("reload: public network, nothing to apply"),
         Err(e) => {

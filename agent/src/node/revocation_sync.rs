@@ -182,7 +182,7 @@ impl RevocationSync {
     pub(crate) fn families(&self) -> Vec<Family> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut refused = Family::new(
-            "streembit_revocation_lists_refused_total",
+            "streembit_revocation_lists_refused",
             "Revocation lists (or offers) from peers not applied, by reason.",
             MetricKind::Counter,
         );
@@ -199,19 +199,19 @@ impl RevocationSync {
                 self.membership.revocation_seq(),
             ),
             Family::single(
-                "streembit_revocation_offers_total",
+                "streembit_revocation_offers",
                 "Revocation sequences offered to peers.",
                 MetricKind::Counter,
                 get(&self.offers),
             ),
             Family::single(
-                "streembit_revocation_lists_sent_total",
+                "streembit_revocation_lists_sent",
                 "Revocation lists handed to peers that held an older one.",
                 MetricKind::Counter,
                 get(&self.lists_sent),
             ),
             Family::single(
-                "streembit_revocation_lists_applied_total",
+                "streembit_revocation_lists_applied",
                 "Newer revocation lists received from peers and applied.",
                 MetricKind::Counter,
                 get(&self.applied),

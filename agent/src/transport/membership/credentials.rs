@@ -11,10 +11,48 @@
 //! What this module does not do: remember anything (the membership keeps
 //! what was admitted and what is revoked) or count (callers do).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
 use super::refusal::Refusal;
 use crate::identity::PublicKey;
-use crate::wire::membership::{Credential, Role};
-use crate::wire::UnixMillis;
+use crate::wire::membership::{Credential, Role, SignedCredential, MAX_CREDENTIAL_BYTES};
+use crate::wire::{UnixMillis, WireError};
+
+/// Credentials remembered as verified, at most.
+const MAX_CACHED: usize = 4096;
+
+/// Credentials whose signatures were verified, by the SHA-256 of their
+/// bytes: a peer presents the same credential at every handshake, and a
+/// gateway's rides along with each of its devices', so each is verified
+/// once, not at every handshake. Only the signature check is skipped:
+/// who signed, expiry and revocation are judged at every handshake. When
+/// full it starts over (a flood of new credentials costs what it would
+/// without the cache).
+#[derive(Debug, Default)]
+pub(super) struct VerifiedCache(Mutex<HashMap<[u8; 32], SignedCredential>>);
+
+impl VerifiedCache {
+    fn open(&self, bytes: &[u8]) -> Result<SignedCredential, WireError> {
+        if bytes.len() > MAX_CREDENTIAL_BYTES {
+            return Credential::open(bytes);
+        }
+        let id: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(hit) = self.0.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(hit);
+        }
+        let opened = Credential::open(bytes)?;
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= MAX_CACHED {
+                m.clear();
+            }
+            m.insert(id, opened.clone());
+        }
+        Ok(opened)
+    }
+}
 
 /// The network's admin keys and how many of them must sign.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +93,7 @@ impl Authority {
 }
 
 /// How a key was admitted by credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Basis {
     /// Its role.
     pub role: Role,
@@ -66,6 +104,9 @@ pub(super) struct Basis {
     /// Whether that gateway was a member by the allowlist (rather than by
     /// a credential, whose expiry is already in `until`).
     pub via_allowlist: bool,
+    /// The admins who signed the credential that admitted it (for a
+    /// device, its gateway's): checked again when the admin keys change.
+    pub admitted_by: Vec<PublicKey>,
 }
 
 /// What the rest of the chain is checked against.
@@ -75,6 +116,7 @@ pub(super) struct Context<'a> {
     pub allowlisted: &'a dyn Fn(&PublicKey) -> bool,
     pub revoked: &'a dyn Fn(&PublicKey) -> bool,
     pub now: UnixMillis,
+    pub verified: &'a VerifiedCache,
 }
 
 /// Admits `leaf` by the credentials after it in its chain, or says why not.
@@ -94,6 +136,7 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
                 until: credential.expires,
                 via: None,
                 via_allowlist: false,
+                admitted_by: signers,
             })
         }
         Role::Device => {
@@ -105,6 +148,7 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
                 return Err(Refusal::Revoked);
             }
             let via_allowlist = (cx.allowlisted)(&gateway);
+            let mut admitted_by = Vec::new();
             let gateway_until = if via_allowlist {
                 None
             } else {
@@ -116,6 +160,7 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
                 if theirs.role != Role::Gateway || !authority.signed_by_enough(&by) {
                     return Err(Refusal::UntrustedIssuer);
                 }
+                admitted_by = by;
                 theirs.expires
             };
             Ok(Basis {
@@ -123,6 +168,7 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
                 until: earliest(credential.expires, gateway_until),
                 via: Some(gateway),
                 via_allowlist,
+                admitted_by,
             })
         }
     }
@@ -135,7 +181,10 @@ fn open_for(
     subject: &PublicKey,
     bytes: &[u8],
 ) -> Result<(Credential, Vec<PublicKey>), Refusal> {
-    let (credential, signers) = Credential::open(bytes).map_err(|_| Refusal::BadCredential)?;
+    let (credential, signers) = cx
+        .verified
+        .open(bytes)
+        .map_err(|_| Refusal::BadCredential)?;
     if credential.subject != *subject || credential.network != cx.network {
         return Err(Refusal::BadCredential);
     }

@@ -40,7 +40,7 @@ use std::sync::{Arc, RwLock};
 
 pub(crate) use allowlist::read_allowlist;
 pub use credentials::Authority;
-use credentials::Basis;
+use credentials::{Basis, VerifiedCache};
 pub(crate) use refusal::{Refusal, Refusals};
 
 use crate::identity::PublicKey;
@@ -159,6 +159,17 @@ impl Policy {
             Some(b) if b.until.is_some_and(|u| u <= now) => {
                 Admission::Refused(Refusal::CredentialExpired)
             }
+            // Admitted by admin signatures that no longer count (the admin
+            // keys changed since).
+            Some(b)
+                if !b.via_allowlist
+                    && !self
+                        .authority
+                        .as_ref()
+                        .is_some_and(|a| a.signed_by_enough(&b.admitted_by)) =>
+            {
+                Admission::Refused(Refusal::UntrustedIssuer)
+            }
             Some(b) => Admission::Admitted { until: b.until },
             None => Admission::Refused(Refusal::NotAllowlisted),
         }
@@ -179,6 +190,8 @@ pub struct Membership {
     /// The sequence of the newest revocation list held, for whoever passes
     /// lists on.
     updates: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Credentials already verified.
+    verified: Arc<VerifiedCache>,
     /// Refused handshakes.
     handshakes: Arc<Refusals>,
     /// Streams refused after the handshake (the policy changed since).
@@ -193,6 +206,7 @@ impl Membership {
             revocations_file: None,
             removals: tokio::sync::broadcast::channel(64).0,
             updates: Arc::new(tokio::sync::watch::channel(0).0),
+            verified: Arc::default(),
             handshakes: Arc::default(),
             streams: Arc::default(),
         }
@@ -304,6 +318,7 @@ impl Membership {
                 allowlisted: &|k| p.allowlist.contains(k),
                 revoked: &|k| p.revocations.revoked.contains(k),
                 now,
+                verified: &self.verified,
             };
             let basis = credentials::admit(&cx, key, chain)?;
             drop(p);
@@ -350,6 +365,38 @@ impl Membership {
         drop(p);
         self.announce(&removed);
         removed
+    }
+
+    /// Replaces the admin keys and threshold (a reload; no effect on a
+    /// public network). Members admitted by credentials that the new admins
+    /// do not sign for are removed and announced on [`Membership::removals`];
+    /// everyone else keeps their sessions.
+    pub fn replace_authority(&self, authority: Option<Authority>) -> Vec<PublicKey> {
+        let Ok(mut p) = self.policy.write() else {
+            return Vec::new();
+        };
+        if p.public || p.authority == authority {
+            return Vec::new();
+        }
+        p.authority = authority;
+        let out: Vec<PublicKey> = p
+            .admitted
+            .iter()
+            .filter(|(_, b)| {
+                !b.via_allowlist
+                    && !p
+                        .authority
+                        .as_ref()
+                        .is_some_and(|a| a.signed_by_enough(&b.admitted_by))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &out {
+            p.admitted.remove(k);
+        }
+        drop(p);
+        self.announce(&out);
+        out
     }
 
     /// Applies a signed revocation list if it is for this network, signed

@@ -249,6 +249,29 @@ fn the_kept_list_is_applied_at_start() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Rotating admin keys: members re-issued by the new admin keep their
+/// admission when the old one goes; those only the old one signed leave.
+#[test]
+fn admin_keys_rotate_without_dropping_reissued_members() {
+    let (old, new, a, b) = (key(1), key(2), key(3), key(4));
+    let m = with_admin(&old);
+    let a_old = credential(&a, Role::Member, None).sign(&[&old]);
+    let b_old = credential(&b, Role::Member, None).sign(&[&old]);
+    assert_eq!(m.admit_handshake(&a.public(), &[&a_old], NOW), Ok(()));
+    assert_eq!(m.admit_handshake(&b.public(), &[&b_old], NOW), Ok(()));
+    // Both admins for a while: nobody leaves.
+    let both = Authority::new(vec![old.public(), new.public()], 1).expect("authority");
+    assert!(m.replace_authority(Some(both)).is_empty());
+    // `a` reconnects with a credential from the new admin.
+    let a_new = credential(&a, Role::Member, None).sign(&[&new]);
+    assert_eq!(m.admit_handshake(&a.public(), &[&a_new], NOW), Ok(()));
+    // The old admin goes: only `b` (signed by it alone) leaves.
+    let only_new = Authority::new(vec![new.public()], 1).expect("authority");
+    assert_eq!(m.replace_authority(Some(only_new)), vec![b.public()]);
+    assert!(m.admits(&a.public(), NOW).is_admitted());
+    assert!(!m.admits(&b.public(), NOW).is_admitted());
+}
+
 #[test]
 fn every_refusal_has_its_own_label() {
     let labels: HashSet<&str> = Refusal::ALL.iter().map(|r| r.as_str()).collect();
