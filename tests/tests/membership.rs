@@ -54,6 +54,31 @@ fn issue(cli: &Sandbox, admin_dir: &Path, key: &str, role: &str, extra: &[&str],
     );
 }
 
+/// `streembit network create site` with its admin key in `dir`; the
+/// admin's public key, from the config lines it prints.
+fn create_network(cli: &Sandbox, dir: &Path) -> String {
+    let path = dir.join("site-admin.pem");
+    let created = cli.run(
+        &[
+            "network",
+            "create",
+            "site",
+            "--admin-key",
+            path.to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    stdout(&created)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("admins = [\"")
+                .and_then(|r| r.strip_suffix("\"]"))
+        })
+        .expect("the admin key in the config lines")
+        .to_owned()
+}
+
 fn config(admin: &str, credential: &Path, seeds: &[String]) -> String {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
     format!(
@@ -125,29 +150,7 @@ fn a_private_network_of_credentials_admits_members_and_revokes_them_everywhere()
 
     // The admin: a key, and the config lines members need.
     std::fs::create_dir_all(dir("admin")).expect("dir");
-    let created = cli.run(
-        &[
-            "network",
-            "create",
-            "site",
-            "--admin-key",
-            dir("admin").join("site-admin.pem").to_str().expect("path"),
-        ],
-        b"",
-    );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let admin = stdout(&created)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("admins = [\"")
-                .and_then(|r| r.strip_suffix("\"]"))
-        })
-        .expect("the admin key in the config lines")
-        .to_owned();
+    let admin = create_network(&cli, &dir("admin"));
 
     // Every member: its own key, a credential, no list.
     let member = |name: &str, role: &str, extra: &[&str], seeds: &[String]| -> String {
@@ -206,27 +209,7 @@ fn a_private_network_of_credentials_admits_members_and_revokes_them_everywhere()
     let outsider = AgentProcess::start(&dir("outsider"), &outsider_cfg);
     // Another network's admin, same network name.
     std::fs::create_dir_all(dir("rogue-admin")).expect("dir");
-    let rogue = cli.run(
-        &[
-            "network",
-            "create",
-            "site",
-            "--admin-key",
-            dir("rogue-admin")
-                .join("site-admin.pem")
-                .to_str()
-                .expect("path"),
-        ],
-        b"",
-    );
-    let rogue_admin = stdout(&rogue)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("admins = [\"")
-                .and_then(|r| r.strip_suffix("\"]"))
-        })
-        .expect("rogue admin")
-        .to_owned();
+    let rogue_admin = create_network(&cli, &dir("rogue-admin"));
     let foreign_key = keygen(&dir("foreign").join(".streembit/identity.pem"));
     issue(
         &cli,

@@ -138,6 +138,15 @@ impl Policy {
         }
     }
 
+    /// The devices admitted through a gateway that `gone` says has left.
+    fn devices_of(&self, gone: impl Fn(&PublicKey) -> bool) -> Vec<PublicKey> {
+        self.admitted
+            .iter()
+            .filter(|(_, b)| b.via.as_ref().is_some_and(&gone))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     fn admits(&self, key: &PublicKey, now: UnixMillis) -> Admission {
         if self.public {
             return Admission::Admitted { until: None };
@@ -355,13 +364,7 @@ impl Membership {
         let mut removed: Vec<PublicKey> = p.allowlist.difference(&new).copied().collect();
         p.allowlist = new;
         // Devices of a gateway that left with it.
-        removed.extend(
-            p.admitted
-                .iter()
-                .filter(|(_, b)| b.via.is_some_and(|g| removed.contains(&g)))
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>(),
-        );
+        removed.extend(p.devices_of(|g| removed.contains(g)));
         drop(p);
         self.announce(&removed);
         removed
@@ -430,13 +433,7 @@ impl Membership {
                 .difference(&p.revocations.revoked)
                 .copied()
                 .collect();
-            newly.extend(
-                p.admitted
-                    .iter()
-                    .filter(|(_, b)| b.via.is_some_and(|g| revoked.contains(&g)))
-                    .map(|(k, _)| *k)
-                    .collect::<Vec<_>>(),
-            );
+            newly.extend(p.devices_of(|g| revoked.contains(g)));
             p.revocations = RevocationState {
                 seq: list.seq,
                 revoked,
