@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::agent_process::{eventually, AgentProcess};
 use streembit_tests::harness::cli::stderr;
 use streembit_tests::peers::mosquitto::Broker;
 
@@ -246,24 +246,31 @@ fn a_device_is_found_through_the_dht_and_dialed_by_its_own_key() {
     let device: streembit_agent::identity::PublicKey = device_key.parse().expect("key");
     let gateway: streembit_agent::identity::PublicKey = gw.key.parse().expect("key");
     let addr: std::net::SocketAddr = gw.addr.parse().expect("addr");
-    let (cold, absent, peer) = rt.block_on(async {
-        use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
-        let me = std::sync::Arc::new(streembit_agent::identity::Keypair::generate());
-        let cfg = TransportConfig::new(
-            "127.0.0.1:0".parse().expect("addr"),
-            streembit_agent::wire::NetworkId::public(),
-        );
-        let ep = Endpoint::bind(me, Membership::public(), &cfg).expect("bind");
+    use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
+    let me = std::sync::Arc::new(streembit_agent::identity::Keypair::generate());
+    let cfg = TransportConfig::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        streembit_agent::wire::NetworkId::public(),
+    );
+    let ep = {
+        let _guard = rt.enter();
+        Endpoint::bind(me, Membership::public(), &cfg).expect("bind")
+    };
+    let opened = gw.metric("streembit_connections_opened_total");
+    let (cold, absent, _gateway) = rt.block_on(async {
         let cold = ep.dial(&device, addr).await.map(|c| c.peer().key());
         let nobody = streembit_agent::identity::Keypair::generate().public();
         let absent = ep.dial(&nobody, addr).await.map(|c| c.peer().key());
-        let _gateway = ep.dial(&gateway, addr).await.expect("dial the gateway");
-        (
-            cold,
-            absent,
-            ep.dial(&device, addr).await.map(|c| c.peer().key()),
-        )
+        let gateway = ep.dial(&gateway, addr).await.expect("dial the gateway");
+        (cold, absent, gateway)
     });
+    // TLS 1.3: our side of the handshake ends before the gateway's; the
+    // gateway knows this address as proven once it has taken the
+    // connection in.
+    eventually("the gateway took the connection in", || {
+        gw.metric("streembit_connections_opened_total") > opened
+    });
+    let peer = rt.block_on(async { ep.dial(&device, addr).await.map(|c| c.peer().key()) });
     let (Err(cold), Err(absent)) = (cold, absent) else {
         panic!("a cold dial of a device (or of nobody) got an answer");
     };

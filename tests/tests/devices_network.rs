@@ -453,8 +453,12 @@ fn the_demo_shows_signed_reads_refused_and_applied_writes_and_a_summary() {
     assert!(!tmp.path().join("demo").exists());
 }
 
+/// On an allowlist network a gateway admits its own devices (it signs
+/// their device credentials): no device key is listed anywhere. A reader
+/// that does not admit the gateway refuses its devices too, for a read as
+/// for a subscription.
 #[test]
-fn on_a_private_network_the_allowlist_covers_device_keys() {
+fn on_a_private_network_devices_are_admitted_through_their_gateway() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
@@ -464,7 +468,7 @@ fn on_a_private_network_the_allowlist_covers_device_keys() {
         tmp.path().join("r2"),
     );
     let (gw_key, r1_key, r2_key) = (identity(&gw_dir), identity(&r1_dir), identity(&r2_dir));
-    // The device's key exists before any allowlist names it.
+    // The device's key exists before the gateway first runs.
     let out = Command::new(binary())
         .args(["keygen", "--out"])
         .arg(gw_dir.join(".streembit/devices/plug.pem"))
@@ -482,24 +486,45 @@ fn on_a_private_network_the_allowlist_covers_device_keys() {
             list.join(", ")
         )
     };
-    let everyone = [gw_key.as_str(), &r1_key, &r2_key, &plug];
+    // No list names the device.
+    let everyone = [gw_key.as_str(), &r1_key, &r2_key];
     let mut gw = AgentProcess::start(&gw_dir, &private(&everyone, ""));
     assert_eq!(device_key(&gw, "plug"), plug);
     let seeds = format!("seeds = [\"{gw_key}@{}\"]\n", gw.addr);
     let mut r1 = AgentProcess::start(&r1_dir, &private(&everyone, &seeds));
-    // r2 admits the gateway and the other peers, but not the device.
-    let r2 = AgentProcess::start(&r2_dir, &private(&[&gw_key, &r1_key, &r2_key], &seeds));
+    // r2 admits r1, but neither the gateway nor its device; it joins
+    // through r1.
+    let r1_seed = format!("seeds = [\"{r1_key}@{}\"]\n", r1.addr);
+    let r2 = AgentProcess::start(&r2_dir, &private(&[&r1_key, &r2_key], &r1_seed));
     r1.wait_published(1);
     wait_device_record(&mut gw, &plug);
     rt.block_on(broker.publish("p", "7.5"));
     eventually("the reading at r1", || {
         remote_value(&r1, &plug, "power").filter(|v| v["readings"][0]["value"] == 7.5)
     });
+    eventually("r2 finds the device record", || {
+        r2.cli(&["lookup", &plug, "--json"])
+            .status
+            .success()
+            .then_some(())
+    });
     let refused = r2.cli(&["read", &plug]);
     assert!(!refused.status.success(), "{}", stdout(&refused));
+    let subscribed = r2.cli(&["subscribe", &plug]);
+    let refusals = |r: &str| {
+        r2.metric(&format!(
+            "streembit_handshakes_refused_total{{reason=\"{r}\"}}"
+        ))
+    };
+    // A device is reached through its gateway, which r2 does not admit:
+    // refused in r2's own handshake, for the read as for the subscription.
+    eventually("r2 refused the gateway", || {
+        (refusals("not_allowlisted") >= 1).then_some(())
+    });
+    let subs = String::from_utf8_lossy(&r2.cli(&["subscriptions", "--json"]).stdout).into_owned();
     assert!(
-        r2.metric(r#"streembit_handshakes_refused_total{reason="not_allowlisted"}"#) >= 1,
-        "r2 refused the device's handshake by its own allowlist"
+        !subscribed.status.success() || !subs.contains("\"connected\":true"),
+        "r2 is subscribed to a device it does not admit: {subs}"
     );
     gw.terminate();
 }

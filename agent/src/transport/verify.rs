@@ -18,12 +18,19 @@ use super::membership::{Membership, Refusal};
 use crate::clock::Clock;
 use crate::identity::PublicKey;
 
+/// Keys whose refusal was logged at INFO; past this many, refusals are
+/// only counted and logged at DEBUG (a flood of outsiders cannot flood
+/// the log).
+const LOGGED_REFUSALS: usize = 1024;
+
 /// Checks peers' certificates against expected keys and the membership.
 #[derive(Debug)]
 pub(crate) struct PeerVerifier {
     membership: Membership,
     clock: Clock,
     algorithms: WebPkiSupportedAlgorithms,
+    /// Keys refused and said so at INFO (once each).
+    logged: std::sync::Mutex<std::collections::HashSet<PublicKey>>,
 }
 
 impl PeerVerifier {
@@ -32,6 +39,7 @@ impl PeerVerifier {
             membership,
             clock,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            logged: std::sync::Mutex::default(),
         })
     }
 
@@ -51,7 +59,25 @@ impl PeerVerifier {
             .membership
             .admit_handshake(&key, &chain, self.clock.wall())
         {
-            tracing::debug!(peer = %key, reason = refusal.as_str(), "refused: {}", refusal.explain());
+            // Said once per key where an operator looks (INFO): which key,
+            // and why; every refusal is counted in any case.
+            let first = self
+                .logged
+                .lock()
+                .map(|mut l| l.len() < LOGGED_REFUSALS && l.insert(key))
+                .unwrap_or(false);
+            if first {
+                let detail = match refusal {
+                    Refusal::Revoked => format!(
+                        " (revocation list sequence {})",
+                        self.membership.revocation_seq()
+                    ),
+                    _ => String::new(),
+                };
+                tracing::info!(peer = %key, reason = refusal.as_str(), "peer refused in the handshake: {}{detail}", refusal.explain());
+            } else {
+                tracing::debug!(peer = %key, reason = refusal.as_str(), "refused: {}", refusal.explain());
+            }
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));
