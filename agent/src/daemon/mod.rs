@@ -491,6 +491,31 @@ async fn watchdog(period: Duration, node: NodeHandle, mut shutdown: watch::Recei
     }
 }
 
+/// How long one notification may wait for room in the service manager's
+/// socket before it is given up (a shutdown must not hang on it).
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One datagram to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract
+/// namespace), waiting at most [`NOTIFY_TIMEOUT`] for room: the sd_notify
+/// crate's own send blocks without bound when nobody reads the socket.
+fn send_notification(msg: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(std::path::Path::new(&path))?,
+    };
+    let socket = UnixDatagram::unbound()?;
+    socket.set_write_timeout(Some(NOTIFY_TIMEOUT))?;
+    socket.send_to_addr(msg.as_bytes(), &addr)?;
+    Ok(())
+}
+
 /// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.
 ///
 /// The send itself blocks when the socket's queue is full (a busy systemd,
@@ -498,7 +523,7 @@ async fn watchdog(period: Duration, node: NodeHandle, mut shutdown: watch::Recei
 /// behind a bounded queue: the agent's runtime never waits on it. When
 /// even that queue is full, the notification is dropped and logged. READY,
 /// STOPPING and RELOADING are sent at once (rare, and they must not be lost
-/// or overtaken).
+/// or overtaken), waiting at most [`NOTIFY_TIMEOUT`].
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
     use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
     use std::sync::OnceLock;
@@ -512,7 +537,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
             .name("sd-notify".into())
             .spawn(move || {
                 for msg in rx {
-                    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Custom(&msg)]) {
+                    if let Err(e) = send_notification(&msg) {
                         tracing::debug!(error = %e, "sd_notify failed");
                     }
                 }
@@ -531,8 +556,8 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
         .iter()
         .any(|s| msg.starts_with(s))
     {
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Custom(&msg)]) {
-            tracing::debug!(error = %e, "sd_notify failed");
+        if let Err(e) = send_notification(&msg) {
+            tracing::warn!(error = %e, notification = %msg, "systemd notification not delivered");
         }
         return;
     }
