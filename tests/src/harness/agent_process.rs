@@ -351,14 +351,27 @@ impl AgentProcess {
         std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
-    /// SIGTERM and wait for the exit; returns how long it took.
+    /// SIGTERM and wait for the exit; returns how long it took. An agent
+    /// still running [`WAIT`] later is killed and the test fails: a hang
+    /// at shutdown is a bug, not something to wait out.
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
-            let _ = c.wait();
+            while matches!(c.try_wait(), Ok(None)) {
+                if started.elapsed() > WAIT {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!(
+                        "the agent in {} did not exit within {WAIT:?} of SIGTERM; its log ends:\n{}",
+                        self.dir.display(),
+                        self.log().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         started.elapsed()
     }
