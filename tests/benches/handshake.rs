@@ -25,9 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streembit_agent::identity::Keypair;
-use streembit_agent::internals::transport::{read_frame, request, write_frame};
-use streembit_agent::internals::transport::{Answer, Endpoint, Membership, TransportConfig};
+use streembit_agent::internals::transport::request;
+use streembit_agent::internals::transport::{Endpoint, Membership, TransportConfig};
 use streembit_agent::wire::NetworkId;
+use streembit_tests::harness::bench::serve_echo;
 
 const WAIT: Duration = Duration::from_secs(10);
 const PAYLOAD: [u8; 64] = [0x5a; 64];
@@ -56,26 +57,6 @@ fn endpoint(key: Arc<Keypair>) -> Endpoint {
 
 fn client() -> Endpoint {
     endpoint(Arc::new(Keypair::generate()))
-}
-
-/// Answers one frame per stream with the same bytes, on every connection.
-fn serve_echo(ep: Arc<Endpoint>) {
-    tokio::spawn(async move {
-        while let Some(incoming) = ep.incoming().await {
-            let ep = ep.clone();
-            tokio::spawn(async move {
-                let Ok(conn) = ep.handshake(incoming, Answer::OwnOnly).await else {
-                    return;
-                };
-                while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
-                    if let Ok(Some(frame)) = read_frame(&mut recv, 1024).await {
-                        let _ = write_frame(&mut send, &frame).await;
-                        let _ = send.finish();
-                    }
-                }
-            });
-        }
-    });
 }
 
 /// Dial, one request/answer, close.

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use streembit_agent::identity::Keypair;
 use streembit_agent::internals::transport::{
-    read_frame, request, write_frame, Answer, Authority, Endpoint, Membership, TransportConfig,
+    request, Authority, Endpoint, Membership, TransportConfig,
 };
 use streembit_agent::wire::membership::{Credential, Revocations, Role};
 use streembit_agent::wire::{NetworkId, UnixMillis};
 use streembit_tests::harness::agent_process::{eventually, AgentProcess};
-use streembit_tests::harness::bench::quantile;
-use streembit_tests::harness::cli::{keygen, stdout, Sandbox};
+use streembit_tests::harness::bench::{quantile, serve_echo, status_kib};
+use streembit_tests::harness::cli::{keygen, network_create, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -55,25 +55,6 @@ fn credential(admin: &Keypair, key: &Keypair, role: Role) -> Vec<u8> {
         serial: 1,
     }
     .sign(&[admin])
-}
-
-fn serve_echo(ep: Arc<Endpoint>) {
-    tokio::spawn(async move {
-        while let Some(incoming) = ep.incoming().await {
-            let ep = ep.clone();
-            tokio::spawn(async move {
-                let Ok(conn) = ep.handshake(incoming, Answer::OwnOnly).await else {
-                    return;
-                };
-                while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
-                    if let Ok(Some(frame)) = read_frame(&mut recv, 1024).await {
-                        let _ = write_frame(&mut send, &frame).await;
-                        let _ = send.finish();
-                    }
-                }
-            });
-        }
-    });
 }
 
 fn bind(key: Arc<Keypair>, gate: Membership, credential: Option<Vec<u8>>) -> Endpoint {
@@ -198,14 +179,7 @@ fn handshake() {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    status_kib(std::process::id(), "VmRSS")
 }
 
 fn memory() {
@@ -261,24 +235,7 @@ fn propagation(nodes: usize) {
     let tmp = tempfile::tempdir().expect("tmp");
     let sandbox = Sandbox::new();
     let admin_key = tmp.path().join("acme-admin.pem");
-    let created = sandbox.run(
-        &[
-            "network",
-            "create",
-            "acme",
-            "--admin-key",
-            admin_key.to_str().expect("path"),
-        ],
-        b"",
-    );
-    let admin = stdout(&created)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("admins = [\"")
-                .and_then(|r| r.strip_suffix("\"]"))
-        })
-        .expect("admin key")
-        .to_owned();
+    let admin = network_create(&sandbox, "acme", &admin_key);
     let config = |dir: &std::path::Path, seeds: &str| {
         let key = keygen(&dir.join(".streembit/identity.pem"));
         let cred = dir.join("credential.cose");

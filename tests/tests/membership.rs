@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use streembit_tests::harness::agent_process::{eventually, AgentProcess};
-use streembit_tests::harness::cli::{json, keygen, stderr, stdout, Sandbox};
+use streembit_tests::harness::cli::{json, keygen, network_create, stderr, stdout, Sandbox};
 use streembit_tests::peers::mosquitto::Broker;
 
 fn sizes() -> (usize, usize, usize) {
@@ -54,29 +54,9 @@ fn issue(cli: &Sandbox, admin_dir: &Path, key: &str, role: &str, extra: &[&str],
     );
 }
 
-/// `streembit network create site` with its admin key in `dir`; the
-/// admin's public key, from the config lines it prints.
+/// `streembit network create site` with its admin key in `dir`.
 fn create_network(cli: &Sandbox, dir: &Path) -> String {
-    let path = dir.join("site-admin.pem");
-    let created = cli.run(
-        &[
-            "network",
-            "create",
-            "site",
-            "--admin-key",
-            path.to_str().expect("path"),
-        ],
-        b"",
-    );
-    assert!(created.status.success(), "{}", stderr(&created));
-    stdout(&created)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("admins = [\"")
-                .and_then(|r| r.strip_suffix("\"]"))
-        })
-        .expect("the admin key in the config lines")
-        .to_owned()
+    network_create(cli, "site", &dir.join("site-admin.pem"))
 }
 
 fn config(admin: &str, credential: &Path, seeds: &[String]) -> String {

@@ -84,3 +84,25 @@ pub fn quantile<T: Copy>(sorted: &[T], p: f64) -> T {
     let i = ((sorted.len() as f64) * p) as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// Answers one frame per stream with the same bytes, on every connection
+/// `ep` accepts (as its own identity), until it closes.
+pub fn serve_echo(ep: std::sync::Arc<streembit_agent::internals::transport::Endpoint>) {
+    use streembit_agent::internals::transport::{read_frame, write_frame, Answer};
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.incoming().await {
+            let ep = ep.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = ep.handshake(incoming, Answer::OwnOnly).await else {
+                    return;
+                };
+                while let Ok((mut send, mut recv)) = conn.quic().accept_bi().await {
+                    if let Ok(Some(frame)) = read_frame(&mut recv, 1024).await {
+                        let _ = write_frame(&mut send, &frame).await;
+                        let _ = send.finish();
+                    }
+                }
+            });
+        }
+    });
+}

@@ -114,3 +114,19 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `streembit network create NAME --admin-key ADMIN_KEY` in `sandbox`; the
+/// admin's public key, read from the config lines it prints.
+pub fn network_create(sandbox: &Sandbox, name: &str, admin_key: &Path) -> String {
+    let path = admin_key.to_str().expect("utf-8 path");
+    let created = sandbox.run(&["network", "create", name, "--admin-key", path], b"");
+    assert!(created.status.success(), "{}", stderr(&created));
+    stdout(&created)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("admins = [\"")
+                .and_then(|r| r.strip_suffix("\"]"))
+        })
+        .expect("the admin key in the config lines")
+        .to_owned()
+}
