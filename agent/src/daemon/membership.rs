@@ -255,7 +255,7 @@ pub(crate) fn families(
             "streembit_revoked_keys",
             "Keys on the newest revocation list this node holds.",
             MetricKind::Gauge,
-            membership.revocations().revoked.len() as u64,
+            membership.revoked_count() as u64,
         ),
     ];
     if let Some(end) = own.and_then(|o| o.credential.expires) {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use coset::cbor::Value;
 
 use super::connections::Connections;
+use super::time_sync::{decode, encode, uint_field};
 use crate::metrics::{Family, Kind as MetricKind};
 use crate::transport::framing::{request, write_frame};
 use crate::transport::{Connection, Membership, RevocationError};
@@ -94,10 +95,7 @@ impl RevocationSync {
         }
         let peer = conn.peer().key();
         let seq = self.membership.revocation_seq();
-        let payload = cbor(&Value::Map(vec![(
-            Value::Text("q".into()),
-            Value::from(seq),
-        )]));
+        let payload = encode(&[("q", Value::from(seq))]);
         let Ok(env) = self.session.seal(Kind::Revocations, &peer, &payload) else {
             return;
         };
@@ -129,7 +127,8 @@ impl RevocationSync {
             .open_from(&peer, &first)
             .ok()
             .and_then(|f| f.expect(Kind::Revocations).ok())
-            .and_then(|f| offered_seq(f.payload()));
+            .and_then(|f| decode(f.payload()).ok())
+            .and_then(|map| uint_field(&map, "q"));
         let Some(theirs) = theirs else {
             self.refuse("bad_offer");
             return;
@@ -219,22 +218,4 @@ impl RevocationSync {
             refused,
         ]
     }
-}
-
-/// `{"q": seq}`.
-fn offered_seq(payload: &[u8]) -> Option<u64> {
-    let Ok(Value::Map(map)) = coset::cbor::from_reader::<Value, _>(payload) else {
-        return None;
-    };
-    map.iter()
-        .find(|(k, _)| k.as_text() == Some("q"))
-        .and_then(|(_, v)| v.as_integer())
-        .and_then(|i| u64::try_from(i).ok())
-}
-
-fn cbor(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    // A Vec writer cannot fail for these value types.
-    let _ = coset::cbor::into_writer(v, &mut out);
-    out
 }

@@ -366,7 +366,7 @@ fn median(votes: &mut [(i64, u64)]) -> i64 {
     }
 }
 
-fn encode(fields: &[(&str, Value)]) -> Vec<u8> {
+pub(super) fn encode(fields: &[(&str, Value)]) -> Vec<u8> {
     let map = Value::Map(
         fields
             .iter()
@@ -379,14 +379,12 @@ fn encode(fields: &[(&str, Value)]) -> Vec<u8> {
     out
 }
 
-fn decode(payload: &[u8]) -> Result<Vec<(Value, Value)>, NodeError> {
+pub(super) fn decode(payload: &[u8]) -> Result<Vec<(Value, Value)>, NodeError> {
     let mut rest = payload;
     let v: Value = coset::cbor::from_reader(&mut rest)
-        .map_err(|e| NodeError::PeerMisbehaved(format!("bad time payload: {e}")))?;
+        .map_err(|e| NodeError::PeerMisbehaved(format!("bad payload: {e}")))?;
     if !rest.is_empty() {
-        return Err(NodeError::PeerMisbehaved(
-            "bytes after the time payload".into(),
-        ));
+        return Err(NodeError::PeerMisbehaved("bytes after the payload".into()));
     }
     v.into_map()
         .map_err(|_| NodeError::PeerMisbehaved("the time payload is not a map".into()))
@@ -402,7 +400,7 @@ fn bytes_field<'a>(map: &'a [(Value, Value)], name: &str) -> Option<&'a [u8]> {
     field(map, name)?.as_bytes().map(Vec::as_slice)
 }
 
-fn uint_field(map: &[(Value, Value)], name: &str) -> Option<u64> {
+pub(super) fn uint_field(map: &[(Value, Value)], name: &str) -> Option<u64> {
     field(map, name)?
         .as_integer()
         .and_then(|i| u64::try_from(i).ok())

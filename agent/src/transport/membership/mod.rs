@@ -462,6 +462,14 @@ impl Membership {
             .unwrap_or_default()
     }
 
+    /// How many keys the newest revocation list revokes.
+    pub fn revoked_count(&self) -> usize {
+        self.policy
+            .read()
+            .map(|p| p.revocations.revoked.len())
+            .unwrap_or(0)
+    }
+
     /// The sequence of the newest revocation list held.
     pub fn revocation_seq(&self) -> u64 {
         self.policy.read().map(|p| p.revocations.seq).unwrap_or(0)
