@@ -36,6 +36,10 @@ pub struct Status {
     pub connections: usize,
     /// Contacts in the routing table.
     pub table_size: usize,
+    /// Those contacts by how this agent first learned of them: `seed`
+    /// (config), `dns` (`seeds_dns`), `mdns` (a LAN announcement), `dht`.
+    #[serde(default)]
+    pub table_by_source: std::collections::BTreeMap<String, usize>,
     /// Records stored for others.
     pub records_stored: usize,
     /// Hosted devices.
@@ -83,6 +87,34 @@ pub struct Link {
     pub path: String,
     /// The peer's UDP address (direct), or the relay's (relayed).
     pub addr: String,
+    /// How this agent first learned of the peer: `seed`, `dns`, `mdns`
+    /// or `dht`.
+    #[serde(default)]
+    pub learned: String,
+}
+
+/// Agents heard on the LAN, `GET /v1/discovered`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Discovered {
+    /// Most recently heard first.
+    pub agents: Vec<DiscoveredAgent>,
+}
+
+/// One agent heard on the LAN, in [`Discovered`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiscoveredAgent {
+    /// The key it announced (proven only once a handshake succeeds).
+    pub key: String,
+    /// Its network: the name of a public one, or `private network <hash>`.
+    pub network: String,
+    /// Whether it is on this agent's network (only those are dialed).
+    pub same_network: bool,
+    /// The addresses it announced.
+    pub addrs: Vec<String>,
+    /// Whether this agent has a connection to it now.
+    pub connected: bool,
+    /// Seconds since it was last heard.
+    pub last_seen_s: u64,
 }
 
 /// One routing-table contact, `GET /v1/peers`.
@@ -92,6 +124,9 @@ pub struct Peer {
     pub key: String,
     /// Addresses it announced.
     pub addrs: Vec<String>,
+    /// How this agent first learned of it: `seed`, `dns`, `mdns` or `dht`.
+    #[serde(default)]
+    pub learned: String,
 }
 
 /// A record found by `GET /v1/lookup/{key}`.

@@ -10,6 +10,8 @@
 //! - `devices`: hosted devices (bridges, their identities, readings sealed
 //!   by each device's key, subscriptions) and this agent as a client of
 //!   devices anywhere.
+//! - `discovery`: where peers are, besides the DHT: seeds from the
+//!   config and from DNS, and agents announced on the LAN (mDNS).
 //! - `node`: the tokio shell driving the DHT core over the transport; NAT
 //!   traversal; the one dialer.
 //! - `transport`: QUIC (quinn) with TLS bound to Ed25519 keys, and the
@@ -43,6 +45,7 @@ pub mod clock;
 mod daemon;
 mod devices;
 mod dht;
+mod discovery;
 pub mod identity;
 mod journal;
 mod metrics;

@@ -1,4 +1,4 @@
-//! `status`, `peers`, `lookup`, `metrics` and `devices`: thin clients of
+//! `status`, `peers`, `discover`, `lookup`, `metrics` and `devices`: thin clients of
 //! the running agent's API.
 //! A readable table by default, the API's JSON as is with `--json`.
 
@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::agent_client::get;
 use super::{ConfigArg, Failure, EXIT_INVALID};
-use crate::api::{offset_text, ApiError, DeviceInfo, LookupAnswer, Peer, Status};
+use crate::api::{offset_text, ApiError, DeviceInfo, Discovered, LookupAnswer, Peer, Status};
 use crate::daemon::config::AgentConfig;
 
 pub(super) fn socket(config: &ConfigArg) -> Result<std::path::PathBuf, Failure> {
@@ -97,11 +97,44 @@ pub(super) fn peers(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Resu
     if json {
         return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
     }
-    let mut text = format!("{:<64}  ADDRESSES\n", "KEY");
+    let mut text = format!("{:<64}  {:<7} ADDRESSES\n", "KEY", "LEARNED");
     for p in &peers {
-        text.push_str(&format!("{:<64}  {}\n", p.key, p.addrs.join(", ")));
+        text.push_str(&format!(
+            "{:<64}  {:<7} {}\n",
+            p.key,
+            p.learned,
+            p.addrs.join(", ")
+        ));
     }
     text.push_str(&format!("{} peers\n", peers.len()));
+    write(out, &text)
+}
+
+pub(super) fn discover(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let (d, raw): (Discovered, _) = fetch(config, "/v1/discovered")?;
+    if json {
+        return write(out, &format!("{}\n", String::from_utf8_lossy(&raw)));
+    }
+    let mut text = format!(
+        "{:<64}  {:<9}  {:<8}  {:<24}  ADDRESSES\n",
+        "KEY", "CONNECTED", "HEARD", "NETWORK"
+    );
+    for a in &d.agents {
+        let network = if a.same_network {
+            format!("{} (ours)", a.network)
+        } else {
+            a.network.clone()
+        };
+        text.push_str(&format!(
+            "{:<64}  {:<9}  {:<8}  {:<24}  {}\n",
+            a.key,
+            if a.connected { "yes" } else { "no" },
+            format!("{} s ago", a.last_seen_s),
+            network,
+            a.addrs.join(", ")
+        ));
+    }
+    text.push_str(&format!("{} agents heard on the LAN\n", d.agents.len()));
     write(out, &text)
 }
 

@@ -5,7 +5,7 @@
 //! - [`envelope`]: `sign` and `verify`, the operator's tools to make and
 //!   inspect wire traffic.
 //! - [`encoding`]: raw / hex / base64 input and output.
-//! - `agent_cmds` / `agent_client`: `status`, `peers`, `lookup`,
+//! - `agent_cmds` / `agent_client`: `status`, `peers`, `discover`, `lookup`,
 //!   `metrics`, `devices` — thin clients of the running agent's local API.
 //! - `device_cmds`: `read`, `write` and subscriptions, for devices
 //!   anywhere on the network, through the local API.
@@ -77,6 +77,9 @@ pub enum Command {
     Status(JsonArgs),
     /// List the running agent's routing-table contacts.
     Peers(JsonArgs),
+    /// List the agents the running agent hears on its LAN (mDNS): key,
+    /// network, addresses, and whether it is connected to each.
+    Discover(JsonArgs),
     /// Find a peer's or device's record in the DHT.
     Lookup(LookupArgs),
     /// Print the running agent's metrics (Prometheus text).
@@ -390,6 +393,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Reload(a) => reload::reload(&a, out),
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
+        Command::Discover(a) => agent_cmds::discover(&a.config, a.json, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
         Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),

@@ -24,7 +24,7 @@ use crate::wire::NetworkId;
 
 use super::config_env::{is_config_key, ENV_PREFIX};
 pub(crate) use super::config_env::{unknown_env_vars, unknown_env_warning};
-pub(crate) use super::seed::Seed;
+pub(crate) use crate::discovery::{DiscoverySection, Seed};
 
 /// Where the agent reads its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/streembit/agent.toml";
@@ -61,6 +61,9 @@ pub struct AgentConfig {
     pub announce: Vec<String>,
     /// Peers to join through: `"<pubkey-hex>@host:port"`.
     pub seeds: Vec<String>,
+    /// DNS names whose TXT records each hold a seed (`<key>@host:port`),
+    /// looked up at start and every hour.
+    pub seeds_dns: Vec<String>,
     /// Public keys admitted on a private network.
     pub allowlist: Vec<String>,
     /// A file of public keys (one per line, `#` comments) admitted on a
@@ -96,6 +99,8 @@ pub struct AgentConfig {
     pub nat: NatSection,
     /// `[dht]`: what this agent keeps for others.
     pub dht: DhtSection,
+    /// `[discovery]`: finding agents on the LAN (mDNS).
+    pub discovery: DiscoverySection,
     /// For tests and demonstrations only: run as if the machine's wall
     /// clock were off by this many ms (negative: behind). The agent then
     /// learns the network's time from its peers, as a gateway with a wrong
@@ -215,6 +220,7 @@ impl Default for AgentConfig {
             listen: format!("0.0.0.0:{DEFAULT_PORT}"),
             announce: Vec::new(),
             seeds: Vec::new(),
+            seeds_dns: Vec::new(),
             allowlist: Vec::new(),
             allowlist_file: None,
             admins: Vec::new(),
@@ -228,6 +234,7 @@ impl Default for AgentConfig {
             mqtt: MqttConfig::default(),
             nat: NatSection::default(),
             dht: DhtSection::default(),
+            discovery: DiscoverySection::default(),
             simulate_clock_offset_ms: 0,
         }
     }
@@ -355,8 +362,19 @@ impl AgentConfig {
         }
         for (i, s) in self.seeds.iter().enumerate() {
             if let Err(reason) = Seed::parse(s) {
-                err(&format!("seeds[{i}]"), reason.to_string());
+                err(&format!("seeds[{i}]"), reason);
             }
+        }
+        for (i, name) in self.seeds_dns.iter().enumerate() {
+            if let Err(reason) = crate::discovery::check_dns_name(name) {
+                err(&format!("seeds_dns[{i}]"), reason);
+            }
+        }
+        if self.discovery.max_new_per_minute == 0 {
+            err(
+                "discovery.max_new_per_minute",
+                "must be at least 1 (set `discovery.mdns = false` to turn LAN discovery off)".into(),
+            );
         }
         for (key, v) in [
             ("outbox_max_bytes", self.outbox_max_bytes),

@@ -4,7 +4,6 @@
 //! - `config.rs`: `agent.toml` and `STREEMBIT_*` environment variables
 //!   (figment), and where the bridge files are: the daemon's input.
 //! - `config_env.rs`: which `STREEMBIT_*` variables name a config key.
-//! - `seed.rs`: a seed as written, `<key>@host:port`, and resolving it.
 //! - `server.rs`: the local HTTP API on a Unix socket (its JSON shapes
 //!   are [`crate::api`]).
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
@@ -28,7 +27,6 @@ mod local_mqtt;
 pub(crate) mod logging;
 mod membership;
 pub(crate) mod routes;
-mod seed;
 mod server;
 pub(crate) mod systemd;
 
@@ -39,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::discovery::{self, Discovery};
 use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptions};
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent, NodeHandle};
@@ -209,6 +208,15 @@ async fn serve(
             Err(e) => tracing::warn!("{e}; seed skipped"),
         }
     }
+    let discovery_settings = discovery::Settings {
+        key: key.public(),
+        network: network.clone(),
+        bound,
+        seeds: config.seeds().iter().map(|s| s.key).collect(),
+        seeds_dns: config.seeds_dns.clone(),
+        section: config.discovery.clone(),
+        clock: clock.clone(),
+    };
 
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let wire = node_cfg.wire.clone();
@@ -272,6 +280,7 @@ async fn serve(
         handle.clone(),
     ));
     let node_task = tokio::spawn(node.run(shutdown_rx.clone()));
+    let discovery = Discovery::start(&discovery_settings, handle.clone(), shutdown_rx.clone());
     membership::spawn_removals(&membership, handle.clone(), devices.clone());
     host_devices(&handle, &devices, own_credential.as_deref()).await;
     let subscriptions = Subscriptions::start(
@@ -318,6 +327,7 @@ async fn serve(
             network: network.clone(),
             credential: own_credential.clone(),
             clock: clock.clone(),
+            discovery,
         },
         shutdown_rx.clone(),
     ));
@@ -325,7 +335,7 @@ async fn serve(
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
     // The first STATUS names the bound address (the tests read it); the
     // summary replaces it at once.
-    notify(&[
+    systemd::notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&format!("listening on {bound}, network {network}")),
     ]);
@@ -359,7 +369,7 @@ async fn serve(
     }
 
     tracing::info!("shutting down");
-    notify(&[sd_notify::NotifyState::Stopping]);
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
         devices.stop_all().await;
@@ -457,7 +467,7 @@ fn report(event: &NodeEvent) {
         }
     };
     tracing::debug!("{text}");
-    notify(&[sd_notify::NotifyState::Custom(&format!(
+    systemd::notify(&[sd_notify::NotifyState::Custom(&format!(
         "X_STREEMBIT_EVENT={text}"
     ))]);
 }
@@ -484,89 +494,10 @@ async fn watchdog(period: Duration, node: NodeHandle, mut shutdown: watch::Recei
             _ = shutdown.changed() => return,
         }
         match tokio::time::timeout(period, node.status()).await {
-            Ok(Ok(_)) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(Ok(_)) => systemd::notify(&[sd_notify::NotifyState::Watchdog]),
             Ok(Err(_)) => return,
             Err(_) => tracing::warn!("node loop did not answer in time; not petting the watchdog"),
         }
-    }
-}
-
-/// How long one notification may wait for room in the service manager's
-/// socket before it is given up (a shutdown must not hang on it).
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One datagram to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract
-/// namespace), waiting at most [`NOTIFY_TIMEOUT`] for room: the sd_notify
-/// crate's own send blocks without bound when nobody reads the socket.
-fn send_notification(msg: &str) -> std::io::Result<()> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(());
-    };
-    let bytes = path.as_bytes();
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name)?,
-        None => SocketAddr::from_pathname(std::path::Path::new(&path))?,
-    };
-    let socket = UnixDatagram::unbound()?;
-    socket.set_write_timeout(Some(NOTIFY_TIMEOUT))?;
-    socket.send_to_addr(msg.as_bytes(), &addr)?;
-    Ok(())
-}
-
-/// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.
-///
-/// The send itself blocks when the socket's queue is full (a busy systemd,
-/// or a reader that does not read), so it runs on a thread of its own
-/// behind a bounded queue: the agent's runtime never waits on it. When
-/// even that queue is full, the notification is dropped and logged. READY,
-/// STOPPING and RELOADING are sent at once (rare, and they must not be lost
-/// or overtaken), waiting at most [`NOTIFY_TIMEOUT`].
-fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-    use std::sync::OnceLock;
-    static QUEUE: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
-    if std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return;
-    }
-    let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = sync_channel::<String>(64);
-        std::thread::Builder::new()
-            .name("sd-notify".into())
-            .spawn(move || {
-                for msg in rx {
-                    if let Err(e) = send_notification(&msg) {
-                        tracing::debug!(error = %e, "sd_notify failed");
-                    }
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    let msg = states
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
-    // The state changes a service manager acts on go at once, in order
-    // with the process's life (a queued STOPPING could be lost at exit).
-    if ["READY=1", "STOPPING=1", "RELOADING=1"]
-        .iter()
-        .any(|s| msg.starts_with(s))
-    {
-        if let Err(e) = send_notification(&msg) {
-            tracing::warn!(error = %e, notification = %msg, "systemd notification not delivered");
-        }
-        return;
-    }
-    match queue.as_ref().map(|q| q.try_send(msg)) {
-        Some(Ok(())) => {}
-        Some(Err(TrySendError::Full(m))) => {
-            tracing::debug!(notification = %m, "notification dropped: the service manager is not reading")
-        }
-        _ => tracing::debug!("no notification thread"),
     }
 }
 
@@ -577,8 +508,10 @@ fn signal(
         .map_err(|e| DaemonError::runtime(format!("cannot install signal handler: {e}")))
 }
 
-/// The addresses to put in our peer record: configured ones, else the bound
-/// one when it is a concrete address.
+/// The addresses to put in our peer record: configured ones; else the
+/// bound one when it is a concrete address; else (bound to 0.0.0.0 or ::)
+/// the addresses of this machine's interfaces with the bound port, so
+/// that agents on the LAN can reach it with nothing configured.
 fn announce_addrs(config: &AgentConfig, bound: SocketAddr) -> Vec<SocketAddr> {
     let configured: Vec<SocketAddr> = config
         .announce
@@ -588,12 +521,30 @@ fn announce_addrs(config: &AgentConfig, bound: SocketAddr) -> Vec<SocketAddr> {
     if !configured.is_empty() {
         return configured;
     }
-    if bound.ip().is_unspecified() {
-        tracing::warn!(
-            "listening on {bound}: set `announce` to the address peers should dial; \
-             until then our record lists no address"
-        );
-        return Vec::new();
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
     }
-    vec![bound]
+    let mut found: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback() && !i.is_link_local())
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() == bound.is_ipv4() || bound.is_ipv6())
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect();
+    found.sort();
+    found.dedup();
+    found.truncate(crate::dht::MAX_ADDRS);
+    if found.is_empty() {
+        tracing::warn!(
+            "listening on {bound} and no interface has an address yet: set `announce` to the \
+             address peers should dial; until then our record lists no address"
+        );
+    } else {
+        tracing::info!(
+            addrs = ?found,
+            "listening on {bound}: announcing the interfaces' addresses (set `announce` to choose)"
+        );
+    }
+    found
 }

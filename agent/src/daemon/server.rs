@@ -23,6 +23,7 @@ use super::membership::OwnCredential;
 use super::routes::{self, Route};
 use crate::api::{ApiError, ReadAnswer, ReadingView};
 use crate::clock::Clock;
+use crate::discovery::Discovery;
 use crate::devices::{verify_readings, DeviceService, Devices, Remote, RemoteError, Subscriptions};
 use crate::identity::PublicKey;
 use crate::node::{NodeError, NodeHandle};
@@ -54,6 +55,8 @@ pub(crate) struct Context {
     pub credential: Option<Arc<OwnCredential>>,
     /// Where "now" is read (credential expiry).
     pub clock: Clock,
+    /// Seeds from DNS and agents heard on the LAN.
+    pub discovery: Discovery,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -161,6 +164,17 @@ async fn answer(
             })
         }
         Route::Peers => ask(node.peers()).await.map(|p| json(&p)),
+        Route::Discovered => ask(node.status()).await.map(|status| {
+            let connected: std::collections::HashSet<String> =
+                status.links.into_iter().map(|l| l.key).collect();
+            match ctx
+                .discovery
+                .discovered(|k| connected.contains(&k.to_string()))
+            {
+                Ok(d) => json(&d),
+                Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, &why),
+            }
+        }),
         Route::Lookup(key) => Ok(match bounded(node.lookup(key)).await {
             Ok(Ok(Some(answer))) => json(&answer),
             Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "no record for this key"),
@@ -232,6 +246,7 @@ async fn answer(
             families.extend(ctx.service.families());
             families.extend(ctx.subscriptions.families());
             families.extend(ctx.mqtt.families());
+            families.extend(ctx.discovery.families());
             families.extend(super::membership::families(
                 ctx.credential.as_deref(),
                 &ctx.membership,

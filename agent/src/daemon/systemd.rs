@@ -16,6 +16,8 @@
 //!   `Type=notify`, systemd 252). Under `Type=notify-reload` (systemd ≥
 //!   253) systemd signals and waits itself: RELOADING=1 then carries
 //!   MONOTONIC_USEC, as it requires.
+//! - [`notify`]: every notification, sent so that a service manager
+//!   that does not read can never stall the agent.
 //!
 //! What this module does not do: decide anything. It reports what the
 //! node and the devices say.
@@ -113,7 +115,7 @@ impl StatusLine {
                         line.push_str(&note);
                     }
                     if line != last {
-                        super::notify(&[sd_notify::NotifyState::Status(&line)]);
+                        notify(&[sd_notify::NotifyState::Status(&line)]);
                         last = line;
                     }
                 }
@@ -168,14 +170,14 @@ impl Reloads {
             self.started_usec = now;
             states.push(sd_notify::NotifyState::MonotonicUsec(now.into()));
         }
-        super::notify(&states);
+        notify(&states);
     }
 
     /// A reload ended: READY=1 with its outcome as STATUS, the handshake
     /// file for `streembit reload`, and the problems, if any, kept after
     /// the summary until the next reload.
     pub(super) fn finished(&mut self, outcome: String, problems: Vec<String>) {
-        super::notify(&[
+        notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&outcome),
         ]);
@@ -263,6 +265,85 @@ impl Reloaded {
 
 fn one_line(s: &str) -> String {
     s.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+/// How long one notification may wait for room in the service manager's
+/// socket before it is given up (a shutdown must not hang on it).
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One datagram to `$NOTIFY_SOCKET` (a path, or `@name` in the abstract
+/// namespace), waiting at most [`NOTIFY_TIMEOUT`] for room: the sd_notify
+/// crate's own send blocks without bound when nobody reads the socket.
+fn send_notification(msg: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let bytes = path.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(std::path::Path::new(&path))?,
+    };
+    let socket = UnixDatagram::unbound()?;
+    socket.set_write_timeout(Some(NOTIFY_TIMEOUT))?;
+    socket.send_to_addr(msg.as_bytes(), &addr)?;
+    Ok(())
+}
+
+/// Sends to systemd (or a test's socket) when `NOTIFY_SOCKET` is set.
+///
+/// The send itself blocks when the socket's queue is full (a busy systemd,
+/// or a reader that does not read), so it runs on a thread of its own
+/// behind a bounded queue: the agent's runtime never waits on it. When
+/// even that queue is full, the notification is dropped and logged. READY,
+/// STOPPING and RELOADING are sent at once (rare, and they must not be lost
+/// or overtaken), waiting at most [`NOTIFY_TIMEOUT`].
+pub(crate) fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::OnceLock;
+    static QUEUE: OnceLock<Option<SyncSender<String>>> = OnceLock::new();
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = sync_channel::<String>(64);
+        std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                for msg in rx {
+                    if let Err(e) = send_notification(&msg) {
+                        tracing::debug!(error = %e, "sd_notify failed");
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let msg = states
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The state changes a service manager acts on go at once, in order
+    // with the process's life (a queued STOPPING could be lost at exit).
+    if ["READY=1", "STOPPING=1", "RELOADING=1"]
+        .iter()
+        .any(|s| msg.starts_with(s))
+    {
+        if let Err(e) = send_notification(&msg) {
+            tracing::warn!(error = %e, notification = %msg, "systemd notification not delivered");
+        }
+        return;
+    }
+    match queue.as_ref().map(|q| q.try_send(msg)) {
+        Some(Ok(())) => {}
+        Some(Err(TrySendError::Full(m))) => {
+            tracing::debug!(notification = %m, "notification dropped: the service manager is not reading")
+        }
+        _ => tracing::debug!("no notification thread"),
+    }
 }
 
 #[cfg(test)]

@@ -68,9 +68,11 @@ pub(crate) use self::store::StoreConfig;
 pub(crate) use self::store::DEFAULT_MAX_DEVICES_PER_GATEWAY;
 pub use self::store::DEFAULT_MAX_PER_PUBLISHER;
 pub(crate) use self::timer::Time;
+/// Addresses one record or contact holds at most.
+pub(crate) use self::contact::MAX_ADDRS;
 #[cfg(test)]
 pub(crate) use self::{
-    contact::{MAX_ADDRS, MAX_ADDR_LEN},
+    contact::MAX_ADDR_LEN,
     record::MAX_TTL,
     table::RoutingTable,
 };

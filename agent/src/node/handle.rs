@@ -7,6 +7,7 @@
 //! long as the node takes; callers that must answer in bounded time (the
 //! API, the watchdog) put their own timeout around it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +36,14 @@ pub(crate) enum Query {
     /// A peer is no longer admitted: close its connections and drop it
     /// from the routing table; answers whether it was known.
     Forget(PublicKey, oneshot::Sender<bool>),
+    /// A peer heard of outside the DHT, at these addresses: join through
+    /// it; answers whether a lookup through it started.
+    Introduce(
+        PublicKey,
+        Vec<SocketAddr>,
+        super::Source,
+        oneshot::Sender<bool>,
+    ),
 }
 
 /// Questions the node loop buffers before askers wait.
@@ -95,5 +104,17 @@ impl NodeHandle {
     /// (it is no longer admitted); whether it was known.
     pub(crate) async fn forget(&self, key: PublicKey) -> Result<bool, NodeError> {
         self.ask(|tx| Query::Forget(key, tx)).await
+    }
+
+    /// A peer heard of outside the DHT (a DNS seed, a LAN announcement):
+    /// the node remembers the source and joins through it unless already
+    /// connected to it. Whether a lookup through it started.
+    pub(crate) async fn introduce(
+        &self,
+        key: PublicKey,
+        addrs: Vec<SocketAddr>,
+        source: super::Source,
+    ) -> Result<bool, NodeError> {
+        self.ask(|tx| Query::Introduce(key, addrs, source, tx)).await
     }
 }

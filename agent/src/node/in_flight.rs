@@ -45,6 +45,9 @@ pub(super) type LookupReply = oneshot::Sender<Result<Option<LookupAnswer>, NodeE
 pub(super) enum Purpose {
     /// Joining through the seeds (or the restored table), at start.
     Bootstrap,
+    /// Joining through a peer heard of outside the DHT (`learned.rs`);
+    /// `was_alone`: the table was empty when it started.
+    Introduced { was_alone: bool },
     /// Storing our own peer record of sequence `seq`.
     Publish { seq: u64 },
     /// Storing a hosted device's record.
@@ -114,6 +117,23 @@ impl Node {
                     let _ = self.events.try_send(NodeEvent::Joined { contacts });
                     self.publish_record();
                     self.publish_all_devices();
+                }
+                // An agent alone until now has just joined: as after a
+                // bootstrap. One that joins another group of peers (two
+                // LAN islands meeting) stores its own record there too;
+                // device records follow on their republish schedule.
+                Some(Purpose::Introduced { was_alone }) => {
+                    let contacts = self.dht.table().len();
+                    if contacts == 0 {
+                        return;
+                    }
+                    tracing::info!(contacts, "joined through a peer found outside the DHT");
+                    self.persist();
+                    if was_alone {
+                        let _ = self.events.try_send(NodeEvent::Joined { contacts });
+                        self.publish_all_devices();
+                    }
+                    self.publish_record();
                 }
                 Some(Purpose::Publish { seq }) => {
                     if let Outcome::Stored { acks, .. } = &outcome {

@@ -16,6 +16,8 @@
 //! - `rpc.rs`: request/answer over streams (I/O tasks only move bytes).
 //! - `queries.rs`: answering the handle (status, peers, lookup, metrics).
 //! - `persist.rs`: the routing table on disk.
+//! - `learned.rs`: how each peer was learned (seed, DNS, mDNS, DHT), and
+//!   joining through a peer introduced from outside the DHT.
 //! - `hosting.rs`: hosted devices' TLS identities and device records.
 //! - `nat/`: reachability, relays and hole punching; [`Dialer`], through
 //!   which every dial goes.
@@ -41,6 +43,7 @@ mod error;
 mod handle;
 mod hosting;
 mod in_flight;
+mod learned;
 mod metrics;
 mod nat;
 mod persist;
@@ -67,6 +70,7 @@ pub(crate) use connections::{CLOSE_NOT_ALLOWED, CLOSE_SHUTDOWN};
 pub(crate) use error::NodeError;
 pub(crate) use handle::NodeHandle;
 use handle::Query;
+pub(crate) use learned::Source;
 use in_flight::{InFlight, Purpose};
 use metrics::NodeCounters;
 pub(crate) use nat::parse_addrs;
@@ -162,6 +166,8 @@ pub(crate) struct Node {
     dial_budget: dial_budget::DialBudget,
     /// Peers whose refusal of our handshake was said at WARN (bounded).
     warned_refusals: HashSet<PublicKey>,
+    /// How peers were learned, when not through the DHT.
+    learned: learned::Learned,
 }
 
 impl Node {
@@ -187,6 +193,10 @@ impl Node {
                 }
                 Err(e) => tracing::warn!(error = %e, "persisted routing table ignored"),
             }
+        }
+        let mut learned = learned::Learned::default();
+        for (seed, _) in &cfg.seeds {
+            learned.note(*seed, Source::Seed);
         }
         let (inputs_tx, inputs_rx) = mpsc::channel(1024);
         let (handle, queries) = NodeHandle::channel();
@@ -241,6 +251,7 @@ impl Node {
             started: clock.instant(),
             dial_budget: dial_budget::DialBudget::default(),
             warned_refusals: HashSet::new(),
+            learned,
             clock,
             cfg,
         }
@@ -536,14 +547,15 @@ impl Node {
     }
 
     /// Whether a request to `to` may dial: always for a contact the table
-    /// holds (proven), one we are connected to, or a configured seed (the
-    /// operator's, not a peer's word: retried while a partition lasts); for
+    /// holds (proven), one we are connected to, or a seed from the config
+    /// or the operator's DNS (the operator's, not a peer's word: retried
+    /// while a partition lasts); for
     /// one we only heard of, within the per-address budget (see
     /// `dial_budget.rs`).
     fn within_dial_budget(&mut self, to: &Contact, key: &PublicKey, addrs: &[PeerAddr]) -> bool {
         if self.dht.table().contains(to.id())
             || self.conns.cached(key).is_some()
-            || self.cfg.seeds.iter().any(|(seed, _)| seed == key)
+            || self.learned.trusted(key)
         {
             return true;
         }

@@ -7,6 +7,7 @@ use crate::api::{near_limit, offset_text, Link, LookupAnswer, Peer, Status};
 use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
 use crate::transport::socket::Path;
+use crate::metrics::{self, Family};
 use crate::wire::{self, Kind, NetworkId};
 
 use super::handle::Query;
@@ -28,6 +29,10 @@ impl Node {
                     .map(|c| Peer {
                         key: hex::encode(c.key_bytes()),
                         addrs: c.addrs().iter().map(str::to_owned).collect(),
+                        learned: PublicKey::from_bytes(c.key_bytes())
+                            .map(|k| self.learned.source(&k).label())
+                            .unwrap_or("dht")
+                            .to_owned(),
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -91,6 +96,9 @@ impl Node {
                 let known = self.dht.forget(&key.node_id());
                 let _ = reply.send(known);
             }
+            Query::Introduce(key, addrs, source, reply) => {
+                let _ = reply.send(self.introduce(key, &addrs, source));
+            }
             Query::Metrics(reply) => {
                 let membership = self.conns.endpoint().membership();
                 let mut families = families(&Snapshot {
@@ -108,6 +116,7 @@ impl Node {
                 families.extend(self.nat.families());
                 families.extend(self.nat.time().families());
                 families.extend(self.nat.revocations().families());
+                families.push(learned_family(&self.table_by_source()));
                 let _ = reply.send(families);
             }
         }
@@ -136,6 +145,7 @@ impl Node {
                 .as_secs(),
             connections: self.conns.len(),
             table_size: self.dht.table().len(),
+            table_by_source: self.table_by_source(),
             records_stored: self.dht.store().len(),
             devices: 0,
             reachability: self.nat.reachability().name().to_owned(),
@@ -156,6 +166,7 @@ impl Node {
                         key: c.peer().key().to_string(),
                         path: path.to_owned(),
                         addr: addr.to_string(),
+                        learned: self.learned.source(&c.peer().key()).label().to_owned(),
                     }
                 })
                 .collect(),
@@ -193,6 +204,19 @@ impl Node {
         }
         w
     }
+}
+
+/// Routing-table contacts by how they were learned, as a gauge.
+fn learned_family(counts: &std::collections::BTreeMap<String, usize>) -> Family {
+    let mut f = Family::new(
+        "streembit_peers_learned",
+        "Routing-table contacts by how this agent first learned of them: seed (config), dns (seeds_dns), mdns (LAN announcement) or dht.",
+        metrics::Kind::Gauge,
+    );
+    for (source, n) in counts {
+        f.push(&[("source", source)], *n as u64);
+    }
+    f
 }
 
 /// Turns a finished FIND_VALUE into the API's answer.

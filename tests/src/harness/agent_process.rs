@@ -52,6 +52,9 @@ pub struct AgentProcess {
 ///   takes the MQTT port unless a test asks for it;
 /// - `STREEMBIT_NAT__REACHABILITY=public`: no dial-backs unless a test is
 ///   about NAT, as loopback agents are reachable as announced;
+/// - `STREEMBIT_DISCOVERY__MDNS=false`: agents of different tests share
+///   the machine, and must not find each other on its LAN unless a test
+///   is about LAN discovery;
 /// - no inherited `STATE_DIRECTORY` or `RUNTIME_DIRECTORY`, so the state
 ///   stays in the agent's directory; its own `NOTIFY_SOCKET`.
 #[must_use = "nothing runs until spawn()"]
@@ -149,6 +152,7 @@ impl AgentProcess {
             .env("RUST_LOG", DEFAULT_LOG)
             .env("STREEMBIT_MQTT__EMBEDDED", "false")
             .env("STREEMBIT_NAT__REACHABILITY", "public")
+            .env("STREEMBIT_DISCOVERY__MDNS", "false")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -207,6 +207,9 @@ fn scenario(
                 "seeds = [\"{gw_key}@127.0.0.1:{gw_port}\"]\n[mqtt]\nembedded = false\n"
             ));
         }
+        // The demo's agents find each other through the seed, not the
+        // LAN: they must not dial, or be dialed by, agents on it.
+        config.push_str("[discovery]\nmdns = false\n");
         std::fs::write(dir.join("agent.toml"), config).map_err(io)?;
         let log = std::fs::File::create(dir.join("agent.log")).map_err(io)?;
         let exe = std::env::current_exe().map_err(io)?;

@@ -189,6 +189,16 @@ impl Dht {
         self.start(target, Kind::FindNode, Origin::Bootstrap, seeds, now)
     }
 
+    /// Joins through one more contact heard of outside the DHT (a LAN
+    /// announcement, a DNS seed): a lookup of our own id through it and
+    /// the table, as a bootstrap does, while the configured seeds stay the
+    /// ones a rejoin retries. The contact enters the table only if it
+    /// answers.
+    pub(crate) fn introduce(&mut self, contact: Contact, now: Time) -> QueryId {
+        let target = *self.local.id();
+        self.start(target, Kind::FindNode, Origin::User, vec![contact], now)
+    }
+
     #[cfg(any(test, feature = "sim"))]
     /// Looks up the k nodes closest to `target`.
     pub(crate) fn find_node(&mut self, target: NodeId, now: Time) -> QueryId {

@@ -1,8 +1,8 @@
-//! A seed peer as written in `seeds`: `"<pubkey-hex>@host:port"`.
+//! A seed peer as written in `seeds` and in `seeds_dns` TXT records:
+//! `"<pubkey-hex>@host:port"`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::config::ConfigError;
 use crate::identity::PublicKey;
 
 /// A seed peer: its key and where to reach it.
@@ -16,17 +16,17 @@ pub struct Seed {
 
 impl Seed {
     /// Parses `"<pubkey-hex>@host:port"`.
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+    pub fn parse(s: &str) -> Result<Self, String> {
         let (key, addr) = s
             .split_once('@')
-            .ok_or_else(|| ConfigError::one(format!("{s:?} is not \"<pubkey-hex>@host:port\"")))?;
-        let key = key.parse::<PublicKey>().map_err(ConfigError::one)?;
+            .ok_or_else(|| format!("{s:?} is not \"<pubkey-hex>@host:port\""))?;
+        let key = key.parse::<PublicKey>().map_err(|e| e.to_string())?;
         if addr
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .is_none()
         {
-            return Err(ConfigError::one(format!("{addr:?} is not host:port")));
+            return Err(format!("{addr:?} is not host:port"));
         }
         Ok(Self {
             key,
@@ -35,12 +35,12 @@ impl Seed {
     }
 
     /// Resolves the address (DNS names included); the first answer wins.
-    pub fn resolve(&self) -> Result<SocketAddr, ConfigError> {
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
         self.addr
             .to_socket_addrs()
-            .map_err(|e| ConfigError::one(format!("cannot resolve seed {}: {e}", self.addr)))?
+            .map_err(|e| format!("cannot resolve seed {}: {e}", self.addr))?
             .next()
-            .ok_or_else(|| ConfigError::one(format!("seed {} resolves to no address", self.addr)))
+            .ok_or_else(|| format!("seed {} resolves to no address", self.addr))
     }
 }
 
