@@ -23,6 +23,12 @@ APT_PACKAGES+=(debootstrap systemd-container)
 # bridges: pymodbus is the real Modbus peer in the tests (RTU over a socat
 # PTY pair, TCP on loopback); pyserial is its serial transport.
 PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
+# discovery (issue 22): a third party's mDNS stack forges announcements
+# (python-zeroconf; cryptography makes real keys for them, and comes with
+# pycose already), and dnsmasq (the binary only, no service) serves seed
+# TXT records in a namespace.
+PIP_PACKAGES+=("zeroconf==0.154.0")
+APT_PACKAGES+=(dnsmasq-base)
 # deploy: the Yocto layer's linter.
 PIP_PACKAGES+=("oelint-adv==9.11.2")
 

@@ -373,7 +373,8 @@ impl AgentConfig {
         if self.discovery.max_new_per_minute == 0 {
             err(
                 "discovery.max_new_per_minute",
-                "must be at least 1 (set `discovery.mdns = false` to turn LAN discovery off)".into(),
+                "must be at least 1 (set `discovery.mdns = false` to turn LAN discovery off)"
+                    .into(),
             );
         }
         for (key, v) in [

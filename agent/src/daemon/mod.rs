@@ -37,8 +37,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::discovery::{self, Discovery};
 use crate::devices::{self, DeviceService, Devices, Outboxes, Remote, Subscriptions};
+use crate::discovery::{self, Discovery};
 use crate::identity::Keystore;
 use crate::node::{Node, NodeConfig, NodeEvent, NodeHandle};
 use crate::transport::{Endpoint, Membership, TransportConfig};

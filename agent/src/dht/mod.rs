@@ -52,6 +52,8 @@ mod tests;
 
 use std::time::Duration;
 
+/// Addresses one record or contact holds at most.
+pub(crate) use self::contact::MAX_ADDRS;
 pub use self::contact::{Addrs, Contact};
 pub(crate) use self::core::Dht;
 pub(crate) use self::device_record::DeviceRecord;
@@ -68,14 +70,8 @@ pub(crate) use self::store::StoreConfig;
 pub(crate) use self::store::DEFAULT_MAX_DEVICES_PER_GATEWAY;
 pub use self::store::DEFAULT_MAX_PER_PUBLISHER;
 pub(crate) use self::timer::Time;
-/// Addresses one record or contact holds at most.
-pub(crate) use self::contact::MAX_ADDRS;
 #[cfg(test)]
-pub(crate) use self::{
-    contact::MAX_ADDR_LEN,
-    record::MAX_TTL,
-    table::RoutingTable,
-};
+pub(crate) use self::{contact::MAX_ADDR_LEN, record::MAX_TTL, table::RoutingTable};
 
 /// Tunables of the DHT core. The defaults are Kademlia's (k = 20,
 /// alpha = 3) and a gateway's limits.

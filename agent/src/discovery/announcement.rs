@@ -164,7 +164,11 @@ pub(crate) fn parse<'a>(
     if addrs.is_empty() {
         return Err(Malformed::Address);
     }
-    Ok(Announcement { key, network, addrs })
+    Ok(Announcement {
+        key,
+        network,
+        addrs,
+    })
 }
 
 #[cfg(test)]
@@ -220,13 +224,33 @@ mod tests {
         type Case<'a> = (&'a [(&'a str, &'a str)], u16, &'a [&'a str], Malformed);
         let cases: [Case; 8] = [
             (&ok[1..], 7470, &["10.0.0.2"], Malformed::Version),
-            (&[("v", "2"), ok[1], ok[2]], 7470, &["10.0.0.2"], Malformed::Version),
+            (
+                &[("v", "2"), ok[1], ok[2]],
+                7470,
+                &["10.0.0.2"],
+                Malformed::Version,
+            ),
             (&[ok[0], ok[2]], 7470, &["10.0.0.2"], Malformed::Key),
-            (&[ok[0], ("k", "zz"), ok[2]], 7470, &["10.0.0.2"], Malformed::Key),
+            (
+                &[ok[0], ("k", "zz"), ok[2]],
+                7470,
+                &["10.0.0.2"],
+                Malformed::Key,
+            ),
             (&ok[..2], 7470, &["10.0.0.2"], Malformed::Network),
-            (&[ok[0], ok[1], ok[2], ("nh", "00")], 7470, &["10.0.0.2"], Malformed::Network),
+            (
+                &[ok[0], ok[1], ok[2], ("nh", "00")],
+                7470,
+                &["10.0.0.2"],
+                Malformed::Network,
+            ),
             (&ok, 0, &["10.0.0.2"], Malformed::Address),
-            (&ok, 7470, &["127.0.0.1", "fe80::1", "0.0.0.0"], Malformed::Address),
+            (
+                &ok,
+                7470,
+                &["127.0.0.1", "fe80::1", "0.0.0.0"],
+                Malformed::Address,
+            ),
         ];
         for (props, port, ips, why) in cases {
             assert_eq!(read(props, port, ips), Err(why), "{props:?} {port} {ips:?}");

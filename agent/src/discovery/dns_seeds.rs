@@ -199,10 +199,7 @@ async fn query(name: &str, server: SocketAddr) -> Result<Vec<String>, String> {
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
         .map_err(|e| e.to_string())?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| e.to_string())?;
+    socket.connect(server).await.map_err(|e| e.to_string())?;
     socket.send(&bytes).await.map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
     let answer = loop {

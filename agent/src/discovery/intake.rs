@@ -188,7 +188,11 @@ impl Intake {
 
     fn remember(&mut self, a: &Announcement, now: Instant) {
         if !self.seen.contains_key(&a.key) && self.seen.len() >= MAX_SEEN {
-            let oldest = self.seen.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| *k);
+            let oldest = self
+                .seen
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.seen.remove(&k);
             }
@@ -278,7 +282,13 @@ mod tests {
         assert_eq!(i.offer(ann(3, "public"), now), None);
         let o = i.outcomes();
         assert_eq!(
-            (o["own"], o["configured_seed"], o["other_network"], o["dialed"], o["known"]),
+            (
+                o["own"],
+                o["configured_seed"],
+                o["other_network"],
+                o["dialed"],
+                o["known"]
+            ),
             (1, 1, 1, 1, 1)
         );
         // The seed and the other network's peer are listed, never dialed.
@@ -297,7 +307,10 @@ mod tests {
         }
         assert_eq!(dials, 10, "the bucket's burst");
         assert_eq!(i.deferred(), MAX_DEFERRED);
-        assert_eq!(i.outcomes()["dropped_rate_limited"], (1000 - 10 - MAX_DEFERRED) as u64);
+        assert_eq!(
+            i.outcomes()["dropped_rate_limited"],
+            (1000 - 10 - MAX_DEFERRED) as u64
+        );
         // A minute later, another minute's worth, no more.
         let later = start + Duration::from_secs(60);
         let released = i.release(later);

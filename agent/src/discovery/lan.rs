@@ -35,8 +35,8 @@ pub(super) fn start(
     node: NodeHandle,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<Mutex<Intake>>, String> {
-    let daemon = ServiceDaemon::new()
-        .map_err(|e| format!("cannot open the mDNS socket (UDP 5353): {e}"))?;
+    let daemon =
+        ServiceDaemon::new().map_err(|e| format!("cannot open the mDNS socket (UDP 5353): {e}"))?;
     announce(&daemon, settings)?;
     let events = daemon
         .browse(SERVICE_TYPE)

@@ -115,6 +115,7 @@ impl NodeHandle {
         addrs: Vec<SocketAddr>,
         source: super::Source,
     ) -> Result<bool, NodeError> {
-        self.ask(|tx| Query::Introduce(key, addrs, source, tx)).await
+        self.ask(|tx| Query::Introduce(key, addrs, source, tx))
+            .await
     }
 }

@@ -83,8 +83,7 @@ impl Learned {
 
     fn prune(&mut self, keep: impl Fn(&PublicKey) -> bool) {
         if self.by_key.len() >= MAX_LEARNED {
-            self.by_key
-                .retain(|k, s| s.trusted() || keep(k));
+            self.by_key.retain(|k, s| s.trusted() || keep(k));
         }
     }
 }

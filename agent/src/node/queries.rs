@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::api::{near_limit, offset_text, Link, LookupAnswer, Peer, Status};
 use crate::dht::{DeviceRecord, Outcome, PeerRecord, QueryStats, MAX_RECORD_WIRE_BYTES};
 use crate::identity::PublicKey;
-use crate::transport::socket::Path;
 use crate::metrics::{self, Family};
+use crate::transport::socket::Path;
 use crate::wire::{self, Kind, NetworkId};
 
 use super::handle::Query;

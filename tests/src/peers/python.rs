@@ -13,8 +13,8 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `python3 tests/py/<name> args…`, after checking its modules import.
-pub fn command(name: &str, args: &[&str], modules: &[&str]) -> Command {
+/// Fails the test, naming the fix, unless every one of `modules` imports.
+pub fn require(modules: &[&str]) {
     for m in modules {
         let ok = Command::new("python3")
             .args(["-c", &format!("import {m}")])
@@ -26,6 +26,11 @@ pub fn command(name: &str, args: &[&str], modules: &[&str]) -> Command {
             "python3 module {m} is missing: run ./scripts/install-test-deps.sh"
         );
     }
+}
+
+/// `python3 tests/py/<name> args…`, after checking its modules import.
+pub fn command(name: &str, args: &[&str], modules: &[&str]) -> Command {
+    require(modules);
     let mut c = Command::new("python3");
     c.arg(script(name)).args(args);
     c
