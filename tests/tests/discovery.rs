@@ -1,9 +1,9 @@
 //! Zero-config joining (issue 22), with real agents on test hosts in
 //! network namespaces on one bridge:
-//! - five agents with an empty config (no seeds, listening on 0.0.0.0)
-//!   find each other through DNS-SD over mDNS and form one network, while
-//!   an agent of a private network on the same bridge is never dialed and
-//!   never admitted;
+//! - five agents of a private network with no seeds (listening on
+//!   0.0.0.0, nothing announced by hand) find each other through DNS-SD
+//!   over mDNS and form one network, while an agent of another private
+//!   network on the same bridge is never dialed and never admitted;
 //! - a flood of forged announcements from a third-party mDNS stack
 //!   (python-zeroconf) costs bounded dials and memory, and is counted;
 //! - seeds published as DNS TXT records by dnsmasq bring an agent in.
@@ -51,6 +51,16 @@ fn links(a: &AgentProcess) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Handshakes this agent refused, all reasons.
+fn refusals(a: &AgentProcess) -> u64 {
+    let metrics = String::from_utf8_lossy(&a.cli(&["metrics"]).stdout).into_owned();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("streembit_handshakes_refused_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn announcements(a: &AgentProcess, outcome: &str) -> u64 {
     a.metric(&format!(
         "streembit_discovery_announcements_total{{outcome=\"{outcome}\"}}"
@@ -58,27 +68,42 @@ fn announcements(a: &AgentProcess, outcome: &str) -> u64 {
 }
 
 #[test]
-fn five_agents_with_nothing_configured_form_one_network_and_never_dial_another() {
+fn five_agents_with_no_seeds_form_one_private_network_and_never_admit_another() {
     let _serial = serial();
     let Some(lab) = Lab::new(6, 0) else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let hosts = lab.hosts();
-    // An agent of a private network on the same bridge, announcing itself
-    // too (a member of its own allowlist).
-    let other_dir = dir.path().join(&hosts[5].ns);
-    std::fs::create_dir_all(other_dir.join(".streembit")).expect("dir");
-    let other_key = keygen(&other_dir.join(".streembit/identity.pem"));
+    // Each agent's key made ahead, for the allowlists.
+    let keys: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            let state = dir.path().join(&h.ns).join(".streembit");
+            std::fs::create_dir_all(&state).expect("dir");
+            keygen(&state.join("identity.pem"))
+        })
+        .collect();
+    // The five: a private network, no seeds, no listen or announce (the
+    // default 0.0.0.0:7470, the interfaces' addresses announced).
+    let members: Vec<String> = keys[..5].iter().map(|k| format!("\"{k}\"")).collect();
+    let config = format!(
+        "network = \"lab-net\"\nallowlist = [{}]\n",
+        members.join(", ")
+    );
+    let five: Vec<AgentProcess> = hosts[..5]
+        .iter()
+        .map(|h| start(dir.path(), h, &config))
+        .collect();
+    // An agent of another private network on the same bridge, announcing
+    // itself too, and even told to join through one of the five.
     let other = start(
         dir.path(),
         &hosts[5],
-        &format!("network = \"other-net\"\nallowlist = [\"{other_key}\"]\n"),
+        &format!(
+            "network = \"other-net\"\nallowlist = [\"{}\"]\nseeds = [\"{}@{}:7470\"]\n",
+            keys[5], keys[0], hosts[0].ip
+        ),
     );
-    assert_eq!(other.key, other_key);
-    // The five: an empty agent.toml, as the .deb installs it.
-    let five: Vec<AgentProcess> = hosts[..5]
-        .iter()
-        .map(|h| start(dir.path(), h, ""))
-        .collect();
+    assert_eq!(other.key, keys[5]);
     for a in &five {
         eventually(
             &format!("{} to know the four others", a.dir().display()),
@@ -142,21 +167,27 @@ fn five_agents_with_nothing_configured_form_one_network_and_never_dial_another()
         for b in five.iter().filter(|b| b.key != a.key) {
             let e = entry(&b.key).expect("a LAN peer listed");
             assert_eq!(e["same_network"], true);
-            assert_eq!(e["network"], "public");
+            assert!(e["network"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("private network ")));
         }
     }
-    // The private agent heard the five, dialed none, and admitted none:
-    // not a single handshake reached it.
+    // The other network's agent heard the five and dialed none from the
+    // LAN; its configured seed refused it in the handshake; it holds no
+    // connection and is in no table.
     assert!(announcements(&other, "other_network") >= 5);
     assert_eq!(announcements(&other, "dialed"), 0);
+    eventually("the other network's dial to be refused and counted", || {
+        refusals(&five[0]) >= 1
+    });
     assert!(links(&other).is_empty());
-    let metrics = String::from_utf8_lossy(&other.cli(&["metrics"]).stdout).into_owned();
-    let refused: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("streembit_handshakes_refused_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(refused, 0, "{metrics}");
+    for a in &five {
+        assert!(!a.peers().contains(&other.key));
+    }
+    // None of the others ever saw a handshake from it.
+    for a in &five[1..] {
+        assert_eq!(refusals(a), 0, "{}", a.dir().display());
+    }
     // The text form of `discover` says the same.
     let text = String::from_utf8_lossy(&five[0].cli(&["discover"]).stdout).into_owned();
     assert!(text.contains("agents heard on the LAN"), "{text}");
