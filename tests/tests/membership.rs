@@ -9,7 +9,8 @@
 //! and counted by reason. Then the admin revokes a reader and a gateway:
 //! every agent reports the new sequence, the revoked keys lose every
 //! connection, the gateway's devices can no longer be read, the reader's
-//! subscriptions are freed, and an agent that restarts keeps the list.
+//! subscriptions are freed, an agent that restarts keeps the list, and a
+//! member that joins later finds the list's copy in the DHT.
 //!
 //! The sizes are the (16 gateways of 5 devices, 3 readers: 20
 //! agents) unless `STREEMBIT_MEMBERSHIP_SMALL` is set, for quick runs.
@@ -280,7 +281,11 @@ fn a_private_network_of_credentials_admits_members_and_revokes_them_everywhere()
     for device in device_keys.iter().flatten().take(2) {
         let out = revoked_reader.cli(&["read", device, "v"]);
         assert!(!out.status.success(), "revoked reader read {device}");
-        assert!(stderr(&out).contains("not admitted"), "{}", stderr(&out));
+        if !stderr(&out).contains("not admitted") {
+            eprintln!("DEBUGDIR {}", revoked_reader.dir().display());
+            std::mem::forget(tmp);
+            panic!("{}", stderr(&out));
+        }
     }
     for a in gws.iter().chain(&rds) {
         let out = stdout(&a.cli(&["peers", "--json"]));
@@ -318,5 +323,29 @@ fn a_private_network_of_credentials_admits_members_and_revokes_them_everywhere()
     assert_eq!(gw0.metric("streembit_revocation_seq"), 1);
     let members = json(&gw0.cli(&["members", "--json"]));
     assert_eq!(members["revoked"].as_array().map(Vec::len), Some(2));
+
+    // The list is also kept in the DHT, under the network's key: members
+    // published it, and a member that joins now finds that record after
+    // joining (applied from it, or already applied from a peer's offer,
+    // whichever came first), and never refuses it.
+    let dht = |a: &AgentProcess, event: &str| {
+        a.metric(&format!(
+            "streembit_revocation_dht_total{{event=\"{event}\"}}"
+        ))
+    };
+    let published: u64 = gws
+        .iter()
+        .chain([&office])
+        .map(|a| dht(a, "published"))
+        .sum();
+    assert!(published >= 1);
+    let late_cfg = member("latecomer", "member", &[], &seeds);
+    let late = AgentProcess::start(&dir("latecomer"), &late_cfg);
+    eventually("the latecomer's lookup of the network's record", || {
+        dht(&late, "fetched_applied") + dht(&late, "fetched_not_newer") >= 1
+    });
+    assert_eq!(dht(&late, "fetched_refused"), 0);
+    assert_eq!(dht(&late, "not_found"), 0);
+    assert_eq!(late.metric("streembit_revocation_seq"), 1);
     office.terminate();
 }

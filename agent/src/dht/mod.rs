@@ -18,7 +18,9 @@
 //!   [`PeerRecord`] and [`WireRecordVerifier`] (`peer_record.rs`): records
 //!   as `wire` envelopes, and [`Dht::handle_opened`]; [`DeviceRecord`]
 //!   (`device_record.rs`): a device's record naming its gateway, with the
-//!   gateway's counter-signature.
+//!   gateway's counter-signature; `revocation_record.rs`: the one record
+//!   of a whole private network, its revocation list, under a key of the
+//!   network's.
 //! - [`Time`] and the timer table (`timer.rs`).
 //! - [`sim`] (feature `sim`, and in tests): N cores on one virtual clock,
 //!   with latency, loss and churn from a seed; the `dht_sim` bench is its
@@ -38,6 +40,7 @@ mod message;
 mod output;
 mod peer_record;
 mod record;
+mod revocation_record;
 mod store;
 mod table;
 mod timer;
@@ -66,6 +69,7 @@ pub(crate) use self::peer_record::WireRecordVerifier;
 pub(crate) use self::record::{RecordError, DEFAULT_TTL};
 #[cfg(any(test, feature = "sim"))]
 pub(crate) use self::record::{RecordVerifier, VerifiedRecord};
+pub(crate) use self::revocation_record::{revocations_key, seal as seal_revocation_record};
 pub(crate) use self::store::StoreConfig;
 pub(crate) use self::store::DEFAULT_MAX_DEVICES_PER_GATEWAY;
 pub use self::store::DEFAULT_MAX_PER_PUBLISHER;

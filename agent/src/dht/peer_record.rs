@@ -19,6 +19,7 @@ use crate::wire::{self, Audience, Kind, NetworkId, Opened, UnixMillis, WireError
 use super::contact::Addrs;
 use super::device_record::DeviceRecord;
 use super::record::{RecordError, RecordVerifier, VerifiedRecord};
+use super::revocation_record::{self, ListCheck};
 use super::timer::Time;
 use super::{Dht, DhtError, MAX_RECORD_WIRE_BYTES};
 
@@ -72,15 +73,37 @@ impl PeerRecord {
 }
 
 /// Verifies records as `wire` envelopes of this network.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct WireRecordVerifier {
     network: NetworkId,
+    /// How the network's revocation record is judged; without it, such
+    /// records are refused (a public network has none).
+    lists: Option<ListCheck>,
+}
+
+impl std::fmt::Debug for WireRecordVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireRecordVerifier")
+            .field("network", &self.network)
+            .field("lists", &self.lists.is_some())
+            .finish()
+    }
 }
 
 impl WireRecordVerifier {
     /// A verifier for records of `network`.
     pub(crate) fn new(network: NetworkId) -> Self {
-        Self { network }
+        Self {
+            network,
+            lists: None,
+        }
+    }
+
+    /// Also keeps the network's revocation record, when `check` accepts
+    /// the list inside.
+    pub(crate) fn with_revocations(mut self, check: ListCheck) -> Self {
+        self.lists = Some(check);
+        self
     }
 }
 
@@ -95,6 +118,19 @@ impl RecordVerifier for WireRecordVerifier {
                 _ => RecordError::Malformed,
             },
         )?;
+        if opened.kind() == Kind::RevocationRecord {
+            let check = self.lists.as_ref().ok_or(RecordError::WrongContext)?;
+            let seq = check(opened.payload()).ok_or(RecordError::BadSignature)?;
+            let issued = Time::from(opened.timestamp());
+            return Ok(VerifiedRecord {
+                owner: opened.sender(),
+                seq,
+                issued,
+                expires: issued + revocation_record::TTL,
+                host: None,
+                under: Some(revocation_record::revocations_key(&self.network)),
+            });
+        }
         let (seq, ttl_secs, host) = match opened.kind() {
             Kind::PeerRecord => {
                 let p: PeerRecord =
@@ -115,6 +151,7 @@ impl RecordVerifier for WireRecordVerifier {
             issued,
             expires: issued + ttl,
             host,
+            under: None,
         })
     }
 }

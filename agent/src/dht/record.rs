@@ -36,12 +36,15 @@ pub(crate) struct VerifiedRecord {
     /// charges the record to that gateway's device budget when the gateway
     /// itself stores it).
     pub host: Option<PublicKey>,
+    /// Stored under this key instead of the owner's id: a record of the
+    /// whole network (its revocation list), which any member may publish.
+    pub under: Option<NodeId>,
 }
 
 impl VerifiedRecord {
     /// The key it is stored under.
     pub(crate) fn key(&self) -> NodeId {
-        self.owner.node_id()
+        self.under.unwrap_or_else(|| self.owner.node_id())
     }
 
     /// The lifetime the owner gave it.

@@ -282,6 +282,7 @@ mod tests {
             issued: Time(0),
             expires: Time(1000),
             host: None,
+            under: None,
         }
     }
 

@@ -90,6 +90,35 @@ impl DialBudget {
     }
 }
 
+impl super::Node {
+    /// Whether a request to `to` may dial: always for a contact the table
+    /// holds (proven), one we are connected to, or a seed from the config
+    /// or the operator's DNS (the operator's, not a peer's word: retried
+    /// while a partition lasts); for
+    /// one we only heard of, within the per-address budget (see
+    /// `dial_budget.rs`).
+    pub(super) fn within_dial_budget(
+        &mut self,
+        to: &crate::dht::Contact,
+        key: &PublicKey,
+        addrs: &[super::PeerAddr],
+    ) -> bool {
+        if self.dht.table().contains(to.id())
+            || self.conns.cached(key).is_some()
+            || self.learned.trusted(key)
+        {
+            return true;
+        }
+        // Only direct addresses: a relayed one is reached through the
+        // relay, a peer we have proven, and aims nothing at anyone else.
+        let Some(super::PeerAddr::Direct(addr)) = addrs.first().copied() else {
+            return true;
+        };
+        let now = self.clock.instant();
+        self.dial_budget.allow(addr, key, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

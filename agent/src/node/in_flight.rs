@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{queries, Node, NodeError, NodeEvent, REPUBLISH_SPACING};
 use crate::api::LookupAnswer;
-use crate::dht::{Addrs, Event, Outcome, PeerRecord, QueryId};
+use crate::dht::{revocations_key, Addrs, Event, Outcome, PeerRecord, QueryId};
 use crate::identity::PublicKey;
 
 /// The longest wait between republishes of a record held too narrowly.
@@ -50,6 +50,10 @@ pub(super) enum Purpose {
     Introduced { was_alone: bool },
     /// Storing our own peer record of sequence `seq`.
     Publish { seq: u64 },
+    /// Storing the network's revocation record (`revocation_record.rs`).
+    RevocationPublish,
+    /// Looking the network's revocation record up, after joining.
+    RevocationFetch,
     /// Storing a hosted device's record.
     DevicePublish(PublicKey),
     /// A lookup someone asked for through a [`super::NodeHandle`].
@@ -117,6 +121,7 @@ impl Node {
                     let _ = self.events.try_send(NodeEvent::Joined { contacts });
                     self.publish_record();
                     self.publish_all_devices();
+                    self.fetch_revocations();
                 }
                 // An agent alone until now has just joined: as after a
                 // bootstrap. One that joins another group of peers (two
@@ -135,6 +140,8 @@ impl Node {
                     }
                     self.publish_record();
                 }
+                Some(Purpose::RevocationPublish) => {}
+                Some(Purpose::RevocationFetch) => self.on_revocations_found(&outcome),
                 Some(Purpose::Publish { seq }) => {
                     if let Outcome::Stored { acks, .. } = &outcome {
                         self.published_acks = *acks;
@@ -160,8 +167,16 @@ impl Node {
                     started,
                 }) => {
                     let elapsed = self.clock.instant().saturating_duration_since(started);
-                    let answer =
+                    let mut answer =
                         queries::lookup_answer(&key, &outcome, &stats, elapsed, &self.cfg.network);
+                    // Nothing found while peers refused our handshakes: the
+                    // refusal, not "no record", is what the asker must see
+                    // (a member removed or revoked).
+                    if let (Ok(None), Some((at, why))) = (&answer, &self.last_refusal) {
+                        if *at >= started {
+                            answer = Err(NodeError::Transport(format!("refused by peers: {why}")));
+                        }
+                    }
                     let label = match &answer {
                         Ok(Some(_)) => "found",
                         Ok(None) => "not_found",
@@ -173,6 +188,9 @@ impl Node {
                 None => {}
             },
             Event::RepublishDue { key } if key == self.key.node_id() => self.publish_record(),
+            Event::RepublishDue { key } if key == revocations_key(&self.cfg.network) => {
+                self.publish_revocations()
+            }
             Event::RepublishDue { key } => {
                 let device = self.hosted.keys().find(|k| k.node_id() == key).copied();
                 if let Some(device) = device {

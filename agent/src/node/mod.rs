@@ -21,6 +21,8 @@
 //! - `hosting.rs`: hosted devices' TLS identities and device records.
 //! - `nat/`: reachability, relays and hole punching; [`Dialer`], through
 //!   which every dial goes.
+//! - `revocation_sync.rs`, `revocation_record.rs`: passing the revocation
+//!   list on, by offers on every connection and as a record in the DHT.
 //! - `time_sync.rs`: the network's time: this node's clock offset from its
 //!   peers', measured and applied to the node's clock.
 //! - `metrics.rs`: counters in Prometheus text.
@@ -48,6 +50,7 @@ mod metrics;
 mod nat;
 mod persist;
 mod queries;
+mod revocation_record;
 mod revocation_sync;
 mod rpc;
 mod time_sync;
@@ -168,6 +171,10 @@ pub(crate) struct Node {
     warned_refusals: HashSet<PublicKey>,
     /// How peers were learned, when not through the DHT.
     learned: learned::Learned,
+    revocation_record: revocation_record::RecordCounters,
+    /// The last refusal of our handshake by a peer, and when: a lookup
+    /// that found nothing while peers refused us says so.
+    last_refusal: Option<(Instant, String)>,
 }
 
 impl Node {
@@ -200,6 +207,7 @@ impl Node {
         }
         let (inputs_tx, inputs_rx) = mpsc::channel(1024);
         let (handle, queries) = NodeHandle::channel();
+        let verifier = revocation_record::verifier(&cfg.network, endpoint.membership());
         let conns = Connections::new(endpoint, cfg.max_connections);
         let time: Arc<dyn TimeSource> = Arc::new(clock.clone());
         let session = || {
@@ -226,7 +234,7 @@ impl Node {
             revocations,
         ));
         Self {
-            verifier: WireRecordVerifier::new(cfg.network.clone()),
+            verifier,
             session: Arc::new(session()),
             conns,
             nat,
@@ -252,6 +260,8 @@ impl Node {
             dial_budget: dial_budget::DialBudget::default(),
             warned_refusals: HashSet::new(),
             learned,
+            revocation_record: Default::default(),
+            last_refusal: None,
             clock,
             cfg,
         }
@@ -309,6 +319,8 @@ impl Node {
         let mut persist_tick = tokio::time::interval(self.cfg.persist_every);
         persist_tick.tick().await;
         let mut republish_check = tokio::time::interval(REPUBLISH_SPACING);
+        let mut revocations = self.conns.endpoint().membership().revocation_updates();
+        self.publish_revocations();
 
         loop {
             let deadline = self.dht.poll_timeout().map(|t| {
@@ -323,6 +335,7 @@ impl Node {
                     self.dht.handle_timeout(now, &mut rand_core::OsRng);
                 }
                 _ = republish_check.tick() => self.maybe_republish(),
+                Ok(()) = revocations.changed() => self.publish_revocations(),
                 _ = persist_tick.tick() => self.persist(),
                 _ = shutdown.changed() => break,
             }
@@ -544,40 +557,7 @@ impl Node {
         if self.warned_refusals.len() < 256 && self.warned_refusals.insert(peer) {
             tracing::warn!(peer = %peer, own_key = %self.key.public(), "refused by a peer: {}", why.explain());
         }
-    }
-
-    /// Whether a request to `to` may dial: always for a contact the table
-    /// holds (proven), one we are connected to, or a seed from the config
-    /// or the operator's DNS (the operator's, not a peer's word: retried
-    /// while a partition lasts); for
-    /// one we only heard of, within the per-address budget (see
-    /// `dial_budget.rs`).
-    fn within_dial_budget(&mut self, to: &Contact, key: &PublicKey, addrs: &[PeerAddr]) -> bool {
-        if self.dht.table().contains(to.id())
-            || self.conns.cached(key).is_some()
-            || self.learned.trusted(key)
-        {
-            return true;
-        }
-        // Only direct addresses: a relayed one is reached through the
-        // relay, a peer we have proven, and aims nothing at anyone else.
-        let Some(PeerAddr::Direct(addr)) = addrs.first().copied() else {
-            return true;
-        };
-        let now = self.clock.instant();
-        self.dial_budget.allow(addr, key, now)
-    }
-
-    /// Saves the routing table. A failure (disk full, read-only) is logged
-    /// with its cause and counted, and the node goes on: the previous file
-    /// stays intact (atomic write), only the newer view is not saved.
-    fn persist(&mut self) {
-        let path = persist::table_path(&self.cfg.state_dir);
-        if let Err(e) = crate::state_file::write_atomic(&path, &self.dht.save_table()) {
-            self.counters.state_write_errors += 1;
-            let hint = crate::state_file::write_error_hint(&e);
-            tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table: {hint}");
-        }
+        self.last_refusal = Some((self.clock.instant(), why.explain().to_owned()));
     }
 }
 

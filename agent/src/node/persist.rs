@@ -25,3 +25,17 @@ pub(super) fn read(path: &Path) -> Option<Vec<u8>> {
     }
     fs::read(path).ok()
 }
+
+impl super::Node {
+    /// Saves the routing table. A failure (disk full, read-only) is logged
+    /// with its cause and counted, and the node goes on: the previous file
+    /// stays intact (atomic write), only the newer view is not saved.
+    pub(super) fn persist(&mut self) {
+        let path = table_path(&self.cfg.state_dir);
+        if let Err(e) = crate::state_file::write_atomic(&path, &self.dht.save_table()) {
+            self.counters.state_write_errors += 1;
+            let hint = crate::state_file::write_error_hint(&e);
+            tracing::warn!(path = %path.display(), error = %e, "cannot persist the routing table: {hint}");
+        }
+    }
+}

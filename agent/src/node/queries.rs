@@ -117,6 +117,7 @@ impl Node {
                 families.extend(self.nat.time().families());
                 families.extend(self.nat.revocations().families());
                 families.push(learned_family(&self.table_by_source()));
+                families.push(self.revocation_record.family());
                 let _ = reply.send(families);
             }
         }

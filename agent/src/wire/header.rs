@@ -194,6 +194,9 @@ kinds! {
     /// (private networks with admins); answered with a newer list, if any,
     /// as a bare signed statement (docs/wire.md, "Membership").
     Revocations = "revocations", false;
+    /// The DHT's copy of a private network's revocation list, published by
+    /// any member: the admins' signed list as the payload.
+    RevocationRecord = "revocation_record", true;
     /// Free-form operator message (`streembit sign --kind note`), never
     /// acted on by the agent.
     Note = "note", true;

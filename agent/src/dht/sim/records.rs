@@ -59,6 +59,7 @@ fn parse(record: &[u8]) -> Result<VerifiedRecord, RecordError> {
         issued: Time(num(44)),
         expires: Time(num(52)),
         host: None,
+        under: None,
     })
 }
 

@@ -407,21 +407,11 @@ impl Membership {
     /// Returns the keys newly out (the revoked, and the devices of revoked
     /// gateways), also announced on [`Membership::removals`].
     pub fn apply_revocations(&self, bytes: &[u8]) -> Result<Vec<PublicKey>, RevocationError> {
-        let (list, signers) = Revocations::open(bytes)?;
         let newly = {
             let Ok(mut p) = self.policy.write() else {
                 return Err(RevocationError::Untrusted);
             };
-            if list.network != p.network || p.public {
-                return Err(RevocationError::WrongNetwork(list.network));
-            }
-            if !p
-                .authority
-                .as_ref()
-                .is_some_and(|a| a.signed_by_enough(&signers))
-            {
-                return Err(RevocationError::Untrusted);
-            }
+            let list = judge_list(&p, bytes)?;
             if list.seq <= p.revocations.seq {
                 return Err(RevocationError::NotNewer {
                     got: list.seq,
@@ -452,6 +442,14 @@ impl Membership {
             })?;
         }
         Ok(newly)
+    }
+
+    /// Whether `bytes` is a revocation list this network's admins signed
+    /// (enough of them), and its sequence; nothing is applied. What the
+    /// DHT's copy of the list is checked with before a node keeps it.
+    pub fn check_revocations(&self, bytes: &[u8]) -> Result<u64, RevocationError> {
+        let p = self.policy.read().map_err(|_| RevocationError::Untrusted)?;
+        judge_list(&p, bytes).map(|l| l.seq)
     }
 
     /// The newest revocation list held (sequence 0 and no bytes: none).
@@ -505,6 +503,24 @@ impl Membership {
     pub fn stream_refusals(&self) -> &Refusals {
         &self.streams
     }
+}
+
+/// A revocation list opened and judged against `p`: for this (private)
+/// network and signed by enough of its admins. Its sequence is the
+/// caller's to compare.
+fn judge_list(p: &Policy, bytes: &[u8]) -> Result<Revocations, RevocationError> {
+    let (list, signers) = Revocations::open(bytes)?;
+    if list.network != p.network || p.public {
+        return Err(RevocationError::WrongNetwork(list.network));
+    }
+    if !p
+        .authority
+        .as_ref()
+        .is_some_and(|a| a.signed_by_enough(&signers))
+    {
+        return Err(RevocationError::Untrusted);
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
