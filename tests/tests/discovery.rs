@@ -51,6 +51,11 @@ fn links(a: &AgentProcess) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The keys of the five and of the other network's agent.
+fn hosts_keys(five: &[AgentProcess], other: &AgentProcess) -> Vec<String> {
+    five.iter().chain([other]).map(|a| a.key.clone()).collect()
+}
+
 /// Handshakes this agent refused, all reasons.
 fn refusals(a: &AgentProcess) -> u64 {
     let metrics = String::from_utf8_lossy(&a.cli(&["metrics"]).stdout).into_owned();
@@ -155,8 +160,25 @@ fn five_agents_with_no_seeds_form_one_private_network_and_never_admit_another() 
             a.dir().display()
         );
         assert!(!links(a).contains(&other.key));
-        let d = json(&a.cli(&["discover", "--json"]));
-        let agents = d["agents"].as_array().expect("agents");
+        // The table may fill through the DHT before every announcement is
+        // resolved: wait until the five others are all heard.
+        let heard = || -> Vec<serde_json::Value> {
+            json(&a.cli(&["discover", "--json"]))["agents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        };
+        eventually(
+            &format!("{} to hear the five others", a.dir().display()),
+            || {
+                let agents = heard();
+                hosts_keys(&five, &other)
+                    .iter()
+                    .filter(|k| **k != a.key)
+                    .all(|k| agents.iter().any(|x| x["key"] == k.as_str()))
+            },
+        );
+        let agents = heard();
         let entry = |k: &str| agents.iter().find(|x| x["key"] == k).cloned();
         let o = entry(&other.key).expect("the other network's agent listed");
         assert_eq!(o["same_network"], false);

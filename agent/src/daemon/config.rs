@@ -197,6 +197,14 @@ pub struct MqttConfig {
     pub publish_to: Option<String>,
     /// Topic prefix: readings go to `<prefix>/<device key>/<point>`.
     pub topic_prefix: String,
+    /// Also publish every verified reading as SenML JSON (RFC 8428) on
+    /// `<prefix>/senml/<device key>/<point>`, for tools without COSE.
+    pub senml: bool,
+    /// Announce every point to Home Assistant (MQTT discovery, retained
+    /// config messages under `homeassistant_prefix`).
+    pub homeassistant_discovery: bool,
+    /// Home Assistant's discovery prefix.
+    pub homeassistant_prefix: String,
 }
 
 impl Default for MqttConfig {
@@ -207,6 +215,9 @@ impl Default for MqttConfig {
             allow_anonymous: false,
             publish_to: None,
             topic_prefix: "streembit".to_owned(),
+            senml: true,
+            homeassistant_discovery: false,
+            homeassistant_prefix: "homeassistant".to_owned(),
         }
     }
 }

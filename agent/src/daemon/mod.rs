@@ -293,7 +293,8 @@ async fn serve(
     let id = key.public().to_string();
     local_mqtt::publish(
         &local_mqtt,
-        &config.mqtt.topic_prefix,
+        &config.mqtt,
+        &network,
         format!("streembit-{}", &id[..16]),
         devices.feed().subscribe(),
         mqtt_stats.clone(),

@@ -85,6 +85,9 @@ pub(crate) struct BrokerPolicy {
     pub agent_password: String,
     /// Anonymous clients may connect (and only read).
     pub allow_anonymous: bool,
+    /// Home Assistant's discovery prefix, when the agent announces points
+    /// there: the agent's account also writes `<it>/#`.
+    pub discovery_prefix: Option<String>,
 }
 
 /// A fresh random password (256 bits, hex).
@@ -168,7 +171,10 @@ pub(crate) fn broker_files<'a>(
             password: String::new(),
             origin: "the agent".to_owned(),
             read: Vec::new(),
-            write: vec![outputs.clone()],
+            write: [outputs.clone()]
+                .into_iter()
+                .chain(policy.discovery_prefix.iter().map(|p| format!("{p}/#")))
+                .collect(),
         },
     );
     for b in bridges {

@@ -8,6 +8,8 @@
 //!   bridge files (mosquitto's password and ACL files).
 //! - `mosquitto.rs`: running, supervising and reloading mosquitto.
 //! - `publisher.rs`: signed readings to a broker (ours or another).
+//! - `plain.rs`: the same readings, verified, as SenML JSON, and Home
+//!   Assistant MQTT discovery for their points.
 //! - `mod.rs`: [`LocalMqtt`], what the daemon starts, reloads and stops,
 //!   and the counters, [`MqttStats`].
 //!
@@ -23,6 +25,7 @@
 
 mod accounts;
 mod mosquitto;
+mod plain;
 mod publisher;
 
 use std::collections::BTreeMap;
@@ -55,6 +58,13 @@ pub(crate) struct MqttStats {
     refused_login: AtomicU64,
     /// Publishes mosquitto dropped by the ACL (its log says so).
     refused_publish: AtomicU64,
+    /// Readings published as SenML JSON.
+    senml_published: AtomicU64,
+    /// Points announced to Home Assistant.
+    discovery_published: AtomicU64,
+    /// Readings whose device signature did not verify: not republished
+    /// in plain form.
+    not_verified: AtomicU64,
 }
 
 impl MqttStats {
@@ -107,6 +117,24 @@ impl MqttStats {
                 self.broker_restarts.load(Ordering::Relaxed),
             ),
             refused,
+            Family::single(
+                "streembit_mqtt_senml_published",
+                "Verified readings also published as SenML JSON.",
+                Kind::Counter,
+                self.senml_published.load(Ordering::Relaxed),
+            ),
+            Family::single(
+                "streembit_mqtt_discovery_published",
+                "Points announced to Home Assistant (MQTT discovery).",
+                Kind::Counter,
+                self.discovery_published.load(Ordering::Relaxed),
+            ),
+            Family::single(
+                "streembit_mqtt_not_verified",
+                "Readings whose device signature did not verify, so not republished as SenML.",
+                Kind::Counter,
+                self.not_verified.load(Ordering::Relaxed),
+            ),
         ]
     }
 }
@@ -167,6 +195,9 @@ impl LocalMqtt {
             topic_prefix: config.topic_prefix.clone(),
             agent_password: accounts::random_password(),
             allow_anonymous: config.allow_anonymous,
+            discovery_prefix: config
+                .homeassistant_discovery
+                .then(|| config.homeassistant_prefix.clone()),
         };
         let files = broker_files(this.files.values(), &policy).map_err(|p| p.join("\n"))?;
         for w in &files.warnings {
@@ -250,6 +281,7 @@ pub(crate) fn check_accounts(config: &MqttConfig, bridges: &Loaded) -> (Vec<Stri
         topic_prefix: config.topic_prefix.clone(),
         agent_password: String::new(),
         allow_anonymous: config.allow_anonymous,
+        discovery_prefix: None,
     };
     match broker_files(&bridges.good, &policy) {
         Ok(files) => (Vec::new(), files.warnings),
@@ -260,13 +292,22 @@ pub(crate) fn check_accounts(config: &MqttConfig, bridges: &Loaded) -> (Vec<Stri
 /// Signed readings to local MQTT, if there is somewhere to publish.
 pub(crate) fn publish(
     local: &LocalMqtt,
-    prefix: &str,
+    config: &MqttConfig,
+    network: &crate::wire::NetworkId,
     client_id: String,
     feed: tokio::sync::broadcast::Receiver<SignedReading>,
     stats: Arc<MqttStats>,
 ) {
+    let prefix = &config.topic_prefix;
+    let plain = publisher::Plain {
+        network: network.clone(),
+        senml: config.senml,
+        discovery: config
+            .homeassistant_discovery
+            .then(|| config.homeassistant_prefix.clone()),
+    };
     if let Some(to) = &local.publish_to {
-        spawn_publisher(to.clone(), prefix.to_owned(), client_id, feed, stats);
+        spawn_publisher(to.clone(), prefix.to_owned(), client_id, feed, plain, stats);
         tracing::info!(broker = %to.addr, prefix = %prefix, "publishing signed readings to local MQTT");
     }
 }

@@ -437,6 +437,7 @@ mod tests {
             topic_prefix: "streembit".to_owned(),
             agent_password: String::new(),
             allow_anonymous: false,
+            discovery_prefix: None,
         };
         let c = conf(Path::new("/s/mosquitto"), &policy, false);
         for want in [

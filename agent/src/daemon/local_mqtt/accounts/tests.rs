@@ -17,6 +17,7 @@ fn policy() -> BrokerPolicy {
         topic_prefix: "streembit".to_owned(),
         agent_password: "agent-secret".to_owned(),
         allow_anonymous: false,
+        discovery_prefix: None,
     }
 }
 
@@ -89,6 +90,16 @@ fn each_account_gets_its_own_topics_only() {
         ]
     );
     assert_eq!(block(&files.acl, AGENT_USER), ["topic write streembit/#"]);
+    // With Home Assistant discovery, the agent also writes its tree.
+    let with_ha = BrokerPolicy {
+        discovery_prefix: Some("homeassistant".into()),
+        ..policy()
+    };
+    let ha_files = broker_files(&[bridge("plug.toml", &plug())], &with_ha).expect("files");
+    assert_eq!(
+        block(&ha_files.acl, AGENT_USER),
+        ["topic write homeassistant/#", "topic write streembit/#"]
+    );
     // No anonymous section: nothing before the first `user`.
     let before: Vec<&str> = files
         .acl
