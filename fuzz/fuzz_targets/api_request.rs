@@ -17,6 +17,7 @@ fn render(route: &Route) -> (&'static str, String, Option<String>, Vec<u8>) {
         Route::Status => ("GET", "/v1/status".into(), None, Vec::new()),
         Route::Peers => ("GET", "/v1/peers".into(), None, Vec::new()),
         Route::Discovered => ("GET", "/v1/discovered".into(), None, Vec::new()),
+        Route::Console => ("GET", "/v1/console".into(), None, Vec::new()),
         Route::Lookup(k) => ("GET", format!("/v1/lookup/{k}"), None, Vec::new()),
         Route::Devices => ("GET", "/v1/devices".into(), None, Vec::new()),
         Route::Device(d) => ("GET", format!("/v1/devices/{d}"), None, Vec::new()),

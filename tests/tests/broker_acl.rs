@@ -400,6 +400,7 @@ fn without_mosquitto_the_agent_says_what_to_install_or_set() {
         .args(["run", "--config", "agent.toml"])
         .current_dir(dir)
         .env("STREEMBIT_DISCOVERY__MDNS", "false")
+        .env("STREEMBIT_WEB__ENABLED", "false")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("STATE_DIRECTORY")
         .env_remove("RUNTIME_DIRECTORY")

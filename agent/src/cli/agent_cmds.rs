@@ -110,6 +110,15 @@ pub(super) fn peers(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Resu
     write(out, &text)
 }
 
+pub(super) fn console(config: &ConfigArg, out: &mut dyn Write) -> Result<(), Failure> {
+    let (c, _): (serde_json::Value, _) = fetch(config, "/v1/console")?;
+    let url = c["url"].as_str().unwrap_or_default();
+    write(
+        out,
+        &format!("{url}\n(the URL carries the login token; from another machine: ssh -L <port>:127.0.0.1:<port> <this gateway>)\n"),
+    )
+}
+
 pub(super) fn discover(config: &ConfigArg, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let (d, raw): (Discovered, _) = fetch(config, "/v1/discovered")?;
     if json {

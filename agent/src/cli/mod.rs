@@ -80,6 +80,9 @@ pub enum Command {
     /// List the agents the running agent hears on its LAN (mDNS): key,
     /// network, addresses, and whether it is connected to each.
     Discover(JsonArgs),
+    /// Print the running agent's web console URL (it carries the login
+    /// token: keep it to yourself).
+    Console(ConfigArg),
     /// Find a peer's or device's record in the DHT.
     Lookup(LookupArgs),
     /// Print the running agent's metrics (Prometheus text).
@@ -394,6 +397,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Discover(a) => agent_cmds::discover(&a.config, a.json, out),
+        Command::Console(a) => agent_cmds::console(&a, out),
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
         Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),

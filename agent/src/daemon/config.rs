@@ -24,6 +24,7 @@ use crate::wire::NetworkId;
 
 use super::config_env::{is_config_key, ENV_PREFIX};
 pub(crate) use super::config_env::{unknown_env_vars, unknown_env_warning};
+pub(crate) use super::console::WebSection;
 pub(crate) use crate::discovery::{DiscoverySection, Seed};
 
 /// Where the agent reads its config when `--config` is not given.
@@ -101,6 +102,8 @@ pub struct AgentConfig {
     pub dht: DhtSection,
     /// `[discovery]`: finding agents on the LAN (mDNS).
     pub discovery: DiscoverySection,
+    /// `[web]`: the web console.
+    pub web: WebSection,
     /// For tests and demonstrations only: run as if the machine's wall
     /// clock were off by this many ms (negative: behind). The agent then
     /// learns the network's time from its peers, as a gateway with a wrong
@@ -246,6 +249,7 @@ impl Default for AgentConfig {
             nat: NatSection::default(),
             dht: DhtSection::default(),
             discovery: DiscoverySection::default(),
+            web: WebSection::default(),
             simulate_clock_offset_ms: 0,
         }
     }
@@ -380,6 +384,9 @@ impl AgentConfig {
             if let Err(reason) = crate::discovery::check_dns_name(name) {
                 err(&format!("seeds_dns[{i}]"), reason);
             }
+        }
+        if let Err(reason) = self.web.addr() {
+            err("web.listen", reason);
         }
         if self.discovery.max_new_per_minute == 0 {
             err(

@@ -7,6 +7,7 @@
 //! - `server.rs`: the local HTTP API on a Unix socket (its JSON shapes
 //!   are [`crate::api`]).
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
+//! - `console/`: the web console (pages, login, live readings, plots).
 //! - `logging.rs`: tracing set-up (journald-friendly).
 //! - `systemd.rs`: the STATUS line and the reload handshake.
 //! - `local_mqtt/`: the managed MQTT broker (mosquitto, run and confined
@@ -23,6 +24,7 @@
 
 pub(crate) mod config;
 mod config_env;
+mod console;
 mod local_mqtt;
 pub(crate) mod logging;
 mod membership;
@@ -314,24 +316,35 @@ async fn serve(
             }
         });
     }
-    let api_task = tokio::spawn(server::serve(
-        listener,
-        server::Context {
-            node: handle.clone(),
-            devices: devices.clone(),
-            service,
-            remote,
-            subscriptions: subscriptions.clone(),
-            mqtt: mqtt_stats,
-            device_budget: config.dht.max_devices_per_gateway,
-            membership: membership.clone(),
-            network: network.clone(),
-            credential: own_credential.clone(),
-            clock: clock.clone(),
-            discovery,
-        },
-        shutdown_rx.clone(),
-    ));
+    let console = console::bind(&config.web, &state_dir).await;
+    let api_ctx = server::Context {
+        node: handle.clone(),
+        devices: devices.clone(),
+        service,
+        remote,
+        subscriptions: subscriptions.clone(),
+        mqtt: mqtt_stats,
+        device_budget: config.dht.max_devices_per_gateway,
+        membership: membership.clone(),
+        network: network.clone(),
+        credential: own_credential.clone(),
+        clock: clock.clone(),
+        discovery,
+        console_url: console.as_ref().map(|(_, url, _)| url.clone()),
+    };
+    if let Some((listener, url, token)) = console {
+        tracing::info!(url = %url.split('#').next().unwrap_or(""), "web console: `streembit console` prints its login URL");
+        tokio::spawn(console::serve(
+            listener,
+            api_ctx.clone(),
+            token,
+            state_dir.clone(),
+            clock.clone(),
+            devices.feed().subscribe(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let api_task = tokio::spawn(server::serve(listener, api_ctx, shutdown_rx.clone()));
 
     tracing::info!(key = %key.public(), listen = %bound, network = %network, api = %socket.display(), "agent running");
     // The first STATUS names the bound address (the tests read it); the

@@ -28,6 +28,8 @@ pub enum Route {
     Peers,
     /// `GET /v1/discovered`: agents heard on the LAN.
     Discovered,
+    /// `GET /v1/console`: the web console's login URL.
+    Console,
     /// `GET /v1/lookup/{key}`
     Lookup(PublicKey),
     /// `GET /v1/devices`
@@ -151,6 +153,7 @@ pub fn parse(method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Resu
         ("GET", ["v1", "status"]) => Route::Status,
         ("GET", ["v1", "peers"]) => Route::Peers,
         ("GET", ["v1", "discovered"]) => Route::Discovered,
+        ("GET", ["v1", "console"]) => Route::Console,
         ("GET", ["v1", "lookup", k]) => Route::Lookup(key(k)?),
         ("GET", ["v1", "devices"]) => Route::Devices,
         ("GET", ["v1", "devices", name]) => Route::Device((*name).to_owned()),

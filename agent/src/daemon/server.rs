@@ -57,6 +57,8 @@ pub(crate) struct Context {
     pub clock: Clock,
     /// Seeds from DNS and agents heard on the LAN.
     pub discovery: Discovery,
+    /// The web console's login URL, when it runs.
+    pub console_url: Option<String>,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -117,32 +119,34 @@ pub(crate) fn remove(path: &PathBuf) {
 
 async fn handle(req: Request<Incoming>, ctx: Context) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
+    Ok(api(&parts.method, &parts.uri, body, &ctx).await)
+}
+
+/// One API request, from any surface that has decided the caller may ask
+/// (the Unix socket by its mode; the web console by its login): the body
+/// read up to the route's cap, the route parsed, the answer.
+pub(crate) async fn api(
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    body: Incoming,
+    ctx: &Context,
+) -> Response<Full<Bytes>> {
     // Read at most the cap, so a client cannot make us buffer without bound.
-    let cap = routes::body_cap(parts.method.as_str(), parts.uri.path());
+    let cap = routes::body_cap(method.as_str(), uri.path());
     let limited = http_body_util::Limited::new(body, cap);
     let body = match limited.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large",
-            ))
-        }
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
     };
-    let route = match routes::parse(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query(),
-        &body,
-    ) {
+    let route = match routes::parse(method.as_str(), uri.path(), uri.query(), &body) {
         Ok(r) => r,
         Err(refusal) => {
             let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
-            return Ok(error(status, &refusal.message));
+            return error(status, &refusal.message);
         }
     };
-    let response = answer(route, &ctx).await;
-    Ok(response.unwrap_or_else(|e| e))
+    let response = answer(route, ctx).await;
+    response.unwrap_or_else(|e| e)
 }
 
 async fn answer(
@@ -164,6 +168,13 @@ async fn answer(
             })
         }
         Route::Peers => ask(node.peers()).await.map(|p| json(&p)),
+        Route::Console => Ok(match &ctx.console_url {
+            Some(url) => json(&serde_json::json!({ "url": url })),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the web console is off ([web] enabled = false), or its address was taken (see the log)",
+            ),
+        }),
         Route::Discovered => ask(node.status()).await.map(|status| {
             let connected: std::collections::HashSet<String> =
                 status.links.into_iter().map(|l| l.key).collect();
@@ -338,7 +349,7 @@ fn shutting_down() -> Response<Full<Bytes>> {
     error(StatusCode::SERVICE_UNAVAILABLE, "agent is shutting down")
 }
 
-fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
     match serde_json::to_vec(value) {
         Ok(body) => {
             let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -352,7 +363,7 @@ fn json<T: Serialize>(value: &T) -> Response<Full<Bytes>> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = serde_json::to_vec(&ApiError {
         error: message.to_owned(),
     })

@@ -55,6 +55,8 @@ pub struct AgentProcess {
 /// - `STREEMBIT_DISCOVERY__MDNS=false`: agents of different tests share
 ///   the machine, and must not find each other on its LAN unless a test
 ///   is about LAN discovery;
+/// - `STREEMBIT_WEB__ENABLED=false`: the console's port is one per
+///   machine;
 /// - no inherited `STATE_DIRECTORY` or `RUNTIME_DIRECTORY`, so the state
 ///   stays in the agent's directory; its own `NOTIFY_SOCKET`.
 #[must_use = "nothing runs until spawn()"]
@@ -153,6 +155,7 @@ impl AgentProcess {
             .env("STREEMBIT_MQTT__EMBEDDED", "false")
             .env("STREEMBIT_NAT__REACHABILITY", "public")
             .env("STREEMBIT_DISCOVERY__MDNS", "false")
+            .env("STREEMBIT_WEB__ENABLED", "false")
             .env_remove("STATE_DIRECTORY")
             .env_remove("RUNTIME_DIRECTORY")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

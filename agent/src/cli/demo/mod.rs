@@ -210,6 +210,15 @@ fn scenario(
         // The demo's agents find each other through the seed, not the
         // LAN: they must not dial, or be dialed by, agents on it.
         config.push_str("[discovery]\nmdns = false\n");
+        // The gateway serves the web console on a free port; the others none.
+        if i == GATEWAY {
+            config.push_str(&format!(
+                "[web]\nlisten = \"127.0.0.1:{}\"\n",
+                free_port(false)?
+            ));
+        } else {
+            config.push_str("[web]\nenabled = false\n");
+        }
         std::fs::write(dir.join("agent.toml"), config).map_err(io)?;
         let log = std::fs::File::create(dir.join("agent.log")).map_err(io)?;
         let exe = std::env::current_exe().map_err(io)?;
@@ -264,6 +273,12 @@ fn scenario(
         started,
         &format!("{AGENTS} agents up on loopback (dir {})", base.display()),
     )?;
+    if let Some(url) = agents[GATEWAY]
+        .get("/v1/console")
+        .and_then(|c| c["url"].as_str().map(str::to_owned))
+    {
+        say(out, started, &format!("web console of the gateway: {url}"))?;
+    }
     for (i, role) in ["gateway", "reader", "subscriber", "outsider", "writer"]
         .iter()
         .enumerate()
