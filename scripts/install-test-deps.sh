@@ -29,6 +29,11 @@ PIP_PACKAGES+=("pymodbus==3.16.1" "pyserial==3.5")
 # TXT records in a namespace.
 PIP_PACKAGES+=("zeroconf==0.154.0")
 APT_PACKAGES+=(dnsmasq-base)
+# web console (issue 21): headless Chromium driven over WebDriver by the
+# selenium client (Debian's chromium and chromium-driver; selenium is told
+# their paths, so it downloads nothing).
+APT_PACKAGES+=(chromium chromium-driver)
+PIP_PACKAGES+=("selenium==4.51.0")
 # deploy: the Yocto layer's linter.
 PIP_PACKAGES+=("oelint-adv==9.11.2")
 

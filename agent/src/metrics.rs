@@ -65,6 +65,12 @@ impl Family {
         self.samples.push((labels, Sample::Count(value)));
     }
 
+    /// Adds a real-valued sample with `labels` (a gauge's reading).
+    pub fn push_real(&mut self, labels: &[(&'static str, &str)], value: f64) {
+        let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        self.samples.push((labels, Sample::Real(value)));
+    }
+
     /// A gauge of one unlabelled real value (negative allowed).
     pub fn real(name: &'static str, help: &'static str, value: f64) -> Self {
         let mut f = Self::new(name, help, Kind::Gauge);

@@ -44,6 +44,8 @@ fn the_console_shows_live_verified_readings_and_explains_a_refused_write() {
             "{tool} is missing: run ./scripts/install-test-deps.sh"
         );
     }
+    // Screenshots of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_dir_all(screenshots());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");

@@ -2,10 +2,11 @@
 //! MQTT plug publishes each verified reading as SenML JSON (RFC 8428) and
 //! announces each point to Home Assistant (MQTT discovery), checked with
 //! mosquitto_sub on a real mosquitto: the topics, and the payload keys
-//! Home Assistant's MQTT discovery reads.
+//! Home Assistant's MQTT discovery reads; and the opt-in per-point gauges
+//! on `/metrics`.
 
 use serde_json::Value;
-use streembit_tests::harness::agent_process::AgentProcess;
+use streembit_tests::harness::agent_process::{eventually, AgentProcess};
 use streembit_tests::peers::mosquitto::Broker;
 
 const PLUG: &str = r#"
@@ -43,7 +44,7 @@ fn verified_readings_go_out_as_senml_and_points_are_announced_to_home_assistant(
     let agent = AgentProcess::start(
         &dir,
         &format!(
-            "listen = \"127.0.0.1:0\"\n[mqtt]\npublish_to = \"127.0.0.1:{}\"\nhomeassistant_discovery = true\n",
+            "listen = \"127.0.0.1:0\"\n[mqtt]\npublish_to = \"127.0.0.1:{}\"\nhomeassistant_discovery = true\n[metrics]\npoint_gauges = true\n",
             broker.port
         ),
     );
@@ -111,5 +112,18 @@ fn verified_readings_go_out_as_senml_and_points_are_announced_to_home_assistant(
     }));
     assert!(agent.metric("streembit_mqtt_senml_published_total") >= 2);
     assert_eq!(agent.metric("streembit_mqtt_discovery_published_total"), 2);
-    assert_eq!(agent.metric("streembit_mqtt_not_verified_total"), 0);
+    assert_eq!(agent.metric("streembit_readings_not_verified_total"), 0);
+    // The opt-in per-point gauges on /metrics: the latest verified values
+    // (fed from the same verified readings, by a task of their own).
+    let gauge = |point: &str, unit: &str| -> Option<f64> {
+        let metrics = String::from_utf8_lossy(&agent.cli(&["metrics"]).stdout).into_owned();
+        let series = format!(
+            "streembit_point_value{{device=\"plug\",key=\"{key}\",point=\"{point}\",unit=\"{unit}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+    };
+    eventually("the power gauge", || gauge("power", "W") == Some(42.5));
+    eventually("the relay gauge", || gauge("relay", "") == Some(1.0));
 }

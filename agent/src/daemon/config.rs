@@ -25,6 +25,7 @@ use crate::wire::NetworkId;
 use super::config_env::{is_config_key, ENV_PREFIX};
 pub(crate) use super::config_env::{unknown_env_vars, unknown_env_warning};
 pub(crate) use super::console::WebSection;
+pub(crate) use super::point_gauges::MetricsSection;
 pub(crate) use crate::discovery::{DiscoverySection, Seed};
 
 /// Where the agent reads its config when `--config` is not given.
@@ -104,6 +105,8 @@ pub struct AgentConfig {
     pub discovery: DiscoverySection,
     /// `[web]`: the web console.
     pub web: WebSection,
+    /// `[metrics]`: what `/metrics` exports beyond the agent's own.
+    pub metrics: MetricsSection,
     /// For tests and demonstrations only: run as if the machine's wall
     /// clock were off by this many ms (negative: behind). The agent then
     /// learns the network's time from its peers, as a gateway with a wrong
@@ -250,6 +253,7 @@ impl Default for AgentConfig {
             dht: DhtSection::default(),
             discovery: DiscoverySection::default(),
             web: WebSection::default(),
+            metrics: MetricsSection::default(),
             simulate_clock_offset_ms: 0,
         }
     }

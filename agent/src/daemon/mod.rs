@@ -9,6 +9,8 @@
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
 //! - `console/`: the web console (pages, login, live readings, plots).
 //! - `logging.rs`: tracing set-up (journald-friendly).
+//! - `verified_feed.rs`: every reading verified once, for the plain
+//!   outputs (SenML, Home Assistant, the console, `point_gauges.rs`).
 //! - `systemd.rs`: the STATUS line and the reload handshake.
 //! - `local_mqtt/`: the managed MQTT broker (mosquitto, run and confined
 //!   by the agent) and the publication of signed readings to local MQTT.
@@ -28,9 +30,11 @@ mod console;
 mod local_mqtt;
 pub(crate) mod logging;
 mod membership;
+mod point_gauges;
 pub(crate) mod routes;
 mod server;
 pub(crate) mod systemd;
+mod verified_feed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -293,12 +297,14 @@ async fn serve(
         clock.clone(),
     );
     let id = key.public().to_string();
+    let verified = verified_feed::VerifiedFeed::start(devices.feed().subscribe(), network.clone());
+    let gauges = point_gauges::PointGauges::start(&config.metrics, verified.subscribe());
     local_mqtt::publish(
         &local_mqtt,
         &config.mqtt,
-        &network,
         format!("streembit-{}", &id[..16]),
         devices.feed().subscribe(),
+        verified.subscribe(),
         mqtt_stats.clone(),
     );
     {
@@ -331,6 +337,8 @@ async fn serve(
         clock: clock.clone(),
         discovery,
         console_url: console.as_ref().map(|(_, url, _)| url.clone()),
+        verified: verified.clone(),
+        gauges,
     };
     if let Some((listener, url, token)) = console {
         tracing::info!(url = %url.split('#').next().unwrap_or(""), "web console: `streembit console` prints its login URL");
@@ -340,7 +348,7 @@ async fn serve(
             token,
             state_dir.clone(),
             clock.clone(),
-            devices.feed().subscribe(),
+            verified.subscribe(),
             shutdown_rx.clone(),
         ));
     }

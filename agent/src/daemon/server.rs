@@ -59,6 +59,10 @@ pub(crate) struct Context {
     pub discovery: Discovery,
     /// The web console's login URL, when it runs.
     pub console_url: Option<String>,
+    /// Verified readings (its counter of refused ones).
+    pub verified: super::verified_feed::VerifiedFeed,
+    /// Per-point gauges, when asked for.
+    pub gauges: super::point_gauges::PointGauges,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -258,6 +262,8 @@ async fn answer(
             families.extend(ctx.subscriptions.families());
             families.extend(ctx.mqtt.families());
             families.extend(ctx.discovery.families());
+            families.extend(ctx.verified.families());
+            families.extend(ctx.gauges.families());
             families.extend(super::membership::families(
                 ctx.credential.as_deref(),
                 &ctx.membership,

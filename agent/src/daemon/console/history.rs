@@ -1,6 +1,7 @@
 //! The last hour of every numeric point this agent sees (its own devices'
 //! and its subscriptions'), for the console's plots: bounded in memory and
-//! on disk, and fed only with readings whose device signature verifies.
+//! on disk, and fed only with readings whose device signature verified
+//! (`verified_feed.rs`).
 //!
 //! Per point at most [`MAX_SAMPLES`] samples younger than [`WINDOW`]; at
 //! most [`MAX_POINTS`] points (a new point past it is not kept, and
@@ -17,15 +18,14 @@ use tokio::sync::{broadcast, watch};
 
 use crate::api::ReadingView;
 use crate::clock::Clock;
-use crate::devices::{verify_reading, SignedReading};
-use crate::wire::NetworkId;
+use crate::daemon::verified_feed::Verified;
 
 /// How far back plots go.
 pub(crate) const WINDOW: Duration = Duration::from_secs(3600);
 /// Samples kept per point at most (one per 5 s over the hour).
 pub(crate) const MAX_SAMPLES: usize = 720;
 /// Points kept at most.
-pub(crate) const MAX_POINTS: usize = 512;
+pub(crate) const MAX_POINTS: usize = 256;
 /// How often the history is written to disk.
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 
@@ -111,9 +111,8 @@ pub(crate) fn path(state_dir: &Path) -> PathBuf {
 /// only) and saved, until `shutdown`.
 pub(crate) fn start(
     state_dir: &Path,
-    network: NetworkId,
     clock: Clock,
-    mut feed: broadcast::Receiver<SignedReading>,
+    mut feed: broadcast::Receiver<Arc<Verified>>,
     live: broadcast::Sender<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<Mutex<History>> {
@@ -125,16 +124,13 @@ pub(crate) fn start(
         loop {
             tokio::select! {
                 r = feed.recv() => match r {
-                    Ok(r) => {
-                        let Ok(view) = verify_reading(&r.envelope, &r.device, &network, r.envelope.len()) else {
-                            continue;
-                        };
-                        let key = r.device.to_string();
+                    Ok(v) => {
+                        let key = v.key.to_string();
                         if let Ok(mut h) = h.lock() {
-                            h.add(&key, &view, clock.wall().0);
+                            h.add(&key, &v.view, clock.wall().0);
                         }
                         // The live page's event: the reading and its key.
-                        let event = serde_json::json!({"key": key, "reading": view, "verified": true});
+                        let event = serde_json::json!({"key": key, "reading": v.view, "verified": true});
                         let _ = live.send(event.to_string());
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {}

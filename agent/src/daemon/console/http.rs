@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::history::{self, History};
 use crate::clock::Clock;
 use crate::daemon::server::{self, Context};
-use crate::devices::SignedReading;
+use crate::daemon::verified_feed::Verified;
 
 type Answer = Response<BoxBody<Bytes, Infallible>>;
 
@@ -66,21 +66,14 @@ pub(crate) async fn serve(
     token: String,
     state_dir: std::path::PathBuf,
     clock: Clock,
-    feed: broadcast::Receiver<SignedReading>,
+    feed: broadcast::Receiver<Arc<Verified>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Ok(addr) = listener.local_addr() else {
         return;
     };
     let (live, _) = broadcast::channel(EVENTS_QUEUE);
-    let history = history::start(
-        &state_dir,
-        ctx.network.clone(),
-        clock,
-        feed,
-        live.clone(),
-        shutdown.clone(),
-    );
+    let history = history::start(&state_dir, clock, feed, live.clone(), shutdown.clone());
     let console = Arc::new(Console {
         ctx,
         token,

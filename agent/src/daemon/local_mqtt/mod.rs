@@ -62,9 +62,6 @@ pub(crate) struct MqttStats {
     senml_published: AtomicU64,
     /// Points announced to Home Assistant.
     discovery_published: AtomicU64,
-    /// Readings whose device signature did not verify: not republished
-    /// in plain form.
-    not_verified: AtomicU64,
 }
 
 impl MqttStats {
@@ -128,12 +125,6 @@ impl MqttStats {
                 "Points announced to Home Assistant (MQTT discovery).",
                 Kind::Counter,
                 self.discovery_published.load(Ordering::Relaxed),
-            ),
-            Family::single(
-                "streembit_mqtt_not_verified",
-                "Readings whose device signature did not verify, so not republished as SenML.",
-                Kind::Counter,
-                self.not_verified.load(Ordering::Relaxed),
             ),
         ]
     }
@@ -293,21 +284,28 @@ pub(crate) fn check_accounts(config: &MqttConfig, bridges: &Loaded) -> (Vec<Stri
 pub(crate) fn publish(
     local: &LocalMqtt,
     config: &MqttConfig,
-    network: &crate::wire::NetworkId,
     client_id: String,
     feed: tokio::sync::broadcast::Receiver<SignedReading>,
+    verified: tokio::sync::broadcast::Receiver<Arc<super::verified_feed::Verified>>,
     stats: Arc<MqttStats>,
 ) {
     let prefix = &config.topic_prefix;
     let plain = publisher::Plain {
-        network: network.clone(),
         senml: config.senml,
         discovery: config
             .homeassistant_discovery
             .then(|| config.homeassistant_prefix.clone()),
     };
     if let Some(to) = &local.publish_to {
-        spawn_publisher(to.clone(), prefix.to_owned(), client_id, feed, plain, stats);
+        spawn_publisher(
+            to.clone(),
+            prefix.to_owned(),
+            client_id,
+            feed,
+            verified,
+            plain,
+            stats,
+        );
         tracing::info!(broker = %to.addr, prefix = %prefix, "publishing signed readings to local MQTT");
     }
 }

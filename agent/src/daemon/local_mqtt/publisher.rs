@@ -1,6 +1,6 @@
 //! Every signed reading of the feed, published to a local broker as raw
-//! COSE bytes, and (`plain.rs`) verified as SenML JSON and announced to
-//! Home Assistant.
+//! COSE bytes, and (`plain.rs`) every verified one as SenML JSON and
+//! announced to Home Assistant.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,14 +10,12 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::broadcast;
 
 use super::{plain, MqttStats, PublishTo};
-use crate::devices::{verify_reading, SignedReading};
-use crate::wire::NetworkId;
+use crate::daemon::verified_feed::Verified;
+use crate::devices::SignedReading;
 
 /// What else goes out besides the COSE tree.
 #[derive(Debug, Clone)]
 pub(crate) struct Plain {
-    /// The network readings are verified for.
-    pub network: NetworkId,
     /// SenML JSON on `<prefix>/senml/…`.
     pub senml: bool,
     /// Home Assistant discovery under this prefix.
@@ -30,6 +28,7 @@ pub(crate) fn spawn_publisher(
     prefix: String,
     client_id: String,
     mut feed: broadcast::Receiver<SignedReading>,
+    verified: broadcast::Receiver<Arc<Verified>>,
     plain: Plain,
     stats: Arc<MqttStats>,
 ) {
@@ -49,8 +48,16 @@ pub(crate) fn spawn_publisher(
             }
         }
     });
+    if plain.senml || plain.discovery.is_some() {
+        spawn_plain(
+            client.clone(),
+            prefix.clone(),
+            verified,
+            plain,
+            stats.clone(),
+        );
+    }
     tokio::spawn(async move {
-        let mut announced = plain::Announced::default();
         loop {
             match feed.recv().await {
                 Ok(r) => {
@@ -59,9 +66,6 @@ pub(crate) fn spawn_publisher(
                         Ok(()) => stats.published.fetch_add(1, Ordering::Relaxed),
                         Err(_) => stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed),
                     };
-                    if plain.senml || plain.discovery.is_some() {
-                        publish_plain(&client, &prefix, &plain, &r, &mut announced, &stats);
-                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     stats.dropped_lagged.fetch_add(n, Ordering::Relaxed);
@@ -72,42 +76,47 @@ pub(crate) fn spawn_publisher(
     });
 }
 
-/// The reading, verified with its device key, as SenML and (once per
-/// point) as a Home Assistant discovery message.
-fn publish_plain(
-    client: &AsyncClient,
-    prefix: &str,
-    plain: &Plain,
-    r: &SignedReading,
-    announced: &mut plain::Announced,
-    stats: &MqttStats,
+/// Verified readings as SenML and (once per point) as Home Assistant
+/// discovery messages.
+fn spawn_plain(
+    client: AsyncClient,
+    prefix: String,
+    mut verified: broadcast::Receiver<Arc<Verified>>,
+    plain: Plain,
+    stats: Arc<MqttStats>,
 ) {
-    let view = match verify_reading(&r.envelope, &r.device, &plain.network, r.envelope.len()) {
-        Ok(v) => v,
-        Err(e) => {
-            stats.not_verified.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(device = %r.device, error = %e, "reading not republished: it does not verify");
-            return;
-        }
-    };
-    if let Some(discovery_prefix) = &plain.discovery {
-        if view.value.is_some() && announced.first(&r.device, &r.point) {
-            let (topic, config) = plain::discovery(discovery_prefix, prefix, &r.device, &view);
-            if client
-                .try_publish(topic, QoS::AtLeastOnce, true, config)
-                .is_ok()
-            {
-                stats.discovery_published.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let mut announced = plain::Announced::default();
+        loop {
+            let v = match verified.recv().await {
+                Ok(v) => v,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    stats.dropped_lagged.fetch_add(n, Ordering::Relaxed);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if let Some(discovery_prefix) = &plain.discovery {
+                if v.view.value.is_some() && announced.first(&v.key, &v.view.point) {
+                    let (topic, config) =
+                        plain::discovery(discovery_prefix, &prefix, &v.key, &v.view);
+                    if client
+                        .try_publish(topic, QoS::AtLeastOnce, true, config)
+                        .is_ok()
+                    {
+                        stats.discovery_published.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if plain.senml {
+                if let Some(pack) = plain::senml(&v.key, &v.view) {
+                    let topic = plain::senml_topic(&prefix, &v.key, &v.view.point);
+                    match client.try_publish(topic, QoS::AtMostOnce, false, pack) {
+                        Ok(()) => stats.senml_published.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
             }
         }
-    }
-    if plain.senml {
-        if let Some(pack) = plain::senml(&r.device, &view) {
-            let topic = plain::senml_topic(prefix, &r.device, &r.point);
-            match client.try_publish(topic, QoS::AtMostOnce, false, pack) {
-                Ok(()) => stats.senml_published.fetch_add(1, Ordering::Relaxed),
-                Err(_) => stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed),
-            };
-        }
-    }
+    });
 }

@@ -39,6 +39,16 @@ function show(page) {
   if (load) load().catch(showError);
 }
 
+/** The membership line of the overview: how this agent is admitted. */
+async function membership(s) {
+  if (s.network_kind !== "private") return "public network: anyone may join";
+  const m = await api("/v1/members").catch(() => null);
+  if (!m) return "private";
+  const c = m.credential;
+  const own = c ? `credential as ${esc(c.role)}${c.expires_unix_ms ? ", expires " + esc(new Date(c.expires_unix_ms).toISOString().slice(0, 10)) : ", no expiry"}` : "on the allowlist";
+  return `${own}; revocation list sequence ${esc(m.revocation_seq)} (${esc((m.revoked || []).length)} revoked)`;
+}
+
 function row(k, v) { return `<tr><th>${esc(k)}</th><td>${v}</td></tr>`; }
 
 async function overview() {
@@ -49,6 +59,7 @@ async function overview() {
   $("#overview").innerHTML = `<h2>This agent</h2><table>
     ${row("key", `<span class="key" id="status-key">${esc(s.key)}</span>`)}
     ${row("network", `${esc(s.network)} (${esc(s.network_kind)})`)}
+    ${row("membership", await membership(s))}
     ${row("reachability", esc(s.reachability))}
     ${row("announced", esc((s.addrs || []).join(", ")))}
     ${row("clock offset", `${esc(s.clock_offset_ms)} ms (median of ${esc(s.clock_peers)} peers)`)}
