@@ -115,3 +115,139 @@ fn the_console_shows_live_verified_readings_and_explains_a_refused_write() {
         );
     }
 }
+
+/// Runs `cmd`, failing the test with its stderr unless it succeeds.
+fn ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `curl -sk` (or with `--cacert`) against the console: the HTTP status.
+fn curl(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn off_loopback_the_console_speaks_only_https_and_asks_a_password() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("gw");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    ok(std::process::Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gateway",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        key.to_str().expect("path"),
+        "-out",
+        cert.to_str().expect("path"),
+    ]));
+    // The password file, from the CLI, never the gateway key.
+    let password_file = dir.join("console.password");
+    let mut cli = std::process::Command::new(streembit_tests::harness::cli::binary());
+    cli.args([
+        "console",
+        "password",
+        "--out",
+        password_file.to_str().expect("path"),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    let mut child = cli.spawn().expect("streembit console password");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        b"correct horse battery\n",
+    )
+    .expect("write");
+    assert!(child.wait().expect("wait").success());
+    let mode = std::fs::metadata(&password_file)
+        .expect("file")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&password_file)
+        .expect("read")
+        .starts_with("$7$210000$"));
+
+    let port = free_port();
+    let agent = AgentProcess::builder(&dir, "listen = \"127.0.0.1:0\"\n")
+        .env("STREEMBIT_WEB__ENABLED", "true")
+        .env("STREEMBIT_WEB__LISTEN", &format!("0.0.0.0:{port}"))
+        .env("STREEMBIT_WEB__TLS_CERT", cert.to_str().expect("path"))
+        .env("STREEMBIT_WEB__TLS_KEY", key.to_str().expect("path"))
+        .env(
+            "STREEMBIT_WEB__PASSWORD_FILE",
+            password_file.to_str().expect("path"),
+        )
+        .spawn();
+    let base = format!("https://127.0.0.1:{port}");
+    let ca = cert.to_str().expect("path");
+    // HTTPS with the operator's certificate; plain HTTP gets nothing.
+    assert_eq!(curl(&["--cacert", ca, &format!("{base}/")]), "200");
+    assert_ne!(curl(&[&format!("http://127.0.0.1:{port}/")]), "200");
+    // The API needs a login; a wrong password is refused.
+    assert_eq!(
+        curl(&["--cacert", ca, &format!("{base}/api/v1/status")]),
+        "401"
+    );
+    let login = |password: &str, jar: &std::path::Path| {
+        curl(&[
+            "--cacert",
+            ca,
+            "-c",
+            jar.to_str().expect("path"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!("{{\"password\":\"{password}\"}}"),
+            &format!("{base}/login"),
+        ])
+    };
+    let jar = dir.join("cookies");
+    assert_eq!(login("wrong password", &jar), "401");
+    assert_eq!(login("correct horse battery", &jar), "200");
+    let cookies = std::fs::read_to_string(&jar).expect("cookies");
+    // Netscape cookie-jar fields: domain, subdomains, path, secure, …
+    let line = cookies
+        .lines()
+        .find(|l| l.contains("streembit_console"))
+        .unwrap_or_else(|| panic!("no session cookie: {cookies}"));
+    assert!(line.starts_with("#HttpOnly_"), "HttpOnly: {line}");
+    assert_eq!(line.split('\t').nth(3), Some("TRUE"), "Secure: {line}");
+    assert_eq!(
+        curl(&[
+            "--cacert",
+            ca,
+            "-b",
+            jar.to_str().expect("path"),
+            &format!("{base}/api/v1/status")
+        ]),
+        "200"
+    );
+    // The CLI's URL names HTTPS.
+    assert!(
+        stdout(&agent.cli(&["console"])).starts_with(&format!("https://0.0.0.0:{port}/#token="))
+    );
+}

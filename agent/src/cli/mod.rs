@@ -81,8 +81,9 @@ pub enum Command {
     /// network, addresses, and whether it is connected to each.
     Discover(JsonArgs),
     /// Print the running agent's web console URL (it carries the login
-    /// token: keep it to yourself).
-    Console(ConfigArg),
+    /// token: keep it to yourself); `console password --out FILE` makes
+    /// the console's password file from a password read on stdin.
+    Console(ConsoleArgs),
     /// Find a peer's or device's record in the DHT.
     Lookup(LookupArgs),
     /// Print the running agent's metrics (Prometheus text).
@@ -141,6 +142,30 @@ pub struct JsonArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
+}
+
+/// Arguments of `console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    #[command(subcommand)]
+    #[allow(missing_docs)]
+    pub action: Option<ConsoleAction>,
+}
+
+/// `console` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConsoleAction {
+    /// Hash a password read on stdin (one line) into FILE (mode 0600), for
+    /// `[web] password_file`: the console's login on an address other than
+    /// loopback.
+    Password {
+        /// Where to write the hash.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Arguments of `reload`.
@@ -397,7 +422,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
         Command::Status(a) => agent_cmds::status(&a.config, a.json, out),
         Command::Peers(a) => agent_cmds::peers(&a.config, a.json, out),
         Command::Discover(a) => agent_cmds::discover(&a.config, a.json, out),
-        Command::Console(a) => agent_cmds::console(&a, out),
+        Command::Console(a) => match &a.action {
+            None => agent_cmds::console(&a.config, out),
+            Some(ConsoleAction::Password { out: file }) => console_password(file, out),
+        },
         Command::Lookup(a) => agent_cmds::lookup(&a.common.config, &a.pubkey, a.common.json, out),
         Command::Metrics(a) => agent_cmds::metrics(&a, out),
         Command::Devices(a) => agent_cmds::devices(&a.config, a.json, out),
@@ -427,4 +455,25 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), Failure> {
             .render(out)
             .map_err(Failure::usage),
     }
+}
+
+/// `console password --out FILE`: one line of stdin, hashed, 0600.
+fn console_password(file: &std::path::Path, out: &mut dyn std::io::Write) -> Result<(), Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::usage(format!("cannot read the password from stdin: {e}")))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.len() < 8 {
+        return Err(Failure::usage("the password must be at least 8 characters"));
+    }
+    let hash = crate::daemon::password_hash(password);
+    crate::daemon::write_private(file, hash.as_bytes())
+        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", file.display())))?;
+    writeln!(
+        out,
+        "wrote {}: set `[web] password_file` to it",
+        file.display()
+    )
+    .map_err(Failure::usage)
 }

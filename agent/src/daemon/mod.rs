@@ -9,6 +9,7 @@
 //! - `routes.rs`: the API's routes, parsed from method, path and body.
 //! - `console/`: the web console (pages, login, live readings, plots).
 //! - `logging.rs`: tracing set-up (journald-friendly).
+//! - `password.rs`: the `$7$` PBKDF2 password format (broker, console).
 //! - `verified_feed.rs`: every reading verified once, for the plain
 //!   outputs (SenML, Home Assistant, the console, `point_gauges.rs`).
 //! - `systemd.rs`: the STATUS line and the reload handshake.
@@ -30,6 +31,7 @@ mod console;
 mod local_mqtt;
 pub(crate) mod logging;
 mod membership;
+mod password;
 mod point_gauges;
 pub(crate) mod routes;
 mod server;
@@ -50,6 +52,18 @@ use crate::node::{Node, NodeConfig, NodeEvent, NodeHandle};
 use crate::transport::{Endpoint, Membership, TransportConfig};
 use crate::wire::{Session, TimeSource};
 use config::{bridges_dir, AgentConfig};
+
+/// A console password hashed for `[web] password_file` (PBKDF2-SHA512,
+/// 210,000 rounds: a login a person types, not a broker's machine account).
+pub(crate) fn password_hash(password: &str) -> String {
+    password::hash(password, 210_000)
+}
+
+/// Writes `bytes` to `path`, mode 0600.
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::state_file::write_atomic(path, bytes)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+}
 
 /// Exit code for a config or identity problem (the operator's to fix).
 pub(crate) const EXIT_CONFIG: u8 = 2;
@@ -336,16 +350,15 @@ async fn serve(
         credential: own_credential.clone(),
         clock: clock.clone(),
         discovery,
-        console_url: console.as_ref().map(|(_, url, _)| url.clone()),
+        console_url: console.as_ref().map(|c| c.url.clone()),
         verified: verified.clone(),
         gauges,
     };
-    if let Some((listener, url, token)) = console {
-        tracing::info!(url = %url.split('#').next().unwrap_or(""), "web console: `streembit console` prints its login URL");
+    if let Some(c) = console {
+        tracing::info!(url = %c.url.split('#').next().unwrap_or(""), "web console: `streembit console` prints its login URL");
         tokio::spawn(console::serve(
-            listener,
+            c,
             api_ctx.clone(),
-            token,
             state_dir.clone(),
             clock.clone(),
             verified.subscribe(),

@@ -4,15 +4,17 @@
 //! Routes:
 //! - `GET /`, `/app.js`, `/style.css`, `/uPlot.iife.min.js`,
 //!   `/uPlot.min.css`: the pages, embedded in the binary;
-//! - `POST /login` `{"token": …}`: sets the session cookie;
+//! - `POST /login` `{"token": …}` or `{"password": …}`: sets the session
+//!   cookie;
 //! - with the cookie: `GET /api/history?prefix=<key>/`, `GET /api/events`
 //!   (server-sent events, one per verified reading), and `/api/v1/…`, the
 //!   local API as documented in docs/api.md (a POST needs
 //!   `Content-Type: application/json`).
 //!
 //! Every answer carries a content security policy that allows only the
-//! console's own scripts, and the `Host` header must name the console's
-//! address (a page elsewhere cannot rebind a name of its own to it).
+//! console's own scripts; on loopback, the `Host` header must name the
+//! console's address (a page elsewhere cannot rebind a name of its own to
+//! it). With `tls_cert` and `tls_key` the listener speaks only HTTPS.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +27,6 @@ use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::history::{self, History};
@@ -52,31 +53,43 @@ const ICON: &[u8] = br##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16
 struct Console {
     ctx: Context,
     token: String,
+    /// The password hash people log in with, if set.
+    password: Option<String>,
+    /// Served over TLS (the cookie is then `Secure`).
+    tls: bool,
     addr: SocketAddr,
     history: Arc<Mutex<History>>,
     live: broadcast::Sender<String>,
     streams: Arc<tokio::sync::Semaphore>,
 }
 
-/// Serves the console on `listener` until `shutdown`.
-#[allow(clippy::too_many_arguments)]
+/// Serves the console on its socket until `shutdown`.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    bound: super::Bound,
     ctx: Context,
-    token: String,
     state_dir: std::path::PathBuf,
     clock: Clock,
     feed: broadcast::Receiver<Arc<Verified>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let super::Bound {
+        listener,
+        token,
+        tls,
+        password,
+        ..
+    } = bound;
     let Ok(addr) = listener.local_addr() else {
         return;
     };
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (live, _) = broadcast::channel(EVENTS_QUEUE);
     let history = history::start(&state_dir, clock, feed, live.clone(), shutdown.clone());
     let console = Arc::new(Console {
         ctx,
         token,
+        password,
+        tls: acceptor.is_some(),
         addr,
         history,
         live,
@@ -94,16 +107,37 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => break,
         };
         let console = console.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let console = console.clone();
-                async move { Ok::<_, Infallible>(handle(req, &console).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match acceptor {
+                None => connection(stream, console).await,
+                Some(tls) => {
+                    let handshake = tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => connection(stream, console).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "console TLS handshake failed"),
+                        Err(_) => tracing::debug!("console TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
+}
+
+/// A TLS handshake may take this long.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn connection<S>(stream: S, console: Arc<Console>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let console = console.clone();
+        async move { Ok::<_, Infallible>(handle(req, &console).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 async fn handle(req: Request<Incoming>, console: &Console) -> Answer {
@@ -124,7 +158,9 @@ async fn handle(req: Request<Incoming>, console: &Console) -> Answer {
 }
 
 async fn route(req: Request<Incoming>, console: &Console) -> Answer {
-    if !host_is_ours(&req, console.addr) {
+    // A console on loopback must be asked by its own name: a page on
+    // another site cannot rebind a name of its own to 127.0.0.1.
+    if console.addr.ip().is_loopback() && !host_is_ours(&req, console.addr) {
         return text(StatusCode::MISDIRECTED_REQUEST, "unknown host");
     }
     let (parts, body) = req.into_parts();
@@ -206,17 +242,30 @@ async fn login(body: Incoming, console: &Console) -> Answer {
     let Ok(body) = http_body_util::Limited::new(body, 1024).collect().await else {
         return json_error(StatusCode::PAYLOAD_TOO_LARGE, "too large");
     };
-    let token = serde_json::from_slice::<serde_json::Value>(&body.to_bytes())
-        .ok()
-        .and_then(|v| v["token"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    if !same(&token, &console.token) {
-        return json_error(StatusCode::UNAUTHORIZED, "wrong token");
+    let asked = serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).unwrap_or_default();
+    let by_token = asked["token"]
+        .as_str()
+        .is_some_and(|t| same(t, &console.token));
+    let by_password = match (asked["password"].as_str(), &console.password) {
+        (Some(p), Some(hash)) => {
+            let (p, hash) = (p.to_owned(), hash.clone());
+            // PBKDF2 takes a while: off the runtime's threads.
+            tokio::task::spawn_blocking(move || crate::daemon::password::verify(&p, &hash))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
+    };
+    if !(by_token || by_password) {
+        tracing::info!("console login refused");
+        return json_error(StatusCode::UNAUTHORIZED, "wrong token or password");
     }
+    let token = &console.token;
     let mut r = Response::new(Full::new(Bytes::from_static(b"{}")).boxed());
     *r.status_mut() = StatusCode::OK;
+    let secure = if console.tls { "; Secure" } else { "" };
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/"
+        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/{secure}"
     )) {
         r.headers_mut().insert(SET_COOKIE, v);
     }

@@ -13,8 +13,10 @@
 //! prints the URL carrying it (in the fragment, which browsers never send
 //! or log); the page trades it once for an HttpOnly, SameSite=Strict
 //! cookie. Writes also need a JSON content type, so another site cannot
-//! forge one from a form. The console listens on loopback only: from a
-//! laptop, through an SSH tunnel.
+//! forge one from a form. On loopback, plain HTTP (from a laptop, through
+//! an SSH tunnel). On any other address only with HTTPS (`tls_cert`,
+//! `tls_key`) and a password (`password_file`, PBKDF2 as in
+//! `password.rs`), which people log in with; never the gateway's key.
 //!
 //! What this module does not do: decide anything. Every question goes to
 //! the same API the CLI uses (`server::api`), with the same answers and
@@ -36,9 +38,16 @@ pub(crate) use http::serve;
 pub struct WebSection {
     /// Serve the console.
     pub enabled: bool,
-    /// Where: a loopback address (reach it from elsewhere through an SSH
-    /// tunnel).
+    /// Where. A loopback address, or any other with `tls_cert`, `tls_key`
+    /// and `password_file` (TLS and a password login).
     pub listen: String,
+    /// PEM certificate chain for HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<PathBuf>,
+    /// A file holding the console's password hash (`streembit console
+    /// password` writes it): the login for people, never the gateway key.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for WebSection {
@@ -46,25 +55,54 @@ impl Default for WebSection {
         Self {
             enabled: true,
             listen: "127.0.0.1:7480".to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            password_file: None,
         }
     }
 }
 
 impl WebSection {
-    /// The listen address, checked: a loopback one.
+    /// The listen address, checked: a loopback one, or any other with
+    /// TLS and a password.
     pub(crate) fn addr(&self) -> Result<SocketAddr, String> {
         let addr: SocketAddr = self
             .listen
             .parse()
             .map_err(|e| format!("{:?} is not an ip:port address ({e})", self.listen))?;
-        if !addr.ip().is_loopback() {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("set both `tls_cert` and `tls_key`, or neither".into());
+        }
+        if !addr.ip().is_loopback() && (self.tls_cert.is_none() || self.password_file.is_none()) {
             return Err(format!(
-                "{addr}: the console serves plain HTTP, so it listens on loopback only \
-                 (127.0.0.1 or ::1); from a laptop, use an SSH tunnel: \
-                 ssh -L 7480:127.0.0.1:7480 <gateway>"
+                "{addr} is not loopback: the console then needs TLS and a password \
+                 (`tls_cert`, `tls_key`, and `password_file` from `streembit console password`); \
+                 or keep it on 127.0.0.1 and use an SSH tunnel: ssh -L 7480:127.0.0.1:7480 <gateway>"
             ));
         }
         Ok(addr)
+    }
+
+    /// The TLS settings, when HTTPS is on.
+    fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        let key_der =
+            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| format!("{}: {e}", cert.display()))?;
+        Ok(Some(std::sync::Arc::new(config)))
     }
 }
 
@@ -94,10 +132,7 @@ pub(crate) fn token(state_dir: &Path) -> std::io::Result<String> {
 /// The console's socket, login URL and token, when it is on and its
 /// address is free. Never fatal: a taken port or an unwritable token file
 /// leaves the agent running without a console, and the log says why.
-pub(crate) async fn bind(
-    web: &WebSection,
-    state_dir: &Path,
-) -> Option<(tokio::net::TcpListener, String, String)> {
+pub(crate) async fn bind(web: &WebSection, state_dir: &Path) -> Option<Bound> {
     if !web.enabled {
         return None;
     }
@@ -109,10 +144,34 @@ pub(crate) async fn bind(
             return None;
         }
     };
+    let tls = match web.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("web console off: its TLS certificate or key: {e}");
+            return None;
+        }
+    };
+    let password = match &web.password_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(h) => Some(h.trim().to_owned()),
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "web console off: cannot read its password file");
+                return None;
+            }
+        },
+        None => None,
+    };
     match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => {
-            let bound = l.local_addr().ok()?;
-            Some((l, url(bound, &token), token))
+        Ok(listener) => {
+            let bound = listener.local_addr().ok()?;
+            let url = url(bound, &token, tls.is_some());
+            Some(Bound {
+                listener,
+                url,
+                token,
+                tls,
+                password,
+            })
         }
         Err(e) => {
             tracing::warn!(%addr, error = %e, "web console off: cannot listen there (another agent? set [web] listen)");
@@ -121,9 +180,24 @@ pub(crate) async fn bind(
     }
 }
 
+/// The console's socket and what it serves with.
+pub(crate) struct Bound {
+    /// The socket.
+    pub listener: tokio::net::TcpListener,
+    /// The login URL (with the token).
+    pub url: String,
+    /// The login token.
+    pub token: String,
+    /// HTTPS, when configured.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The password hash, when configured.
+    pub password: Option<String>,
+}
+
 /// The URL that logs in: the token in the fragment.
-pub(crate) fn url(addr: SocketAddr, token: &str) -> String {
-    format!("http://{addr}/#token={token}")
+pub(crate) fn url(addr: SocketAddr, token: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}/#token={token}")
 }
 
 #[cfg(test)]
@@ -138,7 +212,22 @@ mod tests {
             listen: "0.0.0.0:7480".into(),
             ..ok.clone()
         };
-        assert!(lan.addr().expect_err("refused").contains("SSH tunnel"));
+        assert!(lan
+            .addr()
+            .expect_err("refused")
+            .contains("TLS and a password"));
+        let half = WebSection {
+            tls_cert: Some("c.pem".into()),
+            ..lan.clone()
+        };
+        assert!(half.addr().expect_err("refused").contains("both"));
+        let full = WebSection {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            password_file: Some("p".into()),
+            ..lan
+        };
+        assert!(full.addr().is_ok());
         let dir = tempfile::tempdir().expect("dir");
         let t = token(dir.path()).expect("token");
         assert_eq!(t.len(), 64);

@@ -25,10 +25,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use rand_core::{OsRng, RngCore};
 use streembit_bridges::config::MqttBus;
 use streembit_bridges::Bus;
@@ -265,24 +262,7 @@ pub(crate) fn broker_files<'a>(
 
 /// `password` in mosquitto 2's hashed form, with a fresh salt.
 fn hash_password(password: &str) -> String {
-    let mut salt = [0u8; 12];
-    OsRng.fill_bytes(&mut salt);
-    hash_with(password, &salt, ROUNDS)
-}
-
-/// `$7$<rounds>$<salt>$<PBKDF2-HMAC-SHA512(password, salt)>`, base64 with
-/// padding: what mosquitto_passwd writes and mosquitto checks.
-fn hash_with(password: &str, salt: &[u8], rounds: u32) -> String {
-    let mut out = [0u8; 64];
-    let rounds = NonZeroU32::new(rounds).unwrap_or(NonZeroU32::MIN);
-    ring::pbkdf2::derive(
-        ring::pbkdf2::PBKDF2_HMAC_SHA512,
-        rounds,
-        salt,
-        password.as_bytes(),
-        &mut out,
-    );
-    format!("$7${rounds}${}${}", B64.encode(salt), B64.encode(out))
+    crate::daemon::password::hash(password, ROUNDS)
 }
 
 #[cfg(test)]

@@ -31,12 +31,24 @@ async function login() {
   history.replaceState(null, "", location.pathname + "#overview");
 }
 
+async function passwordLogin(ev) {
+  ev.preventDefault();
+  const r = await fetch("/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ password: $("#password").value }) });
+  if (!r.ok) { showError(new Error("wrong password")); return; }
+  $("#login").hidden = true;
+  show("overview");
+  live();
+}
+
 function show(page) {
   document.querySelectorAll("main > section").forEach((s) => { s.hidden = s.id !== page; });
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   showError(null);
   const load = { overview, devices, following, members, lan }[page];
-  if (load) load().catch(showError);
+  if (load) load().catch((e) => {
+    if (/log in/.test(e.message)) { $("#login").hidden = false; return; }
+    showError(e);
+  });
 }
 
 /** The membership line of the overview: how this agent is admitted. */
@@ -233,6 +245,7 @@ async function main() {
   document.querySelectorAll("nav a").forEach((a) => a.addEventListener("click", (ev) => { ev.preventDefault(); history.replaceState(null, "", "#" + a.dataset.page); show(a.dataset.page); }));
   $("#any-form").addEventListener("submit", anyDevice);
   $("#write-form").addEventListener("submit", write);
+  $("#login").addEventListener("submit", passwordLogin);
   const page = (location.hash || "#overview").slice(1).split("=")[0];
   show(["overview", "devices", "following", "any", "write", "members", "lan"].includes(page) ? page : "overview");
   live();

@@ -56,16 +56,6 @@ fn block<'a>(acl: &'a str, user: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn the_hash_is_the_one_mosquitto_passwd_writes() {
-    // `mosquitto_passwd -b passwd dev secret` (mosquitto 2.0.11).
-    let salt = B64.decode("DmLwlgF52gRIVjHZ").expect("salt");
-    assert_eq!(
-        hash_with("secret", &salt, 101),
-        "$7$101$DmLwlgF52gRIVjHZ$xHr5p3+TszszWzI8P7kJG/TpM1QBLhJ5XPcXXnQWaQK09s7EHzY13H2RkKWH57g/fwCmPZ1t36QcpzTjxMcZ/A=="
-    );
-}
-
-#[test]
 fn each_account_gets_its_own_topics_only() {
     let files = broker_files(&[bridge("plug.toml", &plug())], &policy()).expect("files");
     assert!(files.warnings.is_empty(), "{:?}", files.warnings);
