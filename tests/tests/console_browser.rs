@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use streembit_tests::harness::agent_process::{eventually, AgentProcess};
+use streembit_tests::harness::agent_process::{eventually, gateway_dir, AgentProcess};
 use streembit_tests::harness::cli::stdout;
 use streembit_tests::harness::ports::free_port;
 use streembit_tests::harness::process::Proc;
@@ -49,13 +49,13 @@ fn the_console_shows_live_verified_readings_and_explains_a_refused_write() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("gw");
-    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        dir.join("bridges.d/plug.toml"),
-        PLUG.replace("{PORT}", &broker.port.to_string()),
-    )
-    .expect("write");
+    let dir = gateway_dir(
+        tmp.path(),
+        &[(
+            "plug.toml",
+            &PLUG.replace("{PORT}", &broker.port.to_string()),
+        )],
+    );
     let web = format!("127.0.0.1:{}", free_port());
     let agent = AgentProcess::builder(&dir, "listen = \"127.0.0.1:0\"\n")
         .env("STREEMBIT_WEB__ENABLED", "true")

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streembit_tests::harness::agent_process::{eventually, AgentProcess};
+use streembit_tests::harness::agent_process::{eventually, gateway_dir, AgentProcess};
 use streembit_tests::harness::cli::stderr;
 use streembit_tests::peers::mosquitto::Broker;
 
@@ -52,13 +52,7 @@ fn devices_readings_and_reloads() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("gw");
-    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        dir.join("bridges.d/plug.toml"),
-        plug(broker.port, &["power"]),
-    )
-    .expect("write");
+    let dir = gateway_dir(tmp.path(), &[("plug.toml", &plug(broker.port, &["power"]))]);
     let mut agent = AgentProcess::start(&dir, "listen = \"127.0.0.1:0\"\n");
 
     // The device has its own identity, distinct from the gateway's.

@@ -6,7 +6,7 @@
 //! on `/metrics`.
 
 use serde_json::Value;
-use streembit_tests::harness::agent_process::{eventually, AgentProcess};
+use streembit_tests::harness::agent_process::{eventually, gateway_dir, AgentProcess};
 use streembit_tests::peers::mosquitto::Broker;
 
 const PLUG: &str = r#"
@@ -34,13 +34,13 @@ fn verified_readings_go_out_as_senml_and_points_are_announced_to_home_assistant(
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let broker = rt.block_on(Broker::start());
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("gw");
-    std::fs::create_dir_all(dir.join("bridges.d")).expect("dirs");
-    std::fs::write(
-        dir.join("bridges.d/plug.toml"),
-        PLUG.replace("{PORT}", &broker.port.to_string()),
-    )
-    .expect("write");
+    let dir = gateway_dir(
+        tmp.path(),
+        &[(
+            "plug.toml",
+            &PLUG.replace("{PORT}", &broker.port.to_string()),
+        )],
+    );
     let agent = AgentProcess::start(
         &dir,
         &format!(

@@ -400,6 +400,17 @@ impl Drop for AgentProcess {
     }
 }
 
+/// A gateway's directory `<root>/gw` with its bridge files (`(file name,
+/// TOML)`) in `bridges.d/`, ready for [`AgentProcess::start`].
+pub fn gateway_dir(root: &Path, bridges: &[(&str, &str)]) -> PathBuf {
+    let dir = root.join("gw");
+    std::fs::create_dir_all(dir.join("bridges.d")).expect("bridges.d");
+    for (name, toml) in bridges {
+        std::fs::write(dir.join("bridges.d").join(name), toml).expect("bridge file");
+    }
+    dir
+}
+
 /// Polls until `pred` holds, for state that lives in an agent and has no
 /// event to await from outside; panics naming `what` after [`WAIT`].
 pub fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
