@@ -60,6 +60,13 @@ def main():
         step(f"devices: plot with {points} points, verified mark")
         driver.save_screenshot(os.path.join(shots, "console-devices.png"))
 
+        for page in ["following", "members"]:
+            driver.find_element(By.CSS_SELECTOR, f'nav a[data-page="{page}"]').click()
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f"#{page} h2")))
+        step("following and members load")
+        driver.find_element(By.CSS_SELECTOR, 'nav a[data-page="devices"]').click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'.plot[data-series="{device}/power"] canvas')))
+
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not severe, f"console errors: {severe}"
         step("no console errors")
