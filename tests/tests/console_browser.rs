@@ -246,6 +246,12 @@ fn off_loopback_the_console_speaks_only_https_and_asks_a_password() {
         ]),
         "200"
     );
+    // Each refusal counted by reason.
+    assert_eq!(
+        agent.metric(r#"streembit_console_refused_total{reason="login"}"#),
+        1
+    );
+    assert!(agent.metric(r#"streembit_console_refused_total{reason="no_session"}"#) >= 1);
     // The CLI's URL names HTTPS.
     assert!(
         stdout(&agent.cli(&["console"])).starts_with(&format!("https://0.0.0.0:{port}/#token="))

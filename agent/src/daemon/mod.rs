@@ -312,7 +312,8 @@ async fn serve(
     );
     let id = key.public().to_string();
     let verified = verified_feed::VerifiedFeed::start(devices.feed().subscribe(), network.clone());
-    let gauges = point_gauges::PointGauges::start(&config.metrics, verified.subscribe());
+    let gauges =
+        point_gauges::PointGauges::start(&config.metrics, verified.subscribe(), verified.lagged());
     local_mqtt::publish(
         &local_mqtt,
         &config.mqtt,
@@ -353,6 +354,7 @@ async fn serve(
         console_url: console.as_ref().map(|c| c.url.clone()),
         verified: verified.clone(),
         gauges,
+        console: Default::default(),
     };
     if let Some(c) = console {
         tracing::info!(url = %c.url.split('#').next().unwrap_or(""), "web console: `streembit console` prints its login URL");

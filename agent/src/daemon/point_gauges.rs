@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::verified_feed::Verified;
+use super::verified_feed::{Lagged, Verified};
 use crate::metrics::{Family, Kind};
 
 /// `[metrics]` in `agent.toml`.
@@ -52,6 +52,7 @@ impl PointGauges {
     pub(crate) fn start(
         section: &MetricsSection,
         mut feed: broadcast::Receiver<Arc<Verified>>,
+        lagged: Lagged,
     ) -> Self {
         if !section.point_gauges {
             return Self(None);
@@ -63,7 +64,10 @@ impl PointGauges {
             loop {
                 let v = match feed.recv().await {
                     Ok(v) => v,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        lagged.add(n);
+                        continue;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 if let Ok(mut s) = s.lock() {

@@ -63,6 +63,8 @@ pub(crate) struct Context {
     pub verified: super::verified_feed::VerifiedFeed,
     /// Per-point gauges, when asked for.
     pub gauges: super::point_gauges::PointGauges,
+    /// What the web console refused.
+    pub console: Arc<super::console::ConsoleStats>,
 }
 
 /// How long one API request may wait for the node (a lookup included).
@@ -264,6 +266,7 @@ async fn answer(
             families.extend(ctx.discovery.families());
             families.extend(ctx.verified.families());
             families.extend(ctx.gauges.families());
+            families.extend(ctx.console.families());
             families.extend(super::membership::families(
                 ctx.credential.as_deref(),
                 &ctx.membership,

@@ -36,6 +36,19 @@ pub(crate) struct Verified {
 pub(crate) struct VerifiedFeed {
     tx: broadcast::Sender<Arc<Verified>>,
     not_verified: Arc<AtomicU64>,
+    lagged: Lagged,
+}
+
+/// Readings a slow consumer of a feed skipped (it fell behind by more
+/// than the channel holds): shared by every consumer, so none is silent.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lagged(Arc<AtomicU64>);
+
+impl Lagged {
+    /// `n` readings skipped.
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl VerifiedFeed {
@@ -45,13 +58,18 @@ impl VerifiedFeed {
         let me = Self {
             tx: tx.clone(),
             not_verified: Arc::default(),
+            lagged: Lagged::default(),
         };
         let not_verified = me.not_verified.clone();
+        let lagged = me.lagged.clone();
         tokio::spawn(async move {
             loop {
                 let r = match feed.recv().await {
                     Ok(r) => r,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        lagged.add(n);
+                        continue;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 match verify_reading(&r.envelope, &r.device, &network, r.envelope.len()) {
@@ -76,13 +94,26 @@ impl VerifiedFeed {
         self.tx.subscribe()
     }
 
+    /// Where consumers count the readings they skip.
+    pub(crate) fn lagged(&self) -> Lagged {
+        self.lagged.clone()
+    }
+
     /// Metric families.
     pub(crate) fn families(&self) -> Vec<Family> {
-        vec![Family::single(
-            "streembit_readings_not_verified",
-            "Readings whose device signature did not verify: kept out of SenML, Home Assistant, the console and the point gauges.",
-            Kind::Counter,
-            self.not_verified.load(Ordering::Relaxed),
-        )]
+        vec![
+            Family::single(
+                "streembit_readings_not_verified",
+                "Readings whose device signature did not verify: kept out of SenML, Home Assistant, the console and the point gauges.",
+                Kind::Counter,
+                self.not_verified.load(Ordering::Relaxed),
+            ),
+            Family::single(
+                "streembit_readings_skipped_lagging",
+                "Readings the console's history or the point gauges skipped because they fell behind the verified feed.",
+                Kind::Counter,
+                self.lagged.0.load(Ordering::Relaxed),
+            ),
+        ]
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::api::ReadingView;
 use crate::clock::Clock;
-use crate::daemon::verified_feed::Verified;
+use crate::daemon::verified_feed::{Lagged, Verified};
 
 /// How far back plots go.
 pub(crate) const WINDOW: Duration = Duration::from_secs(3600);
@@ -113,6 +113,7 @@ pub(crate) fn start(
     state_dir: &Path,
     clock: Clock,
     mut feed: broadcast::Receiver<Arc<Verified>>,
+    lagged: Lagged,
     live: broadcast::Sender<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<Mutex<History>> {
@@ -133,7 +134,7 @@ pub(crate) fn start(
                         let event = serde_json::json!({"key": key, "reading": v.view, "verified": true});
                         let _ = live.send(event.to_string());
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => lagged.add(n),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = save.tick() => save_to(&h, &file),

@@ -30,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::history::{self, History};
+use super::Refused;
 use crate::clock::Clock;
 use crate::daemon::server::{self, Context};
 use crate::daemon::verified_feed::Verified;
@@ -72,6 +73,7 @@ pub(crate) async fn serve(
     feed: broadcast::Receiver<Arc<Verified>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let lagged = ctx.verified.lagged();
     let super::Bound {
         listener,
         token,
@@ -84,7 +86,14 @@ pub(crate) async fn serve(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (live, _) = broadcast::channel(EVENTS_QUEUE);
-    let history = history::start(&state_dir, clock, feed, live.clone(), shutdown.clone());
+    let history = history::start(
+        &state_dir,
+        clock,
+        feed,
+        lagged,
+        live.clone(),
+        shutdown.clone(),
+    );
     let console = Arc::new(Console {
         ctx,
         token,
@@ -161,6 +170,7 @@ async fn route(req: Request<Incoming>, console: &Console) -> Answer {
     // A console on loopback must be asked by its own name: a page on
     // another site cannot rebind a name of its own to 127.0.0.1.
     if console.addr.ip().is_loopback() && !host_is_ours(&req, console.addr) {
+        console.ctx.console.refused(Refused::WrongHost);
         return text(StatusCode::MISDIRECTED_REQUEST, "unknown host");
     }
     let (parts, body) = req.into_parts();
@@ -175,6 +185,7 @@ async fn route(req: Request<Incoming>, console: &Console) -> Answer {
         (&Method::POST, "/login") => login(body, console).await,
         (_, p) if p.starts_with("/api/") => {
             if !logged_in(&parts.headers, &console.token) {
+                console.ctx.console.refused(Refused::NoSession);
                 return json_error(
                     StatusCode::UNAUTHORIZED,
                     "log in with the URL `streembit console` prints",
@@ -211,6 +222,7 @@ async fn api(
         }
         (m, p) if p.starts_with("/api/v1/") => {
             if *m != Method::GET && !is_json(headers) {
+                console.ctx.console.refused(Refused::NotJson);
                 return json_error(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "send JSON (Content-Type: application/json)",
@@ -257,6 +269,7 @@ async fn login(body: Incoming, console: &Console) -> Answer {
         _ => false,
     };
     if !(by_token || by_password) {
+        console.ctx.console.refused(Refused::Login);
         tracing::info!("console login refused");
         return json_error(StatusCode::UNAUTHORIZED, "wrong token or password");
     }
@@ -316,6 +329,7 @@ fn host_is_ours(req: &Request<Incoming>, addr: SocketAddr) -> bool {
 /// Live readings as server-sent events, one `data:` line each.
 fn events(console: &Console) -> Answer {
     let Ok(permit) = console.streams.clone().try_acquire_owned() else {
+        console.ctx.console.refused(Refused::TooManyPages);
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "too many pages open");
     };
     let mut live = console.live.subscribe();

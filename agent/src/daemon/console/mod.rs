@@ -32,6 +32,65 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use http::serve;
 
+/// What the console refused, by reason (`streembit_console_refused_total`).
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleStats {
+    login: std::sync::atomic::AtomicU64,
+    no_session: std::sync::atomic::AtomicU64,
+    wrong_host: std::sync::atomic::AtomicU64,
+    not_json: std::sync::atomic::AtomicU64,
+    too_many_pages: std::sync::atomic::AtomicU64,
+}
+
+/// A reason the console refused a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    /// A wrong token or password at `/login`.
+    Login,
+    /// An API request without a valid session cookie.
+    NoSession,
+    /// A `Host` header that is not the console's (loopback).
+    WrongHost,
+    /// A write that is not JSON.
+    NotJson,
+    /// Too many live pages at once.
+    TooManyPages,
+}
+
+impl ConsoleStats {
+    /// Counts one refusal.
+    pub(crate) fn refused(&self, why: Refused) {
+        let c = match why {
+            Refused::Login => &self.login,
+            Refused::NoSession => &self.no_session,
+            Refused::WrongHost => &self.wrong_host,
+            Refused::NotJson => &self.not_json,
+            Refused::TooManyPages => &self.too_many_pages,
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Metric families.
+    pub(crate) fn families(&self) -> Vec<crate::metrics::Family> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut f = crate::metrics::Family::new(
+            "streembit_console_refused",
+            "Requests the web console refused, by reason: login (wrong token or password), no_session, wrong_host, not_json (a write that is not JSON), too_many_pages.",
+            crate::metrics::Kind::Counter,
+        );
+        for (reason, n) in [
+            ("login", &self.login),
+            ("no_session", &self.no_session),
+            ("wrong_host", &self.wrong_host),
+            ("not_json", &self.not_json),
+            ("too_many_pages", &self.too_many_pages),
+        ] {
+            f.push(&[("reason", reason)], n.load(Relaxed));
+        }
+        vec![f]
+    }
+}
+
 /// `[web]` in `agent.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
