@@ -13,6 +13,7 @@ few services per packet. Prints "sent <n> packets" when done.
 
 import socket
 import sys
+import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -45,6 +46,9 @@ def main():
                 for p in out.packets():
                     sock.sendto(p, ("224.0.0.251", 5353))
                     packets += 1
+                    # Paced (2 ms) so the receivers' socket buffers, not
+                    # the sender, are what the flood tests.
+                    time.sleep(0.002)
             out = DNSOutgoing(const._FLAGS_QR_RESPONSE | const._FLAGS_AA)
         name = f"streembit-fake{i:05d}.{SERVICE}"
         host = f"fake{i:05d}.local."

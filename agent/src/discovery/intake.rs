@@ -67,6 +67,7 @@ pub(crate) struct Intake {
     deferred: VecDeque<Announcement>,
     seen: HashMap<PublicKey, Seen>,
     outcomes: BTreeMap<&'static str, u64>,
+    browser_restarts: u64,
 }
 
 /// Outcome labels, each counted from 0 so dashboards see them all.
@@ -82,6 +83,7 @@ const OUTCOMES: &[&str] = &[
     "malformed_key",
     "malformed_network",
     "malformed_address",
+    "dial_dropped",
 ];
 
 impl Intake {
@@ -104,6 +106,7 @@ impl Intake {
             deferred: VecDeque::new(),
             seen: HashMap::new(),
             outcomes: OUTCOMES.iter().map(|o| (*o, 0)).collect(),
+            browser_restarts: 0,
         }
     }
 
@@ -224,6 +227,22 @@ impl Intake {
     /// Announcements by outcome.
     pub(crate) fn outcomes(&self) -> &BTreeMap<&'static str, u64> {
         &self.outcomes
+    }
+
+    /// A peer let through whose dial could not be queued (the node is
+    /// not answering).
+    pub(crate) fn dial_dropped(&mut self) {
+        self.count("dial_dropped");
+    }
+
+    /// The mDNS browser was dropped and started again.
+    pub(crate) fn browser_restarted(&mut self) {
+        self.browser_restarts += 1;
+    }
+
+    /// Times the mDNS browser was started again.
+    pub(crate) fn browser_restarts(&self) -> u64 {
+        self.browser_restarts
     }
 
     /// Announcements waiting for the rate limit.

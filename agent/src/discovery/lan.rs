@@ -94,14 +94,21 @@ fn announce(daemon: &ServiceDaemon, settings: &Settings) -> Result<(), String> {
 
 /// Reads mDNS events until shutdown; lets deferred announcements through
 /// every [`RELEASE_EVERY`].
+///
+/// This loop never waits on the node: mdns-sd drops a browser whose event
+/// queue (1,000) fills, so the queue is drained as fast as it fills, and
+/// dials go to a task of their own. If the browser is dropped all the
+/// same (a flood faster than this loop), it is started again, at most once
+/// a second, and counted: mdns-sd then replays what its cache holds.
 async fn run(
     daemon: ServiceDaemon,
-    events: mdns_sd::Receiver<ServiceEvent>,
+    mut events: mdns_sd::Receiver<ServiceEvent>,
     intake: Arc<Mutex<Intake>>,
     node: NodeHandle,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let dials = spawn_dialer(node);
     let mut release = tokio::time::interval(RELEASE_EVERY);
     let mut names = HashMap::new();
     loop {
@@ -109,8 +116,21 @@ async fn run(
             event = events.recv_async() => match event {
                 Ok(event) => heard(&intake, &mut names, event, clock.instant()),
                 Err(_) => {
-                    tracing::warn!("the mDNS thread stopped: LAN discovery ends");
-                    break;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    match daemon.browse(SERVICE_TYPE) {
+                        Ok(again) => {
+                            events = again;
+                            if let Ok(mut i) = intake.lock() {
+                                i.browser_restarted();
+                            }
+                            tracing::warn!("LAN browser dropped (its queue filled: a flood of announcements?); started again");
+                            Vec::new()
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the mDNS thread stopped: LAN discovery ends");
+                            break;
+                        }
+                    }
                 }
             },
             _ = release.tick() => match intake.lock() {
@@ -119,16 +139,33 @@ async fn run(
             },
             _ = shutdown.changed() => break,
         };
-        for (key, addrs) in verdicts {
-            tracing::debug!(peer = %key, addrs = ?addrs, "dialing an agent found on the LAN");
-            if node.introduce(key, addrs, Source::Mdns).await.is_err() {
-                break;
+        for dial in verdicts {
+            // The intake lets at most its per-minute rate through, so this
+            // queue only fills if the node stops answering: then counted.
+            if dials.try_send(dial).is_err() {
+                if let Ok(mut i) = intake.lock() {
+                    i.dial_dropped();
+                }
             }
         }
     }
     // Says goodbye on the LAN (a TTL-0 announcement), so peers forget us
     // at once instead of after the records' TTL.
     let _ = daemon.shutdown();
+}
+
+/// The task that hands LAN peers to the node, one at a time.
+fn spawn_dialer(node: NodeHandle) -> tokio::sync::mpsc::Sender<Dial> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Dial>(64);
+    tokio::spawn(async move {
+        while let Some((key, addrs)) = rx.recv().await {
+            tracing::debug!(peer = %key, addrs = ?addrs, "dialing an agent found on the LAN");
+            if node.introduce(key, addrs, Source::Mdns).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 /// What to do with one event from the browser. `names` maps service

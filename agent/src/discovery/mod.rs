@@ -179,7 +179,7 @@ impl Discovery {
         };
         let mut f = Family::new(
             "streembit_discovery_announcements",
-            "LAN announcements heard, by outcome: dialed, known (unchanged), own, other_network, configured_seed (never dialed from the LAN), deferred (over the per-minute limit), dropped_rate_limited, malformed_*.",
+            "LAN announcements heard, by outcome: dialed, known (unchanged), own, other_network, configured_seed (never dialed from the LAN), deferred (over the per-minute limit), dropped_rate_limited, malformed_*, dial_dropped.",
             Kind::Counter,
         );
         for (outcome, n) in intake.outcomes() {
@@ -191,6 +191,12 @@ impl Discovery {
             "Agents heard on the LAN and remembered (bounded).",
             Kind::Gauge,
             intake.seen().len() as u64,
+        ));
+        out.push(Family::single(
+            "streembit_discovery_browser_restarts",
+            "Times the mDNS browser was dropped (its event queue filled: a flood) and started again.",
+            Kind::Counter,
+            intake.browser_restarts(),
         ));
         out.push(Family::single(
             "streembit_discovery_deferred",
