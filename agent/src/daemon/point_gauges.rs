@@ -61,15 +61,7 @@ impl PointGauges {
         let s = state.clone();
         let max = section.max_point_gauges;
         tokio::spawn(async move {
-            loop {
-                let v = match feed.recv().await {
-                    Ok(v) => v,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        lagged.add(n);
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
+            while let Some(v) = lagged.recv(&mut feed).await {
                 if let Ok(mut s) = s.lock() {
                     record(&mut s, &v, max);
                 }

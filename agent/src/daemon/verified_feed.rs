@@ -45,9 +45,18 @@ pub(crate) struct VerifiedFeed {
 pub(crate) struct Lagged(Arc<AtomicU64>);
 
 impl Lagged {
-    /// `n` readings skipped.
-    pub(crate) fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+    /// The next item of `rx`, counting what falling behind skipped;
+    /// `None` once the sender is gone. Cancel-safe, as `recv` is.
+    pub(crate) async fn recv<T: Clone>(&self, rx: &mut broadcast::Receiver<T>) -> Option<T> {
+        loop {
+            match rx.recv().await {
+                Ok(v) => return Some(v),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.0.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
@@ -63,15 +72,7 @@ impl VerifiedFeed {
         let not_verified = me.not_verified.clone();
         let lagged = me.lagged.clone();
         tokio::spawn(async move {
-            loop {
-                let r = match feed.recv().await {
-                    Ok(r) => r,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        lagged.add(n);
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
+            while let Some(r) = lagged.recv(&mut feed).await {
                 match verify_reading(&r.envelope, &r.device, &network, r.envelope.len()) {
                     Ok(view) => {
                         let _ = tx.send(Arc::new(Verified {

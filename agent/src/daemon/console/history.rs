@@ -124,8 +124,8 @@ pub(crate) fn start(
         let mut save = tokio::time::interval(SAVE_EVERY);
         loop {
             tokio::select! {
-                r = feed.recv() => match r {
-                    Ok(v) => {
+                r = lagged.recv(&mut feed) => match r {
+                    Some(v) => {
                         let key = v.key.to_string();
                         if let Ok(mut h) = h.lock() {
                             h.add(&key, &v.view, clock.wall().0);
@@ -134,8 +134,7 @@ pub(crate) fn start(
                         let event = serde_json::json!({"key": key, "reading": v.view, "verified": true});
                         let _ = live.send(event.to_string());
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => lagged.add(n),
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    None => break,
                 },
                 _ = save.tick() => save_to(&h, &file),
                 _ = shutdown.changed() => break,
