@@ -3,6 +3,7 @@
 //!
 //! - [`key`]: [`Keypair`], [`PublicKey`] (64-hex text form) and [`NodeId`]
 //!   (SHA-256 of the public key, the DHT keyspace position).
+//! - [`batch`]: several signatures checked at once, as strictly as one.
 //! - [`keystore`]: the gateway key and per-device keys under the state
 //!   directory, written atomically with mode 0600 in 0700 directories.
 //!
@@ -10,6 +11,7 @@
 //! which borrows a [`Keypair`]), or decide who may join (the transport's
 //! membership does).
 
+pub mod batch;
 mod key;
 mod keystore;
 

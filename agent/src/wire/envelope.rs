@@ -14,6 +14,7 @@ use coset::{
 
 use super::header::{LABEL_KIND, LABEL_NETWORK, LABEL_NONCE, LABEL_TIMESTAMP};
 use super::{Audience, Kind, NetworkId, UnixMillis, WireError, HARD_MAX_ENVELOPE_BYTES};
+use crate::identity::batch::batchable;
 use crate::identity::{Keypair, PublicKey};
 
 /// A verified envelope: the signature checked out under [`Opened::sender`].
@@ -231,13 +232,8 @@ pub fn open_published_batch(
             let sig = ed25519_dalek::Signature::from_slice(&envelope.signature)
                 .map_err(|_| WireError::BadSignature)?;
             // The batch takes only what the strict check would judge the
-            // same way: `s` below 2^252 (so canonical) and a key of large
-            // order; anything else goes the strict way on its own.
-            let plain = envelope
-                .signature
-                .get(63)
-                .is_some_and(|top| top & 0xf0 == 0)
-                && !opened.sender.verifying_key().is_weak();
+            // same way; anything else goes the strict way on its own.
+            let plain = batchable(&opened.sender, &sig.to_bytes());
             Ok((envelope, opened, sig, plain))
         });
         match checked {

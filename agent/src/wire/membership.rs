@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use coset::cbor::Value;
 
-use super::multisigned::{self, Verified};
+use super::multisigned::{self, Unverified, Verified};
 use super::{UnixMillis, WireError};
 use crate::identity::{Keypair, PublicKey};
 
@@ -106,8 +106,20 @@ impl Credential {
     pub fn open(bytes: &[u8]) -> Result<SignedCredential, WireError> {
         let Verified { payload, signers } =
             multisigned::verify(bytes, CREDENTIAL_TYPE, MAX_CREDENTIAL_BYTES)?;
-        let map = Fields::decode(&payload)?;
-        let credential = Credential {
+        Ok((Self::from_payload(&payload)?, signers))
+    }
+
+    /// Reads a credential **without checking its signatures**, and returns
+    /// them to check (in a batch with the handshake's own): nothing in it
+    /// may be trusted until they are.
+    pub fn parse(bytes: &[u8]) -> Result<(Credential, Unverified), WireError> {
+        let read = multisigned::parse(bytes, CREDENTIAL_TYPE, MAX_CREDENTIAL_BYTES)?;
+        Ok((Self::from_payload(&read.payload)?, read))
+    }
+
+    fn from_payload(payload: &[u8]) -> Result<Self, WireError> {
+        let map = Fields::decode(payload)?;
+        Ok(Credential {
             network: map.text("n")?.to_owned(),
             subject: map.key("k")?,
             role: Role::parse(map.text("r")?).ok_or(WireError::BadHeader {
@@ -117,8 +129,7 @@ impl Credential {
             issued: UnixMillis(map.uint("i")?),
             expires: map.optional_uint("e")?.map(UnixMillis),
             serial: map.uint("s")?,
-        };
-        Ok((credential, signers))
+        })
     }
 }
 

@@ -22,6 +22,7 @@ use coset::{
 };
 
 use super::WireError;
+use crate::identity::batch::{self, Signed};
 use crate::identity::{Keypair, PublicKey};
 
 /// At most this many signatures are read from one statement: more than any
@@ -50,14 +51,59 @@ pub fn sign(content_type: &str, payload: Vec<u8>, signers: &[&Keypair]) -> Vec<u
     to_bytes(builder.build())
 }
 
+/// One signature of a statement, not checked yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Who signed (the signature's `kid`).
+    pub signer: PublicKey,
+    /// The bytes signed (COSE's Sig_structure).
+    pub signed: Vec<u8>,
+    /// The Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl Signature {
+    /// This signature, to check in a batch.
+    pub fn as_signed(&self) -> Signed<'_> {
+        Signed {
+            key: &self.signer,
+            message: &self.signed,
+            signature: &self.signature,
+        }
+    }
+}
+
+/// A statement read but whose signatures are **not checked yet**: for a
+/// caller that checks them in a batch with others (a handshake checks a
+/// member's credential with the TLS handshake signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unverified {
+    /// The payload, still CBOR.
+    pub payload: Vec<u8>,
+    /// Who signed it, each key once, in signature order.
+    pub signers: Vec<PublicKey>,
+    /// Every signature, to check.
+    pub signatures: Vec<Signature>,
+}
+
 /// Reads a statement of `content_type` of at most `max` bytes (checked
 /// before decoding) and verifies every signature on it. One bad signature
 /// refuses the whole statement: a forgery is never half-accepted.
 pub fn verify(bytes: &[u8], content_type: &str, max: usize) -> Result<Verified, WireError> {
-    parse_and_verify(bytes, content_type, max)
+    let read = parse(bytes, content_type, max)?;
+    let signed: Vec<Signed<'_>> = read.signatures.iter().map(Signature::as_signed).collect();
+    if !batch::verify_all(&signed) {
+        return Err(WireError::BadSignature);
+    }
+    Ok(Verified {
+        payload: read.payload,
+        signers: read.signers,
+    })
 }
 
-fn parse_and_verify(bytes: &[u8], content_type: &str, max: usize) -> Result<Verified, WireError> {
+/// Reads a statement as [`verify`] does, but leaves its signatures to the
+/// caller: nothing in it may be trusted until they are checked.
+pub fn parse(bytes: &[u8], content_type: &str, max: usize) -> Result<Unverified, WireError> {
     if bytes.len() > max {
         return Err(WireError::Oversize {
             len: bytes.len(),
@@ -82,25 +128,35 @@ fn parse_and_verify(bytes: &[u8], content_type: &str, max: usize) -> Result<Veri
         )));
     }
     let mut signers: Vec<PublicKey> = Vec::with_capacity(sign.signatures.len());
-    for (i, s) in sign.signatures.iter().enumerate() {
+    let mut signatures = Vec::with_capacity(sign.signatures.len());
+    for s in &sign.signatures {
         if s.protected.header.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) {
             return Err(WireError::WrongAlg(format!("{:?}", s.protected.header.alg)));
         }
-        let key = PublicKey::from_bytes(&s.protected.header.key_id)
+        let signer = PublicKey::from_bytes(&s.protected.header.key_id)
             .map_err(|_| WireError::BadSenderKey)?;
-        sign.verify_signature(i, &[], |sig, tbs| {
-            key.verify(tbs, sig)
-                .then_some(())
-                .ok_or(WireError::BadSignature)
-        })?;
-        if !signers.contains(&key) {
-            signers.push(key);
+        let signature: [u8; 64] = s
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| WireError::BadSignature)?;
+        signatures.push(Signature {
+            signer,
+            signed: sign.tbs_data(&[], s),
+            signature,
+        });
+        if !signers.contains(&signer) {
+            signers.push(signer);
         }
     }
     let payload = sign
         .payload
         .ok_or_else(|| WireError::Malformed("no payload".into()))?;
-    Ok(Verified { payload, signers })
+    Ok(Unverified {
+        payload,
+        signers,
+        signatures,
+    })
 }
 
 fn signature_header(key: &Keypair) -> CoseSignature {

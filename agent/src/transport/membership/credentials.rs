@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::refusal::Refusal;
 use crate::identity::PublicKey;
 use crate::wire::membership::{Credential, Role, SignedCredential, MAX_CREDENTIAL_BYTES};
+use crate::wire::multisigned::Signature;
 use crate::wire::{UnixMillis, WireError};
 
 /// Credentials remembered as verified, at most.
@@ -34,23 +35,45 @@ const MAX_CACHED: usize = 4096;
 #[derive(Debug, Default)]
 pub(super) struct VerifiedCache(Mutex<HashMap<[u8; 32], SignedCredential>>);
 
+/// The signatures an admission still waits on, and the credentials they
+/// belong to, remembered as verified once they pass.
+#[derive(Debug, Default)]
+pub(crate) struct Unchecked {
+    pub signatures: Vec<Signature>,
+    credentials: Vec<([u8; 32], SignedCredential)>,
+}
+
 impl VerifiedCache {
-    fn open(&self, bytes: &[u8]) -> Result<SignedCredential, WireError> {
+    /// A credential verified before, or read now with its signatures left
+    /// in `unchecked`.
+    fn read(&self, bytes: &[u8], unchecked: &mut Unchecked) -> Result<SignedCredential, WireError> {
         if bytes.len() > MAX_CREDENTIAL_BYTES {
-            return Credential::open(bytes);
+            return Err(WireError::Oversize {
+                len: bytes.len(),
+                max: MAX_CREDENTIAL_BYTES,
+            });
         }
         let id: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(hit) = self.0.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(hit);
         }
-        let opened = Credential::open(bytes)?;
+        let (credential, read) = Credential::parse(bytes)?;
+        let signed = (credential, read.signers);
+        unchecked.signatures.extend(read.signatures);
+        unchecked.credentials.push((id, signed.clone()));
+        Ok(signed)
+    }
+
+    /// Remembers the credentials of `checked`, whose signatures passed.
+    pub(super) fn insert(&self, checked: &Unchecked) {
         if let Ok(mut m) = self.0.lock() {
-            if m.len() >= MAX_CACHED {
-                m.clear();
+            for (id, credential) in &checked.credentials {
+                if m.len() >= MAX_CACHED {
+                    m.clear();
+                }
+                m.insert(*id, credential.clone());
             }
-            m.insert(id, opened.clone());
         }
-        Ok(opened)
     }
 }
 
@@ -119,12 +142,19 @@ pub(super) struct Context<'a> {
     pub verified: &'a VerifiedCache,
 }
 
-/// Admits `leaf` by the credentials after it in its chain, or says why not.
-pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Result<Basis, Refusal> {
+/// Admits `leaf` by the credentials after it in its chain, or says why
+/// not; the signatures not verified before are left in `unchecked`, and
+/// the admission holds only once they pass.
+pub(super) fn admit(
+    cx: &Context<'_>,
+    leaf: &PublicKey,
+    chain: &[&[u8]],
+    unchecked: &mut Unchecked,
+) -> Result<Basis, Refusal> {
     let Some(first) = chain.first() else {
         return Err(Refusal::NotAllowlisted);
     };
-    let (credential, signers) = open_for(cx, leaf, first)?;
+    let (credential, signers) = open_for(cx, leaf, first, unchecked)?;
     match credential.role {
         Role::Gateway | Role::Member => {
             let authority = cx.authority.ok_or(Refusal::UntrustedIssuer)?;
@@ -155,7 +185,7 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
                 let Some(second) = chain.get(1) else {
                     return Err(Refusal::UntrustedIssuer);
                 };
-                let (theirs, by) = open_for(cx, &gateway, second)?;
+                let (theirs, by) = open_for(cx, &gateway, second, unchecked)?;
                 let authority = cx.authority.ok_or(Refusal::UntrustedIssuer)?;
                 if theirs.role != Role::Gateway || !authority.signed_by_enough(&by) {
                     return Err(Refusal::UntrustedIssuer);
@@ -174,16 +204,18 @@ pub(super) fn admit(cx: &Context<'_>, leaf: &PublicKey, chain: &[&[u8]]) -> Resu
     }
 }
 
-/// Opens a credential that must be for `subject` on this network and still
-/// valid at `now`.
+/// Reads a credential that must be for `subject` on this network and still
+/// valid at `now` (its signatures, unless verified before, into
+/// `unchecked`).
 fn open_for(
     cx: &Context<'_>,
     subject: &PublicKey,
     bytes: &[u8],
+    unchecked: &mut Unchecked,
 ) -> Result<(Credential, Vec<PublicKey>), Refusal> {
     let (credential, signers) = cx
         .verified
-        .open(bytes)
+        .read(bytes, unchecked)
         .map_err(|_| Refusal::BadCredential)?;
     if credential.subject != *subject || credential.network != cx.network {
         return Err(Refusal::BadCredential);

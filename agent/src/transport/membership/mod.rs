@@ -5,6 +5,8 @@
 //! - `allowlist.rs`: the static allowlist file.
 //! - `credentials.rs`: [`Authority`] (the admin keys and their threshold)
 //!   and the check of a peer's credential chain.
+//! - `handshake.rs`: admission at a handshake in two steps, so the
+//!   chain's signatures are checked in one batch with the handshake's.
 //!
 //! A [`Membership`] holds the network's policy and answers, for a key at a
 //! time:
@@ -26,12 +28,14 @@
 //! [`Membership::removals`], so the node and the devices can close what
 //! those keys hold.
 //!
-//! What this module does not do: check TLS signatures (the verifiers do),
+//! What this module does not do: read TLS messages (the verifiers do, and
+//! hand it the handshake signature to check with the chain's),
 //! move revocation lists between peers (the node does), or close
 //! connections (the node and the devices do, when told).
 
 mod allowlist;
 mod credentials;
+pub(crate) mod handshake;
 mod refusal;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -291,51 +295,20 @@ impl Membership {
     }
 
     /// The check at a handshake, with the credentials after the peer's
-    /// certificate (`chain`): admitted, or refused and counted.
+    /// certificate (`chain`), in one step: admitted, or refused and
+    /// counted. (The TLS verifiers take the two steps of [`handshake`], to
+    /// check the chain's signatures with the handshake's own.)
     pub fn admit_handshake(
         &self,
         key: &PublicKey,
         chain: &[&[u8]],
         now: UnixMillis,
     ) -> Result<(), Refusal> {
-        let result = self.check_chain(key, chain, now);
-        if let Err(r) = result {
-            self.handshakes.count(r);
-        }
-        result
-    }
-
-    fn check_chain(
-        &self,
-        key: &PublicKey,
-        chain: &[&[u8]],
-        now: UnixMillis,
-    ) -> Result<(), Refusal> {
-        {
-            let Ok(p) = self.policy.read() else {
-                return Err(Refusal::NotAllowlisted);
-            };
-            if p.public || p.allowlist.contains(key) && !p.revocations.revoked.contains(key) {
-                return Ok(());
-            }
-            if p.revocations.revoked.contains(key) {
-                return Err(Refusal::Revoked);
-            }
-            let cx = credentials::Context {
-                network: &p.network,
-                authority: p.authority.as_ref(),
-                allowlisted: &|k| p.allowlist.contains(k),
-                revoked: &|k| p.revocations.revoked.contains(k),
-                now,
-                verified: &self.verified,
-            };
-            let basis = credentials::admit(&cx, key, chain)?;
-            drop(p);
-            if let Ok(mut p) = self.policy.write() {
-                p.remember(*key, basis);
-            }
-        }
-        Ok(())
+        let pending = self.begin_handshake(key, chain, now)?;
+        self.finish_handshake(&pending, None).map_err(|e| match e {
+            handshake::Unfinished::Refused(r) => r,
+            handshake::Unfinished::HandshakeSignature => Refusal::BadCredential,
+        })
     }
 
     /// The check when a peer admitted at its handshake opens a stream (or
