@@ -9,8 +9,8 @@
 //!
 //! 1. `handshake`: handshake + first request on loopback on a private
 //!    network admitting by allowlist (a set lookup) and by credential
-//!    (each side checks the other's COSE credential: one more Ed25519
-//!    verification per side, once per credential), in interleaved rounds
+//!    (each side checks the other's COSE credential, once per credential,
+//!    in one Ed25519 batch with the TLS handshake signature), in interleaved rounds
 //!    in one process; the median of the rounds' p50s and the ratio. Twice:
 //!    at first contact (a fresh key each time: nothing verified before),
 //!    and for peers that connected before (a full handshake again, as
