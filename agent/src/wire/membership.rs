@@ -106,22 +106,23 @@ impl Credential {
     pub fn open(bytes: &[u8]) -> Result<SignedCredential, WireError> {
         let Verified { payload, signers } =
             multisigned::verify(bytes, CREDENTIAL_TYPE, MAX_CREDENTIAL_BYTES)?;
-        Ok((Self::from_payload(&payload)?, signers))
+        Ok((Self::from_payload(&payload, &[])?, signers))
     }
 
     /// Reads a credential **without checking its signatures**, and returns
     /// them to check (in a batch with the handshake's own): nothing in it
-    /// may be trusted until they are.
-    pub fn parse(bytes: &[u8]) -> Result<(Credential, Unverified), WireError> {
-        let read = multisigned::parse(bytes, CREDENTIAL_TYPE, MAX_CREDENTIAL_BYTES)?;
-        Ok((Self::from_payload(&read.payload)?, read))
+    /// may be trusted until they are. Keys among `known` (the admins', the
+    /// peer's) are taken from it rather than read again.
+    pub fn parse(bytes: &[u8], known: &[PublicKey]) -> Result<(Credential, Unverified), WireError> {
+        let read = multisigned::parse(bytes, CREDENTIAL_TYPE, MAX_CREDENTIAL_BYTES, known)?;
+        Ok((Self::from_payload(&read.payload, known)?, read))
     }
 
-    fn from_payload(payload: &[u8]) -> Result<Self, WireError> {
+    fn from_payload(payload: &[u8], known: &[PublicKey]) -> Result<Self, WireError> {
         let map = Fields::decode(payload)?;
         Ok(Credential {
             network: map.text("n")?.to_owned(),
-            subject: map.key("k")?,
+            subject: map.key("k", known)?,
             role: Role::parse(map.text("r")?).ok_or(WireError::BadHeader {
                 header: "role",
                 reason: "not gateway, member or device".into(),
@@ -253,9 +254,11 @@ impl Fields {
         }
     }
 
-    fn key(&self, k: &'static str) -> Result<PublicKey, WireError> {
+    fn key(&self, k: &'static str, known: &[PublicKey]) -> Result<PublicKey, WireError> {
         match self.get(k) {
-            Some(Value::Bytes(b)) => PublicKey::from_bytes(b).map_err(|_| WireError::BadSenderKey),
+            Some(Value::Bytes(b)) => {
+                PublicKey::from_bytes_among(b, known).map_err(|_| WireError::BadSenderKey)
+            }
             _ => Err(missing(k)),
         }
     }

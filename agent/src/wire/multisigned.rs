@@ -90,7 +90,7 @@ pub struct Unverified {
 /// before decoding) and verifies every signature on it. One bad signature
 /// refuses the whole statement: a forgery is never half-accepted.
 pub fn verify(bytes: &[u8], content_type: &str, max: usize) -> Result<Verified, WireError> {
-    let read = parse(bytes, content_type, max)?;
+    let read = parse(bytes, content_type, max, &[])?;
     let signed: Vec<Signed<'_>> = read.signatures.iter().map(Signature::as_signed).collect();
     if !batch::verify_all(&signed) {
         return Err(WireError::BadSignature);
@@ -102,8 +102,14 @@ pub fn verify(bytes: &[u8], content_type: &str, max: usize) -> Result<Verified, 
 }
 
 /// Reads a statement as [`verify`] does, but leaves its signatures to the
-/// caller: nothing in it may be trusted until they are checked.
-pub fn parse(bytes: &[u8], content_type: &str, max: usize) -> Result<Unverified, WireError> {
+/// caller: nothing in it may be trusted until they are checked. Signers
+/// among `known` are taken from it (see [`PublicKey::from_bytes_among`]).
+pub fn parse(
+    bytes: &[u8],
+    content_type: &str,
+    max: usize,
+    known: &[PublicKey],
+) -> Result<Unverified, WireError> {
     if bytes.len() > max {
         return Err(WireError::Oversize {
             len: bytes.len(),
@@ -133,7 +139,7 @@ pub fn parse(bytes: &[u8], content_type: &str, max: usize) -> Result<Unverified,
         if s.protected.header.alg != Some(coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) {
             return Err(WireError::WrongAlg(format!("{:?}", s.protected.header.alg)));
         }
-        let signer = PublicKey::from_bytes(&s.protected.header.key_id)
+        let signer = PublicKey::from_bytes_among(&s.protected.header.key_id, known)
             .map_err(|_| WireError::BadSenderKey)?;
         let signature: [u8; 64] = s
             .signature

@@ -46,7 +46,12 @@ pub(crate) struct Unchecked {
 impl VerifiedCache {
     /// A credential verified before, or read now with its signatures left
     /// in `unchecked`.
-    fn read(&self, bytes: &[u8], unchecked: &mut Unchecked) -> Result<SignedCredential, WireError> {
+    fn read(
+        &self,
+        bytes: &[u8],
+        known: &[PublicKey],
+        unchecked: &mut Unchecked,
+    ) -> Result<SignedCredential, WireError> {
         if bytes.len() > MAX_CREDENTIAL_BYTES {
             return Err(WireError::Oversize {
                 len: bytes.len(),
@@ -57,7 +62,7 @@ impl VerifiedCache {
         if let Some(hit) = self.0.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(hit);
         }
-        let (credential, read) = Credential::parse(bytes)?;
+        let (credential, read) = Credential::parse(bytes, known)?;
         let signed = (credential, read.signers);
         unchecked.signatures.extend(read.signatures);
         unchecked.credentials.push((id, signed.clone()));
@@ -213,9 +218,13 @@ fn open_for(
     bytes: &[u8],
     unchecked: &mut Unchecked,
 ) -> Result<(Credential, Vec<PublicKey>), Refusal> {
+    let admins = cx.authority.map(Authority::admins).unwrap_or_default();
+    let known: Vec<PublicKey> = std::iter::once(*subject)
+        .chain(admins.iter().copied())
+        .collect();
     let (credential, signers) = cx
         .verified
-        .read(bytes, unchecked)
+        .read(bytes, &known, unchecked)
         .map_err(|_| Refusal::BadCredential)?;
     if credential.subject != *subject || credential.network != cx.network {
         return Err(Refusal::BadCredential);
