@@ -153,6 +153,7 @@ fn a_gateway_two_hours_slow_and_an_agent_ten_minutes_fast_join_serve_and_lose_no
     assert!(read.status.success(), "read: {}", stderr(&read));
     assert_eq!(json(&read)["readings"][0]["value"], 1);
     assert!(reader.cli(&["subscribe", &dev]).status.success());
+    gw.wait_subscriber(&dev, &reader.key);
     count(&rt, &broker, &reader, &dev, 2, 20);
 
     // The gateway's clock is corrected (a restart on the right time):
@@ -193,6 +194,7 @@ fn a_clock_stepped_back_an_hour_across_a_restart_loses_no_reading() {
     });
     let dev = device_key(&gw);
     assert!(sub.cli(&["subscribe", &dev]).status.success());
+    gw.wait_subscriber(&dev, &sub.key);
     count(&rt, &broker, &sub, &dev, 1, 20);
 
     // The gateway comes back with its clock an hour behind, then right.

@@ -83,6 +83,7 @@ fn a_hundred_sigkills_leave_identity_state_and_delivery_intact() {
         m.contains("record stored at") && !m.contains("at 0 nodes")
     });
     assert!(sub.cli(&["subscribe", &counter]).status.success());
+    gw.wait_subscriber(&counter, &sub.key);
     rt.block_on(broker.publish("c/n", "0"));
     wait("the first reading at the subscriber", || {
         (!inbox(&sub, &counter).is_empty()).then_some(())

@@ -47,14 +47,7 @@ fn gateway_and_subscriber(
         .expect("device key")
         .to_owned();
     assert!(sub.cli(&["subscribe", &dev]).status.success());
-    eventually("the subscriber's queue at the gateway", || {
-        gw.metric(&format!(
-            "streembit_outbox_readings{{device=\"{dev}\",subscriber=\"{}\"}}",
-            sub.key
-        )) == 0
-            && String::from_utf8_lossy(&gw.cli(&["metrics"]).stdout)
-                .contains(&format!("subscriber=\"{}\"", sub.key))
-    });
+    gw.wait_subscriber(&dev, &sub.key);
     (gw, sub, dev, port)
 }
 

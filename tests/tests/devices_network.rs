@@ -284,17 +284,11 @@ points = [ {{ name = "n", topic = "counter/n", type = "int" }} ]
     wait_device_record(&mut gw, &counter);
     let out = sub.cli(&["subscribe", &counter]);
     assert!(out.status.success(), "{}", stderr(&out));
+    gw.wait_subscriber(&counter, &sub.key);
     let outbox = format!(
         r#"streembit_outbox_readings{{device="{counter}",subscriber="{}"}}"#,
         sub.key
     );
-    // The gateway knows the subscription once it has a queue for it.
-    eventually("the subscription at the gateway", || {
-        let m = gw.cli(&["metrics"]);
-        stdout(&m)
-            .contains(&outbox[..outbox.len() - 1])
-            .then_some(())
-    });
     let values =
         |from: i64, to: i64| -> Vec<String> { (from..=to).map(|i| i.to_string()).collect() };
     // Each batch goes out only once the bridge is known to be subscribed

@@ -323,6 +323,19 @@ impl AgentProcess {
             .unwrap_or(0)
     }
 
+    /// Waits until this gateway holds a queue for `subscriber`'s
+    /// subscription to `device`. A subscription takes the readings made
+    /// from then on, and `streembit subscribe` returns before the gateway
+    /// has heard of it: a reading made in between is not the
+    /// subscription's, so tests that count readings wait for this first.
+    pub fn wait_subscriber(&self, device: &str, subscriber: &str) {
+        let series =
+            format!("streembit_outbox_readings{{device=\"{device}\",subscriber=\"{subscriber}\"}}");
+        eventually("the subscription's queue at the gateway", || {
+            String::from_utf8_lossy(&self.cli(&["metrics"]).stdout).contains(&series)
+        });
+    }
+
     /// The keys in its routing table.
     pub fn peers(&self) -> Vec<String> {
         let out = self.cli(&["peers", "--json"]);
