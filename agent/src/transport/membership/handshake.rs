@@ -17,7 +17,7 @@
 //! apart (the verifier does, by certificate).
 
 use super::credentials::{self, Basis, Unchecked};
-use super::{Membership, Refusal};
+use super::{Membership, Policy, Refusal};
 use crate::identity::batch::{self, Signed};
 use crate::identity::PublicKey;
 use crate::wire::multisigned::Signature;
@@ -136,24 +136,36 @@ impl Membership {
         if !self.private {
             return Ok(());
         }
+        let revoked = |p: &Policy| {
+            let gone = |k: &PublicKey| p.revocations.revoked.contains(k);
+            gone(&pending.key)
+                || pending
+                    .basis
+                    .as_ref()
+                    .and_then(|b| b.via)
+                    .is_some_and(|g| gone(&g))
+        };
+        let Some(basis) = &pending.basis else {
+            // Admitted by the allowlist: nothing to remember, so the check
+            // again takes only a read lock.
+            return match self.policy.read() {
+                Ok(p) if !revoked(&p) => Ok(()),
+                Ok(p) => {
+                    drop(p);
+                    Err(self.refuse(Refusal::Revoked))
+                }
+                Err(_) => Err(self.refuse(Refusal::NotAllowlisted)),
+            };
+        };
         let Ok(mut p) = self.policy.write() else {
             return Err(self.refuse(Refusal::NotAllowlisted));
         };
-        let revoked = |k: &PublicKey| p.revocations.revoked.contains(k);
-        if revoked(&pending.key)
-            || pending
-                .basis
-                .as_ref()
-                .and_then(|b| b.via)
-                .is_some_and(|g| revoked(&g))
-        {
+        if revoked(&p) {
             drop(p);
             return Err(self.refuse(Refusal::Revoked));
         }
         self.verified.insert(&pending.unchecked);
-        if let Some(basis) = &pending.basis {
-            p.remember(pending.key, basis.clone());
-        }
+        p.remember(pending.key, basis.clone());
         Ok(())
     }
 
