@@ -1,7 +1,7 @@
 //! Checking several Ed25519 signatures at once, judged as the strict
 //! check judges each alone.
 //!
-//! A batch costs about 1.5 single checks for two signatures: at a
+//! A batch of two signatures costs about 1.6 single checks: at a
 //! handshake, a member's credential is checked together with the TLS
 //! handshake signature, and published envelopes are opened by the
 //! hundred.

@@ -10,9 +10,10 @@
 //!
 //! A [`Membership`] holds the network's policy and answers, for a key at a
 //! time:
-//! - at a handshake, [`Membership::admit_handshake`] with the credentials
-//!   the peer's certificate chain carries (so a refused peer never gets an
-//!   application byte through);
+//! - at a handshake, with the credentials the peer's certificate chain
+//!   carries, so a refused peer never gets an application byte through:
+//!   in the two steps of `handshake.rs` for the TLS verifiers, in one
+//!   ([`Membership::admit_handshake`]) for everyone else;
 //! - afterwards, [`Membership::still_admits`], when a peer opens a stream
 //!   or before a delivery: the policy may have changed while the
 //!   connection lived (SIGHUP reloads the allowlist; a revocation list
